@@ -1,0 +1,87 @@
+"""The source contract: one plug-in per telemetry format.
+
+A source sniffs the first bytes of an input (like plaso's format signatures), and reads it as
+Arrow tables of ``EVENT_SCHEMA``. Bad records go to the ``RunReport`` (counted with a reason),
+never raised, unless the run is strict. A source never builds one Python object per event on its
+bulk path beyond what its parser hands out.
+"""
+
+from __future__ import annotations
+
+import io
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO, ClassVar
+
+import pyarrow as pa
+
+from unbacked.runreport import RunReport
+
+#: Bytes every source may look at to decide whether it reads an input.
+SNIFF_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class InputFile:
+    """One readable input: a plain file, or a member of an archive.
+
+    ``name`` is what reports and provenance show (``archive.zip!member.json`` for members).
+    ``opener`` returns a fresh binary stream positioned at the start.
+    """
+
+    name: str
+    opener: Callable[[], IO[bytes]]
+    size: int | None = None
+    path: str | None = None  # filesystem path when it is a plain file (parsers that need one)
+
+    def open(self) -> IO[bytes]:
+        return self.opener()
+
+    def head(self, n: int = SNIFF_BYTES) -> bytes:
+        with self.open() as fh:
+            return fh.read(n)
+
+    def read_bytes(self) -> bytes:
+        with self.open() as fh:
+            return fh.read()
+
+    @classmethod
+    def from_bytes(cls, name: str, data: bytes) -> InputFile:
+        return cls(name=name, opener=lambda: io.BytesIO(data), size=len(data))
+
+
+class Source(ABC):
+    """A telemetry format. Subclasses register themselves in ``SOURCES`` by class attribute."""
+
+    #: short unique id, e.g. ``"sysmon-evtx"``; shown in reports and stored as ``src_format``
+    name: ClassVar[str]
+    #: one line for ``unbacked formats`` and docs
+    description: ClassVar[str]
+    #: higher wins when several sources claim the same input
+    priority: ClassVar[int] = 0
+
+    @classmethod
+    @abstractmethod
+    def sniff(cls, head: bytes, name: str) -> bool:
+        """Whether this source reads an input starting with ``head`` (at most SNIFF_BYTES)."""
+
+    @abstractmethod
+    def read(self, inp: InputFile, report: RunReport) -> Iterator[pa.Table]:
+        """Yield tables of ``EVENT_SCHEMA`` (use ``unbacked.model.conform``).
+
+        Count records on ``report.file(inp.name)`` (``records``, ``events``, ``ignored``) and
+        report unreadable ones with ``report.skip``. Raise ``FormatError`` only when the whole
+        input is unusable.
+        """
+
+
+SOURCES: dict[str, type[Source]] = {}
+
+
+def register(cls: type[Source]) -> type[Source]:
+    """Class decorator adding a source to the registry."""
+    if cls.name in SOURCES and SOURCES[cls.name] is not cls:
+        raise ValueError(f"duplicate source name {cls.name!r}")
+    SOURCES[cls.name] = cls
+    return cls
