@@ -1,1 +1,49 @@
-"""detect stage."""
+"""Detection: features -> indicators (rules) + baselines (learned per program) -> signals."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pyarrow as pa
+
+from unbacked.detect.anomaly import baseline_signals
+from unbacked.detect.base import (
+    RULES,
+    SIGNAL_SCHEMA,
+    DetectionContext,
+    Rule,
+    empty_signals,
+    register_rule,
+)
+from unbacked.detect.baseline import ProgramBaseline
+from unbacked.detect.features import extract_facts
+from unbacked.detect.rules import load_rules
+
+
+def run_rules(ctx: DetectionContext, rule_ids: Iterable[str] | None = None) -> pa.Table:
+    """Evaluate every registered rule (or those named) and the baseline; one signal table."""
+    rules = load_rules()
+    wanted = set(rule_ids) if rule_ids is not None else None
+    tables = [
+        cls().evaluate(ctx) for rid, cls in sorted(rules.items()) if wanted is None or rid in wanted
+    ]
+    tables.append(baseline_signals(ctx))
+    tables = [t for t in tables if t.num_rows]
+    if not tables:
+        return empty_signals()
+    return pa.concat_tables(tables).sort_by([("subject_uid", "ascending"), ("time", "ascending")])
+
+
+__all__ = [
+    "RULES",
+    "SIGNAL_SCHEMA",
+    "DetectionContext",
+    "ProgramBaseline",
+    "Rule",
+    "baseline_signals",
+    "empty_signals",
+    "extract_facts",
+    "load_rules",
+    "register_rule",
+    "run_rules",
+]

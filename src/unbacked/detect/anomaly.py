@@ -1,0 +1,80 @@
+"""Baseline signals: facts surprising for their program become explained signals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from unbacked.detect.base import DetectionContext, empty_signals
+from unbacked.detect.baseline import surprise_to_score
+from unbacked.detect.features import FEATURE_WEIGHT
+
+DETECTOR_ID = "UNB-B-001"
+TITLE = "Executable-memory behaviour unusual for this program"
+TECHNIQUES = ("T1620",)
+
+
+def baseline_signals(ctx: DetectionContext) -> pa.Table:
+    """Score every fact against the baseline; keep those above their (calibrated) threshold."""
+    if ctx.baseline is None:
+        return empty_signals()
+    facts = ctx.facts
+    if facts.num_rows == 0:
+        return empty_signals()
+    weighted = pc.is_in(facts["feature"], pa.array(list(FEATURE_WEIGHT)))
+    scored = ctx.baseline.score(facts.filter(weighted), exclude_self=ctx.self_baselined)
+    hits = ctx.baseline.surprising(scored)
+    if hits.num_rows == 0:
+        return empty_signals()
+    features = hits["feature"].to_pylist()
+    surprise = hits["surprise"].to_numpy()
+    threshold = hits["threshold"].to_numpy()
+    score = np.array(
+        [
+            surprise_to_score(s, t, FEATURE_WEIGHT.get(f, 0.0))
+            for s, t, f in zip(surprise, threshold, features, strict=True)
+        ]
+    )
+    ev = ctx.events.take(hits["row"])
+    k = hits["k"]
+    n = hits["n"]
+    msg = pc.binary_join_element_wise(
+        pc.fill_null(hits["program"], "?"),
+        ": ",
+        pc.cast(k, pa.string()),
+        " of ",
+        pc.cast(n, pa.string()),
+        " peer instances showed ",
+        hits["feature"],
+        " = ",
+        hits["value"],
+        "",
+    )
+    from unbacked.detect.base import SIGNAL_SCHEMA
+
+    nrows = hits.num_rows
+    table = pa.table(
+        {
+            "subject_uid": hits["process_uid"],
+            "actor_uid": pa.nulls(nrows, pa.string()),
+            "host": ev["host"].cast(pa.string()),
+            "time": ev["time"],
+            "detector": pa.array([DETECTOR_ID] * nrows, pa.string()),
+            "title": pa.array([TITLE] * nrows, pa.string()),
+            "score": pa.array(score, pa.float64()),
+            "severity_id": pa.array([3] * nrows, pa.int8()),
+            "techniques": pa.array([list(TECHNIQUES)] * nrows, pa.list_(pa.string())),
+            "feature": hits["feature"],
+            "value": hits["value"],
+            "baseline_count": k,
+            "baseline_total": n,
+            "baseline_scope": hits["scope"],
+            "message": msg,
+            "row": hits["row"],
+            "src_file": ev["src_file"].cast(pa.string()),
+            "src_record": ev["src_record"],
+            "src_line": ev["src_line"],
+        }
+    )
+    return table.cast(SIGNAL_SCHEMA)

@@ -1,0 +1,215 @@
+"""Detection contracts: rules (indicators) and signals.
+
+A **rule** is a high-confidence indicator with its metadata as class attributes (pySigma's rule
+model, Elastic detection-rules metadata): ``id``, ``title``, ``severity``, ``attack``,
+``references``, the event kinds and columns it needs. ``evaluate`` takes the run's
+``DetectionContext`` and returns a table of ``SIGNAL_SCHEMA`` rows, vectorized over the events.
+Every rule ships with a true-positive and a false-positive test (``tests/detect``).
+
+A **signal** is one piece of evidence about one process instance (the *subject*: the process in
+which foreign code ran), optionally naming an *actor* (the injector). ``correlate`` merges the
+signals of a subject into one incident. Scores are 0-100 and are combined per subject by
+noisy-OR, so independent evidence adds up while one weak signal stays weak.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from unbacked.model.schema import EVENT_SCHEMA
+from unbacked.model.state import program_column
+
+if TYPE_CHECKING:
+    from unbacked.detect.baseline import ProgramBaseline
+
+SIGNAL_SCHEMA_VERSION = "1"
+
+SIGNAL_SCHEMA = pa.schema(
+    [
+        pa.field("subject_uid", pa.string(), nullable=False),
+        pa.field("actor_uid", pa.string()),
+        pa.field("host", pa.string()),
+        pa.field("time", pa.timestamp("ns", tz="UTC")),
+        pa.field("detector", pa.string(), nullable=False),  # rule id or "baseline"
+        pa.field("title", pa.string()),
+        pa.field("score", pa.float64(), nullable=False),  # 0-100
+        pa.field("severity_id", pa.int8()),
+        pa.field("techniques", pa.list_(pa.string())),
+        # explanation: the feature, the observed value, how often the baseline saw it
+        pa.field("feature", pa.string()),
+        pa.field("value", pa.string()),
+        pa.field("baseline_count", pa.int64()),
+        pa.field("baseline_total", pa.int64()),
+        pa.field("baseline_scope", pa.string()),  # "program" | "population" | None
+        pa.field("message", pa.string()),
+        pa.field("row", pa.int64()),  # index of the event in the run's event table
+        pa.field("src_file", pa.string()),
+        pa.field("src_record", pa.int64()),
+        pa.field("src_line", pa.int64()),
+    ],
+    metadata={"unbacked.schema": "signal", "unbacked.schema.version": SIGNAL_SCHEMA_VERSION},
+)
+
+
+def empty_signals() -> pa.Table:
+    return SIGNAL_SCHEMA.empty_table()
+
+
+@dataclass(slots=True)
+class DetectionContext:
+    """What every rule can look at: the run's events (with ``row`` and ``program`` columns added)
+    and the program baseline (learned, or self-learned from the same data)."""
+
+    events: pa.Table
+    baseline: ProgramBaseline | None = None
+    #: True when the baseline was learned from the same data being scored (``hunt`` without
+    #: ``--baseline``): peer statistics must then leave the scored instance itself out.
+    self_baselined: bool = False
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        events: pa.Table,
+        baseline: ProgramBaseline | None = None,
+        *,
+        self_baselined: bool = False,
+    ) -> DetectionContext:
+        if events.schema != EVENT_SCHEMA:
+            from unbacked.model.schema import conform
+
+            events = conform(events)
+        events = events.append_column("row", pa.array(np.arange(events.num_rows, dtype=np.int64)))
+        events = events.append_column("program", program_column(events["image"]))
+        events = events.append_column("target_program", program_column(events["target_image"]))
+        return cls(events=events, baseline=baseline, self_baselined=self_baselined)
+
+    @property
+    def facts(self) -> pa.Table:
+        """Feature facts of every event (``detect.features.extract_facts``), computed once."""
+        if "facts" not in self.cache:
+            from unbacked.detect.features import extract_facts
+
+            self.cache["facts"] = extract_facts(self.events)
+        return self.cache["facts"]
+
+    def select(self, *, kind: str | None = None, activity: Sequence[str] | str | None = None):
+        """Events of one kind and/or activities (a filtered view, cached)."""
+        key = f"select:{kind}:{activity}"
+        if key not in self.cache:
+            ev = self.events
+            mask = None
+            if kind is not None:
+                mask = pc.equal(ev["kind"].cast(pa.string()), kind)
+            if activity is not None:
+                acts = [activity] if isinstance(activity, str) else list(activity)
+                m2 = pc.is_in(ev["activity"].cast(pa.string()), pa.array(acts))
+                mask = m2 if mask is None else pc.and_(mask, m2)
+            self.cache[key] = ev if mask is None else ev.filter(mask)
+        return self.cache[key]
+
+
+class Rule(ABC):
+    """A high-confidence indicator. Subclasses set the class attributes and ``evaluate``."""
+
+    id: ClassVar[str]
+    title: ClassVar[str]
+    description: ClassVar[str]
+    severity: ClassVar[int]  # OCSF severity_id 1-5 of a signal of this rule
+    score: ClassVar[float]  # base score 0-100 of one signal
+    attack: ClassVar[tuple[str, ...]]  # ATT&CK technique ids
+    references: ClassVar[tuple[str, ...]] = ()
+    kinds: ClassVar[tuple[str, ...]]  # event kinds it reads
+    requires: ClassVar[tuple[str, ...]]  # columns it needs non-null on the events it reads
+    os: ClassVar[tuple[str, ...]] = ("windows", "linux")
+
+    @abstractmethod
+    def evaluate(self, ctx: DetectionContext) -> pa.Table:
+        """Return ``SIGNAL_SCHEMA`` rows for the events that match (vectorized)."""
+
+    # -- helpers for subclasses ------------------------------------------------------------
+    def signals(
+        self,
+        events: pa.Table,
+        *,
+        subject: pa.ChunkedArray | pa.Array,
+        actor: pa.ChunkedArray | pa.Array | None = None,
+        score: float | pa.Array | np.ndarray | None = None,
+        feature: str | None = None,
+        value: pa.ChunkedArray | pa.Array | None = None,
+        message: pa.ChunkedArray | pa.Array | str | None = None,
+        techniques: Sequence[str] | None = None,
+        baseline_count: pa.Array | np.ndarray | None = None,
+        baseline_total: pa.Array | np.ndarray | None = None,
+        baseline_scope: str | None = None,
+    ) -> pa.Table:
+        """Build signal rows for ``events`` (one per row) with this rule's metadata."""
+        n = events.num_rows
+        if n == 0:
+            return empty_signals()
+        scores = np.full(n, self.score, dtype=np.float64) if score is None else score
+        techs = list(techniques if techniques is not None else self.attack)
+        if isinstance(message, str):
+            message = pa.array([message] * n, pa.string())
+        cols = {
+            "subject_uid": subject,
+            "actor_uid": actor if actor is not None else pa.nulls(n, pa.string()),
+            "host": events["host"].cast(pa.string()),
+            "time": events["time"],
+            "detector": pa.array([self.id] * n, pa.string()),
+            "title": pa.array([self.title] * n, pa.string()),
+            "score": pa.array(scores, pa.float64()),
+            "severity_id": pa.array([self.severity] * n, pa.int8()),
+            "techniques": pa.array([techs] * n, pa.list_(pa.string())),
+            "feature": pa.array([feature] * n, pa.string()),
+            "value": value if value is not None else pa.nulls(n, pa.string()),
+            "baseline_count": baseline_count if baseline_count is not None else pa.nulls(n, pa.int64()),
+            "baseline_total": baseline_total if baseline_total is not None else pa.nulls(n, pa.int64()),
+            "baseline_scope": pa.array([baseline_scope] * n, pa.string()),
+            "message": message if message is not None else pa.array([self.title] * n, pa.string()),
+            "row": events["row"],
+            "src_file": events["src_file"].cast(pa.string()),
+            "src_record": events["src_record"],
+            "src_line": events["src_line"],
+        }
+        table = pa.table({f.name: _cast(cols[f.name], f.type) for f in SIGNAL_SCHEMA})
+        table = table.cast(SIGNAL_SCHEMA)
+        return table.filter(pc.is_valid(table["subject_uid"]))
+
+    @classmethod
+    def metadata(cls) -> dict[str, Any]:
+        return {
+            "id": cls.id,
+            "title": cls.title,
+            "description": cls.description,
+            "severity": cls.severity,
+            "score": cls.score,
+            "attack": list(cls.attack),
+            "references": list(cls.references),
+            "kinds": list(cls.kinds),
+            "requires": list(cls.requires),
+            "os": list(cls.os),
+        }
+
+
+def _cast(values: Any, typ: pa.DataType) -> pa.Array | pa.ChunkedArray:
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        return values if values.type == typ else values.cast(typ)
+    return pa.array(values, typ)
+
+
+RULES: dict[str, type[Rule]] = {}
+
+
+def register_rule(cls: type[Rule]) -> type[Rule]:
+    if cls.id in RULES and RULES[cls.id] is not cls:
+        raise ValueError(f"duplicate rule id {cls.id!r}")
+    RULES[cls.id] = cls
+    return cls

@@ -1,0 +1,367 @@
+"""Per-program baselines: what each program normally does with executable memory.
+
+``ProgramBaseline`` follows the river / scikit-learn estimator contract: ``__init__`` stores
+hyper-parameters only, ``learn`` sets the learned tables (names ending in ``_``), ``score`` never
+learns, and thresholding (``surprising``) is separate from scoring.
+
+Counting unit: **process instances**, not events. "3 of 812 powershell.exe instances ever called
+OpenProcess from unbacked code" is robust to one chatty process emitting 10,000 events, and is
+what an analyst can check. Event counts are kept too, for the explanation.
+
+Score: the surprise, in bits, of a fact (program, feature, value) against the program's
+instances, with back-off to the population for programs with few instances:
+
+    P = (k + prior * q) / (n + prior),   surprise = -log2 P
+
+where ``k`` instances of the program showed the value, ``n`` showed the feature at all, and ``q``
+is the population's smoothed rate of the value. When the baseline was learned from the data being
+scored (``exclude_self=True``, ``hunt`` without ``--baseline``), the scored instance is left out
+of every count, so an attacker's process cannot make its own behaviour look normal.
+
+Calibration: a learned baseline stores, per program and feature, the highest leave-one-out
+surprise its own instances reached; a fact is surprising only above that (and above
+``min_surprise``), so a program that is naturally diverse (a JIT host) needs more to alarm.
+
+Persistence: a directory with ``manifest.json`` (format, version, hyper-parameters, table
+files with row counts and SHA-256) and one Parquet file per table. No pickle: loading validates
+format, version, schemas and hashes and raises ``BaselineError`` with what is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from unbacked.errors import BaselineError
+
+BASELINE_FORMAT = "unbacked.baseline"
+BASELINE_VERSION = 1
+
+_TABLE_SCHEMAS: dict[str, pa.Schema] = {
+    "counts": pa.schema(
+        [
+            ("program", pa.string()),
+            ("feature", pa.string()),
+            ("value", pa.string()),
+            ("instances", pa.int64()),
+            ("events", pa.int64()),
+        ]
+    ),
+    "totals": pa.schema(
+        [
+            ("program", pa.string()),
+            ("feature", pa.string()),
+            ("instances", pa.int64()),
+            ("events", pa.int64()),
+        ]
+    ),
+    "population": pa.schema(
+        [
+            ("feature", pa.string()),
+            ("value", pa.string()),
+            ("instances", pa.int64()),
+            ("events", pa.int64()),
+            ("programs", pa.int64()),
+        ]
+    ),
+    "population_totals": pa.schema(
+        [("feature", pa.string()), ("instances", pa.int64()), ("events", pa.int64())]
+    ),
+    "thresholds": pa.schema(
+        [("program", pa.string()), ("feature", pa.string()), ("threshold", pa.float64())]
+    ),
+}
+
+SCORED_SCHEMA_EXTRA = [
+    ("k", pa.int64()),
+    ("n", pa.int64()),
+    ("program_events", pa.int64()),
+    ("program_feature_events", pa.int64()),
+    ("q", pa.float64()),
+    ("surprise", pa.float64()),
+    ("threshold", pa.float64()),
+    ("scope", pa.string()),
+]
+
+
+def _sql(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
+    return con.sql(query).to_arrow_table()
+
+
+@dataclass
+class ProgramBaseline:
+    """Per-program feature baseline with population back-off (see module docs).
+
+    Parameters
+    ----------
+    prior:
+        Weight, in pseudo-instances, of the population rate in a program's estimate.
+    min_surprise:
+        Bits below which no fact is surprising, whatever the calibration.
+    calibration_margin:
+        Bits added to a program's highest leave-one-out training surprise.
+    min_instances_for_calibration:
+        A program needs this many instances for its own calibrated threshold.
+    """
+
+    prior: float = 2.0
+    min_surprise: float = 5.0
+    calibration_margin: float = 1.0
+    min_instances_for_calibration: int = 5
+
+    def __post_init__(self) -> None:
+        self.counts_: pa.Table | None = None
+        self.totals_: pa.Table | None = None
+        self.population_: pa.Table | None = None
+        self.population_totals_: pa.Table | None = None
+        self.thresholds_: pa.Table | None = None
+        self.meta_: dict[str, Any] = {}
+
+    # -- learning --------------------------------------------------------------------------
+    @property
+    def is_fitted(self) -> bool:
+        return self.counts_ is not None
+
+    def learn(self, facts: pa.Table, *, calibrate: bool = True) -> ProgramBaseline:
+        """Learn counts from a fact table (``extract_facts``)."""
+        con = duckdb.connect()
+        try:
+            con.register("facts", facts)
+            self.counts_ = _sql(
+                con,
+                """SELECT program, feature, value, count(DISTINCT process_uid) AS instances,
+                          count(*) AS events
+                     FROM facts GROUP BY ALL ORDER BY ALL""",
+            ).cast(_TABLE_SCHEMAS["counts"])
+            self.totals_ = _sql(
+                con,
+                """SELECT program, feature, count(DISTINCT process_uid) AS instances,
+                          count(*) AS events
+                     FROM facts GROUP BY ALL ORDER BY ALL""",
+            ).cast(_TABLE_SCHEMAS["totals"])
+            self.population_ = _sql(
+                con,
+                """SELECT feature, value, count(DISTINCT process_uid) AS instances,
+                          count(*) AS events, count(DISTINCT program) AS programs
+                     FROM facts GROUP BY ALL ORDER BY ALL""",
+            ).cast(_TABLE_SCHEMAS["population"])
+            self.population_totals_ = _sql(
+                con,
+                """SELECT feature, count(DISTINCT process_uid) AS instances, count(*) AS events
+                     FROM facts GROUP BY ALL ORDER BY ALL""",
+            ).cast(_TABLE_SCHEMAS["population_totals"])
+        finally:
+            con.close()
+        self.thresholds_ = _TABLE_SCHEMAS["thresholds"].empty_table()
+        if calibrate:
+            scored = self.score(facts, exclude_self=True, calibrated=False)
+            con = duckdb.connect()
+            try:
+                con.register("s", scored)
+                self.thresholds_ = _sql(
+                    con,
+                    f"""SELECT program, feature,
+                               max(surprise) + {float(self.calibration_margin)} AS threshold
+                          FROM s
+                         WHERE n + 1 >= {int(self.min_instances_for_calibration)}
+                         GROUP BY ALL ORDER BY ALL""",
+                ).cast(_TABLE_SCHEMAS["thresholds"])
+            finally:
+                con.close()
+        self.meta_ = {
+            "learned_at": datetime.now(UTC).isoformat(),
+            "facts": facts.num_rows,
+            "programs": len(set(self.totals_.column("program").to_pylist())),
+        }
+        return self
+
+    # -- scoring ---------------------------------------------------------------------------
+    def score(
+        self, facts: pa.Table, *, exclude_self: bool = False, calibrated: bool = True
+    ) -> pa.Table:
+        """Facts with their surprise (bits) and the threshold that applies to them."""
+        self._check_fitted()
+        con = duckdb.connect()
+        try:
+            for name in ("counts", "totals", "population", "population_totals", "thresholds"):
+                con.register(name, getattr(self, name + "_"))
+            con.register("facts", facts)
+            self_n = "1" if exclude_self else "0"
+            thr = "coalesce(th.threshold, 0)" if calibrated else "0"
+            query = f"""
+            WITH inst AS (   -- per scored instance: its own contribution (to leave it out)
+                SELECT process_uid, program, feature, value, count(*) AS own_events
+                  FROM facts GROUP BY ALL
+            ), inst_feat AS (
+                SELECT process_uid, program, feature, count(*) AS own_events
+                  FROM facts GROUP BY ALL
+            )
+            SELECT f.*,
+                   greatest(coalesce(c.instances, 0) - {self_n}, 0) AS k,
+                   greatest(coalesce(t.instances, 0) - {self_n}, 0) AS n,
+                   greatest(coalesce(c.events, 0)
+                            - {self_n} * i.own_events, 0) AS program_events,
+                   greatest(coalesce(t.events, 0)
+                            - {self_n} * j.own_events, 0) AS program_feature_events,
+                   (greatest(coalesce(p.instances, 0) - {self_n}, 0) + 0.5)
+                     / (greatest(coalesce(pt.instances, 0) - {self_n}, 0) + 1.0) AS q,
+                   greatest({thr}, {float(self.min_surprise)}) AS threshold
+              FROM facts f
+              JOIN inst i USING (process_uid, program, feature, value)
+              JOIN inst_feat j USING (process_uid, program, feature)
+              LEFT JOIN counts c USING (program, feature, value)
+              LEFT JOIN totals t USING (program, feature)
+              LEFT JOIN population p USING (feature, value)
+              LEFT JOIN population_totals pt USING (feature)
+              LEFT JOIN thresholds th USING (program, feature)
+            """
+            prior = float(self.prior)
+            scored = _sql(
+                con,
+                f"""SELECT *,
+                      -log2((k + {prior} * q) / (n + {prior})) AS surprise,
+                      CASE WHEN n >= 3 THEN 'program' ELSE 'population' END AS scope
+                    FROM ({query}) ORDER BY row, feature""",
+            )
+        finally:
+            con.close()
+        return scored
+
+    def surprising(self, scored: pa.Table) -> pa.Table:
+        """The scored facts above their threshold (thresholding is separate from scoring)."""
+        import pyarrow.compute as pc
+
+        return scored.filter(pc.greater(scored["surprise"], scored["threshold"]))
+
+    # -- inspection ------------------------------------------------------------------------
+    def profile(self, program: str) -> pa.Table:
+        """What is normal for ``program``: each feature value with its instance and event counts
+        and share of the program's instances."""
+        self._check_fitted()
+        con = duckdb.connect()
+        try:
+            con.register("counts", self.counts_)
+            con.register("totals", self.totals_)
+            return con.execute(
+                """SELECT c.feature, c.value, c.instances, t.instances AS of_instances,
+                          c.events, round(c.instances / t.instances, 4) AS share
+                     FROM counts c JOIN totals t USING (program, feature)
+                    WHERE c.program = ? ORDER BY c.feature, c.instances DESC, c.value""",
+                [program.lower()],
+            ).to_arrow_table()
+        finally:
+            con.close()
+
+    def programs(self) -> list[str]:
+        self._check_fitted()
+        assert self.totals_ is not None
+        return sorted(set(self.totals_.column("program").to_pylist()))
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise BaselineError("baseline is not learned yet", hint="call learn() or load()")
+
+    # -- persistence -----------------------------------------------------------------------
+    def hyper_parameters(self) -> dict[str, Any]:
+        return {
+            "prior": self.prior,
+            "min_surprise": self.min_surprise,
+            "calibration_margin": self.calibration_margin,
+            "min_instances_for_calibration": self.min_instances_for_calibration,
+        }
+
+    def save(self, directory: str | Path) -> Path:
+        self._check_fitted()
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        tables: dict[str, Any] = {}
+        for name in _TABLE_SCHEMAS:
+            table: pa.Table = getattr(self, name + "_")
+            path = out / f"{name}.parquet"
+            pq.write_table(table, path, compression="zstd")
+            tables[name] = {"file": path.name, "rows": table.num_rows, "sha256": _sha256(path)}
+        manifest = {
+            "format": BASELINE_FORMAT,
+            "version": BASELINE_VERSION,
+            "hyper_parameters": self.hyper_parameters(),
+            "meta": self.meta_,
+            "tables": tables,
+        }
+        (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        return out
+
+    @classmethod
+    def load(cls, directory: str | Path) -> ProgramBaseline:
+        base = Path(directory)
+        mpath = base / "manifest.json"
+        hint = "train one with `unbacked train PATH... -o DIR`"
+        if not mpath.is_file():
+            raise BaselineError("no baseline manifest.json", source=str(base), hint=hint)
+        try:
+            manifest = json.loads(mpath.read_text())
+        except (OSError, ValueError) as exc:
+            raise BaselineError("baseline manifest is not valid JSON", source=str(mpath)) from exc
+        if not isinstance(manifest, dict) or manifest.get("format") != BASELINE_FORMAT:
+            raise BaselineError("not an unbacked baseline", source=str(mpath), hint=hint)
+        if manifest.get("version") != BASELINE_VERSION:
+            raise BaselineError(
+                f"baseline version {manifest.get('version')!r} is not supported "
+                f"(this unbacked reads version {BASELINE_VERSION})",
+                source=str(mpath),
+                hint="retrain the baseline with this version of unbacked",
+            )
+        hyper = manifest.get("hyper_parameters") or {}
+        try:
+            model = cls(**{k: hyper[k] for k in cls().hyper_parameters() if k in hyper})
+        except (TypeError, ValueError) as exc:
+            raise BaselineError("invalid hyper-parameters", source=str(mpath)) from exc
+        for name, schema in _TABLE_SCHEMAS.items():
+            entry = (manifest.get("tables") or {}).get(name)
+            if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+                raise BaselineError(f"manifest lists no table {name!r}", source=str(mpath))
+            path = base / Path(entry["file"]).name  # never follow paths out of the directory
+            if not path.is_file():
+                raise BaselineError(f"baseline table {path.name} is missing", source=str(base))
+            if entry.get("sha256") != _sha256(path):
+                raise BaselineError(
+                    f"baseline table {path.name} does not match its checksum",
+                    source=str(path),
+                    hint="the baseline was modified or truncated; retrain or restore it",
+                )
+            try:
+                table = pq.read_table(path)
+            except (OSError, pa.ArrowException) as exc:
+                raise BaselineError(f"unreadable table {path.name}", source=str(path)) from exc
+            if not table.schema.equals(schema, check_metadata=False):
+                raise BaselineError(
+                    f"table {path.name} has schema {table.schema}, expected {schema}",
+                    source=str(path),
+                )
+            if table.num_rows != entry.get("rows"):
+                raise BaselineError(f"table {path.name} row count mismatch", source=str(path))
+            setattr(model, name + "_", table)
+        model.meta_ = manifest.get("meta") or {}
+        return model
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def surprise_to_score(surprise: float, threshold: float, weight: float) -> float:
+    """Map bits above threshold to a 0-100 score scaled by the feature's weight."""
+    excess = max(surprise - threshold, 0.0) + 1.0
+    return 100.0 * weight * (1.0 - math.pow(2.0, -excess / 2.0))

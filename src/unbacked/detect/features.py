@@ -1,0 +1,249 @@
+"""Features: what a program's executable-memory behaviour looks like, one fact per event and
+feature, computed in one DuckDB pass over the event table (no Python per event).
+
+A *fact* is ``(row, process_uid, program, feature, value)``: "event ``row`` of process
+``process_uid`` (an instance of ``program``) had ``feature = value``". Baselines count, per
+program, how many instances showed each value; scoring asks how surprising a fact is for its
+program.
+
+Features (DESIGN.md §5):
+
+=====================  ======================================================================
+``mem.protection``     protection requested (``RWX``, ``R-X``, ...) for executable memory
+``mem.transition``     old -> new protection of a protection change (``RW- -> R-X``)
+``mem.size``           log2 bucket of the region size (``2^16``)
+``mem.align``          base alignment: ``64k``, ``page`` or ``unaligned``
+``mem.region``         region type and backing: ``private/none``, ``image/file``, ...
+``mem.caller``         module of the calling code, ``<unbacked>`` when it lies in no module
+``mem.header``         PE/ELF header found in the region
+``mem.scope``          ``local`` or ``remote`` (into another process)
+``mem.syscall``        ``outside-libc`` when the syscall instruction is not in the C library
+``open.unbacked``      call-trace class: ``none``, ``kernel``, ``managed``, ``api``, ``only``,
+                       ``other`` (see ``TRACE_CLASS_SQL``)
+``open.trace_shape``   module sequence of the call trace, offsets stripped, repeats collapsed
+``open.access``        access mask granted, with the target program
+``thread.remote``      target program and start module (``<unbacked>`` when none)
+``module.engine``      managed-code engine loaded (``clr``, ``powershell``, ``coreclr``, ...)
+``network.connect``    direction of connections
+``process.child``      program of each child launched
+=====================  ======================================================================
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+
+#: Modules whose presence in a call trace explains unbacked frames as managed/JIT code.
+MANAGED_MODULE_RE = (
+    r"(^|\\)(mscorwks|mscorsvr|clr|coreclr|clrjit|mscorjit|mscoree|mscorlib(\.ni)?|"
+    r"system\.management\.automation(\.ni)?|system(\.[a-z0-9]+)*(\.ni)?|"
+    r"[a-z0-9_.]+\.ni)\.dll$"
+)
+#: System DLLs through which user code calls the kernel.
+SYSTEM_API_RE = r"^(ntdll|kernelbase|kernel32|wow64|wow64win|wow64cpu|win32u|user32)\.dll$"
+#: Engines whose load into a process means it runs managed code (module.engine).
+ENGINE_SQL = r"""
+CASE
+  WHEN regexp_matches(lower(module_path), '(^|\\)system\.management\.automation(\.ni)?\.dll$')
+    THEN 'powershell'
+  WHEN regexp_matches(lower(module_path), '(^|\\)(clr|mscorwks|mscorsvr)\.dll$') THEN 'clr'
+  WHEN regexp_matches(lower(module_path), '(^|\\)coreclr\.dll$') THEN 'coreclr'
+  WHEN regexp_matches(lower(module_path), '(^|\\)(clrjit|mscorjit)\.dll$') THEN 'clrjit'
+  WHEN regexp_matches(lower(module_path), '(^|/)libjvm\.so$') THEN 'hotspot'
+  WHEN regexp_matches(lower(module_path), '(^|/)libnode\.so') THEN 'v8'
+  WHEN regexp_matches(lower(module_path), '(^|/)libluajit') THEN 'luajit'
+  ELSE NULL
+END
+"""
+
+_FRAMES_SQL = r"""
+list_transform(string_split(call_trace, '|'), lambda f:
+  CASE
+    WHEN upper(f) LIKE 'UNKNOWN(FFFF%' THEN '<kernel>'
+    WHEN upper(f) LIKE 'UNKNOWN%' THEN '<unbacked>'
+    ELSE lower(regexp_replace(regexp_replace(f, '\+[0-9a-fA-Fx]+(\(wow64\))?$', ''),
+                              '^.*[\\/]', ''))
+  END)
+"""
+
+#: Classify a call trace by where its unbacked frames lie.
+#:  none    no unbacked frame
+#:  kernel  only kernel-address UNKNOWN frames (e.g. explorer -> child, benign)
+#:  managed unbacked frames in a trace that also has managed-runtime modules (JIT code)
+#:  only    every frame unbacked (direct syscall from unbacked code)
+#:  api     an unbacked frame right above a system API DLL frame (shellcode calling Win32)
+#:  other   unbacked frames elsewhere
+TRACE_CLASS_SQL = rf"""
+CASE
+  WHEN call_trace IS NULL OR call_trace = '' THEN NULL
+  WHEN NOT list_contains(frames, '<unbacked>') THEN
+       CASE WHEN list_contains(frames, '<kernel>') THEN 'kernel' ELSE 'none' END
+  WHEN len(list_filter(frames, lambda f: f NOT IN ('<unbacked>', '<kernel>'))) = 0 THEN 'only'
+  WHEN len(list_filter(frames, lambda f: regexp_matches(f, '{MANAGED_MODULE_RE}'))) > 0
+       THEN 'managed'
+  WHEN len(list_filter(list_zip(frames[2:], frames[1:len(frames) - 1]),
+           lambda p: p[1] = '<unbacked>' AND regexp_matches(p[2], '{SYSTEM_API_RE}'))) > 0
+       THEN 'api'
+  ELSE 'other'
+END
+"""
+
+_FACTS_SQL = rf"""
+WITH ev AS (
+  SELECT row, process_uid, program, host, kind::VARCHAR AS kind, activity::VARCHAR AS activity,
+         os::VARCHAR AS os, call_trace, granted_access, target_program, start_module,
+         module_path, direction::VARCHAR AS direction, protection, old_protection, region_size,
+         base_address, region_type::VARCHAR AS region_type, backing_path, caller_module,
+         caller_unbacked, header_kind::VARCHAR AS header_kind, target_uid,
+         syscall_outside_libc, parent_uid, image
+    FROM events
+),
+opens AS (
+  SELECT *, {_FRAMES_SQL} AS frames FROM ev WHERE kind = 'process' AND activity = 'open'
+),
+prot AS (
+  SELECT *,
+    CASE WHEN os = 'linux' THEN
+      (CASE WHEN protection & 1 > 0 THEN 'R' ELSE '-' END) ||
+      (CASE WHEN protection & 2 > 0 THEN 'W' ELSE '-' END) ||
+      (CASE WHEN protection & 4 > 0 THEN 'X' ELSE '-' END)
+    ELSE CASE protection & 255 WHEN 1 THEN '---' WHEN 2 THEN 'R--' WHEN 4 THEN 'RW-'
+      WHEN 8 THEN 'RC-' WHEN 16 THEN '--X' WHEN 32 THEN 'R-X' WHEN 64 THEN 'RWX'
+      WHEN 128 THEN 'RCX' ELSE printf('0x%x', protection) END
+    END AS p_new,
+    CASE WHEN old_protection IS NULL THEN NULL WHEN os = 'linux' THEN
+      (CASE WHEN old_protection & 1 > 0 THEN 'R' ELSE '-' END) ||
+      (CASE WHEN old_protection & 2 > 0 THEN 'W' ELSE '-' END) ||
+      (CASE WHEN old_protection & 4 > 0 THEN 'X' ELSE '-' END)
+    ELSE CASE old_protection & 255 WHEN 1 THEN '---' WHEN 2 THEN 'R--' WHEN 4 THEN 'RW-'
+      WHEN 8 THEN 'RC-' WHEN 16 THEN '--X' WHEN 32 THEN 'R-X' WHEN 64 THEN 'RWX'
+      WHEN 128 THEN 'RCX' ELSE printf('0x%x', old_protection) END
+    END AS p_old
+  FROM ev WHERE kind = 'memory' AND protection IS NOT NULL
+),
+mem AS (SELECT * FROM prot WHERE p_new LIKE '%X%' OR p_old LIKE '%X%'),
+facts AS (
+  SELECT row, process_uid, program, 'open.unbacked' AS feature,
+         {TRACE_CLASS_SQL} AS value FROM opens
+  UNION ALL
+  SELECT row, process_uid, program, 'open.trace_shape',
+         array_to_string(list_filter(frames, lambda f, i: i = 1 OR f != frames[i - 1]), '|')
+    FROM opens WHERE call_trace IS NOT NULL AND call_trace != ''
+  UNION ALL
+  SELECT row, process_uid, program, 'open.access',
+         coalesce(target_program, '?') || ':' || printf('0x%x', granted_access)
+    FROM opens WHERE granted_access IS NOT NULL
+  UNION ALL
+  SELECT row, process_uid, program, 'thread.remote',
+         coalesce(target_program, '?') || ':' ||
+         coalesce(lower(regexp_replace(start_module, '^.*[\\/]', '')), '<unbacked>')
+    FROM ev WHERE kind = 'thread' AND activity = 'remote_thread'
+  UNION ALL
+  SELECT row, process_uid, program, 'module.engine', engine
+    FROM (SELECT *, {ENGINE_SQL} AS engine FROM ev
+           WHERE kind = 'module' AND activity = 'load' AND module_path IS NOT NULL)
+   WHERE engine IS NOT NULL
+  UNION ALL
+  SELECT row, process_uid, program, 'network.connect', coalesce(direction, 'unknown')
+    FROM ev WHERE kind = 'network'
+  UNION ALL
+  SELECT row, parent_uid, lower(regexp_replace(coalesce(parent_image, ''), '^.*[\\/]', '')),
+         'process.child', program
+    FROM (SELECT e.*, x.parent_image FROM ev e JOIN events x USING (row)
+           WHERE e.kind = 'process' AND e.activity = 'launch' AND e.parent_uid IS NOT NULL)
+  UNION ALL
+  SELECT row, process_uid, program, 'mem.protection', p_new FROM mem
+  UNION ALL
+  SELECT row, process_uid, program, 'mem.transition', p_old || ' -> ' || p_new
+    FROM mem WHERE p_old IS NOT NULL
+  UNION ALL
+  SELECT row, process_uid, program, 'mem.size',
+         '2^' || CAST(ceil(log2(greatest(region_size, 1))) AS INTEGER)
+    FROM mem WHERE region_size IS NOT NULL
+  UNION ALL
+  SELECT row, process_uid, program, 'mem.align',
+         CASE WHEN base_address % 65536 = 0 THEN '64k'
+              WHEN base_address % 4096 = 0 THEN 'page' ELSE 'unaligned' END
+    FROM mem WHERE base_address IS NOT NULL
+  UNION ALL
+  SELECT row, process_uid, program, 'mem.region',
+         coalesce(region_type, '?') || '/' ||
+         CASE WHEN backing_path IS NULL OR backing_path = '' THEN 'none' ELSE 'file' END
+    FROM mem
+  UNION ALL
+  SELECT row, process_uid, program, 'mem.caller',
+         CASE WHEN caller_unbacked THEN '<unbacked>'
+              ELSE coalesce(lower(regexp_replace(caller_module, '^.*[\\/]', '')), '?') END
+    FROM mem WHERE caller_unbacked IS NOT NULL OR caller_module IS NOT NULL
+  UNION ALL
+  SELECT row, process_uid, program, 'mem.header', header_kind
+    FROM mem WHERE header_kind IS NOT NULL
+  UNION ALL
+  SELECT row, process_uid, program, 'mem.scope',
+         CASE WHEN target_uid IS NULL OR target_uid = process_uid THEN 'local' ELSE 'remote' END
+    FROM mem
+  UNION ALL
+  SELECT row, process_uid, program, 'mem.syscall',
+         CASE WHEN syscall_outside_libc THEN 'outside-libc' ELSE 'libc' END
+    FROM mem WHERE syscall_outside_libc IS NOT NULL
+)
+SELECT row, process_uid, program, feature, value FROM facts
+ WHERE process_uid IS NOT NULL AND value IS NOT NULL AND program IS NOT NULL AND program != ''
+"""
+
+FACT_SCHEMA = pa.schema(
+    [
+        ("row", pa.int64()),
+        ("process_uid", pa.string()),
+        ("program", pa.string()),
+        ("feature", pa.string()),
+        ("value", pa.string()),
+    ]
+)
+
+#: How much a surprising value of each feature says about foreign code (0-1).
+FEATURE_WEIGHT: dict[str, float] = {
+    "open.unbacked": 1.0,
+    "mem.caller": 1.0,
+    "mem.header": 1.0,
+    "mem.protection": 0.8,
+    "mem.transition": 0.8,
+    "mem.scope": 0.7,
+    "mem.region": 0.6,
+    "mem.syscall": 0.8,
+    "module.engine": 0.6,
+    "thread.remote": 0.5,
+    "mem.align": 0.4,
+    "mem.size": 0.3,
+    "open.trace_shape": 0.3,
+    "open.access": 0.25,
+    "network.connect": 0.25,
+    "process.child": 0.3,
+}
+
+def extract_facts(events: pa.Table) -> pa.Table:
+    """Facts of every event of ``events`` (a ``DetectionContext.events`` table: with ``row``,
+    ``program`` and ``target_program`` columns)."""
+    con = duckdb.connect()
+    try:
+        con.execute("SET threads TO 2")
+        cols = [c for c in events.column_names if c not in ("time",)]
+        con.register("events", events.select(cols))
+        table = con.sql(_FACTS_SQL).to_arrow_table()
+    finally:
+        con.close()
+    return table.cast(FACT_SCHEMA)
+
+
+def trace_class(call_traces: list[str | None]) -> list[str | None]:
+    """``TRACE_CLASS_SQL`` for a few traces (tests, explanations)."""
+    con = duckdb.connect()
+    try:
+        con.register("t", pa.table({"call_trace": pa.array(call_traces, pa.string())}))
+        rows = con.sql(
+            f"SELECT {TRACE_CLASS_SQL} AS c FROM (SELECT *, {_FRAMES_SQL} AS frames FROM t)"
+        ).fetchall()
+    finally:
+        con.close()
+    return [r[0] for r in rows]

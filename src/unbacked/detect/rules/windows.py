@@ -1,0 +1,380 @@
+"""Indicators on Windows process telemetry (Sysmon 1/7/8/10/25 and their ETW/Elastic twins)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from unbacked.detect.base import DetectionContext, Rule, empty_signals, register_rule
+
+#: Start addresses at or above this lie in kernel space on x64 (dwm -> csrss, csrss internals).
+KERNEL_SPACE_X64 = 0xFFFF800000000000
+#: Remote-thread start functions the OS itself uses (console control handler).
+BENIGN_START_FUNCTIONS = ("CtrlRoutine", "CtrlRoutineEx")
+
+
+@register_rule
+class RemoteThreadUnbackedStart(Rule):
+    """CreateRemoteThread whose start address lies in no module: the injector wrote code into
+    private memory of the target and started it (reflective DLL injection, shellcode)."""
+
+    id = "UNB-W-001"
+    title = "Remote thread started in memory no module backs"
+    description = (
+        "Another process created a thread in this process whose start address lies in no loaded "
+        "module (Sysmon 8 StartModule empty or '-', ETW-TI/EDR remote thread into private "
+        "memory). Kernel-space start addresses and the console control routine are excluded."
+    )
+    severity = 4
+    score = 85.0
+    attack = ("T1055", "T1620")
+    references = (
+        "https://attack.mitre.org/techniques/T1055/",
+        "https://www.elastic.co/security-labs/hunting-memory",
+    )
+    kinds = ("thread",)
+    requires = ("start_address",)
+
+    def evaluate(self, ctx: DetectionContext) -> pa.Table:
+        ev = ctx.select(kind="thread", activity=["remote_thread"])
+        if ev.num_rows == 0:
+            return empty_signals()
+        start_mod = ev["start_module"]
+        no_module = pc.or_(pc.is_null(start_mod), pc.equal(pc.utf8_trim_whitespace(start_mod), ""))
+        addr = ev["start_address"]
+        user_space = pc.and_(pc.is_valid(addr), pc.less(addr, pa.scalar(KERNEL_SPACE_X64, pa.uint64())))
+        func = pc.fill_null(ev["start_function"], "")
+        not_ctrl = pc.invert(pc.is_in(func, pa.array(BENIGN_START_FUNCTIONS)))
+        other = pc.fill_null(pc.not_equal(ev["target_uid"], ev["process_uid"]), True)
+        hit = ev.filter(pc.and_(pc.and_(no_module, user_space), pc.and_(not_ctrl, other)))
+        if hit.num_rows == 0:
+            return empty_signals()
+        addr_hex = pc.binary_join_element_wise(
+            "0x", pc.utf8_upper(_hex(hit["start_address"])), ""
+        )
+        msg = pc.binary_join_element_wise(
+            pc.fill_null(hit["program"], "?"),
+            " started a thread in ",
+            pc.fill_null(hit["target_program"], "?"),
+            " at ",
+            addr_hex,
+            ", in memory no module backs",
+            "",
+        )
+        return self.signals(
+            hit,
+            subject=hit["target_uid"],
+            actor=hit["process_uid"],
+            feature="thread.start_module",
+            value=pa.array(["<unbacked>"] * hit.num_rows, pa.string()),
+            message=msg,
+        )
+
+
+def _hex(values: pa.ChunkedArray) -> pa.Array:
+    return pa.array([None if v is None else f"{v:x}" for v in values.to_pylist()], pa.string())
+
+
+#: Score per call-trace class (``detect.features.TRACE_CLASS_SQL``).
+TRACE_CLASS_SCORE = {"only": 90.0, "api": 80.0, "other": 60.0}
+#: Factor for instances that run managed code (JIT frames explain unbacked frames too).
+MANAGED_FACTOR = 0.4
+#: Factor when the program's peers commonly show the same class ("normal for this program").
+COMMON_FACTOR = 0.3
+COMMON_SHARE = 0.25
+
+
+@register_rule
+class UnbackedCallerInCallTrace(Rule):
+    """A process handle was opened from code that lies in no module: the call trace of the
+    OpenProcess shows UNKNOWN (unbacked) frames right above the system DLLs, or only such
+    frames (direct system call from shellcode)."""
+
+    id = "UNB-W-002"
+    title = "Process opened from code in unbacked memory"
+    description = (
+        "Sysmon 10 call trace with user-mode UNKNOWN frames that managed (JIT) code does not "
+        "explain: 'only' (every frame unbacked: direct syscall), 'api' (an unbacked caller of "
+        "ntdll/kernelbase/kernel32), 'other'. Kernel-address frames are ignored. Instances that "
+        "run managed code, and programs whose peers commonly show the same class, score lower."
+    )
+    severity = 4
+    score = 80.0
+    attack = ("T1620", "T1055")
+    references = (
+        "https://www.elastic.co/security-labs/upping-the-ante-detecting-in-memory-threats-with-kernel-call-stacks",
+        "https://github.com/SigmaHQ/sigma/blob/master/rules/windows/process_access/proc_access_win_susp_invalid_access_unknown_calltrace.yml",
+    )
+    kinds = ("process",)
+    requires = ("call_trace",)
+
+    def evaluate(self, ctx: DetectionContext) -> pa.Table:
+        facts = ctx.facts
+        mask = pc.and_(
+            pc.equal(facts["feature"], "open.unbacked"),
+            pc.is_in(facts["value"], pa.array(list(TRACE_CLASS_SCORE))),
+        )
+        hits = facts.filter(mask)
+        if hits.num_rows == 0:
+            return empty_signals()
+        ev = ctx.events.take(hits["row"])
+        classes = hits["value"].to_numpy(zero_copy_only=False)
+        score = np.array([TRACE_CLASS_SCORE[c] for c in classes], dtype=np.float64)
+        managed = managed_instances(ctx)
+        is_managed = pc.is_in(hits["process_uid"], pa.array(sorted(managed), pa.string()))
+        score = np.where(is_managed.to_numpy(zero_copy_only=False), score * MANAGED_FACTOR, score)
+        k, n = _peer_share(ctx, hits)
+        common = (n >= 3) & (k >= COMMON_SHARE * np.maximum(n, 1))
+        score = np.where(common, score * COMMON_FACTOR, score)
+        msg = pc.binary_join_element_wise(
+            pc.fill_null(ev["program"], "?"),
+            " opened ",
+            pc.fill_null(ev["target_program"], "?"),
+            " from unbacked code (call trace class '",
+            hits["value"],
+            "')",
+            "",
+        )
+        return self.signals(
+            ev,
+            subject=ev["process_uid"],
+            score=score,
+            feature="open.unbacked",
+            value=hits["value"],
+            message=msg,
+            baseline_count=k,
+            baseline_total=n,
+            baseline_scope="program" if ctx.baseline is not None else None,
+        )
+
+
+def managed_instances(ctx: DetectionContext) -> set[str]:
+    """Instances that run managed code: they loaded a CLR/PowerShell engine, or one of their
+    call traces runs through managed-runtime modules."""
+    if "managed" not in ctx.cache:
+        facts = ctx.facts
+        mask = pc.or_(
+            pc.equal(facts["feature"], "module.engine"),
+            pc.and_(
+                pc.equal(facts["feature"], "open.unbacked"), pc.equal(facts["value"], "managed")
+            ),
+        )
+        ctx.cache["managed"] = set(facts.filter(mask)["process_uid"].to_pylist())
+    return ctx.cache["managed"]
+
+
+def _peer_share(ctx: DetectionContext, hits: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """For each fact: how many peer instances of its program showed the same value (k) out of
+    those that showed the feature (n), self left out when the baseline is self-learned."""
+    n_rows = hits.num_rows
+    if ctx.baseline is None:
+        return np.zeros(n_rows, dtype=np.int64), np.zeros(n_rows, dtype=np.int64)
+    scored = ctx.baseline.score(
+        hits.select(["row", "process_uid", "program", "feature", "value"]),
+        exclude_self=ctx.self_baselined,
+    )
+    # score() keeps one row per fact, ordered by (row, feature); re-align to ``hits`` order
+    key = {(r, f): (k, n) for r, f, k, n in zip(
+        scored["row"].to_pylist(), scored["feature"].to_pylist(),
+        scored["k"].to_pylist(), scored["n"].to_pylist(), strict=True)}  # fmt: skip
+    pairs = [key.get((r, f), (0, 0)) for r, f in zip(
+        hits["row"].to_pylist(), hits["feature"].to_pylist(), strict=True)]  # fmt: skip
+    arr = np.array(pairs, dtype=np.int64).reshape(-1, 2)
+    return arr[:, 0], arr[:, 1]
+
+
+#: In-memory loader idioms in a command line (lower-cased), each with a score.
+_B64 = r"frombase64string"
+_COMPRESS = r"(gzipstream|deflatestream|io\.compression|decompress)"
+_EXECUTE = r"(scriptblock\]::create|invoke-expression|\biex\b|\|\s*iex|\.invoke\(\))"
+_LOADER_IDIOMS: tuple[tuple[str, tuple[str, ...], float], ...] = (
+    ("decode+decompress+execute", (_B64, _COMPRESS, _EXECUTE), 75.0),
+    ("reflective assembly load", (r"reflection\.assembly\]::load(\(|file\()?",), 75.0),
+    (
+        "win32 memory API from a script",
+        (r"\b(virtualalloc(ex)?|virtualprotect|createthread|rtlmovememory|"
+         r"getdelegateforfunctionpointer|writeprocessmemory)\b",),
+        75.0,
+    ),  # fmt: skip
+    (
+        "download and execute in memory",
+        (r"(downloadstring|downloaddata|net\.webclient|invoke-webrequest)", _EXECUTE),
+        45.0,
+    ),
+)
+_PREFILTER = (
+    r"(frombase64string|assembly\]::load|virtualalloc|virtualprotect|createthread|rtlmovememory|"
+    r"getdelegateforfunctionpointer|writeprocessmemory|downloadstring|downloaddata|"
+    r"\s[-/]e(nc?|ncodedcommand|c)?\s+[a-z0-9+/=]{40,})"
+)
+_ENCODED = re.compile(r"\s[-/]e(?:nc?|ncodedcommand|c)?\s+([A-Za-z0-9+/=]{40,})", re.IGNORECASE)
+
+
+def decode_encoded_command(cmd_line: str) -> str | None:
+    """The script of a PowerShell ``-EncodedCommand`` argument (UTF-16LE base64), if any."""
+    m = _ENCODED.search(cmd_line)
+    if not m:
+        return None
+    data = m.group(1)
+    try:
+        raw = base64.b64decode(data + "=" * (-len(data) % 4), validate=False)
+    except (binascii.Error, ValueError):
+        return None
+    text = raw.decode("utf-16-le", errors="ignore")
+    return text if text.isprintable() or "\n" in text else text
+
+
+def loader_idiom(cmd_line: str) -> tuple[str, float] | None:
+    """The strongest in-memory-loader idiom in a command line (decoding -EncodedCommand)."""
+    texts = [cmd_line.lower()]
+    decoded = decode_encoded_command(cmd_line)
+    if decoded:
+        texts.append(decoded.lower())
+    best: tuple[str, float] | None = None
+    for text in texts:
+        for name, patterns, score in _LOADER_IDIOMS:
+            if all(re.search(p, text) for p in patterns) and (best is None or score > best[1]):
+                via = " (in -EncodedCommand)" if text is not texts[0] else ""
+                best = (name + via, score)
+    return best
+
+
+@register_rule
+class InMemoryLoaderCommandLine(Rule):
+    """A process was started with a command line that decodes code and runs it in memory
+    (PowerShell stagers of Metasploit/Empire/Cobalt Strike, reflective assembly loads)."""
+
+    id = "UNB-W-003"
+    title = "Process started to load code in memory"
+    description = (
+        "The command line (or the script inside -EncodedCommand) decodes and decompresses a "
+        "payload and executes it, loads a .NET assembly from bytes, or calls Win32 memory APIs "
+        "(VirtualAlloc, CreateThread, GetDelegateForFunctionPointer) from a script."
+    )
+    severity = 4
+    score = 75.0
+    attack = ("T1620", "T1059.001", "T1027")
+    references = (
+        "https://attack.mitre.org/techniques/T1620/",
+        "https://github.com/elastic/detection-rules",
+    )
+    kinds = ("process",)
+    requires = ("cmd_line",)
+
+    def evaluate(self, ctx: DetectionContext) -> pa.Table:
+        ev = ctx.select(kind="process", activity=["launch"])
+        if ev.num_rows == 0:
+            return empty_signals()
+        cmd = pc.utf8_lower(pc.fill_null(ev["cmd_line"], ""))
+        cand = ev.filter(pc.match_substring_regex(cmd, _PREFILTER))
+        if cand.num_rows == 0:
+            return empty_signals()
+        found = [loader_idiom(c or "") for c in cand["cmd_line"].to_pylist()]
+        keep = np.array([f is not None for f in found])
+        if not keep.any():
+            return empty_signals()
+        hit = cand.filter(pa.array(keep))
+        found = [f for f in found if f is not None]
+        names = pa.array([f[0] for f in found], pa.string())
+        msg = pc.binary_join_element_wise(
+            pc.fill_null(hit["program"], "?"), " started with an in-memory loader: ", names, ""
+        )
+        return self.signals(
+            hit,
+            subject=hit["process_uid"],
+            actor=None,
+            score=np.array([f[1] for f in found]),
+            feature="process.cmd_line",
+            value=names,
+            message=msg,
+        )
+
+
+@register_rule
+class EngineInUnusualHost(Rule):
+    """The CLR or the PowerShell engine was loaded into a process whose program does not
+    normally load it: unmanaged PowerShell / execute-assembly injected into a native host."""
+
+    id = "UNB-W-004"
+    title = "Managed-code engine loaded into an unusual host"
+    description = (
+        "Sysmon 7 (or any module load) of clr.dll / mscorwks.dll / coreclr.dll / "
+        "System.Management.Automation into a process whose program's peer instances rarely load "
+        "it (baseline, population back-off for programs seen once)."
+    )
+    severity = 3
+    score = 55.0
+    attack = ("T1620", "T1055")
+    references = ("https://github.com/leechristensen/UnmanagedPowerShell",)
+    kinds = ("module",)
+    requires = ("module_path",)
+    #: at most this share of the program's peers may load the engine for the rule to fire
+    max_share = 0.1
+
+    def evaluate(self, ctx: DetectionContext) -> pa.Table:
+        facts = ctx.facts
+        hits = facts.filter(pc.equal(facts["feature"], "module.engine"))
+        if hits.num_rows == 0 or ctx.baseline is None:
+            return empty_signals()
+        # one signal per (instance, engine): the first load
+        table = hits.group_by(["process_uid", "program", "feature", "value"]).aggregate(
+            [("row", "min")]
+        )
+        table = table.rename_columns(["process_uid", "program", "feature", "value", "row"])
+        scored = ctx.baseline.score(table, exclude_self=ctx.self_baselined)
+        k = scored["k"].to_numpy()
+        n = scored["n"].to_numpy()
+        share = np.where(n > 0, k / np.maximum(n, 1), 0.0)
+        unusual = (share <= self.max_share) & (scored["surprise"].to_numpy() >= 2.0)
+        scored = scored.filter(pa.array(unusual))
+        if scored.num_rows == 0:
+            return empty_signals()
+        ev = ctx.events.take(scored["row"])
+        msg = pc.binary_join_element_wise(
+            pc.fill_null(ev["program"], "?"), " loaded the ", scored["value"],
+            " engine, which its program rarely loads", "",
+        )  # fmt: skip
+        return self.signals(
+            ev,
+            subject=ev["process_uid"],
+            feature="module.engine",
+            value=scored["value"],
+            message=msg,
+            baseline_count=scored["k"],
+            baseline_total=scored["n"],
+            baseline_scope="program",
+        )
+
+
+@register_rule
+class ImageTampered(Rule):
+    """Sysmon 25: the process image was replaced in memory (hollowing, herpaderping)."""
+
+    id = "UNB-W-005"
+    title = "Process image replaced in memory"
+    description = "Sysmon 25 ProcessTampering 'Image is replaced' (process hollowing/herpaderping)."
+    severity = 4
+    score = 75.0
+    attack = ("T1055.012",)
+    references = ("https://attack.mitre.org/techniques/T1055/012/",)
+    kinds = ("process",)
+    requires = ()
+
+    def evaluate(self, ctx: DetectionContext) -> pa.Table:
+        ev = ctx.select(kind="process", activity=["tamper"])
+        if ev.num_rows == 0:
+            return empty_signals()
+        replaced = pc.match_substring(pc.utf8_lower(pc.fill_null(ev["description"], "")), "replaced")
+        hit = ev.filter(replaced)
+        return self.signals(
+            hit,
+            subject=hit["process_uid"],
+            feature="process.tamper",
+            value=hit["description"].cast(pa.string()),
+            message="process image replaced in memory",
+        )

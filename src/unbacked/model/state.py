@@ -1,0 +1,323 @@
+"""Process, module and region state derived from a stream of events.
+
+``StateTracker`` accumulates event tables (from files or the live sensor) and answers, for the
+events seen so far: which process instances exist (image, command line, parent chain, start),
+which modules each loaded, and what each executable region went through (allocation, protection
+changes, threads started in it, writes into it, the backing file if any).
+
+The bulk work is columnar: process identity is resolved with one DuckDB aggregation over every
+reference to a process (actor, target, parent fields), not per event in Python. Per-process
+lookups (``process``, ``regions``, ``modules``) are for the handful of processes an alert is about.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from unbacked.model.schema import EVENT_SCHEMA, Activity, Kind, conform
+from unbacked.model.winconst import is_executable, protection_name
+
+
+def program_of(image: str | None) -> str | None:
+    """Normalized program name: the lower-case basename of an image path (``C:\\x\\Foo.EXE`` ->
+    ``foo.exe``; ``/usr/bin/python3.11`` -> ``python3.11``)."""
+    if not image:
+        return None
+    base = image.replace("\\", "/").rsplit("/", 1)[-1].strip().lower()
+    return base or None
+
+
+def program_column(images: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Vectorized ``program_of`` over an image column."""
+    if pa.types.is_dictionary(images.type):
+        images = images.cast(pa.string())
+    lowered = pc.utf8_lower(pc.replace_substring(images, "\\", "/"))
+    base = pc.replace_substring_regex(lowered, r"^.*/", "")
+    return pc.if_else(pc.equal(base, ""), pa.scalar(None, pa.string()), base)
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessInfo:
+    """One process instance as far as the telemetry tells."""
+
+    uid: str
+    host: str | None
+    pid: int | None
+    image: str | None
+    cmd_line: str | None = None
+    user: str | None = None
+    parent_uid: str | None = None
+    parent_pid: int | None = None
+    parent_image: str | None = None
+    parent_cmd_line: str | None = None
+    start: datetime | None = None
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+
+    @property
+    def program(self) -> str | None:
+        return program_of(self.image)
+
+    @property
+    def name(self) -> str | None:
+        if not self.image:
+            return None
+        return self.image.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+@dataclass(slots=True)
+class RegionHistory:
+    """What happened to one memory region of one process, in order."""
+
+    process_uid: str
+    base: int
+    size: int | None = None
+    backing_path: str | None = None
+    region_type: str | None = None
+    header_kind: str | None = None
+    protections: list[tuple[datetime, str]] = field(default_factory=list)
+    threads: list[tuple[datetime, int | None]] = field(default_factory=list)  # start time, tid
+    writers: list[tuple[datetime, str | None]] = field(default_factory=list)  # time, actor uid
+    executable: bool = False
+
+    @property
+    def unbacked(self) -> bool:
+        return self.backing_path is None and self.region_type not in ("image", "file")
+
+
+_PROCESS_SQL = """
+WITH refs AS (
+    SELECT process_uid AS uid, host, pid, image, cmd_line, user,
+           parent_uid, parent_pid, parent_image, parent_cmd_line,
+           CASE WHEN activity = 'launch' THEN coalesce(process_start, time) END AS start,
+           time, CASE WHEN activity = 'launch' THEN 3 ELSE 1 END AS weight
+      FROM ev WHERE process_uid IS NOT NULL
+    UNION ALL
+    SELECT target_uid, host, target_pid, target_image, NULL, NULL,
+           NULL, NULL, NULL, NULL, NULL, time, 1
+      FROM ev WHERE target_uid IS NOT NULL
+    UNION ALL
+    SELECT parent_uid, host, parent_pid, parent_image, parent_cmd_line, NULL,
+           NULL, NULL, NULL, NULL, NULL, time, 1
+      FROM ev WHERE parent_uid IS NOT NULL
+)
+SELECT uid,
+       any_value(host) AS host,
+       arg_max(pid, weight) AS pid,
+       coalesce(arg_max(image, weight) FILTER (WHERE weight = 3),
+                mode(image) FILTER (WHERE image IS NOT NULL)) AS image,
+       arg_max(cmd_line, weight) FILTER (WHERE cmd_line IS NOT NULL) AS cmd_line,
+       any_value(user) FILTER (WHERE user IS NOT NULL) AS user,
+       arg_max(parent_uid, weight) FILTER (WHERE parent_uid IS NOT NULL) AS parent_uid,
+       arg_max(parent_pid, weight) FILTER (WHERE parent_pid IS NOT NULL) AS parent_pid,
+       arg_max(parent_image, weight) FILTER (WHERE parent_image IS NOT NULL) AS parent_image,
+       arg_max(parent_cmd_line, weight) FILTER (WHERE parent_cmd_line IS NOT NULL)
+           AS parent_cmd_line,
+       min(start) AS start,
+       min(time) AS first_seen,
+       max(time) AS last_seen
+  FROM refs
+ GROUP BY uid
+"""
+
+
+class StateTracker:
+    """Accumulates events and answers questions about processes, modules and regions.
+
+    ``max_events`` bounds memory for streams (oldest batches are dropped first, the process
+    table keeps what it learned about them).
+    """
+
+    def __init__(self, *, max_events: int | None = None) -> None:
+        self.max_events = max_events
+        self._batches: list[pa.Table] = []
+        self._rows = 0
+        self._events: pa.Table | None = None
+        self._processes: dict[str, ProcessInfo] = {}
+        self._dirty = False
+        self._lock = threading.RLock()
+
+    # -- feeding ---------------------------------------------------------------------------
+    def update(self, events: pa.Table | pa.RecordBatch) -> None:
+        table = events if isinstance(events, pa.Table) else pa.Table.from_batches([events])
+        if table.schema != EVENT_SCHEMA:
+            table = conform(table)
+        with self._lock:
+            self._batches.append(table)
+            self._rows += table.num_rows
+            self._events = None
+            self._dirty = True
+            if self.max_events is not None:
+                while self._rows > self.max_events and len(self._batches) > 1:
+                    self._refresh_processes()  # keep identities learned from what is dropped
+                    old = self._batches.pop(0)
+                    self._rows -= old.num_rows
+
+    @classmethod
+    def from_events(cls, events: pa.Table) -> StateTracker:
+        tracker = cls()
+        tracker.update(events)
+        return tracker
+
+    @property
+    def events(self) -> pa.Table:
+        with self._lock:
+            if self._events is None:
+                self._events = (
+                    pa.concat_tables(self._batches) if self._batches else EVENT_SCHEMA.empty_table()
+                )
+                self._batches = [self._events]
+            return self._events
+
+    # -- processes -------------------------------------------------------------------------
+    def _refresh_processes(self) -> None:
+        if not self._dirty:
+            return
+        table = process_table(self.events)
+        for row in table.to_pylist():
+            old = self._processes.get(row["uid"])
+            info = ProcessInfo(**row)
+            if old is not None:
+                info = _merge(old, info)
+            self._processes[row["uid"]] = info
+        self._dirty = False
+
+    def processes(self) -> dict[str, ProcessInfo]:
+        with self._lock:
+            self._refresh_processes()
+            return dict(self._processes)
+
+    def process(self, uid: str) -> ProcessInfo | None:
+        with self._lock:
+            self._refresh_processes()
+            return self._processes.get(uid)
+
+    def parent_chain(self, uid: str, limit: int = 16) -> list[ProcessInfo]:
+        """The parents of ``uid``, nearest first, as far as known (cycles and depth bounded)."""
+        chain: list[ProcessInfo] = []
+        seen = {uid}
+        current = self.process(uid)
+        while current is not None and current.parent_uid and len(chain) < limit:
+            if current.parent_uid in seen:
+                break
+            seen.add(current.parent_uid)
+            parent = self.process(current.parent_uid)
+            if parent is None:
+                parent = ProcessInfo(
+                    uid=current.parent_uid,
+                    host=current.host,
+                    pid=current.parent_pid,
+                    image=current.parent_image,
+                    cmd_line=current.parent_cmd_line,
+                )
+            chain.append(parent)
+            current = parent
+        return chain
+
+    def children(self, uid: str) -> list[ProcessInfo]:
+        return [p for p in self.processes().values() if p.parent_uid == uid]
+
+    # -- modules and regions ---------------------------------------------------------------
+    def modules(self, uid: str) -> pa.Table:
+        ev = self.events
+        mask = pc.and_(
+            pc.equal(ev["process_uid"], uid), pc.equal(ev["kind"].cast(pa.string()), Kind.MODULE)
+        )
+        return ev.filter(mask).select(["time", "activity", "module_path", "module_base", "signed"])
+
+    def regions(self, uid: str) -> list[RegionHistory]:
+        """Region histories of process ``uid`` (memory events where it is the owner, and remote
+        threads started in it), keyed by allocation base when known."""
+        ev = self.events
+        kind = ev["kind"].cast(pa.string())
+        owner = pc.coalesce(ev["target_uid"], ev["process_uid"])
+        mask = pc.and_(
+            pc.equal(owner, uid),
+            pc.or_(pc.equal(kind, Kind.MEMORY), pc.equal(kind, Kind.THREAD)),
+        )
+        rows = ev.filter(mask).sort_by("time").to_pylist()
+        regions: dict[int, RegionHistory] = {}
+        for r in rows:
+            is_thread = r["kind"] == Kind.THREAD
+            addr = r["start_address"] if is_thread else (r["alloc_base"] or r["base_address"])
+            if addr is None:
+                continue
+            reg = _find_region(regions, addr) if is_thread else regions.get(addr)
+            if reg is None:
+                if is_thread and r["start_module"]:
+                    continue  # thread start inside a module: not a region of interest
+                reg = regions[addr] = RegionHistory(process_uid=uid, base=addr)
+            if is_thread:
+                reg.threads.append((r["time"], r["target_tid"] or r["tid"]))
+                continue
+            if r["region_size"] and (reg.size is None or r["region_size"] > reg.size):
+                reg.size = r["region_size"]
+            reg.backing_path = reg.backing_path or r["backing_path"]
+            reg.region_type = reg.region_type or r["region_type"]
+            reg.header_kind = r["header_kind"] or reg.header_kind
+            if r["activity"] == Activity.WRITE:
+                reg.writers.append((r["time"], r["process_uid"]))
+            elif r["protection"] is not None:
+                reg.protections.append((r["time"], protection_name(r["protection"], r["os"])))
+                reg.executable = reg.executable or is_executable(r["protection"], r["os"])
+        return list(regions.values())
+
+
+def _find_region(regions: dict[int, RegionHistory], addr: int) -> RegionHistory | None:
+    for reg in regions.values():
+        if reg.base <= addr < reg.base + (reg.size or 1):
+            return reg
+    return None
+
+
+def _merge(old: ProcessInfo, new: ProcessInfo) -> ProcessInfo:
+    values = {}
+    for name in ProcessInfo.__slots__:
+        a, b = getattr(old, name), getattr(new, name)
+        if name == "first_seen":
+            values[name] = min((x for x in (a, b) if x is not None), default=None)
+        elif name == "last_seen":
+            values[name] = max((x for x in (a, b) if x is not None), default=None)
+        else:
+            values[name] = b if b is not None else a
+    return ProcessInfo(**values)
+
+
+def process_table(events: pa.Table) -> pa.Table:
+    """One row per process instance referenced anywhere in ``events`` (columnar)."""
+    con = duckdb.connect()
+    try:
+        cols = [
+            "process_uid", "host", "pid", "image", "cmd_line", "user", "parent_uid",
+            "parent_pid", "parent_image", "parent_cmd_line", "process_start", "activity",
+            "time", "target_uid", "target_pid", "target_image",
+        ]  # fmt: skip
+        ev = events.select(cols)
+        ev = ev.set_column(
+            ev.schema.get_field_index("host"), "host", ev["host"].cast(pa.string())
+        ).set_column(
+            ev.schema.get_field_index("activity"), "activity", ev["activity"].cast(pa.string())
+        )
+        con.register("ev", ev)
+        return con.sql(_PROCESS_SQL).to_arrow_table()
+    finally:
+        con.close()
+
+
+def epoch_ms(ts: datetime | None) -> int | None:
+    if ts is None:
+        return None
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return int(ts.timestamp() * 1000)
+
+
+def iter_uids(values: Iterable[str | None]) -> list[str]:
+    return sorted({v for v in values if v})
