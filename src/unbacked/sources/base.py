@@ -66,6 +66,15 @@ class Source(ABC):
     def sniff(cls, head: bytes, name: str) -> bool:
         """Whether this source reads an input starting with ``head`` (at most SNIFF_BYTES)."""
 
+    @classmethod
+    def accepts(cls, inp: InputFile, head: bytes) -> bool:
+        """Whether this source reads ``inp``; discovery calls this, not ``sniff`` directly.
+
+        The default asks ``sniff`` about the head. Formats whose signature is not at the start
+        (Parquet keeps its schema metadata in the footer) override this to look further.
+        """
+        return cls.sniff(head, inp.name)
+
     @abstractmethod
     def read(self, inp: InputFile, report: RunReport) -> Iterator[pa.Table]:
         """Yield tables of ``EVENT_SCHEMA`` (use ``unbacked.model.conform``).

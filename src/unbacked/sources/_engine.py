@@ -1,0 +1,445 @@
+"""The bulk path shared by every JSON-shaped source: lines of JSON in, Arrow events out.
+
+Why this shape: parsing JSON one object at a time in Python (orjson + dict look-ups) costs more
+than the parse itself. Instead a block of lines becomes one Arrow string array (zero-copy over
+the bytes read), and DuckDB's C++ JSON reader pulls every field a format needs in one pass
+(``json_extract_string`` with a list of paths, so case variants such as ``SourceProcessGUID`` /
+``SourceProcessGuid`` and dotted keys coexist), then maps them to ``EVENT_SCHEMA`` in SQL
+(casts, hex, timestamps, ``CASE`` by event id) on all cores. Python only touches each line to
+find its end. Blocks that DuckDB rejects fall back to a line-by-line check, so every bad line is
+counted exactly with its reason.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import IO
+
+import duckdb
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from unbacked.errors import FormatError
+from unbacked.model import conform
+from unbacked.runreport import RunReport
+from unbacked.sources.base import SNIFF_BYTES
+
+#: Bytes of text handed to DuckDB at once (split at a line end).
+BLOCK_BYTES = 8 * 1024 * 1024
+#: A longer line is skipped (bounded memory on files without newlines).
+MAX_LINE_BYTES = 64 * 1024 * 1024
+#: Record batches per block, so DuckDB can spread a block over its threads.
+_BATCHES_PER_BLOCK = 8
+
+_WS = frozenset(b" \t\r\n\f\v")
+_BRACE = ord("{")
+
+# Helpers every mapping query may use. Each guards its cast so hostile values become NULL
+# instead of failing the block (DuckDB's TRY_CAST alone rounds "1.5" and accepts "1e3").
+_MACROS = r"""
+CREATE OR REPLACE MACRO ub_str(x) AS
+    CASE WHEN x IS NULL OR trim(x) IN ('', '-') THEN NULL ELSE x END;
+CREATE OR REPLACE MACRO ub_int(x) AS
+    CASE WHEN regexp_full_match(trim(x), '-?[0-9]{1,18}') THEN CAST(trim(x) AS BIGINT) END;
+CREATE OR REPLACE MACRO ub_uint(x) AS
+    CASE WHEN regexp_full_match(trim(x), '0[xX][0-9a-fA-F]{1,16}|[0-9]{1,19}')
+         THEN TRY_CAST(trim(x) AS UBIGINT) END;
+CREATE OR REPLACE MACRO ub_u32(x) AS
+    CASE WHEN ub_uint(x) <= 4294967295 THEN CAST(ub_uint(x) AS UINTEGER) END;
+CREATE OR REPLACE MACRO ub_port(x) AS
+    CASE WHEN ub_int(x) BETWEEN 0 AND 65535 THEN CAST(ub_int(x) AS INTEGER) END;
+CREATE OR REPLACE MACRO ub_bool(x) AS
+    CASE lower(trim(x)) WHEN 'true' THEN true WHEN 'false' THEN false
+                        WHEN '1' THEN true WHEN '0' THEN false END;
+CREATE OR REPLACE MACRO ub_ts(x) AS
+    CASE WHEN TRY_CAST(x AS TIMESTAMPTZ)
+              BETWEEN TIMESTAMPTZ '1678-01-01' AND TIMESTAMPTZ '2262-01-01'
+         THEN epoch_ns(TRY_CAST(x AS TIMESTAMPTZ)) END;
+CREATE OR REPLACE MACRO ub_ns(x) AS
+    CASE WHEN ub_int(x) BETWEEN -9200000000000000000 AND 9200000000000000000
+         THEN ub_int(x) END;
+CREATE OR REPLACE MACRO ub_ms(x) AS
+    CASE WHEN ub_int(x) BETWEEN -9200000000000000 AND 9200000000000000
+         THEN ub_int(x) * 1000000 END;
+CREATE OR REPLACE MACRO ub_unescape(x) AS
+    CASE WHEN contains(x, '&')
+         THEN replace(replace(replace(replace(replace(replace(replace(x,
+              '&lt;', '<'), '&gt;', '>'), '&quot;', '"'), '&apos;', ''''), '&#39;', ''''),
+              '&#34;', '"'), '&amp;', '&')
+         ELSE x END;
+CREATE OR REPLACE MACRO ub_image(x) AS
+    CASE WHEN x IS NULL OR regexp_matches(x, '[\x00-\x1f<>|"?*]') THEN NULL
+         WHEN contains(x, '\') OR contains(x, '/')
+              OR regexp_full_match(x, '[A-Za-z0-9 _.()$-]+')
+              OR regexp_full_match(x, '.+\.[A-Za-z0-9]{1,8}') THEN x END;
+CREATE OR REPLACE MACRO ub_guid(x) AS
+    CASE WHEN ub_str(x) IS NULL
+              OR regexp_full_match(trim(x), '\{?0{8}-0{4}-0{4}-0{4}-0{12}\}?') THEN NULL
+         ELSE trim(x) END;
+"""
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    """A private in-memory DuckDB connection with the mapping macros, times in UTC."""
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone='UTC'")
+    con.execute(_MACROS)
+    return con
+
+
+def sql_str(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass(slots=True)
+class BlockResult:
+    """What one block produced: the events and the counters to add to the file's report."""
+
+    table: pa.Table | None
+    events: int = 0
+    ignored: int = 0
+    skipped: dict[str, tuple[int, str | None]] = field(default_factory=dict)
+
+    def add_skip(self, reason: str, count: int, detail: str | None) -> None:
+        if count <= 0:
+            return
+        old, old_detail = self.skipped.get(reason, (0, None))
+        self.skipped[reason] = (old + count, old_detail or detail)
+
+
+class JsonQuery:
+    """One format's extraction: JSON paths per canonical field, then a mapping ``SELECT``.
+
+    ``fields`` maps a canonical name to the JSON paths that may hold it (first non-null wins).
+    ``mapping_sql`` selects from the CTE ``f`` (columns ``ln`` plus every canonical name, all
+    VARCHAR) and must produce ``_status`` (``'ok'``, ``'ignored'`` or a skip reason) and event
+    columns named as in ``EVENT_SCHEMA``. ``wrap`` optionally rewrites each canonical column
+    expression (e.g. HTML-unescaping for NXLog).
+    """
+
+    def __init__(
+        self,
+        fields: Sequence[tuple[str, Sequence[str]]],
+        mapping_sql: str,
+        *,
+        wrap: Callable[[str, str], str] | None = None,
+    ) -> None:
+        paths: list[str] = []
+        cols: list[str] = []
+        for name, variants in fields:
+            idx = []
+            for p in variants:
+                paths.append(p)
+                idx.append(len(paths))
+            expr = "coalesce(" + ", ".join(f"v[{i}]" for i in idx) + ")"
+            if len(idx) == 1:
+                expr = f"v[{idx[0]}]"
+            if wrap is not None:
+                expr = wrap(name, expr)
+            cols.append(f'{expr} AS "{name}"')
+        path_list = "[" + ", ".join(sql_str(p) for p in paths) + "]"
+        self._sql = {
+            guarded: (
+                "WITH raw AS (SELECT ln, json_extract_string(line, "
+                + path_list
+                + ") AS v FROM lines"
+                + (" WHERE json_valid(line)" if guarded else "")
+                + "), f AS (SELECT ln, "
+                + ", ".join(cols)
+                + " FROM raw) "
+                + mapping_sql
+            )
+            for guarded in (False, True)
+        }
+
+    def run(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        lines: pa.Array,
+        ln: np.ndarray,
+        *,
+        src_format: str,
+        src_file: str,
+    ) -> BlockResult:
+        """Map a block of JSON texts (one object each) to events; never raises on bad data."""
+        n = len(lines)
+        res = BlockResult(table=None)
+        if n == 0:
+            return res
+        lines, ln = _ensure_utf8(lines, ln, res)
+        if len(lines) == 0:
+            return res
+        ln_arr = pa.array(ln, pa.int64())
+        step = max(1024, -(-len(lines) // _BATCHES_PER_BLOCK))
+        batches = [
+            pa.record_batch([ln_arr.slice(i, step), lines.slice(i, step)], names=["ln", "line"])
+            for i in range(0, len(lines), step)
+        ]
+        tbl = pa.Table.from_batches(batches, schema=pa.schema([("ln", pa.int64()), ("line", lines.type)]))
+        con.register("lines", tbl)
+        try:
+            try:
+                out = con.sql(self._sql[False]).to_arrow_table()
+            except duckdb.Error:
+                out = None
+            if out is None:
+                try:
+                    out = con.sql(self._sql[True]).to_arrow_table()
+                except duckdb.Error as exc:
+                    res.add_skip("unreadable block", len(lines), f"{type(exc).__name__}: {exc}")
+                    return res
+                bad = len(lines) - out.num_rows
+                if bad:
+                    first = con.sql(
+                        "SELECT min(ln) FROM lines WHERE NOT json_valid(line)"
+                    ).fetchone()
+                    where = f"line {first[0]}" if first and first[0] is not None else None
+                    res.add_skip("malformed JSON", bad, where)
+        finally:
+            con.unregister("lines")
+        return _account(out, res, src_format=src_format, src_file=src_file)
+
+
+def _ensure_utf8(
+    lines: pa.Array, ln: np.ndarray, res: BlockResult
+) -> tuple[pa.Array, np.ndarray]:
+    """Return ``lines`` as valid UTF-8 strings; lines that are not are counted and dropped.
+
+    The cheap full validation passes for real data; only a corrupt block pays for the loop.
+    """
+    if pa.types.is_string(lines.type) or pa.types.is_large_string(lines.type):
+        try:
+            lines.validate(full=True)
+            return lines, ln
+        except pa.ArrowInvalid:
+            pass
+    raw = lines.cast(pa.large_binary()) if not pa.types.is_binary(lines.type) else lines
+    keep: list[str | None] = []
+    first_bad: int | None = None
+    for i, b in enumerate(raw.to_pylist()):
+        try:
+            keep.append(b.decode("utf-8") if b is not None else None)
+        except UnicodeDecodeError:
+            keep.append(None)
+            if first_bad is None:
+                first_bad = int(ln[i])
+    good = np.array([k is not None for k in keep], dtype=bool)
+    res.add_skip(
+        "invalid UTF-8", int((~good).sum()), f"line {first_bad}" if first_bad is not None else None
+    )
+    return pa.array([k for k in keep if k is not None], pa.large_string()), ln[good]
+
+
+def _account(out: pa.Table, res: BlockResult, *, src_format: str, src_file: str) -> BlockResult:
+    status = out.column("_status")
+    counts = pc.value_counts(status).to_pylist()
+    ok_mask = pc.equal(status, "ok")
+    for item in counts:
+        reason, cnt = item["values"], item["counts"]
+        if reason == "ok":
+            res.events += cnt
+        elif reason == "ignored" or reason is None:
+            res.ignored += cnt
+        else:
+            first = pc.min(out.column("src_line").filter(pc.equal(status, reason))).as_py()
+            res.add_skip(reason, cnt, f"line {first}" if first is not None else None)
+    if res.events == 0:
+        return res
+    table = out.filter(ok_mask).drop_columns(["_status"])
+    for col, value in (("src_format", src_format), ("src_file", src_file)):
+        const = constant_dict(value, table.num_rows)
+        if col in table.column_names:  # the record carries its own provenance (native events)
+            i = table.column_names.index(col)
+            merged = pc.coalesce(table.column(col).cast(pa.string()), const.cast(pa.string()))
+            table = table.set_column(i, col, merged)
+        else:
+            table = table.append_column(col, const)
+    res.table = conform(table)
+    return res
+
+
+def constant_dict(value: str, n: int) -> pa.DictionaryArray:
+    """``n`` copies of ``value`` as a dictionary array (no per-row string)."""
+    return pa.DictionaryArray.from_arrays(
+        pa.array(np.zeros(n, dtype=np.int32)), pa.array([value], pa.string())
+    )
+
+
+# -- lines -------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class LineBlock:
+    """JSON-object lines of one block with their 1-based line numbers."""
+
+    lines: pa.Array
+    ln: np.ndarray
+    records: int  # non-blank lines in the block (objects or not)
+    skipped: dict[str, tuple[int, str | None]] = field(default_factory=dict)
+
+
+def split_lines(block: bytes, first_line: int) -> tuple[LineBlock, int]:
+    """Cut ``block`` at newlines; return the object lines and the number of lines consumed.
+
+    Blank lines are not records. A non-blank line whose first character is not ``{`` cannot be
+    an event object and is counted right here, without a parser.
+    """
+    starts = [0]
+    find = block.find
+    pos = find(b"\n")
+    while pos != -1:
+        starts.append(pos + 1)
+        pos = find(b"\n", pos + 1)
+    total = len(block)
+    if starts[-1] == total:
+        starts.pop()
+    n = len(starts)
+    offs = np.empty(n + 1, dtype=np.int64)
+    offs[:n] = starts
+    offs[n] = total
+    lens = np.diff(offs)
+    buf = np.frombuffer(block, dtype=np.uint8)
+    first = np.zeros(n, dtype=np.uint8)
+    nonempty = lens > 0
+    first[nonempty] = buf[offs[:n][nonempty]]
+    is_obj = first == _BRACE
+    blank = ~nonempty | (lens == 1) & (first == 10)
+    # lines starting with whitespace: look closer (rare)
+    for i in np.flatnonzero(np.isin(first, list(_WS)) & ~blank):
+        s = block[offs[i] : offs[i + 1]].strip()
+        if not s:
+            blank[i] = True
+        elif s[:1] == b"{":
+            is_obj[i] = True
+    lnos = np.arange(first_line, first_line + n, dtype=np.int64)
+    records = int(n - blank.sum())
+    notobj = ~is_obj & ~blank
+    skipped: dict[str, tuple[int, str | None]] = {}
+    n_notobj = int(notobj.sum())
+    if n_notobj:
+        skipped["not a JSON object"] = (n_notobj, f"line {int(lnos[notobj][0])}")
+    if total >= 2**31:
+        arr = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offs), pa.py_buffer(block))
+    else:
+        arr = pa.StringArray.from_buffers(
+            n, pa.py_buffer(offs.astype(np.int32)), pa.py_buffer(block)
+        )
+    if not is_obj.all():
+        arr = arr.filter(pa.array(is_obj))
+        lnos = lnos[is_obj]
+    return LineBlock(arr, lnos, records, skipped), n
+
+
+def iter_line_blocks(
+    stream: IO[bytes], name: str, report: RunReport, *, block_bytes: int = BLOCK_BYTES
+) -> Iterator[LineBlock]:
+    """Read ``stream`` in blocks cut at line ends; unreadable tails are reported, not raised."""
+    pending = b""
+    line_no = 1
+    discarding = False
+    while True:
+        try:
+            chunk = stream.read(block_bytes)
+        except FormatError as exc:  # size cap of an archive member
+            report.skip(name, "input exceeds size cap", detail=str(exc))
+            break
+        except (OSError, EOFError, zlib.error, ValueError) as exc:
+            report.skip(name, "unreadable data", detail=f"{type(exc).__name__}: {exc}")
+            break
+        if not chunk:
+            break
+        if discarding:
+            nl = chunk.find(b"\n")
+            if nl == -1:
+                continue
+            chunk = chunk[nl + 1 :]
+            line_no += 1
+            discarding = False
+        data = pending + chunk if pending else chunk
+        cut = data.rfind(b"\n")
+        if cut == -1:
+            if len(data) > MAX_LINE_BYTES:
+                report.file(name).records += 1
+                report.skip(name, "line too long", detail=f"line {line_no}")
+                pending = b""
+                discarding = True
+            else:
+                pending = data
+            continue
+        pending = data[cut + 1 :]
+        blk, consumed = split_lines(data[: cut + 1], line_no)
+        line_no += consumed
+        yield blk
+    if pending and not discarding:
+        blk, _ = split_lines(pending, line_no)
+        yield blk
+
+
+def run_pipelined(
+    blocks: Iterator[LineBlock],
+    work: Callable[[LineBlock], BlockResult],
+    name: str,
+    report: RunReport,
+) -> Iterator[pa.Table]:
+    """Run ``work`` on block *n* in a worker while the caller reads block *n+1*.
+
+    DuckDB and zlib release the GIL, so reading/decompressing overlaps with mapping. At most
+    one block is in flight: memory stays bounded by two blocks.
+    """
+    rep = report.file(name)
+
+    def apply(res: BlockResult) -> pa.Table | None:
+        rep.events += res.events
+        rep.ignored += res.ignored
+        for reason, (cnt, detail) in res.skipped.items():
+            report.skip(name, reason, cnt, detail=detail)
+        return res.table
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="unbacked-src") as pool:
+        pending: Future[BlockResult] | None = None
+        for blk in blocks:
+            rep.records += blk.records
+            for reason, (cnt, detail) in blk.skipped.items():
+                report.skip(name, reason, cnt, detail=detail)
+            fut = pool.submit(work, blk)
+            if pending is not None:
+                table = apply(pending.result())
+                if table is not None and table.num_rows:
+                    yield table
+            pending = fut
+        if pending is not None:
+            table = apply(pending.result())
+            if table is not None and table.num_rows:
+                yield table
+
+
+def first_json_objects(head: bytes, limit: int = 5) -> list[dict[str, object]]:
+    """Parse up to ``limit`` complete leading lines of ``head`` that are JSON objects.
+
+    Sniffing looks at real keys, not at substrings, so a format is claimed only when its first
+    records look like it. A truncated last line is ignored.
+    """
+    out: list[dict[str, object]] = []
+    lines = head.split(b"\n")
+    # a head shorter than the sniff size is the whole input: its last line is complete
+    complete = lines if len(head) < SNIFF_BYTES else lines[:-1]
+    for raw in complete:
+        s = raw.strip()
+        if not s:
+            continue
+        if s[:1] != b"{":
+            break
+        try:
+            obj = orjson.loads(s)
+        except orjson.JSONDecodeError:
+            break
+        if not isinstance(obj, dict):
+            break
+        out.append(obj)
+        if len(out) >= limit:
+            break
+    return out

@@ -1,0 +1,312 @@
+"""unbacked's own event files: Parquet and JSON lines of ``EVENT_SCHEMA``, read and written.
+
+* **Parquet**: the schema metadata says ``unbacked.schema == "event"``; columns are cast to the
+  current schema (unknown columns dropped, missing ones null), read one row group at a time.
+* **JSON lines**: one event object per line, keys are ``EVENT_SCHEMA`` column names, nulls
+  omitted, ``time``/``process_start`` as integer nanoseconds since the epoch (UTC). Read by the
+  bulk engine like every other JSON format; values of the wrong type become null, a line
+  without ``time``/``kind``/``activity``/``src_format`` is skipped with its reason.
+
+``write_events`` and ``EventWriter`` produce both (chosen by suffix); the live sensor appends
+batches with ``EventWriter``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import IO, ClassVar, Literal
+
+import duckdb
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from unbacked.errors import FormatError, InputError
+from unbacked.model import EVENT_SCHEMA, conform
+from unbacked.runreport import RunReport
+from unbacked.sources._engine import (
+    BlockResult,
+    JsonQuery,
+    LineBlock,
+    connect,
+    first_json_objects,
+    iter_line_blocks,
+    run_pipelined,
+)
+from unbacked.sources.base import InputFile, Source, register
+
+PARQUET_MAGIC = b"PAR1"
+_REQUIRED = ("time", "kind", "activity", "src_format")
+_PARQUET_BATCH_ROWS = 64 * 1024
+
+
+def _column_sql(f: pa.Field) -> str:
+    x = f'"{f.name}"'
+    t = f.type
+    if pa.types.is_timestamp(t):
+        return f"coalesce(ub_ns({x}), ub_ts({x}))"
+    if pa.types.is_int64(t):
+        return f"ub_int({x})"
+    if pa.types.is_int32(t):
+        return (
+            f"CASE WHEN ub_int({x}) BETWEEN -2147483648 AND 2147483647 "
+            f"THEN CAST(ub_int({x}) AS INTEGER) END"
+        )
+    if pa.types.is_uint64(t):
+        return f"ub_uint({x})"
+    if pa.types.is_uint32(t):
+        return f"ub_u32({x})"
+    if pa.types.is_boolean(t):
+        return f"ub_bool({x})"
+    return x
+
+
+def _native_query() -> JsonQuery:
+    fields = [(f.name, [f'$."{f.name}"']) for f in EVENT_SCHEMA if f.name != "src_line"]
+    fields.append(("src_line_orig", ['$."src_line"']))
+    cols = []
+    for f in EVENT_SCHEMA:
+        if f.name in ("src_file", "src_format", "src_line"):
+            continue
+        cols.append(f'{_column_sql(f)} AS "{f.name}"')
+    missing = " OR ".join(f'"{c}" IS NULL' for c in _REQUIRED)
+    sql = (
+        ", g AS (SELECT ln, "
+        + ", ".join(cols)
+        + ', "src_format" AS src_format_, "src_file" AS src_file_, '
+        + "ub_int(src_line_orig) AS src_line_ FROM f) "
+        + "SELECT CASE WHEN "
+        + missing.replace('"src_format"', "src_format_")
+        + " THEN 'missing or invalid required field' ELSE 'ok' END AS _status, "
+        + ", ".join(f'"{f.name}"' for f in EVENT_SCHEMA if f.name not in _PROV)
+        + ", src_format_ AS src_format, src_file_ AS src_file, "
+        + "coalesce(src_line_, ln) AS src_line FROM g"
+    )
+    return JsonQuery(fields, sql)
+
+
+_PROV = ("src_format", "src_file", "src_line")
+NATIVE_QUERY = _native_query()
+
+
+@register
+class NativeJsonlSource(Source):
+    """unbacked event JSON lines (``write_events(..., "x.jsonl")``, the sensor's output)."""
+
+    name: ClassVar[str] = "unbacked-jsonl"
+    description: ClassVar[str] = "unbacked event JSON lines (EVENT_SCHEMA columns, time in ns)"
+    priority: ClassVar[int] = 60
+
+    @classmethod
+    def sniff(cls, head: bytes, name: str) -> bool:
+        objs = first_json_objects(head, limit=1)
+        if not objs:
+            return False
+        o = objs[0]
+        t = o.get("time")
+        return (
+            all(k in o for k in ("kind", "activity", "src_format"))
+            and isinstance(t, int)
+            and not isinstance(t, bool)
+        )
+
+    def read(self, inp: InputFile, report: RunReport) -> Iterator[pa.Table]:
+        report.file(inp.name, self.name)
+        con = connect()
+        try:
+            with inp.open() as stream:
+                yield from run_pipelined(
+                    iter_line_blocks(stream, inp.name, report),
+                    _native_work(con, inp.name),
+                    inp.name,
+                    report,
+                )
+        finally:
+            con.close()
+
+
+def _native_work(
+    con: duckdb.DuckDBPyConnection, name: str
+) -> Callable[[LineBlock], BlockResult]:
+    """Native lines keep the provenance they were written with (the Sysmon file and record an
+    event came from); this file and line stand in only where an event had none."""
+
+    def work(blk: LineBlock) -> BlockResult:
+        return NATIVE_QUERY.run(con, blk.lines, blk.ln, src_format="unbacked-jsonl", src_file=name)
+
+    return work
+
+
+@register
+class NativeParquetSource(Source):
+    """unbacked event Parquet files (schema metadata ``unbacked.schema == "event"``)."""
+
+    name: ClassVar[str] = "unbacked-parquet"
+    description: ClassVar[str] = "unbacked event Parquet (schema metadata unbacked.schema=event)"
+    priority: ClassVar[int] = 60
+
+    @classmethod
+    def sniff(cls, head: bytes, name: str) -> bool:
+        return head.startswith(PARQUET_MAGIC)
+
+    @classmethod
+    def accepts(cls, inp: InputFile, head: bytes) -> bool:
+        if not cls.sniff(head, inp.name):
+            return False
+        try:
+            with inp.open() as fh:
+                schema = pq.read_schema(fh)
+        except (pa.ArrowException, OSError, ValueError):
+            return False
+        meta = schema.metadata or {}
+        return meta.get(b"unbacked.schema") == b"event"
+
+    def read(self, inp: InputFile, report: RunReport) -> Iterator[pa.Table]:
+        rep = report.file(inp.name, self.name)
+        fh: IO[bytes] | None = None
+        try:
+            fh = inp.open()
+            pf = pq.ParquetFile(fh)
+            for batch in pf.iter_batches(batch_size=_PARQUET_BATCH_ROWS):
+                rep.records += batch.num_rows
+                try:
+                    table = conform(batch)
+                except (pa.ArrowException, ValueError) as exc:
+                    report.skip(
+                        inp.name,
+                        "columns do not match the event schema",
+                        batch.num_rows,
+                        detail=str(exc)[:200],
+                    )
+                    continue
+                bad = table.column("time").null_count
+                if bad or any(table.column(c).null_count for c in _REQUIRED):
+                    import pyarrow.compute as pc
+
+                    ok = pc.and_(
+                        pc.and_(pc.is_valid(table.column("time")), pc.is_valid(table["kind"])),
+                        pc.and_(
+                            pc.is_valid(table["activity"]), pc.is_valid(table["src_format"])
+                        ),
+                    )
+                    n_bad = table.num_rows - pc.sum(ok).as_py()
+                    report.skip(inp.name, "missing or invalid required field", n_bad)
+                    table = table.filter(ok)
+                rep.events += table.num_rows
+                if table.num_rows:
+                    yield table
+        except (pa.ArrowException, OSError) as exc:
+            raise FormatError(
+                f"unreadable Parquet file: {exc}", source=inp.name, hint="is the file complete?"
+            ) from exc
+        finally:
+            if fh is not None:
+                fh.close()
+
+
+# -- writing -----------------------------------------------------------------------------------
+Format = Literal["parquet", "jsonl"]
+
+
+def _format_for(path: Path) -> Format:
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return "parquet"
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        return "jsonl"
+    raise InputError(
+        f"cannot tell the event file format from the suffix {suffix!r}",
+        source=str(path),
+        hint="use .parquet, .jsonl or .json",
+    )
+
+
+_NS_COLUMNS = ("time", "process_start")
+
+
+def _jsonl_bytes(table: pa.Table) -> bytes:
+    """One JSON object per row, nulls omitted, timestamps as integer ns."""
+    cols = {}
+    for name in table.column_names:
+        col = table.column(name)
+        if name in _NS_COLUMNS:
+            col = col.cast(pa.int64())
+        elif pa.types.is_dictionary(col.type):
+            col = col.cast(pa.string())
+        cols[name] = col.to_pylist()
+    names = list(cols)
+    values = [cols[n] for n in names]
+    out = bytearray()
+    dumps = orjson.dumps
+    for row in zip(*values, strict=True):
+        out += dumps({k: v for k, v in zip(names, row, strict=True) if v is not None})
+        out += b"\n"
+    return bytes(out)
+
+
+class EventWriter:
+    """Append batches of events to a Parquet or JSON-lines file (the sensor's sink).
+
+    Every batch is conformed to ``EVENT_SCHEMA`` first, so the file always reads back as
+    native events. Use as a context manager; ``close`` finishes the Parquet footer.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, format: Format | None = None, append: bool = False
+    ) -> None:
+        self.path = Path(path)
+        self.format: Format = format or _format_for(self.path)
+        self.rows = 0
+        self._pq: pq.ParquetWriter | None = None
+        self._fh: IO[bytes] | None = None
+        if self.format == "parquet":
+            if append:
+                raise InputError(
+                    "Parquet files cannot be appended to", source=str(path), hint="use .jsonl"
+                )
+            self._pq = pq.ParquetWriter(str(self.path), EVENT_SCHEMA, compression="zstd")
+        else:
+            self._fh = open(self.path, "ab" if append else "wb")
+
+    def write(self, data: pa.Table | pa.RecordBatch) -> None:
+        table = conform(data)
+        if table.num_rows == 0:
+            return
+        if self._pq is not None:
+            self._pq.write_table(table)
+        elif self._fh is not None:
+            self._fh.write(_jsonl_bytes(table))
+            self._fh.flush()
+        self.rows += table.num_rows
+
+    def close(self) -> None:
+        if self._pq is not None:
+            self._pq.close()
+            self._pq = None
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> EventWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def write_events(table: pa.Table, path: str | os.PathLike[str]) -> Path:
+    """Write ``table`` (conformed to ``EVENT_SCHEMA``) as Parquet or JSON lines by suffix."""
+    with EventWriter(path) as w:
+        w.write(table)
+        if w.rows == 0 and w.format == "parquet":
+            assert w._pq is not None
+            w._pq.write_table(EVENT_SCHEMA.empty_table())
+    return Path(path)

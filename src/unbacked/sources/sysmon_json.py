@@ -1,0 +1,171 @@
+"""Sysmon as JSON lines: the OTRF flavours (NXLog, export) and Winlogbeat/ECS.
+
+* **NXLog** (``im_msvistalog``): one flat object per event; event data at the top level,
+  numbers often as strings, values HTML-escaped (``&amp;``), ``Hostname``, ``RecordNumber``,
+  ``EventID``, ``Channel``/``SourceName``, local ``EventTime`` (not used: it has no zone; the
+  record time fallback is ``@timestamp``, UTC).
+* **export** (PowerShell/Logstash exports in OTRF): like NXLog without the NXLog envelope:
+  ``TimeCreated``, ``@timestamp``, no record number (``src_record`` is null).
+* **Winlogbeat/ECS**: ``winlog.event_data.*``, ``winlog.event_id``, ``winlog.computer_name``,
+  ``winlog.record_id``, ``winlog.channel``, nested or as dotted keys.
+
+Both are read by the same bulk engine (``_engine``); only the JSON paths differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import ClassVar
+
+import duckdb
+import pyarrow as pa
+
+from unbacked.runreport import RunReport
+from unbacked.sources import _sysmon
+from unbacked.sources._engine import (
+    BlockResult,
+    JsonQuery,
+    LineBlock,
+    connect,
+    first_json_objects,
+    iter_line_blocks,
+    run_pipelined,
+)
+from unbacked.sources.base import InputFile, Source, register
+
+
+def _top(name: str) -> list[str]:
+    return [f'$."{name}"']
+
+
+_NX_ENVELOPE = {
+    "EventID": _top("EventID"),
+    "Channel": _top("Channel"),
+    "Provider": _top("SourceName") + _top("ProviderName"),
+    "Computer": _top("Hostname") + _top("Computer"),
+    "RecordID": _top("RecordNumber") + _top("EventRecordID"),
+    "RecordTime": _top("TimeCreated") + _top("@timestamp"),
+    # NXLog's own envelope: present only in the NXLog flavour, whose values are HTML-escaped
+    "Nx": _top("EventReceivedTime") + _top("SourceModuleType"),
+}
+
+
+def _nx_wrap(name: str, expr: str) -> str:
+    if name in ("Nx", "EventID", "RecordID"):
+        return expr
+    return f"CASE WHEN v[{_NX_INDEX}] IS NOT NULL OR v[{_NX_INDEX + 1}] IS NOT NULL " \
+        f"THEN ub_unescape({expr}) ELSE {expr} END"
+
+
+def _nx_index() -> int:
+    i = 0
+    for key, paths in _NX_ENVELOPE.items():
+        if key == "Nx":
+            return i + 1
+        i += len(paths)
+    raise AssertionError("Nx envelope missing")
+
+
+_NX_INDEX = _nx_index()
+
+OTRF_QUERY = JsonQuery(
+    _sysmon.fields_for(_NX_ENVELOPE, _top), _sysmon.MAPPING_SQL, wrap=_nx_wrap
+)
+
+_WLB_ENVELOPE = {
+    "EventID": ["$.winlog.event_id", '$."winlog.event_id"', "$.event.code", '$."event.code"'],
+    "Channel": ["$.winlog.channel", '$."winlog.channel"'],
+    "Provider": ["$.winlog.provider_name", '$."winlog.provider_name"'],
+    "Computer": [
+        "$.winlog.computer_name",
+        '$."winlog.computer_name"',
+        "$.host.name",
+        '$."host.name"',
+    ],
+    "RecordID": ["$.winlog.record_id", '$."winlog.record_id"'],
+    "RecordTime": ['$."@timestamp"', "$.event.created", '$."event.created"'],
+}
+
+
+def _wlb_data(name: str) -> list[str]:
+    return [f'$.winlog.event_data."{name}"', f'$."winlog.event_data.{name}"']
+
+
+WINLOGBEAT_QUERY = JsonQuery(_sysmon.fields_for(_WLB_ENVELOPE, _wlb_data), _sysmon.MAPPING_SQL)
+
+
+def _is_winlogbeat(obj: dict[str, object]) -> bool:
+    w = obj.get("winlog")
+    if isinstance(w, dict) and ("event_id" in w or "event_data" in w or "channel" in w):
+        return True
+    return "winlog.event_id" in obj or "winlog.channel" in obj
+
+
+def _is_windows_event(obj: dict[str, object]) -> bool:
+    if "EventID" not in obj:
+        return False
+    return ("Channel" in obj or "SourceName" in obj) and (
+        "Hostname" in obj or "Computer" in obj or "TimeCreated" in obj or "EventTime" in obj
+    )
+
+
+class _JsonLinesSysmon(Source):
+    query: ClassVar[JsonQuery]
+
+    def read(self, inp: InputFile, report: RunReport) -> Iterator[pa.Table]:
+        report.file(inp.name, self.name)
+        con = connect()
+        try:
+            with inp.open() as stream:
+                yield from run_pipelined(
+                    iter_line_blocks(stream, inp.name, report),
+                    self._work(con, inp.name),
+                    inp.name,
+                    report,
+                )
+        finally:
+            con.close()
+
+    def _work(
+        self, con: duckdb.DuckDBPyConnection, name: str
+    ) -> Callable[[LineBlock], BlockResult]:
+        query = self.query
+
+        def work(blk: LineBlock) -> BlockResult:
+            return query.run(con, blk.lines, blk.ln, src_format=self.name, src_file=name)
+
+        return work
+
+
+@register
+class SysmonJsonSource(_JsonLinesSysmon):
+    """Windows events as flat JSON lines (OTRF NXLog and export flavours); Sysmon is read."""
+
+    name: ClassVar[str] = "sysmon-jsonl"
+    description: ClassVar[str] = (
+        "Windows event JSON lines, flat (OTRF NXLog / export flavours); Sysmon is read"
+    )
+    priority: ClassVar[int] = 30
+    query = OTRF_QUERY
+
+    @classmethod
+    def sniff(cls, head: bytes, name: str) -> bool:
+        objs = first_json_objects(head)
+        return bool(objs) and any(_is_windows_event(o) for o in objs) and not any(
+            _is_winlogbeat(o) for o in objs
+        )
+
+
+@register
+class WinlogbeatSource(_JsonLinesSysmon):
+    """Winlogbeat / ECS JSON lines (``winlog.*``, nested or dotted keys); Sysmon is read."""
+
+    name: ClassVar[str] = "sysmon-winlogbeat"
+    description: ClassVar[str] = "Winlogbeat/ECS JSON lines (winlog.event_data.*); Sysmon is read"
+    priority: ClassVar[int] = 30
+    query = WINLOGBEAT_QUERY
+
+    @classmethod
+    def sniff(cls, head: bytes, name: str) -> bool:
+        objs = first_json_objects(head)
+        return any(_is_winlogbeat(o) for o in objs)
