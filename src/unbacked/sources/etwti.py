@@ -171,6 +171,8 @@ _K_OPCODE = ("opcode",)
 _K_OPCODE_NAME = ("opcodename", "opcode_name")
 _K_STACK = ("stack", "stacktrace", "stack_trace", "callstack", "call_stack", "userstack")
 _K_RECORD = ("recordid", "record_id", "eventrecordid", "sequence", "seq")
+#: krabsetw's EventHeader spellings, which win over same-named payload fields in the header view
+_HEADER_SPELLINGS = frozenset({"ProcessId", "ThreadId", "EventId", "TimeStamp", "ProviderName"})
 _PAYLOAD_KEYS = ("xmleventdata", "data", "properties", "payload", "eventdata", "event_data")
 _HEADER_KEYS = ("metadata", "header", "eventheader", "system")
 
@@ -219,8 +221,20 @@ def classify_provider(value: object) -> str:
 
 def record_from_json(obj: Mapping[str, Any]) -> EtwRecord:
     """Split one consumer JSON object into header and payload (SilkETW or flat shapes)."""
-    top = lower_keys(obj)
-    header = dict(top)
+    # Flat records mix header and payload, and two Kernel-Process payload fields differ from
+    # krabsetw's header names only by case (payload ProcessID/ThreadID, header ProcessId/
+    # ThreadId): each view lower-cases keys, letting its own spelling win a collision.
+    header: dict[str, Any] = {}
+    top: dict[str, Any] = {}
+    for k, v in obj.items():
+        key = str(k)
+        low = key.lower()
+        if key in _HEADER_SPELLINGS:
+            header[low] = v
+            top.setdefault(low, v)
+        else:
+            top[low] = v
+            header.setdefault(low, v)
     for hk in _HEADER_KEYS:
         h = top.get(hk)
         if isinstance(h, dict):
@@ -586,8 +600,9 @@ class Mapper:
             kind=Kind.NETWORK.value,
             activity=(Activity.CONNECT if connect else Activity.ACCEPT).value,
             pid=pid,
+            tid=rec.tid if pid == rec.pid else None,
             process_uid=self._uid(row["host"], pid, None),
-            image=rec.process_name,
+            image=rec.process_name if pid == rec.pid else None,
             protocol="tcp",
             direction="outbound" if connect else "inbound",
             remote_ip=daddr,
