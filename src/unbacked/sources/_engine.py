@@ -45,7 +45,7 @@ _MACROS = r"""
 CREATE OR REPLACE MACRO ub_str(x) AS
     CASE WHEN x IS NULL OR trim(x) IN ('', '-') THEN NULL ELSE x END;
 CREATE OR REPLACE MACRO ub_int(x) AS
-    CASE WHEN regexp_full_match(trim(x), '-?[0-9]{1,18}') THEN CAST(trim(x) AS BIGINT) END;
+    CASE WHEN regexp_full_match(trim(x), '-?[0-9]{1,19}') THEN TRY_CAST(trim(x) AS BIGINT) END;
 CREATE OR REPLACE MACRO ub_uint(x) AS
     CASE WHEN regexp_full_match(trim(x), '0[xX][0-9a-fA-F]{1,16}|[0-9]{1,19}')
          THEN TRY_CAST(trim(x) AS UBIGINT) END;
@@ -196,10 +196,11 @@ class JsonQuery:
                     return res
                 bad = len(lines) - out.num_rows
                 if bad:
-                    first = con.sql(
+                    rows = con.sql(
                         "SELECT min(ln) FROM lines WHERE NOT json_valid(line)"
-                    ).fetchone()
-                    where = f"line {first[0]}" if first and first[0] is not None else None
+                    ).fetchall()
+                    first = rows[0][0] if rows else None
+                    where = f"line {first}" if first is not None else None
                     res.add_skip("malformed JSON", bad, where)
         finally:
             con.unregister("lines")
