@@ -1,1 +1,5 @@
-"""engine stage."""
+"""Engines: the embedded local pipeline (default) and, with the ``[spark]`` extra, Spark."""
+
+from unbacked.engine.local import HuntResult, detect_events, hunt, learn_baseline, train
+
+__all__ = ["HuntResult", "detect_events", "hunt", "learn_baseline", "train"]

@@ -233,41 +233,49 @@ class StateTracker:
         return ev.filter(mask).select(["time", "activity", "module_path", "module_base", "signed"])
 
     def regions(self, uid: str) -> list[RegionHistory]:
-        """Region histories of process ``uid`` (memory events where it is the owner, and remote
-        threads started in it), keyed by allocation base when known."""
-        ev = self.events
-        kind = ev["kind"].cast(pa.string())
-        owner = pc.coalesce(ev["target_uid"], ev["process_uid"])
-        mask = pc.and_(
-            pc.equal(owner, uid),
-            pc.or_(pc.equal(kind, Kind.MEMORY), pc.equal(kind, Kind.THREAD)),
-        )
-        rows = ev.filter(mask).sort_by("time").to_pylist()
-        regions: dict[int, RegionHistory] = {}
-        for r in rows:
-            is_thread = r["kind"] == Kind.THREAD
-            addr = r["start_address"] if is_thread else (r["alloc_base"] or r["base_address"])
-            if addr is None:
-                continue
-            reg = _find_region(regions, addr) if is_thread else regions.get(addr)
-            if reg is None:
-                if is_thread and r["start_module"]:
-                    continue  # thread start inside a module: not a region of interest
-                reg = regions[addr] = RegionHistory(process_uid=uid, base=addr)
-            if is_thread:
-                reg.threads.append((r["time"], r["target_tid"] or r["tid"]))
-                continue
-            if r["region_size"] and (reg.size is None or r["region_size"] > reg.size):
-                reg.size = r["region_size"]
-            reg.backing_path = reg.backing_path or r["backing_path"]
-            reg.region_type = reg.region_type or r["region_type"]
-            reg.header_kind = r["header_kind"] or reg.header_kind
-            if r["activity"] == Activity.WRITE:
-                reg.writers.append((r["time"], r["process_uid"]))
-            elif r["protection"] is not None:
-                reg.protections.append((r["time"], protection_name(r["protection"], r["os"])))
-                reg.executable = reg.executable or is_executable(r["protection"], r["os"])
-        return list(regions.values())
+        """Region histories of process ``uid`` (see ``region_histories``)."""
+        return region_histories(self.events, uid)
+
+
+def region_histories(events: pa.Table, uid: str) -> list[RegionHistory]:
+    """Region histories of process ``uid``: memory events where it owns the memory (its own, or
+    the target of a remote act) and threads started in them, keyed by allocation base."""
+    ev = events
+    kind = ev["kind"].cast(pa.string())
+    owner = pc.coalesce(ev["target_uid"], ev["process_uid"])
+    mask = pc.and_(
+        pc.equal(owner, uid),
+        pc.or_(pc.equal(kind, Kind.MEMORY), pc.equal(kind, Kind.THREAD)),
+    )
+    cols = ["time", "kind", "activity", "os", "process_uid", "tid", "target_tid",
+            "start_address", "start_module", "alloc_base", "base_address", "region_size",
+            "backing_path", "region_type", "header_kind", "protection"]  # fmt: skip
+    rows = ev.filter(mask).select(cols).sort_by("time").to_pylist()
+    regions: dict[int, RegionHistory] = {}
+    for r in rows:
+        is_thread = r["kind"] == Kind.THREAD
+        addr = r["start_address"] if is_thread else (r["alloc_base"] or r["base_address"])
+        if addr is None:
+            continue
+        reg = _find_region(regions, addr) if is_thread else regions.get(addr)
+        if reg is None:
+            if is_thread and r["start_module"]:
+                continue  # thread start inside a module: not a region of interest
+            reg = regions[addr] = RegionHistory(process_uid=uid, base=addr)
+        if is_thread:
+            reg.threads.append((r["time"], r["target_tid"] or r["tid"]))
+            continue
+        if r["region_size"] and (reg.size is None or r["region_size"] > reg.size):
+            reg.size = r["region_size"]
+        reg.backing_path = reg.backing_path or r["backing_path"]
+        reg.region_type = reg.region_type or r["region_type"]
+        reg.header_kind = r["header_kind"] or reg.header_kind
+        if r["activity"] == Activity.WRITE:
+            reg.writers.append((r["time"], r["process_uid"]))
+        elif r["protection"] is not None:
+            reg.protections.append((r["time"], protection_name(r["protection"], r["os"])))
+            reg.executable = reg.executable or is_executable(r["protection"], r["os"])
+    return list(regions.values())
 
 
 def _find_region(regions: dict[int, RegionHistory], addr: int) -> RegionHistory | None:

@@ -45,7 +45,7 @@ class RemoteThreadUnbackedStart(Rule):
         if ev.num_rows == 0:
             return empty_signals()
         start_mod = ev["start_module"]
-        no_module = pc.or_(pc.is_null(start_mod), pc.equal(pc.utf8_trim_whitespace(start_mod), ""))
+        no_module = pc.or_kleene(pc.is_null(start_mod), pc.equal(pc.utf8_trim_whitespace(start_mod), ""))
         addr = ev["start_address"]
         user_space = pc.and_(pc.is_valid(addr), pc.less(addr, pa.scalar(KERNEL_SPACE_X64, pa.uint64())))
         func = pc.fill_null(ev["start_function"], "")

@@ -1,0 +1,20 @@
+"""``unbacked detect``: score telemetry against a trained baseline."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from unbacked.cli.hunt import detection_options, run
+
+
+@click.command("detect")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--baseline", required=True, metavar="DIR",
+              type=click.Path(exists=True, file_okay=False), help="Baseline from `unbacked train`.")
+@detection_options
+def command(paths, baseline, output, fmt, threshold, fail_on, strict, report_path, quiet,
+            verbose) -> None:  # fmt: skip
+    """Detect with a trained baseline (calibrated per program)."""
+    sys.exit(run(paths, baseline, output, fmt, threshold, fail_on, strict, report_path, quiet))

@@ -1,0 +1,34 @@
+"""``unbacked train``: learn per-program baselines from benign telemetry."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.console import Console
+
+from unbacked.cli._common import Progress, print_summary, write_run_report
+from unbacked.engine.local import train as run_train
+from unbacked.runreport import RunReport
+
+
+@click.command("train")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("-o", "--output", required=True, metavar="DIR", help="Baseline directory to write.")
+@click.option("--strict", is_flag=True, help="Fail on the first unreadable record or file.")
+@click.option("--report", "report_path", metavar="FILE", help="Write the run report as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
+@click.option("-v", "--verbose", count=True, help="More detail on errors (-vv: traceback).")
+def command(paths, output, strict, report_path, quiet, verbose) -> None:
+    """Learn what is normal for each program from (benign) telemetry."""
+    report = RunReport(strict=strict)
+    with Progress(enabled=not quiet) as progress:
+        baseline = run_train(list(paths), output, report=report, progress=progress)
+    if not quiet:
+        print_summary(report, [])
+        Console(stderr=True).print(
+            f"baseline: {len(baseline.programs())} programs, "
+            f"{baseline.meta_.get('facts', 0):,} facts -> {output}"
+        )
+    write_run_report(report_path, report)
+    sys.exit(0)

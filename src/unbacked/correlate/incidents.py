@@ -1,0 +1,391 @@
+"""Signals -> incidents: one alert per process instance in which foreign code ran.
+
+Per subject process, the strongest signal of each detector is combined by noisy-OR (independent
+evidence adds up, repeats of one detector do not), baseline signals count once (their features
+are correlated), and what the process did *after* foreign code ran in it (outbound connections,
+child processes) adds evidence only when an indicator already showed foreign code. The alert
+carries the explanation, a timeline with the provenance of every line, the regions, the remote
+endpoints, the parent chain and the injector.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from unbacked.detect.anomaly import DETECTOR_ID as BASELINE_ID
+from unbacked.detect.base import DetectionContext
+from unbacked.model.alert import (
+    Alert,
+    Explanation,
+    NetworkContact,
+    ProcessRef,
+    Provenance,
+    RegionInfo,
+    TimelineEntry,
+    severity_from_risk,
+    sort_alerts,
+)
+from unbacked.model.state import ProcessInfo, StateTracker, region_histories
+from unbacked.model.winconst import short_protection
+
+#: default risk (0-100) at or above which an incident becomes an alert
+DEFAULT_ALERT_THRESHOLD = 60.0
+#: a rule signal this strong shows foreign code ran: follow-up behaviour then counts
+FOREIGN_CODE_EVIDENCE = 50.0
+FOLLOWUP_CONNECT = ("UNB-C-001", "Network connection after foreign code ran", 40.0, "T1071")
+FOLLOWUP_CHILD = ("UNB-C-002", "Child process after foreign code ran", 30.0, None)
+MAX_TIMELINE = 400
+MAX_EXPLANATION = 20
+
+_NAMESPACE = uuid.UUID("6f1d3f5e-5b7c-4b8e-9a39-0c1e7b5d2a11")
+
+
+@dataclass(frozen=True, slots=True)
+class CorrelationConfig:
+    alert_threshold: float = DEFAULT_ALERT_THRESHOLD
+    max_timeline: int = MAX_TIMELINE
+
+
+def correlate(
+    ctx: DetectionContext,
+    signals: pa.Table,
+    state: StateTracker | None = None,
+    config: CorrelationConfig | None = None,
+) -> list[Alert]:
+    """Merge ``signals`` into incidents and return the alerts, most severe first."""
+    config = config or CorrelationConfig()
+    if signals.num_rows == 0:
+        return []
+    state = state or StateTracker.from_events(ctx.events.drop_columns(_DERIVED))
+    by_subject: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for sig in signals.to_pylist():
+        by_subject[sig["subject_uid"]].append(sig)
+
+    related = _related_events(ctx.events, list(by_subject))
+    alerts = []
+    for subject, sigs in by_subject.items():
+        alert = _incident(subject, sigs, related.get(subject), ctx, state, config)
+        if alert is not None:
+            alerts.append(alert)
+    return sort_alerts(alerts)
+
+
+_DERIVED = ["row", "program", "target_program"]
+
+
+def noisy_or(scores: list[float]) -> float:
+    p = 1.0
+    for s in scores:
+        p *= 1.0 - max(0.0, min(s, 100.0)) / 100.0
+    return 100.0 * (1.0 - p)
+
+
+def _related_events(events: pa.Table, subjects: list[str]) -> dict[str, pa.Table]:
+    """Events that mention each subject as actor, target or parent (one pass for all)."""
+    keys = pa.array(subjects, pa.string())
+    mask = pc.or_(
+        pc.or_(
+            pc.fill_null(pc.is_in(events["process_uid"], keys), False),
+            pc.fill_null(pc.is_in(events["target_uid"], keys), False),
+        ),
+        pc.fill_null(pc.is_in(events["parent_uid"], keys), False),
+    )
+    sub = events.filter(mask)
+    out: dict[str, pa.Table] = {}
+    if sub.num_rows == 0:
+        return out
+    for subject in subjects:
+        m = pc.or_(
+            pc.or_(
+                pc.fill_null(pc.equal(sub["process_uid"], subject), False),
+                pc.fill_null(pc.equal(sub["target_uid"], subject), False),
+            ),
+            pc.fill_null(pc.equal(sub["parent_uid"], subject), False),
+        )
+        out[subject] = sub.filter(m)
+    return out
+
+
+def _incident(
+    subject: str,
+    sigs: list[dict[str, Any]],
+    related: pa.Table | None,
+    ctx: DetectionContext,
+    state: StateTracker,
+    config: CorrelationConfig,
+) -> Alert | None:
+    best: dict[str, dict[str, Any]] = {}
+    for s in sigs:
+        cur = best.get(s["detector"])
+        if cur is None or s["score"] > cur["score"]:
+            best[s["detector"]] = s
+    rule_scores = [s["score"] for d, s in best.items() if d != BASELINE_ID]
+    components = list(rule_scores)
+    if BASELINE_ID in best:
+        components.append(best[BASELINE_ID]["score"])
+    first_evidence = min((s["time"] for s in sigs if s["time"] is not None), default=None)
+    foreign_code = max(rule_scores, default=0.0) >= FOREIGN_CODE_EVIDENCE
+
+    rows = related.to_pylist() if related is not None else []
+    network = [
+        r for r in rows
+        if r["kind"] == "network" and r["process_uid"] == subject
+        and r["activity"] == "connect"
+    ]  # fmt: skip
+    children = [
+        r for r in rows
+        if r["kind"] == "process" and r["activity"] == "launch" and r["parent_uid"] == subject
+        and r["process_uid"] != subject
+    ]  # fmt: skip
+    followups: list[tuple[str, str, float, str | None, dict[str, Any]]] = []
+    if foreign_code:
+        if network:
+            followups.append((*FOLLOWUP_CONNECT, network[0]))
+        if children:
+            followups.append((*FOLLOWUP_CHILD, children[0]))
+    components += [f[2] for f in followups]
+    risk = noisy_or(components)
+    if risk < config.alert_threshold:
+        return None
+
+    proc = state.process(subject)
+    # the headline is the strongest indicator; the baseline only when no indicator fired
+    rules_only = [s for d, s in best.items() if d != BASELINE_ID]
+    top = max(rules_only or list(best.values()), key=lambda s: s["score"])
+    actors = Counter(s["actor_uid"] for s in sigs if s["actor_uid"] and s["actor_uid"] != subject)
+    actor_uid = actors.most_common(1)[0][0] if actors else None
+
+    techniques = sorted({t for s in sigs for t in (s["techniques"] or ())})
+    for f in followups:
+        if f[3]:
+            techniques.append(f[3])
+    techniques = sorted(set(techniques))
+
+    explanation = _explanation(sigs, followups)
+    signal_rows = {s["row"]: s["detector"] for s in sigs}
+    timeline = _timeline(rows, subject, signal_rows, config.max_timeline)
+    regions = _regions(related, subject)
+    net = tuple(
+        NetworkContact(
+            remote=f"{r['remote_ip']}:{r['remote_port']}", time=r["time"],
+            remote_host=r["remote_host"] or None,
+        )
+        for r in network[:50]
+    )  # fmt: skip
+    child_refs = tuple(
+        _ref(ProcessInfo(uid=r["process_uid"], host=r["host"], pid=r["pid"], image=r["image"],
+                         cmd_line=r["cmd_line"], start=r["time"]), None)
+        for r in children[:50]
+    )  # fmt: skip
+    host = (proc.host if proc else None) or top["host"]
+    name = (proc.name if proc else None) or "?"
+    pid = proc.pid if proc else None
+    process_ref = _ref(proc, state) if proc else ProcessRef(uid=subject)
+    actor_ref = None
+    if actor_uid:
+        actor_info = state.process(actor_uid)
+        actor_ref = _ref(actor_info, state) if actor_info else ProcessRef(uid=actor_uid)
+    times = [s["time"] for s in sigs if s["time"] is not None]
+    by = f" by {actor_ref.name} ({actor_ref.pid})" if actor_ref and actor_ref.name else ""
+    message = f"{name} ({pid}) on {host}: {top['message']}{by}; risk {round(risk)}"
+    return Alert(
+        uid=str(uuid.uuid5(_NAMESPACE, f"{host}|{subject}")),
+        title=top["title"],
+        message=message,
+        risk_score=int(round(risk)),
+        severity_id=severity_from_risk(risk),
+        first_seen=first_evidence,
+        last_seen=max(times) if times else None,
+        hostname=host,
+        process=process_ref,
+        actor=actor_ref,
+        techniques=tuple(techniques),
+        types=_types(techniques),
+        explanation=explanation,
+        timeline=timeline,
+        regions=regions,
+        network=net,
+        children=child_refs,
+        sources=_sources(sigs),
+        detectors=tuple(sorted(best) + [f[0] for f in followups]),
+    )
+
+
+def _ref(info: ProcessInfo | None, state: StateTracker | None) -> ProcessRef:
+    if info is None:
+        return ProcessRef(uid=None)
+    parent: ProcessRef | None = None
+    if state is not None:
+        for p in reversed(state.parent_chain(info.uid, limit=8)):
+            parent = ProcessRef(
+                uid=p.uid, pid=p.pid, name=p.name, path=p.image, cmd_line=p.cmd_line,
+                user=p.user, created=p.start, parent=parent,
+            )  # fmt: skip
+    return ProcessRef(
+        uid=info.uid, pid=info.pid, name=info.name, path=info.image, cmd_line=info.cmd_line,
+        user=info.user, created=info.start, parent=parent,
+    )  # fmt: skip
+
+
+def _types(techniques: list[str]) -> tuple[str, ...]:
+    types = []
+    if any(t.startswith("T1620") for t in techniques):
+        types.append("Reflective Code Loading")
+    if any(t.startswith("T1055") for t in techniques):
+        types.append("Process Injection")
+    return tuple(types) or ("Suspicious Executable Memory",)
+
+
+def _explanation(
+    sigs: list[dict[str, Any]], followups: list[tuple[str, str, float, str | None, dict]]
+) -> tuple[Explanation, ...]:
+    seen: dict[tuple[str, str | None, str | None], Explanation] = {}
+    for s in sigs:
+        key = (s["detector"], s["feature"], s["value"])
+        cur = seen.get(key)
+        if cur is None or s["score"] > cur.score:
+            seen[key] = Explanation(
+                feature=s["feature"] or s["detector"],
+                value=s["value"],
+                detector=s["detector"],
+                score=float(s["score"]),
+                message=s["message"] or s["title"],
+                baseline_count=s["baseline_count"],
+                baseline_total=s["baseline_total"],
+                baseline_scope=s["baseline_scope"],
+            )
+    out = sorted(seen.values(), key=lambda e: -e.score)[:MAX_EXPLANATION]
+    for det, title, score, _tech, row in followups:
+        what = (
+            f"{row['remote_ip']}:{row['remote_port']}" if row["kind"] == "network"
+            else (row["image"] or "?")
+        )  # fmt: skip
+        out.append(
+            Explanation(
+                feature="followup." + ("connect" if row["kind"] == "network" else "child"),
+                value=what, detector=det, score=score, message=f"{title}: {what}",
+            )
+        )  # fmt: skip
+    return tuple(out)
+
+
+def _summary(r: dict[str, Any], subject: str) -> tuple[str, str]:
+    kind, act = r["kind"], r["activity"]
+    img = _base(r["image"])
+    tgt = _base(r["target_image"])
+    if kind == "process":
+        if act == "launch":
+            if r["process_uid"] == subject:
+                return "launch", f"started: {r['cmd_line'] or img} (parent {_base(r['parent_image'])})"
+            return "child", f"started child {img} ({r['pid']}): {r['cmd_line'] or ''}".rstrip(": ")
+        if act == "open":
+            who = f"{img} opened {tgt}" if r["process_uid"] == subject else f"opened by {img}"
+            access = r["granted_access"]
+            return "open", f"{who} access 0x{access:x}" if access is not None else who
+        return act, f"{act}: {img}"
+    if kind == "thread":
+        start = f"0x{r['start_address']:x}" if r["start_address"] is not None else "?"
+        where = _base(r["start_module"]) if r["start_module"] else "no module (unbacked)"
+        if r["target_uid"] == subject and r["process_uid"] != subject:
+            return "thread", f"{img} started a thread here at {start} in {where}"
+        return "thread", f"started a thread in {tgt or img} at {start} in {where}"
+    if kind == "memory":
+        base = f"0x{(r['base_address'] or 0):x}"
+        size = f"0x{r['region_size']:x}" if r["region_size"] else "?"
+        prot = short_protection(r["protection"], r["os"])
+        old = (
+            f"{short_protection(r['old_protection'], r['os'])} -> "
+            if r["old_protection"] is not None else ""
+        )  # fmt: skip
+        caller = "unbacked code" if r["caller_unbacked"] else (_base(r["caller_module"]) or "?")
+        hdr = f", {r['header_kind'].upper()} header" if r["header_kind"] not in (None, "none") else ""
+        backing = f", backed by {r['backing_path']}" if r["backing_path"] else ""
+        return act, f"{act} {base} size {size} {old}{prot} from {caller}{hdr}{backing}"
+    if kind == "network":
+        return "connect", (
+            f"{act} {r['protocol'] or ''} {r['remote_ip']}:{r['remote_port']}"
+            + (f" ({r['remote_host']})" if r["remote_host"] else "")
+        )
+    if kind == "module":
+        return "load", f"loaded {r['module_path']}"
+    return act, act
+
+
+def _base(path: str | None) -> str | None:
+    if not path:
+        return None
+    return path.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+_ALWAYS = {"launch", "child", "thread", "connect", "allocate", "protect", "write", "map_view",
+           "memfd", "exec", "tamper"}  # fmt: skip
+
+
+def _timeline(
+    rows: list[dict[str, Any]], subject: str, signal_rows: dict[int, str], limit: int
+) -> tuple[TimelineEntry, ...]:
+    entries: list[tuple[Any, TimelineEntry]] = []
+    others = 0
+    for r in rows:
+        detector = signal_rows.get(r["row"])
+        kind, summary = _summary(r, subject)
+        if detector is None:
+            if kind not in _ALWAYS and not (kind == "load" and _is_engine(r["module_path"])):
+                continue
+            if r["kind"] == "process" and r["activity"] == "launch" and r["parent_uid"] != subject \
+                    and r["process_uid"] != subject:
+                continue
+            others += 1
+            if others > limit // 2:
+                continue
+        entry = TimelineEntry(
+            time=r["time"], kind=kind, summary=summary,
+            provenance=Provenance(file=r["src_file"], record=r["src_record"], line=r["src_line"]),
+            signal=detector,
+        )  # fmt: skip
+        entries.append(((r["time"], r["src_file"] or "", r["src_line"] or 0), entry))
+    entries.sort(key=lambda x: x[0])
+    return tuple(e for _, e in entries[:limit])
+
+
+def _is_engine(path: str | None) -> bool:
+    if not path:
+        return False
+    low = path.lower()
+    return any(m in low for m in ("clr.dll", "mscorwks", "coreclr", "system.management.automation"))
+
+
+def _regions(related: pa.Table | None, subject: str) -> tuple[RegionInfo, ...]:
+    if related is None or related.num_rows == 0:
+        return ()
+    hist = region_histories(related, subject)
+    out = []
+    for h in hist:
+        if not (h.executable or h.threads):
+            continue
+        out.append(
+            RegionInfo(
+                base=h.base, size=h.size, protections=tuple(p for _, p in h.protections),
+                backing=h.backing_path, header_kind=h.header_kind, threads=len(h.threads),
+            )
+        )  # fmt: skip
+    return tuple(out[:50])
+
+
+def _sources(sigs: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
+    by_file: dict[str, list[int]] = defaultdict(list)
+    for s in sigs:
+        ref = s["src_record"] if s["src_record"] is not None else s["src_line"]
+        if ref is not None:
+            by_file[s["src_file"] or "?"].append(ref)
+    out = []
+    for f, refs in sorted(by_file.items()):
+        uniq = sorted(set(refs))
+        out.append({"file": f, "records": uniq[:100], "count": len(uniq)})
+    return tuple(out)

@@ -1,0 +1,411 @@
+"""The alert contract (DESIGN.md §6): one OCSF 1.x Detection Finding per suspicious process.
+
+Domain objects are frozen, slotted dataclasses; ``Alert.to_ocsf()`` renders the contract and
+``Alert.from_ocsf()`` reads it back (the HTML report, ``eval`` and the memory scanner's findings
+all go through the same shape). Times are timezone-aware UTC inside, epoch milliseconds outside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+OCSF_VERSION = "1.3.0"
+
+SEVERITY_NAMES = {
+    0: "Unknown",
+    1: "Informational",
+    2: "Low",
+    3: "Medium",
+    4: "High",
+    5: "Critical",
+    6: "Fatal",
+}
+SEVERITY_BY_NAME = {v.lower(): k for k, v in SEVERITY_NAMES.items()}
+
+#: ATT&CK technique names and tactics of the ids the project emits.
+ATTACK = {
+    "T1620": ("Reflective Code Loading", "TA0005", "Defense Evasion"),
+    "T1055": ("Process Injection", "TA0005", "Defense Evasion"),
+    "T1055.001": ("Dynamic-link Library Injection", "TA0005", "Defense Evasion"),
+    "T1055.002": ("Portable Executable Injection", "TA0005", "Defense Evasion"),
+    "T1055.003": ("Thread Execution Hijacking", "TA0005", "Defense Evasion"),
+    "T1055.004": ("Asynchronous Procedure Call", "TA0005", "Defense Evasion"),
+    "T1055.012": ("Process Hollowing", "TA0005", "Defense Evasion"),
+    "T1059.001": ("PowerShell", "TA0002", "Execution"),
+    "T1027": ("Obfuscated Files or Information", "TA0005", "Defense Evasion"),
+    "T1027.011": ("Fileless Storage", "TA0005", "Defense Evasion"),
+    "T1106": ("Native API", "TA0002", "Execution"),
+    "T1071": ("Application Layer Protocol", "TA0011", "Command and Control"),
+}
+
+
+def severity_from_risk(risk: float) -> int:
+    """OCSF severity_id for a 0-100 risk score."""
+    if risk >= 90:
+        return 5
+    if risk >= 70:
+        return 4
+    if risk >= 40:
+        return 3
+    if risk >= 20:
+        return 2
+    return 1
+
+
+def parse_severity(value: str | int) -> int:
+    """``high``/``4``/``High`` -> 4 (``--fail-on``)."""
+    if isinstance(value, int) or str(value).isdigit():
+        sev = int(value)
+        if sev in SEVERITY_NAMES:
+            return sev
+    else:
+        sev_name = SEVERITY_BY_NAME.get(str(value).strip().lower())
+        if sev_name is not None:
+            return sev_name
+    raise ValueError(
+        f"unknown severity {value!r}: use one of "
+        + ", ".join(n.lower() for k, n in SEVERITY_NAMES.items() if 1 <= k <= 5)
+    )
+
+
+def to_ms(ts: datetime | None) -> int | None:
+    if ts is None:
+        return None
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return int(round(ts.timestamp() * 1000))
+
+
+def from_ms(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRef:
+    """A process as an alert shows it; ``parent`` chains as far as known."""
+
+    uid: str | None
+    pid: int | None = None
+    name: str | None = None
+    path: str | None = None
+    cmd_line: str | None = None
+    user: str | None = None
+    created: datetime | None = None
+    parent: ProcessRef | None = None
+
+    def to_ocsf(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"uid": self.uid, "pid": self.pid, "name": self.name}
+        if self.path:
+            out["file"] = {"path": self.path, "name": self.name}
+        if self.cmd_line is not None:
+            out["cmd_line"] = self.cmd_line
+        if self.user:
+            out["user"] = {"name": self.user}
+        if self.created is not None:
+            out["created_time"] = to_ms(self.created)
+        if self.parent is not None:
+            out["parent_process"] = self.parent.to_ocsf()
+        return {k: v for k, v in out.items() if v is not None}
+
+    @classmethod
+    def from_ocsf(cls, d: Mapping[str, Any] | None) -> ProcessRef | None:
+        if not d:
+            return None
+        return cls(
+            uid=d.get("uid"),
+            pid=d.get("pid"),
+            name=d.get("name"),
+            path=(d.get("file") or {}).get("path"),
+            cmd_line=d.get("cmd_line"),
+            user=(d.get("user") or {}).get("name"),
+            created=from_ms(d.get("created_time")),
+            parent=cls.from_ocsf(d.get("parent_process")),
+        )
+
+    def chain(self) -> list[ProcessRef]:
+        """This process and its parents, nearest first."""
+        out: list[ProcessRef] = []
+        node: ProcessRef | None = self
+        while node is not None and len(out) < 64:
+            out.append(node)
+            node = node.parent
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    file: str | None
+    record: int | None = None
+    line: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in (("file", self.file), ("record_id", self.record),
+                                  ("line", self.line)) if v is not None}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> Provenance:
+        d = d or {}
+        return cls(file=d.get("file"), record=d.get("record_id"), line=d.get("line"))
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why: one feature, its observed value, and how often the baseline saw it."""
+
+    feature: str
+    value: str | None
+    detector: str
+    score: float
+    message: str
+    baseline_count: int | None = None
+    baseline_total: int | None = None
+    baseline_scope: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "feature": self.feature,
+            "value": self.value,
+            "detector": self.detector,
+            "score": round(self.score, 3),
+            "message": self.message,
+        }
+        if self.baseline_total is not None:
+            out["baseline"] = {
+                "count": self.baseline_count,
+                "total": self.baseline_total,
+                "scope": self.baseline_scope,
+                "frequency": (
+                    round(self.baseline_count / self.baseline_total, 6)
+                    if self.baseline_total and self.baseline_count is not None
+                    else 0.0
+                ),
+            }
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Explanation:
+        b = d.get("baseline") or {}
+        return cls(
+            feature=d["feature"],
+            value=d.get("value"),
+            detector=d.get("detector", ""),
+            score=float(d.get("score", 0.0)),
+            message=d.get("message", ""),
+            baseline_count=b.get("count"),
+            baseline_total=b.get("total"),
+            baseline_scope=b.get("scope"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    time: datetime | None
+    kind: str  # allocate, protect, write, thread, open, connect, child, launch, load, ...
+    summary: str
+    provenance: Provenance
+    signal: str | None = None  # detector id when this line is evidence
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "time": to_ms(self.time),
+            "kind": self.kind,
+            "summary": self.summary,
+            "provenance": self.provenance.to_dict(),
+        }
+        if self.signal:
+            out["signal"] = self.signal
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TimelineEntry:
+        return cls(
+            time=from_ms(d.get("time")),
+            kind=d.get("kind", ""),
+            summary=d.get("summary", ""),
+            provenance=Provenance.from_dict(d.get("provenance")),
+            signal=d.get("signal"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RegionInfo:
+    base: int
+    size: int | None
+    protections: tuple[str, ...] = ()
+    backing: str | None = None
+    header_kind: str | None = None
+    threads: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "base": f"0x{self.base:x}",
+            "size": self.size,
+            "protection_history": list(self.protections),
+            "backing": self.backing,
+            "header_kind": self.header_kind,
+            "threads": self.threads,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RegionInfo:
+        base = d.get("base") or 0
+        return cls(
+            base=int(base, 16) if isinstance(base, str) else int(base),
+            size=d.get("size"),
+            protections=tuple(d.get("protection_history") or ()),
+            backing=d.get("backing"),
+            header_kind=d.get("header_kind"),
+            threads=int(d.get("threads") or 0),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkContact:
+    remote: str  # ip:port
+    time: datetime | None
+    remote_host: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"remote": self.remote, "time": to_ms(self.time)}
+        if self.remote_host:
+            out["remote_host"] = self.remote_host
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> NetworkContact:
+        return cls(remote=d["remote"], time=from_ms(d.get("time")), remote_host=d.get("remote_host"))
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One incident: a process instance in which foreign code ran."""
+
+    uid: str
+    title: str
+    message: str
+    risk_score: int
+    severity_id: int
+    first_seen: datetime | None
+    last_seen: datetime | None
+    hostname: str | None
+    process: ProcessRef
+    actor: ProcessRef | None = None
+    techniques: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()
+    explanation: tuple[Explanation, ...] = ()
+    timeline: tuple[TimelineEntry, ...] = ()
+    regions: tuple[RegionInfo, ...] = ()
+    network: tuple[NetworkContact, ...] = ()
+    children: tuple[ProcessRef, ...] = ()
+    verification: Mapping[str, Any] | None = None
+    sources: tuple[Mapping[str, Any], ...] = ()
+    detectors: tuple[str, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def time(self) -> datetime | None:
+        return self.last_seen or self.first_seen
+
+    def to_ocsf(self) -> dict[str, Any]:
+        from unbacked import __version__
+
+        attacks = []
+        for tid in self.techniques:
+            name, tactic_uid, tactic = ATTACK.get(tid, (tid, None, None))
+            entry: dict[str, Any] = {"technique": {"uid": tid, "name": name}, "version": "15"}
+            if tactic_uid:
+                entry["tactic"] = {"uid": tactic_uid, "name": tactic}
+            attacks.append(entry)
+        out: dict[str, Any] = {
+            "class_uid": 2004,
+            "class_name": "Detection Finding",
+            "category_uid": 2,
+            "category_name": "Findings",
+            "activity_id": 1,
+            "activity_name": "Create",
+            "type_uid": 200401,
+            "type_name": "Detection Finding: Create",
+            "status_id": 1,
+            "status": "New",
+            "time": to_ms(self.time),
+            "severity_id": self.severity_id,
+            "severity": SEVERITY_NAMES.get(self.severity_id, "Unknown"),
+            "risk_score": self.risk_score,
+            "message": self.message,
+            "metadata": {
+                "version": OCSF_VERSION,
+                "product": {"name": "unbacked", "vendor_name": "unbacked", "version": __version__},
+            },
+            "finding_info": {
+                "uid": self.uid,
+                "title": self.title,
+                "types": list(self.types),
+                "first_seen_time": to_ms(self.first_seen),
+                "last_seen_time": to_ms(self.last_seen),
+                "analytic": {"name": ",".join(self.detectors), "type_id": 99, "type": "Other"},
+            },
+            "process": self.process.to_ocsf(),
+            "device": {"hostname": self.hostname},
+            "attacks": attacks,
+            "unmapped": {
+                "unbacked": {
+                    "explanation": [e.to_dict() for e in self.explanation],
+                    "timeline": [t.to_dict() for t in self.timeline],
+                    "regions": [r.to_dict() for r in self.regions],
+                    "network": [n.to_dict() for n in self.network],
+                    "children": [c.to_ocsf() for c in self.children],
+                    "verification": dict(self.verification) if self.verification else None,
+                    "sources": [dict(s) for s in self.sources],
+                    "detectors": list(self.detectors),
+                    **dict(self.extra),
+                }
+            },
+        }
+        if self.actor is not None:
+            out["actor"] = {"process": self.actor.to_ocsf()}
+        return out
+
+    @classmethod
+    def from_ocsf(cls, d: Mapping[str, Any]) -> Alert:
+        """Read an alert back from its OCSF form (``report``, ``eval``)."""
+        fi = d.get("finding_info") or {}
+        u = (d.get("unmapped") or {}).get("unbacked") or {}
+        known = {"explanation", "timeline", "regions", "network", "children", "verification",
+                 "sources", "detectors"}  # fmt: skip
+        process = ProcessRef.from_ocsf(d.get("process")) or ProcessRef(uid=None)
+        return cls(
+            uid=fi.get("uid", ""),
+            title=fi.get("title", ""),
+            message=d.get("message", ""),
+            risk_score=int(d.get("risk_score") or 0),
+            severity_id=int(d.get("severity_id") or 0),
+            first_seen=from_ms(fi.get("first_seen_time")),
+            last_seen=from_ms(fi.get("last_seen_time")),
+            hostname=(d.get("device") or {}).get("hostname"),
+            process=process,
+            actor=ProcessRef.from_ocsf((d.get("actor") or {}).get("process")),
+            techniques=tuple(a["technique"]["uid"] for a in d.get("attacks") or ()),
+            types=tuple(fi.get("types") or ()),
+            explanation=tuple(Explanation.from_dict(e) for e in u.get("explanation") or ()),
+            timeline=tuple(TimelineEntry.from_dict(t) for t in u.get("timeline") or ()),
+            regions=tuple(RegionInfo.from_dict(r) for r in u.get("regions") or ()),
+            network=tuple(NetworkContact.from_dict(n) for n in u.get("network") or ()),
+            children=tuple(
+                p for p in (ProcessRef.from_ocsf(c) for c in u.get("children") or ()) if p
+            ),
+            verification=u.get("verification"),
+            sources=tuple(u.get("sources") or ()),
+            detectors=tuple(u.get("detectors") or ()),
+            extra={k: v for k, v in u.items() if k not in known},
+        )
+
+
+def sort_alerts(alerts: Sequence[Alert]) -> list[Alert]:
+    """Most severe first, then earliest."""
+    return sorted(
+        alerts,
+        key=lambda a: (-a.risk_score, to_ms(a.first_seen) or 0, a.hostname or "", a.uid),
+    )
