@@ -39,7 +39,13 @@ from unbacked.memscan.model import (
     ScanFinding,
     Thread,
 )
-from unbacked.memscan.scanner import ByteStats, Hit, SignatureScanner, iter_chunks
+from unbacked.memscan.scanner import (
+    ByteStats,
+    Hit,
+    ShellcodeScanner,
+    SignatureScanner,
+    iter_chunks,
+)
 
 #: indicator -> contribution to the region score (capped at 100)
 WEIGHTS = {
@@ -60,6 +66,7 @@ WEIGHTS = {
     "thread_ip": 25,
     "stack_return": 15,  # return addresses into the region on a thread's stack
     "code_like": 10,
+    "shellcode_pattern": 30,  # PEB walk, API hashing, stager entry, /bin/sh
     "high_entropy": 5,
     "yara": 30,
 }
@@ -71,8 +78,17 @@ _EXEC_KIND = {
 #: indicators that JIT churn never produces: with any of them a JIT region is still reported
 _NOT_JIT = {"pe_header", "elf_header", "pe_header_partial", "elf_header_partial",
             "embedded_image", "loader_export", "thread_start", "yara", "exec_memfd",
+            "shellcode_pattern",
             "exec_deleted"}  # fmt: skip
-_STRONG = {"pe_header", "elf_header", "thread_start", "loader_export", "yara", "embedded_image"}
+_STRONG = {
+    "pe_header",
+    "elf_header",
+    "thread_start",
+    "loader_export",
+    "yara",
+    "embedded_image",
+    "shellcode_pattern",
+}
 #: bytes of each thread's stack (from its stack pointer) searched for return addresses
 STACK_BYTES = 32 << 10
 #: most embedded-header candidates validated per unit (bounds work on hostile content)
@@ -294,15 +310,25 @@ class Analyzer:
                 )
             if r.protection == "rwx":
                 _add(inds, "rwx", f"0x{r.base:x} is readable, writable and executable")
-        # 2. headers at the start of the unit, or at the start of its executable part
-        head = space.read(unit.base, 4096)
-        info = headers.classify(head)
-        header_at = unit.base
-        if info is None and main.base != unit.base:
-            head2 = space.read(main.base, 4096)
-            info = headers.classify(head2)
-            if info is not None:
-                head, header_at = head2, main.base
+        # 2. headers at the start of the unit (Windows: the allocation base), else at the start
+        #    of its executable part, else at the start of a mapping just before it (Linux)
+        probes = (
+            [unit.base, main.base]
+            if space.os == "windows"
+            else [main.base] + [r.base for r in reversed(unit.regions) if r.base < main.base]
+        )
+        info = None
+        head = b""
+        header_at = probes[0]
+        for at in dict.fromkeys(probes):
+            page = space.read(at, 4096)
+            if not head:
+                head = page
+            got = headers.classify(page)
+            if got is not None:
+                info, head, header_at = got, page, at
+                break
+        start = unit.base if space.os == "windows" else (header_at if info else main.base)
         if info is not None:
             name = {
                 "pe": "pe_header",
@@ -310,17 +336,21 @@ class Analyzer:
                 "pe-partial": "pe_header_partial",
                 "elf-partial": "elf_header_partial",
             }[info.kind]
-            _add(inds, name, f"{info.evidence} at 0x{header_at:x}", header_at - unit.base)
+            _add(inds, name, f"{info.evidence} at 0x{header_at:x}", header_at - start)
         # 3. statistics, embedded images and YARA over the executable part, chunk by chunk
         sections = [(r.base, r.size) for r in execs]
         hist = ByteStats()
         sig = SignatureScanner(chunk_size=opts.chunk_size, overlap=opts.overlap)
+        shell = ShellcodeScanner(chunk_size=opts.chunk_size, overlap=opts.overlap)
+        shell_hits: list[Hit] = []
         cands: list[Hit] = []
         budget = opts.max_region_bytes
         for data, address, last in iter_chunks(space, sections, opts.chunk_size, opts.overlap):
             hist.update(data if last else data[: opts.chunk_size])
             if len(cands) < MAX_CANDIDATES:
                 cands.extend(h for h in sig(data, address, last=last) if h.kind in ("mz", "elf"))
+            if len(shell_hits) < 64:
+                shell_hits.extend(shell(data, address, last=last))
             budget -= min(len(data), opts.chunk_size)
             if budget <= 0:
                 break
@@ -334,12 +364,21 @@ class Analyzer:
                 _add(
                     inds,
                     "embedded_image",
-                    f"{emb.evidence} at 0x{h.address:x} (+0x{h.address - unit.base:x})",
-                    h.address - unit.base,
+                    f"{emb.evidence} at 0x{h.address:x} (+0x{h.address - start:x})",
+                    h.address - start,
                 )
                 if info is None:
                     info, header_at = emb, h.address
                 break
+        if shell_hits:
+            kinds = sorted({h.detail for h in shell_hits})
+            _add(
+                inds,
+                "shellcode_pattern",
+                f"{', '.join(kinds)} at 0x{shell_hits[0].address:x}"
+                + (f" (+{len(shell_hits) - 1} more)" if len(shell_hits) > 1 else ""),
+                shell_hits[0].address - start,
+            )
         if rstats is not None and rstats.nonzero >= stats.MIN_CONTENT:
             if rstats.code_score >= stats.CODE_LIKE:
                 _add(
@@ -362,7 +401,7 @@ class Analyzer:
                     inds,
                     "thread_start",
                     f"thread {t.tid} started at 0x{t.start_address:x}",
-                    (t.start_address or 0) - unit.base,
+                    (t.start_address or 0) - start,
                 )
                 tids.append(t.tid)
             if inside(t.instruction_pointer):
@@ -370,7 +409,7 @@ class Analyzer:
                     inds,
                     "thread_ip",
                     f"thread {t.tid} is executing at 0x{t.instruction_pointer:x}",
-                    (t.instruction_pointer or 0) - unit.base,
+                    (t.instruction_pointer or 0) - start,
                 )
                 tids.append(t.tid)
         for tid, vals in stacks.items():
@@ -395,7 +434,7 @@ class Analyzer:
                     inds,
                     "yara",
                     f"YARA rule {h.detail} matched at 0x{h.address:x}",
-                    h.address - unit.base,
+                    h.address - start,
                 )
         # PE reconstruction
         pe_summary = None
@@ -448,10 +487,10 @@ class Analyzer:
         header_kind = info.kind if info is not None else None
         dumped: tuple[str, ...] = ()
         if opts.dump_dir:
-            dumped = self._dump(space, unit, execs, header_kind, rebuilt)
+            dumped = self._dump(space, start, unit.end, header_kind, rebuilt)
         return RegionFinding(
-            base=unit.base,
-            size=unit.end - unit.base,
+            base=start,
+            size=unit.end - start,
             protection=main.protection,
             backing=main.backing,
             score=score,
@@ -469,24 +508,24 @@ class Analyzer:
     def _dump(
         self,
         space: AddressSpace,
-        unit: _Unit,
-        execs: list[Region],
+        start: int,
+        end: int,
         header: str | None,
         rebuilt: bytes | None,
     ) -> tuple[str, ...]:
-        """Write the unit's captured bytes (zero-filled gaps) and a rebuilt PE, chunk by chunk."""
+        """Write a region's captured bytes (gaps zero-filled) and a rebuilt PE, chunk by chunk."""
         assert self.options.dump_dir is not None
         os.makedirs(self.options.dump_dir, exist_ok=True)
-        stem = _safe_name(f"{os.path.basename(space.source)}_{space.process.pid}_{unit.base:x}")
+        stem = _safe_name(f"{os.path.basename(space.source)}_{space.process.pid}_{start:x}")
         out = []
         ext = ".elf" if header and header.startswith("elf") else ".bin"
         path = os.path.join(self.options.dump_dir, stem + ext)
         with open(path, "wb") as fh:
-            fh.truncate(unit.end - unit.base)
-            for data, address, last in iter_chunks(
-                space, [(unit.base, unit.end - unit.base)], self.options.chunk_size, 0
+            fh.truncate(end - start)
+            for data, address, _last in iter_chunks(
+                space, [(start, end - start)], self.options.chunk_size, 0
             ):
-                fh.seek(address - unit.base)
+                fh.seek(address - start)
                 fh.write(data)
         out.append(path)
         if rebuilt is not None:

@@ -149,3 +149,34 @@ class ByteStats:
         if data:
             self.hist += np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256)
             self.total += len(data)
+
+
+#: byte patterns of hand-written shellcode that compiled and JIT-generated code do not contain:
+#: PEB/TEB access through a segment register, the ROR-13 API-hash loop of Metasploit/Cobalt
+#: Strike stagers, their ``cld; and rsp,-16`` entry, and an inline ``/bin/sh`` execve.
+_SHELLCODE = re.compile(
+    rb"\x65\x48\x8b[\x04-\x3c\x40-\x7f][\x25]?\x60"  # mov r64, gs:[0x60]  (PEB, x64)
+    rb"|\x65\x48\x8b\x04\x25\x60\x00\x00\x00"  # mov rax, gs:[0x60] (absolute form)
+    rb"|\x64\x8b[\x05-\x3d]\x30\x00\x00\x00|\x64\xa1\x30\x00\x00\x00"  # fs:[0x30] (PEB, x86)
+    rb"|\xc1[\xc8-\xcf]\x0d[\x01\x03\x41]"  # ror r32, 13 ; add — API hashing
+    rb"|\xfc\x48\x83\xe4\xf0|\xfc\xe8[\x80-\x9f]\x00\x00\x00"  # stager entry (x64 / x86)
+    rb"|\x2f\x62\x69\x6e\x2f(?:\x2f)?\x73\x68",  # "/bin/sh" or "/bin//sh" in code
+    re.DOTALL,
+)
+_SHELLCODE_NAMES = {
+    0x65: "PEB access via gs", 0x64: "PEB access via fs", 0xC1: "ROR-13 API hashing",
+    0xFC: "stager entry (cld)", 0x2F: "/bin/sh string",
+}  # fmt: skip
+
+
+class ShellcodeScanner(ScannerInterface):
+    """Finds hand-written shellcode idioms (see ``_SHELLCODE``). Stateless: thread-safe."""
+
+    thread_safe = True
+
+    def __call__(self, data: bytes, data_offset: int, *, last: bool = True) -> Iterator[Hit]:
+        limit = self.limit(data, last)
+        for m in _SHELLCODE.finditer(data, 0, limit + 16):
+            if m.start() >= limit:
+                break
+            yield Hit(data_offset + m.start(), "shellcode", _SHELLCODE_NAMES[data[m.start()]])

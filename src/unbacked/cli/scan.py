@@ -1,0 +1,203 @@
+"""``unbacked scan``: look for executable memory no file backs, in minidumps or live processes.
+
+    unbacked scan FILE.dmp...            Windows minidumps (files or directories of .dmp)
+    unbacked scan --pid PID... | --all   live Linux processes (needs ptrace access: root)
+
+Exit codes (DESIGN.md §7): 0 no finding at/above --fail-on, 3 findings at/above it, 2 usage
+error, 1 runtime error (every input failed, or the first failure with --strict).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import click
+import orjson
+
+from unbacked.errors import UnbackedError
+from unbacked.memscan.analyze import Analyzer, Options, ScanResult, hostname
+from unbacked.memscan.model import SEVERITY_NAMES, ScanFinding
+
+_SEVERITIES = ["informational", "low", "medium", "high", "critical"]
+
+
+def _dump_files(paths: tuple[str, ...]) -> Iterator[Path]:
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            yield from sorted(
+                q for q in path.rglob("*") if q.is_file() and q.suffix.lower() in (".dmp", ".mdmp")
+            )
+        else:
+            yield path
+
+
+def _table(findings: list[ScanFinding], out: IO[str]) -> None:
+    if not findings:
+        out.write("no suspicious regions\n")
+        return
+    for f in sorted(findings, key=lambda f: -f.score):
+        p = f.process
+        out.write(
+            f"{SEVERITY_NAMES[f.severity_id].upper():<13} risk {f.score:>3}  "
+            f"{p.name or '?'} (pid {p.pid if p.pid is not None else '?'})  {f.source}\n"
+        )
+        for r in sorted(f.regions, key=lambda r: -r.score):
+            out.write(
+                f"  0x{r.base:016x} +0x{r.size:<8x} {r.protection} {r.backing:<9} "
+                f"score {r.score:>3} {r.confidence:<6} header={r.header or '-'}\n"
+            )
+            for i in r.indicators:
+                out.write(f"      {i.name:<20} {i.evidence}\n")
+            for path in r.dumped:
+                out.write(f"      dumped -> {path}\n")
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("dumps", nargs=-1, type=click.Path())
+@click.option("--pid", "pids", multiple=True, type=int, help="Live Linux process to scan.")
+@click.option("--all", "all_pids", is_flag=True, help="Scan every live process.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "ocsf"]),
+    default="table",
+    show_default=True,
+    help="Console table or OCSF Detection Finding JSON lines.",
+)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write findings here.")
+@click.option(
+    "--fail-on",
+    type=click.Choice(_SEVERITIES),
+    default="low",
+    show_default=True,
+    help="Exit 3 when a finding is at or above this severity.",
+)
+@click.option(
+    "--dump",
+    "dump_dir",
+    type=click.Path(file_okay=False),
+    help="Write suspicious regions (and rebuilt PEs) to this directory.",
+)
+@click.option(
+    "--yara",
+    "yara_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="YARA rule file run over suspicious regions ([yara] extra).",
+)
+@click.option(
+    "--min-score",
+    type=click.IntRange(0, 100),
+    default=0,
+    show_default=True,
+    help="Drop regions scoring below this.",
+)
+@click.option("--strict", is_flag=True, help="Stop at the first unreadable dump or process.")
+@click.option("-v", "--verbose", count=True, help="-v: per-input progress; -vv: tracebacks.")
+def command(
+    dumps: tuple[str, ...],
+    pids: tuple[int, ...],
+    all_pids: bool,
+    fmt: str,
+    output: str | None,
+    fail_on: str,
+    dump_dir: str | None,
+    yara_files: tuple[str, ...],
+    min_score: int,
+    strict: bool,
+    verbose: int,
+) -> None:
+    """Scan minidumps or live processes for executable memory that no file backs."""
+    if not dumps and not pids and not all_pids:
+        raise click.UsageError("give minidump files, --pid PID or --all")
+    if dumps and (pids or all_pids):
+        raise click.UsageError("scan either minidumps or live processes, not both")
+    rules = None
+    if yara_files:
+        from unbacked.memscan.yarascan import load_rules
+
+        rules = load_rules(yara_files)
+    analyzer = Analyzer(Options(yara_rules=rules, dump_dir=dump_dir, min_score=min_score))
+    host = hostname()
+    results: list[ScanResult] = []
+    failed = gone = 0
+    inputs = 0
+    if dumps:
+        from unbacked.memscan.minidump import MinidumpSpace
+
+        for path in _dump_files(dumps):
+            inputs += 1
+            try:
+                with MinidumpSpace(path) as space:
+                    res = analyzer.run(space)
+            except UnbackedError as exc:
+                if strict:
+                    raise
+                failed += 1
+                click.echo(
+                    f"skipped {path}: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""),
+                    err=True,
+                )
+                continue
+            for issue in res.issues:
+                click.echo(f"warning {path}: {issue}", err=True)
+            results.append(res)
+    else:
+        from unbacked.memscan.live import LinuxProcessSpace, ProcessGone
+        from unbacked.memscan.live import all_pids as every
+
+        targets = sorted(set(pids)) if pids else list(every())
+        for pid in targets:
+            inputs += 1
+            try:
+                with LinuxProcessSpace(pid) as space:
+                    res = analyzer.run(space)
+                    if not space.alive():
+                        raise ProcessGone(
+                            f"process {pid} exited during the scan", source=space.source
+                        )
+            except ProcessGone as exc:
+                gone += 1
+                if pids:
+                    click.echo(f"skipped pid {pid}: {exc.message}", err=True)
+                continue
+            except UnbackedError as exc:
+                if strict:
+                    raise
+                failed += 1
+                if pids or verbose:
+                    click.echo(f"skipped pid {pid}: {exc.message}", err=True)
+                continue
+            results.append(res)
+    findings = [f for f in (r.finding(host) for r in results) if f is not None]
+    out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+    try:
+        if fmt == "ocsf":
+            for f in findings:
+                out.write(orjson.dumps(f.to_ocsf()).decode() + "\n")
+        else:
+            _table(findings, out)
+    finally:
+        if output:
+            out.close()
+    scanned = len(results)
+    click.echo(
+        f"scanned {scanned} of {inputs} input(s): {len(findings)} with findings, "
+        f"{sum(len(f.regions) for f in findings)} suspicious region(s)"
+        + (f", {failed} unreadable" if failed else "")
+        + (f", {gone} exited" if gone else ""),
+        err=True,
+    )
+    if inputs and not scanned and failed:
+        sys.exit(1)
+    threshold = _SEVERITIES.index(fail_on) + 1
+    if any(f.severity_id >= threshold for f in findings):
+        sys.exit(3)
+    sys.exit(0)
+
+
+__all__ = ["command"]
