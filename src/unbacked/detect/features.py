@@ -73,12 +73,19 @@ list_transform(string_split(call_trace, '|'), lambda f:
 #:  managed unbacked frames in a trace that also has managed-runtime modules (JIT code)
 #:  only    every frame unbacked (direct syscall from unbacked code)
 #:  api     an unbacked frame right above a system API DLL frame (shellcode calling Win32)
+#:  truncated  only system API DLL frames, and no thread-start frames: the walk stopped at a
+#:          caller it could not unwind (manually mapped code has no registered unwind data)
 #:  other   unbacked frames elsewhere
 TRACE_CLASS_SQL = rf"""
 CASE
   WHEN call_trace IS NULL OR call_trace = '' THEN NULL
   WHEN NOT list_contains(frames, '<unbacked>') THEN
-       CASE WHEN list_contains(frames, '<kernel>') THEN 'kernel' ELSE 'none' END
+       CASE WHEN list_contains(frames, '<kernel>') THEN 'kernel'
+            WHEN len(list_filter(frames, lambda f: NOT regexp_matches(f, '{SYSTEM_API_RE}'))) = 0
+                 AND NOT (len(frames) >= 2 AND frames[-1] = 'ntdll.dll'
+                          AND frames[-2] = 'kernel32.dll')
+                 THEN 'truncated'
+            ELSE 'none' END
   WHEN len(list_filter(frames, lambda f: f NOT IN ('<unbacked>', '<kernel>'))) = 0 THEN 'only'
   WHEN len(list_filter(frames, lambda f: regexp_matches(f, '{MANAGED_MODULE_RE}'))) > 0
        THEN 'managed'

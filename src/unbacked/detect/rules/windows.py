@@ -81,7 +81,9 @@ def _hex(values: pa.ChunkedArray) -> pa.Array:
 
 
 #: Score per call-trace class (``detect.features.TRACE_CLASS_SQL``).
-TRACE_CLASS_SCORE = {"only": 90.0, "api": 80.0, "other": 60.0}
+TRACE_CLASS_SCORE = {"only": 90.0, "api": 80.0, "truncated": 70.0, "other": 60.0}
+#: Targets whose opening from unbacked code is not excused by managed code (credential theft).
+SENSITIVE_TARGETS = ("lsass.exe",)
 #: Factor for instances that run managed code (JIT frames explain unbacked frames too).
 MANAGED_FACTOR = 0.4
 #: Factor when the program's peers commonly show the same class ("normal for this program").
@@ -100,8 +102,10 @@ class UnbackedCallerInCallTrace(Rule):
     description = (
         "Sysmon 10 call trace with user-mode UNKNOWN frames that managed (JIT) code does not "
         "explain: 'only' (every frame unbacked: direct syscall), 'api' (an unbacked caller of "
-        "ntdll/kernelbase/kernel32), 'other'. Kernel-address frames are ignored. Instances that "
-        "run managed code, and programs whose peers commonly show the same class, score lower."
+        "ntdll/kernelbase/kernel32), 'truncated' (only system DLL frames: the walk stopped at a "
+        "caller without unwind data), 'other'. Kernel-address frames are ignored. Instances that "
+        "run managed code (unless the target is lsass), and programs whose peers commonly show "
+        "the same class, score lower."
     )
     severity = 4
     score = 80.0
@@ -127,7 +131,11 @@ class UnbackedCallerInCallTrace(Rule):
         score = np.array([TRACE_CLASS_SCORE[c] for c in classes], dtype=np.float64)
         managed = managed_instances(ctx)
         is_managed = pc.is_in(hits["process_uid"], pa.array(sorted(managed), pa.string()))
-        score = np.where(is_managed.to_numpy(zero_copy_only=False), score * MANAGED_FACTOR, score)
+        sensitive = pc.fill_null(
+            pc.is_in(ev["target_program"], pa.array(SENSITIVE_TARGETS)), False
+        ).to_numpy(zero_copy_only=False)
+        excused = is_managed.to_numpy(zero_copy_only=False) & ~sensitive
+        score = np.where(excused, score * MANAGED_FACTOR, score)
         k, n = _peer_share(ctx, hits)
         common = (n >= 3) & (k >= COMMON_SHARE * np.maximum(n, 1))
         score = np.where(common, score * COMMON_FACTOR, score)
@@ -378,3 +386,57 @@ class ImageTampered(Rule):
             value=hit["description"].cast(pa.string()),
             message="process image replaced in memory",
         )
+
+
+#: Functions a remote thread starts at to make the target load a DLL from disk.
+LIBRARY_LOADERS = ("LoadLibraryA", "LoadLibraryW", "LoadLibraryExA", "LoadLibraryExW", "LdrLoadDll")
+#: Directories ordinary users can write to: a module there started by another process is foreign.
+USER_WRITABLE_RE = (
+    r"(?i)^([a-z]:)?\\(users|programdata|windows\\temp|perflogs|\$recycle\.bin)\\"
+    r"|\\appdata\\|\\temp\\|^/(tmp|dev/shm|var/tmp)/"
+)
+
+
+@register_rule
+class RemoteThreadLoadsLibrary(Rule):
+    """Classic DLL injection: a remote thread started at LoadLibrary (the injector wrote a DLL
+    path into the target), or at code of a module loaded from a user-writable directory."""
+
+    id = "UNB-W-006"
+    title = "Remote thread loads a library into another process"
+    description = (
+        "Sysmon 8 / remote thread whose start function is LoadLibrary*/LdrLoadDll, or whose "
+        "start module lies in a user-writable directory (Users, ProgramData, Temp)."
+    )
+    severity = 3
+    score = 65.0
+    attack = ("T1055.001",)
+    references = ("https://attack.mitre.org/techniques/T1055/001/",)
+    kinds = ("thread",)
+    requires = ("start_function",)
+
+    def evaluate(self, ctx: DetectionContext) -> pa.Table:
+        ev = ctx.select(kind="thread", activity=["remote_thread"])
+        if ev.num_rows == 0:
+            return empty_signals()
+        func = pc.fill_null(ev["start_function"], "")
+        loader = pc.is_in(func, pa.array(LIBRARY_LOADERS))
+        module = pc.fill_null(ev["start_module"], "")
+        writable = pc.match_substring_regex(module, USER_WRITABLE_RE)
+        other = pc.fill_null(pc.not_equal(ev["target_uid"], ev["process_uid"]), True)
+        hit = ev.filter(pc.and_(pc.or_(loader, writable), other))
+        if hit.num_rows == 0:
+            return empty_signals()
+        what = pc.if_else(
+            pc.is_in(pc.fill_null(hit["start_function"], ""), pa.array(LIBRARY_LOADERS)),
+            pc.binary_join_element_wise("at ", hit["start_function"], ""),
+            pc.binary_join_element_wise("in ", pc.fill_null(hit["start_module"], "?"), ""),
+        )
+        msg = pc.binary_join_element_wise(
+            pc.fill_null(hit["program"], "?"), " started a thread in ",
+            pc.fill_null(hit["target_program"], "?"), " ", what, "",
+        )  # fmt: skip
+        return self.signals(
+            hit, subject=hit["target_uid"], actor=hit["process_uid"],
+            feature="thread.start", value=what, message=msg,
+        )  # fmt: skip
