@@ -90,7 +90,6 @@ class _Writer:
         return rva
 
     def write(self, md: Minidump) -> None:
-        streams: list[tuple[int, bytes]] = []
         nstreams = 6 + len(md.vendor_streams) + (1 if md.with_memory_info else 0)
         self.base = 32 + 12 * nstreams
         directory: list[tuple[int, int, int]] = []

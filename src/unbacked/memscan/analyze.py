@@ -89,6 +89,8 @@ _STRONG = {
     "embedded_image",
     "shellcode_pattern",
 }
+#: what makes a region of unknown protection (minidump without MemoryInfoList) worth reporting
+_EVIDENCE_UNKNOWN = {"pe_header", "elf_header", "thread_start", "thread_ip", "embedded_image"}
 #: bytes of each thread's stack (from its stack pointer) searched for return addresses
 STACK_BYTES = 32 << 10
 #: most embedded-header candidates validated per unit (bounds work on hostile content)
@@ -462,26 +464,17 @@ class Analyzer:
                     )
         names = {i.name for i in inds}
         # 6. what explains it
-        if not names & set(_EXEC_KIND.values()) and "image_not_listed" not in names:
-            # unknown protection (no MemoryInfoList): only header or thread evidence counts
-            if not names & {
-                "pe_header",
-                "elf_header",
-                "pe_header_partial",
-                "elf_header_partial",
-                "thread_start",
-                "thread_ip",
-                "embedded_image",
-            }:
-                return None
+        # unknown protection (no MemoryInfoList): only header or thread evidence counts
+        if not names & (set(_EXEC_KIND.values()) | {"image_not_listed"} | _EVIDENCE_UNKNOWN):
+            return None
         if not names & _NOT_JIT:
-            engine = jit.explains(main, hosted, head)
-            if engine is not None:
-                st.jit_explained += 1
-                return None
             empty = rstats is None or rstats.nonzero == 0
             if empty and not names & {"thread_ip", "stack_return"}:
                 st.empty += 1
+                return None
+            engine = jit.explains(main, hosted, head)
+            if engine is not None:
+                st.jit_explained += 1
                 return None
         score = min(100, sum(i.weight for i in inds))
         header_kind = info.kind if info is not None else None

@@ -64,6 +64,6 @@ def explains(region: Region, hosted: frozenset[str], head: bytes) -> str | None:
     if "libffi" in hosted and region.size <= 64 << 10 and ffi_closure_page(head):
         return "libffi"
     big = hosted - {"libffi"}
-    if big and region.backing.unbacked and region.backing.value in ("anonymous", "private"):
+    if big and region.backing.value in ("anonymous", "private", "unknown"):
         return sorted(big)[0]
     return None

@@ -122,6 +122,7 @@ class MinidumpSpace:
         try:
             self.file_size = os.fstat(self._fd).st_size
             self.info = DumpInfo()
+            self._stacks: list[tuple[int, int]] = []
             self._read_directory()
             self._modules = self._read_modules()
             self._threads = self._read_threads()
@@ -293,6 +294,7 @@ class MinidumpSpace:
         self._check_count(THREAD_LIST, count, THREAD_SIZE, 4, len(data))
         parsed = self._package_parse(self._package().MinidumpThreadList, THREAD_LIST)
         for t in parsed.threads:
+            self._stacks.append((int(t.Stack.StartOfMemoryRange), int(t.Stack.DataSize)))
             ip, sp = self._context_ip_sp(t.ThreadContext.Rva, t.ThreadContext.DataSize)
             tid = int(t.ThreadId)
             out.append(Thread(tid, starts.pop(tid, None), ip, sp))
@@ -421,11 +423,15 @@ class MinidumpSpace:
         return out
 
     def _regions_without_info(self) -> list[Region]:
-        """No MemoryInfoList: modules are images, captured memory outside them is unknown."""
+        """No MemoryInfoList: modules are images, captured memory outside them is unknown.
+
+        Thread stacks are left out: they hold copies of headers and return addresses, and a
+        stack is never where an image lives."""
         out = [Region(m.base, m.size, "???", Backing.IMAGE, m.path) for m in self._modules]
         for start, size, _ in zip(self._seg_start, self._seg_size, self._seg_rva, strict=True):
             s, n = int(start), int(size)
-            if self._module_at(s) is None:
+            on_stack = any(b < s + n and s < b + k for b, k in self._stacks)
+            if self._module_at(s) is None and not on_stack:
                 out.append(Region(s, n, "???", Backing.UNKNOWN))
         return sorted(out, key=lambda r: r.base)
 

@@ -5,9 +5,9 @@ regions; the result goes into ``unmapped.unbacked.verification``. Only the alert
 scanned (a few pages to a few MiB), so verification costs milliseconds, not a full scan.
 
 ``confirmed``: at least one of the alert's ranges overlaps memory the scanner reports now
-(executable, unbacked, with its indicators as evidence). ``not_confirmed``: the process is there
-but nothing suspicious overlaps the ranges (freed, re-protected, or a JIT engine's). ``process_gone``:
-the pid no longer exists, or belongs to another process (start time differs from the alert's).
+(executable, unbacked, with its indicators as evidence). ``not_confirmed``: the process is
+there but nothing suspicious overlaps the ranges (freed, re-protected, or a JIT engine's).
+``process_gone``: the pid no longer exists, or belongs to another process (start time differs from the alert's).
 """
 
 from __future__ import annotations
