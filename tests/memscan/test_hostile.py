@@ -15,6 +15,8 @@ from unbacked.errors import FormatError
 from unbacked.memscan import scan_minidump
 
 FIXTURE = scenario.to_bytes()
+#: tmp_path is reused across examples on purpose: each example overwrites the same file
+_FIXTURE_OK = [HealthCheck.function_scoped_fixture]
 
 
 def _scan_bytes(tmp: Path, data: bytes) -> None:

@@ -100,9 +100,11 @@ MAX_CANDIDATES = 256
 class AddressSpace(Protocol):
     """What the analysis needs from a dump or a live process."""
 
-    os: str
-    source: str
+    system: str  # "windows" or "linux"
     process: ProcessInfo
+
+    @property
+    def source(self) -> str: ...
 
     def regions(self) -> list[Region]: ...
     def modules(self) -> list[Module]: ...
@@ -170,7 +172,7 @@ class _Unit:
 def _units(space: AddressSpace, regions: list[Region], modules: list[Module]) -> list[_Unit]:
     """Group regions into candidate units (see the module docstring)."""
     units: list[_Unit] = []
-    if space.os == "windows":
+    if space.system == "windows":
         by_alloc: dict[int, list[Region]] = {}
         for r in regions:
             by_alloc.setdefault(
@@ -263,7 +265,7 @@ class Analyzer:
             if f is not None and f.score >= opts.min_score:
                 findings.append(f)
         issues = list(getattr(getattr(space, "info", None), "issues", []) or [])
-        return ScanResult(space.source, space.process, findings, st, issues, space.os)
+        return ScanResult(space.source, space.process, findings, st, issues, space.system)
 
     # -- helpers ------------------------------------------------------------------------------
     def _stacks(self, space: AddressSpace, threads: list[Thread]) -> dict[int, np.ndarray]:
@@ -316,7 +318,7 @@ class Analyzer:
         #    of its executable part, else at the start of a mapping just before it (Linux)
         probes = (
             [unit.base, main.base]
-            if space.os == "windows"
+            if space.system == "windows"
             else [main.base] + [r.base for r in reversed(unit.regions) if r.base < main.base]
         )
         info = None
@@ -330,7 +332,7 @@ class Analyzer:
             if got is not None:
                 info, head, header_at = got, page, at
                 break
-        start = unit.base if space.os == "windows" else (header_at if info else main.base)
+        start = unit.base if space.system == "windows" else (header_at if info else main.base)
         if info is not None:
             name = {
                 "pe": "pe_header",
@@ -445,9 +447,9 @@ class Analyzer:
             size = headers.image_size_hint(head, info) or (unit.end - header_at)
             size = min(size, unit.end - header_at, headers.MAX_IMAGE)
             image = space.read(header_at, size)
-            got = headers.reconstruct_pe(image, info) if image else None
-            if got is not None:
-                pe_summary, rebuilt = got
+            rebuilt_pe = headers.reconstruct_pe(image, info) if image else None
+            if rebuilt_pe is not None:
+                pe_summary, rebuilt = rebuilt_pe
                 secs = ", ".join(s["name"] for s in pe_summary["sections"])
                 _add(
                     inds,

@@ -103,7 +103,7 @@ def _resident(pid: int) -> dict[int, int]:
 class LinuxProcessSpace:
     """Random access to a running process. Reads are thread-safe (``os.pread``)."""
 
-    os = "linux"
+    system = "linux"
 
     def __init__(self, pid: int) -> None:
         self.pid = pid

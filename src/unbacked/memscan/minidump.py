@@ -107,7 +107,7 @@ def _quiet_package() -> Iterator[None]:
 class MinidumpSpace:
     """Random access to one minidump. Thread-safe for reads (``os.pread``)."""
 
-    os = "windows"
+    system = "windows"
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
@@ -403,11 +403,8 @@ class MinidumpSpace:
                 else Backing.UNKNOWN
             )
             base = int(r["base"])
-            path = (
-                self._module_at(base).path
-                if backing is Backing.IMAGE and self._module_at(base)
-                else None
-            )
+            mod = self._module_at(base) if backing is Backing.IMAGE else None
+            path = mod.path if mod is not None else None
             out.append(
                 Region(
                     base,
@@ -497,7 +494,7 @@ class MinidumpSpace:
         parts: list[bytes] = []
         starts = self._seg_start
         while size > 0 and len(starts):
-            i = bisect_right(starts, address) - 1  # type: ignore[arg-type]
+            i = bisect_right(starts, address) - 1
             if i < 0:
                 break
             s = int(starts[i])

@@ -7,7 +7,8 @@ scanned (a few pages to a few MiB), so verification costs milliseconds, not a fu
 ``confirmed``: at least one of the alert's ranges overlaps memory the scanner reports now
 (executable, unbacked, with its indicators as evidence). ``not_confirmed``: the process is
 there but nothing suspicious overlaps the ranges (freed, re-protected, or a JIT engine's).
-``process_gone``: the pid no longer exists, or belongs to another process (start time differs from the alert's).
+``process_gone``: the pid no longer exists, or belongs to another process (its start time
+differs from the alert's).
 """
 
 from __future__ import annotations
