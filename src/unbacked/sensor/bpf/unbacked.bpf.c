@@ -1,0 +1,782 @@
+// SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
+/* unbacked live sensor: every act that procures executable memory, as it happens.
+ *
+ * Syscall tracepoints (no kprobes needed): mmap / mprotect / pkey_mprotect with PROT_EXEC (or,
+ * for mprotect, taking it away), memfd_create, execve/execveat (joined to sched_process_exec),
+ * connect (IPv4/IPv6); BTF tracepoints for process fork/exec/exit. At syscall exit the program
+ * looks the target region up with bpf_find_vma (backing file or anonymous, vm_flags, VMA size),
+ * locates the syscall instruction and the caller's return address (read from the user stack) in
+ * their VMAs, and probes for an ELF or PE header at and below the region.
+ *
+ * Loss is never silent: a full ring buffer bumps a per-CPU counter; records are numbered so
+ * gaps show; a (process, caller) pair that floods is rate limited and the number it suppressed
+ * travels in its next record. Records that carry an ELF/PE header are never suppressed.
+ *
+ * Built with clang -target bpf against a vmlinux.h generated from the running kernel's BTF
+ * (CO-RE): no kernel headers at run time.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "unbacked.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define PROT_READ 0x1
+#define PROT_WRITE 0x2
+#define PROT_EXEC 0x4
+#define VM_READ 0x1
+#define VM_WRITE 0x2
+#define VM_EXEC 0x4
+#define AF_INET 2
+#define AF_INET6 10
+#define PAGE_SIZE 4096ULL
+
+#ifndef RINGBUF_BYTES
+#define RINGBUF_BYTES (32 * 1024 * 1024)
+#endif
+
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, RINGBUF_BYTES);
+} ub_events SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, UB_STAT_MAX);
+    __type(key, __u32);
+    __type(value, __u64);
+} ub_stats SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct ub_config);
+} ub_config_map SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u64);
+} ub_seqno SEC(".maps");
+
+/* record mode: the process tree being recorded (tgid -> 1) */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 65536);
+    __type(key, __u32);
+    __type(value, __u8);
+} ub_tracked SEC(".maps");
+
+struct inflight {
+    __u64 ts;
+    __u64 args[4];
+    __u32 type;
+    __u32 old_prot;
+    __u32 have_old;
+    __u32 family;
+    __u16 port;
+    __u16 pad;
+    __u32 pad2;
+    __u8 addr[16];
+    char str[UB_STR_LEN];
+};
+
+/* syscall enter -> exit, per thread */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 16384);
+    __type(key, __u32);
+    __type(value, struct inflight);
+} ub_inflight SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct inflight);
+} ub_scratch SEC(".maps");
+
+struct rl_key {
+    __u32 tgid;
+    __u32 type;
+    __u64 caller;
+};
+
+struct rl_val {
+    __u64 window_start;
+    __u64 count;
+    __u64 suppressed;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 16384);
+    __type(key, struct rl_key);
+    __type(value, struct rl_val);
+} ub_ratelimit SEC(".maps");
+
+struct vma_info {
+    __u64 start, end, flags, pgoff;
+    __u64 file;
+    __u32 kind;
+    __u32 found;
+};
+
+static __always_inline void stat_add(__u32 slot, __u64 n)
+{
+    __u64 *v = bpf_map_lookup_elem(&ub_stats, &slot);
+    if (v)
+        *v += n;
+}
+
+static __always_inline struct ub_config *get_config(void)
+{
+    __u32 zero = 0;
+    return bpf_map_lookup_elem(&ub_config_map, &zero);
+}
+
+/* Should events of the current process be recorded at all? */
+static __always_inline int wanted(struct ub_config *cfg, __u32 tgid)
+{
+    if (!cfg || tgid == cfg->self_tgid)
+        return 0;
+    if (cfg->filter_tree && !bpf_map_lookup_elem(&ub_tracked, &tgid))
+        return 0;
+    return 1;
+}
+
+static long vma_cb(struct task_struct *task, struct vm_area_struct *vma, void *data)
+{
+    struct vma_info *vi = data;
+    struct mm_struct *mm = task->mm;
+
+    vi->found = 1;
+    vi->start = vma->vm_start;
+    vi->end = vma->vm_end;
+    vi->flags = vma->vm_flags;
+    vi->pgoff = vma->vm_pgoff;
+    vi->file = (__u64)vma->vm_file;
+    if (vi->file) {
+        vi->kind = UB_VMA_FILE;
+    } else if ((__u64)BPF_CORE_READ(mm, context.vdso) == vi->start) {
+        vi->kind = UB_VMA_VDSO;
+    } else {
+        __u64 stack = BPF_CORE_READ(mm, start_stack);
+        __u64 brk0 = BPF_CORE_READ(mm, start_brk), brk = BPF_CORE_READ(mm, brk);
+        if (stack >= vi->start && stack < vi->end)
+            vi->kind = UB_VMA_STACK;
+        else if (vi->start < brk && vi->end > brk0)
+            vi->kind = UB_VMA_HEAP;
+        else
+            vi->kind = UB_VMA_ANON;
+    }
+    return 0;
+}
+
+static __always_inline int lookup_vma(struct task_struct *task, __u64 addr, struct vma_info *vi)
+{
+    __builtin_memset(vi, 0, sizeof(*vi));
+    if (bpf_find_vma(task, addr, vma_cb, vi, 0) != 0) {
+        vi->found = 0;
+        return -1;
+    }
+    return 0;
+}
+
+static __always_inline void file_name(__u64 file, char *out)
+{
+    struct file *f = (struct file *)file;
+    const unsigned char *name = BPF_CORE_READ(f, f_path.dentry, d_name.name);
+    bpf_probe_read_kernel_str(out, UB_NAME_LEN, name);
+}
+
+/* Path components of a file, innermost first, crossing mount points. */
+static __always_inline void file_path(__u64 file, char (*out)[UB_COMP_LEN], __u8 *depth,
+                                      __u8 *trunc)
+{
+    struct file *f = (struct file *)file;
+    struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
+    struct vfsmount *vfsmnt = BPF_CORE_READ(f, f_path.mnt);
+    __u64 mnt_off = bpf_core_field_offset(struct mount, mnt);
+    struct mount *mnt = (struct mount *)((void *)vfsmnt - mnt_off);
+    __u32 n = 0;
+
+    for (int i = 0; i < UB_PATH_COMPS + 4; i++) {
+        struct dentry *root = BPF_CORE_READ(vfsmnt, mnt_root);
+        if (d == root) {
+            struct mount *parent = BPF_CORE_READ(mnt, mnt_parent);
+            if (parent == mnt)
+                break;
+            d = BPF_CORE_READ(mnt, mnt_mountpoint);
+            mnt = parent;
+            vfsmnt = (struct vfsmount *)((void *)parent + mnt_off);
+            continue;
+        }
+        if (n >= UB_PATH_COMPS) {
+            *trunc = 1;
+            break;
+        }
+        const unsigned char *name = BPF_CORE_READ(d, d_name.name);
+        bpf_probe_read_kernel_str(out[n & (UB_PATH_COMPS - 1)], UB_COMP_LEN, name);
+        n++;
+        struct dentry *p = BPF_CORE_READ(d, d_parent);
+        if (p == d) /* pseudo file (memfd, anon inode): its name is the whole path */
+            break;
+        d = p;
+    }
+    *depth = n;
+}
+
+static __always_inline void fill_task(struct ub_event *e, struct task_struct *task)
+{
+    e->pid = BPF_CORE_READ(task, tgid);
+    e->tid = BPF_CORE_READ(task, pid);
+    e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+    e->uid = (__u32)bpf_get_current_uid_gid();
+    e->proc_start = BPF_CORE_READ(task, group_leader, start_time);
+    e->parent_start = BPF_CORE_READ(task, real_parent, group_leader, start_time);
+    bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), BPF_CORE_READ(task, comm));
+    __u64 exe = (__u64)BPF_CORE_READ(task, mm, exe_file);
+    if (exe)
+        file_path(exe, e->exe, &e->exe_depth, &e->exe_trunc);
+}
+
+static __always_inline struct ub_event *reserve(void)
+{
+    struct ub_event *e = bpf_ringbuf_reserve(&ub_events, sizeof(struct ub_event), 0);
+    if (!e) {
+        stat_add(UB_STAT_LOST, 1);
+        return 0;
+    }
+    __builtin_memset(e, 0, sizeof(*e));
+    __u32 zero = 0;
+    __u64 *s = bpf_map_lookup_elem(&ub_seqno, &zero);
+    if (s)
+        e->seq = __sync_fetch_and_add(s, 1);
+    e->ts = bpf_ktime_get_ns();
+    return e;
+}
+
+static __always_inline void submit(struct ub_event *e)
+{
+    stat_add(UB_STAT_EMITTED, 1);
+    bpf_ringbuf_submit(e, 0);
+}
+
+/* ------------------------------------------------------------------ syscall enter */
+
+static __always_inline struct inflight *new_inflight(void)
+{
+    __u32 zero = 0;
+    struct inflight *fl = bpf_map_lookup_elem(&ub_scratch, &zero);
+    if (fl)
+        __builtin_memset(fl, 0, sizeof(*fl));
+    return fl;
+}
+
+static __always_inline void save_inflight(struct inflight *fl)
+{
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    if (bpf_map_update_elem(&ub_inflight, &tid, fl, BPF_ANY) != 0)
+        stat_add(UB_STAT_INFLIGHT_FULL, 1);
+}
+
+static __always_inline int enter_mem(struct trace_event_raw_sys_enter *ctx, __u32 type)
+{
+    struct ub_config *cfg = get_config();
+    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    if (!wanted(cfg, tgid)) {
+        stat_add(UB_STAT_FILTERED, 1);
+        return 0;
+    }
+    __u64 addr = ctx->args[0], len = ctx->args[1], prot = ctx->args[2];
+    __u32 old_prot = 0, have_old = 0;
+    if (type != UB_MMAP) {
+        /* mprotect: record changes to or from executable; the old protection comes from
+         * the VMA as it is before the change */
+        struct vma_info vi;
+        struct task_struct *task = bpf_get_current_task_btf();
+        if (lookup_vma(task, addr, &vi) == 0) {
+            have_old = 1;
+            old_prot = (vi.flags & VM_READ ? PROT_READ : 0) |
+                       (vi.flags & VM_WRITE ? PROT_WRITE : 0) |
+                       (vi.flags & VM_EXEC ? PROT_EXEC : 0);
+        }
+        if (!(prot & PROT_EXEC) && !(old_prot & PROT_EXEC)) {
+            stat_add(UB_STAT_FILTERED, 1);
+            return 0;
+        }
+    } else if (!(prot & PROT_EXEC)) {
+        stat_add(UB_STAT_FILTERED, 1);
+        return 0;
+    }
+    struct inflight *fl = new_inflight();
+    if (!fl)
+        return 0;
+    fl->ts = bpf_ktime_get_ns();
+    fl->type = type;
+    fl->args[0] = addr;
+    fl->args[1] = len;
+    fl->args[2] = prot;
+    fl->args[3] = type == UB_MMAP ? ctx->args[3] | ((__u64)ctx->args[4] << 32) : 0;
+    fl->old_prot = old_prot;
+    fl->have_old = have_old;
+    save_inflight(fl);
+    return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_mmap")
+int ub_enter_mmap(struct trace_event_raw_sys_enter *ctx)
+{
+    return enter_mem(ctx, UB_MMAP);
+}
+
+SEC("tracepoint/syscalls/sys_enter_mprotect")
+int ub_enter_mprotect(struct trace_event_raw_sys_enter *ctx)
+{
+    return enter_mem(ctx, UB_MPROTECT);
+}
+
+SEC("tracepoint/syscalls/sys_enter_pkey_mprotect")
+int ub_enter_pkey_mprotect(struct trace_event_raw_sys_enter *ctx)
+{
+    return enter_mem(ctx, UB_PKEY_MPROTECT);
+}
+
+SEC("tracepoint/syscalls/sys_enter_memfd_create")
+int ub_enter_memfd_create(struct trace_event_raw_sys_enter *ctx)
+{
+    if (!wanted(get_config(), bpf_get_current_pid_tgid() >> 32))
+        return 0;
+    struct inflight *fl = new_inflight();
+    if (!fl)
+        return 0;
+    fl->ts = bpf_ktime_get_ns();
+    fl->type = UB_MEMFD_CREATE;
+    fl->args[0] = ctx->args[0]; /* name: read at exit, once the kernel has faulted it in */
+    fl->args[1] = ctx->args[1]; /* flags */
+    save_inflight(fl);
+    return 0;
+}
+
+static __always_inline int enter_exec(struct trace_event_raw_sys_enter *ctx, int at)
+{
+    if (!wanted(get_config(), bpf_get_current_pid_tgid() >> 32))
+        return 0;
+    struct inflight *fl = new_inflight();
+    if (!fl)
+        return 0;
+    fl->ts = bpf_ktime_get_ns();
+    fl->type = UB_EXEC;
+    fl->args[0] = at;                             /* 1: execveat */
+    fl->args[1] = at ? ctx->args[0] : (__u64)-100; /* dirfd (AT_FDCWD for execve) */
+    fl->args[2] = at ? ctx->args[4] : 0;          /* flags */
+    save_inflight(fl);
+    return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_execve")
+int ub_enter_execve(struct trace_event_raw_sys_enter *ctx)
+{
+    return enter_exec(ctx, 0);
+}
+
+SEC("tracepoint/syscalls/sys_enter_execveat")
+int ub_enter_execveat(struct trace_event_raw_sys_enter *ctx)
+{
+    return enter_exec(ctx, 1);
+}
+
+SEC("tracepoint/syscalls/sys_enter_connect")
+int ub_enter_connect(struct trace_event_raw_sys_enter *ctx)
+{
+    if (!wanted(get_config(), bpf_get_current_pid_tgid() >> 32))
+        return 0;
+    __u16 family = 0;
+    const void *sa = (const void *)ctx->args[1];
+    if (bpf_probe_read_user(&family, sizeof(family), sa) != 0)
+        return 0;
+    if (family != AF_INET && family != AF_INET6)
+        return 0; /* unix sockets are local plumbing, not network activity */
+    struct inflight *fl = new_inflight();
+    if (!fl)
+        return 0;
+    fl->ts = bpf_ktime_get_ns();
+    fl->type = UB_CONNECT;
+    fl->args[0] = ctx->args[0];
+    fl->family = family;
+    bpf_probe_read_user(&fl->port, sizeof(fl->port), sa + 2);
+    if (family == AF_INET)
+        bpf_probe_read_user(fl->addr, 4, sa + 4);
+    else
+        bpf_probe_read_user(fl->addr, 16, sa + 8);
+    save_inflight(fl);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ syscall exit */
+
+static __always_inline __u32 probe_header(__u64 addr, __u64 floor, __u32 pages, __u32 *delta)
+{
+    __u32 kind = UB_HDR_UNKNOWN;
+    __u64 page = addr & ~(PAGE_SIZE - 1);
+
+    for (__u32 k = 0; k < UB_HDR_PAGES; k++) {
+        if (k >= pages)
+            break;
+        __u64 p = page - (__u64)k * PAGE_SIZE;
+        if (p < floor || p > page)
+            break;
+        __u32 magic = 0;
+        if (bpf_probe_read_user(&magic, sizeof(magic), (const void *)p) != 0)
+            continue; /* not resident or not mapped: cannot tell */
+        if (kind == UB_HDR_UNKNOWN)
+            kind = UB_HDR_NONE;
+        if (magic == 0x464c457f) { /* \x7fELF */
+            *delta = addr - p;
+            return UB_HDR_ELF;
+        }
+        if ((magic & 0xffff) == 0x5a4d) { /* MZ ... PE\0\0 */
+            __u32 lfanew = 0, sig = 0;
+            if (bpf_probe_read_user(&lfanew, 4, (const void *)(p + 0x3c)) == 0 &&
+                lfanew >= 0x40 && lfanew < 0x1000 &&
+                bpf_probe_read_user(&sig, 4, (const void *)(p + lfanew)) == 0 &&
+                sig == 0x00004550) {
+                *delta = addr - p;
+                return UB_HDR_PE;
+            }
+        }
+    }
+    return kind;
+}
+
+/* Lowest address of the run of adjacent anonymous VMAs ending at vi (an allocation that a
+ * loader split with mprotect), at most three VMAs down. */
+static __always_inline __u64 anon_floor(struct task_struct *task, struct vma_info *vi)
+{
+    __u64 floor = vi->start;
+    struct vma_info prev;
+    for (int i = 0; i < 3; i++) {
+        if (floor < PAGE_SIZE || lookup_vma(task, floor - 1, &prev) != 0)
+            break;
+        if (prev.end != floor || prev.file || prev.kind != UB_VMA_ANON)
+            break;
+        floor = prev.start;
+    }
+    return floor;
+}
+
+/* Returns 1 when the record may be emitted, 0 when it is suppressed; *carried is the number of
+ * records of the same key suppressed since the last one emitted. */
+static __always_inline int rate_ok(struct ub_config *cfg, __u32 tgid, __u32 type, __u64 caller,
+                                   __u64 now, __u64 *carried)
+{
+    *carried = 0;
+    if (!cfg || cfg->rl_burst == 0)
+        return 1;
+    struct rl_key key = {.tgid = tgid, .type = type, .caller = caller};
+    struct rl_val *v = bpf_map_lookup_elem(&ub_ratelimit, &key);
+    __u64 window = (__u64)cfg->rl_window_ms * 1000000ULL;
+    if (!v) {
+        struct rl_val init = {.window_start = now, .count = 1, .suppressed = 0};
+        bpf_map_update_elem(&ub_ratelimit, &key, &init, BPF_ANY);
+        return 1;
+    }
+    if (now - v->window_start >= window) {
+        *carried = v->suppressed;
+        v->window_start = now;
+        v->count = 1;
+        v->suppressed = 0;
+        return 1;
+    }
+    if (v->count < cfg->rl_burst) {
+        v->count++;
+        *carried = v->suppressed;
+        v->suppressed = 0;
+        return 1;
+    }
+    __sync_fetch_and_add(&v->suppressed, 1);
+    stat_add(UB_STAT_SUPPRESSED, 1);
+    return 0;
+}
+
+static __always_inline void locate_callers(struct ub_event *e, struct task_struct *task)
+{
+    struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+    __u64 ip = BPF_CORE_READ(regs, ip), sp = BPF_CORE_READ(regs, sp), ret = 0;
+    struct vma_info vi;
+
+    e->syscall_ip = ip - 2; /* `syscall` is two bytes; ip is the next instruction */
+    bpf_probe_read_user(&ret, sizeof(ret), (const void *)sp);
+    e->caller_ip = ret;
+    if (lookup_vma(task, e->syscall_ip, &vi) == 0) {
+        e->sc_kind = vi.kind;
+        e->sc_vma_start = vi.start;
+        e->sc_pgoff = vi.pgoff;
+        if (vi.file)
+            file_name(vi.file, e->sc_name);
+    } else {
+        stat_add(UB_STAT_VMA_FAIL, 1);
+    }
+    if (ret && lookup_vma(task, ret, &vi) == 0) {
+        e->caller_kind = vi.kind;
+        e->caller_vma_start = vi.start;
+        e->caller_pgoff = vi.pgoff;
+        if (vi.file)
+            file_name(vi.file, e->caller_name);
+    }
+}
+
+static __always_inline int exit_mem(struct trace_event_raw_sys_exit *ctx)
+{
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    struct inflight *fl = bpf_map_lookup_elem(&ub_inflight, &tid);
+    if (!fl)
+        return 0;
+    struct ub_config *cfg = get_config();
+    struct task_struct *task = bpf_get_current_task_btf();
+    long ret = ctx->ret;
+    __u32 type = fl->type;
+    __u64 addr = type == UB_MMAP ? (ret < 0 ? 0 : (__u64)ret) : fl->args[0];
+    __u32 prot = (__u32)fl->args[2];
+    struct vma_info vi = {};
+    __u32 hdr = UB_HDR_UNKNOWN, delta = 0;
+    __u64 floor = 0;
+
+    if (ret >= 0 && lookup_vma(task, addr, &vi) == 0 && (prot & PROT_EXEC)) {
+        __u32 pages = cfg ? cfg->hdr_pages : 1;
+        if (vi.kind == UB_VMA_ANON) {
+            floor = anon_floor(task, &vi);
+        } else {
+            floor = addr; /* file-backed: a header below is the file's own, not news */
+            pages = 1;
+        }
+        hdr = probe_header(addr, floor, pages, &delta);
+    }
+
+    /* rate limit per (process, caller); a header-bearing region always goes through */
+    struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+    __u64 sp = BPF_CORE_READ(regs, sp), caller = 0, carried = 0;
+    bpf_probe_read_user(&caller, sizeof(caller), (const void *)sp);
+    if (hdr != UB_HDR_ELF && hdr != UB_HDR_PE &&
+        !rate_ok(cfg, (__u32)(bpf_get_current_pid_tgid() >> 32), type, caller, bpf_ktime_get_ns(),
+                 &carried)) {
+        bpf_map_delete_elem(&ub_inflight, &tid);
+        return 0;
+    }
+
+    struct ub_event *e = reserve();
+    if (!e) {
+        bpf_map_delete_elem(&ub_inflight, &tid);
+        return 0;
+    }
+    e->type = type;
+    e->ret = ret;
+    e->addr = addr;
+    e->len = fl->args[1];
+    e->prot = prot;
+    e->old_prot = fl->old_prot;
+    e->flags = type == UB_MMAP ? (__u32)fl->args[3] : 0;
+    e->fd = type == UB_MMAP ? (long long)(int)(fl->args[3] >> 32) : -1;
+    e->suppressed = carried;
+    e->header_kind = hdr;
+    e->header_delta = delta;
+    e->alloc_start = floor;
+    if (vi.found) {
+        e->vma_kind = vi.kind;
+        e->vma_start = vi.start;
+        e->vma_end = vi.end;
+        e->vma_flags = vi.flags;
+        e->vma_pgoff = vi.pgoff;
+        if (vi.file)
+            file_path(vi.file, e->path, &e->path_depth, &e->path_trunc);
+    }
+    if (ret < 0)
+        stat_add(UB_STAT_FAILED, 1);
+    fill_task(e, task);
+    locate_callers(e, task);
+    submit(e);
+    bpf_map_delete_elem(&ub_inflight, &tid);
+    return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_mmap")
+int ub_exit_mmap(struct trace_event_raw_sys_exit *ctx)
+{
+    return exit_mem(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_mprotect")
+int ub_exit_mprotect(struct trace_event_raw_sys_exit *ctx)
+{
+    return exit_mem(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_pkey_mprotect")
+int ub_exit_pkey_mprotect(struct trace_event_raw_sys_exit *ctx)
+{
+    return exit_mem(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_memfd_create")
+int ub_exit_memfd_create(struct trace_event_raw_sys_exit *ctx)
+{
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    struct inflight *fl = bpf_map_lookup_elem(&ub_inflight, &tid);
+    if (!fl)
+        return 0;
+    struct ub_event *e = reserve();
+    if (e) {
+        struct task_struct *task = bpf_get_current_task_btf();
+        e->type = UB_MEMFD_CREATE;
+        e->ret = ctx->ret;
+        e->fd = ctx->ret;
+        e->flags = fl->args[1];
+        bpf_probe_read_user_str(e->str, sizeof(e->str), (const void *)fl->args[0]);
+        fill_task(e, task);
+        locate_callers(e, task);
+        submit(e);
+    }
+    bpf_map_delete_elem(&ub_inflight, &tid);
+    return 0;
+}
+
+static __always_inline int exit_exec(struct trace_event_raw_sys_exit *ctx)
+{
+    /* Reached only when exec failed (a successful exec is reported by sched_process_exec,
+     * which consumes the in-flight entry). */
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    bpf_map_delete_elem(&ub_inflight, &tid);
+    return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_execve")
+int ub_exit_execve(struct trace_event_raw_sys_exit *ctx)
+{
+    return exit_exec(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_execveat")
+int ub_exit_execveat(struct trace_event_raw_sys_exit *ctx)
+{
+    return exit_exec(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int ub_exit_connect(struct trace_event_raw_sys_exit *ctx)
+{
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    struct inflight *fl = bpf_map_lookup_elem(&ub_inflight, &tid);
+    if (!fl)
+        return 0;
+    struct ub_event *e = reserve();
+    if (e) {
+        struct task_struct *task = bpf_get_current_task_btf();
+        e->type = UB_CONNECT;
+        e->ret = ctx->ret;
+        e->fd = (long long)fl->args[0];
+        e->family = (__u8)fl->family;
+        e->remote_port = __builtin_bswap16(fl->port);
+        __builtin_memcpy(e->remote_addr, fl->addr, sizeof(e->remote_addr));
+        fill_task(e, task);
+        locate_callers(e, task);
+        submit(e);
+    }
+    bpf_map_delete_elem(&ub_inflight, &tid);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ process lifecycle */
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(ub_fork, struct task_struct *parent, struct task_struct *child)
+{
+    if (child->pid != child->tgid)
+        return 0; /* a thread */
+    struct ub_config *cfg = get_config();
+    __u32 ptgid = parent->tgid, ctgid = child->tgid;
+    if (!cfg)
+        return 0; /* (children of the sensor itself are recorded: tests run controls so) */
+    if (cfg->filter_tree) {
+        if (!bpf_map_lookup_elem(&ub_tracked, &ptgid))
+            return 0;
+        __u8 one = 1;
+        bpf_map_update_elem(&ub_tracked, &ctgid, &one, BPF_ANY);
+    }
+    struct ub_event *e = reserve();
+    if (!e)
+        return 0;
+    e->type = UB_FORK;
+    fill_task(e, child);
+    e->ppid = ptgid; /* real_parent of the child may not be set up for CLONE_PARENT */
+    submit(e);
+    return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(ub_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    struct ub_config *cfg = get_config();
+    if (!wanted(cfg, p->tgid)) {
+        bpf_map_delete_elem(&ub_inflight, &tid);
+        return 0;
+    }
+    struct ub_event *e = reserve();
+    if (!e) {
+        bpf_map_delete_elem(&ub_inflight, &tid);
+        return 0;
+    }
+    e->type = UB_EXEC;
+    e->fd = -100;
+    struct inflight *fl = bpf_map_lookup_elem(&ub_inflight, &tid);
+    __u32 old = (__u32)old_pid;
+    if (!fl)
+        fl = bpf_map_lookup_elem(&ub_inflight, &old);
+    if (fl && fl->type == UB_EXEC) {
+        e->flags = fl->args[2];
+        e->fd = (long long)(int)fl->args[1];
+        e->len = fl->args[0]; /* 1: execveat, 0: execve */
+    }
+    /* the new command line: the kernel has just written it to the new stack */
+    __u64 a0 = BPF_CORE_READ(p, mm, arg_start), a1 = BPF_CORE_READ(p, mm, arg_end);
+    __u64 alen = a1 > a0 ? a1 - a0 : 0;
+    if (alen > UB_STR_LEN - 1)
+        alen = UB_STR_LEN - 1;
+    e->addr = alen;
+    if (alen)
+        bpf_probe_read_user(e->str, alen & (UB_STR_LEN - 1), (const void *)a0);
+    __u64 file = (__u64)BPF_CORE_READ(bprm, file);
+    if (file)
+        file_path(file, e->path, &e->path_depth, &e->path_trunc);
+    fill_task(e, p); /* the registers already point at the new image: no caller */
+    submit(e);
+    bpf_map_delete_elem(&ub_inflight, &tid);
+    if (old != tid)
+        bpf_map_delete_elem(&ub_inflight, &old);
+    return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(ub_exit, struct task_struct *p, bool group_dead)
+{
+    __u32 tgid = p->tgid;
+    struct ub_config *cfg = get_config();
+    if (!group_dead || !wanted(cfg, tgid))
+        return 0;
+    struct ub_event *e = reserve();
+    if (e) {
+        e->type = UB_EXIT;
+        e->ret = p->exit_code;
+        fill_task(e, p);
+        submit(e);
+    }
+    if (cfg && cfg->filter_tree)
+        bpf_map_delete_elem(&ub_tracked, &tgid);
+    return 0;
+}

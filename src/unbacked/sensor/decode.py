@@ -1,0 +1,402 @@
+"""Turn raw sensor records (``EVENT_DTYPE``) into ``EVENT_SCHEMA`` tables, column by column.
+
+Numeric columns are numpy operations over the whole batch. Strings (paths, module names,
+process identities) repeat heavily, so they are rendered once per *distinct* value (``np.unique``
+on the raw bytes) and emitted as dictionary arrays; the Python work grows with the number of
+distinct paths and processes, not with the number of events.
+
+Conventions of the Linux rows (see docs/sensor.md):
+
+* ``protection``/``old_protection`` are ``PROT_*`` masks; ``alloc_type`` holds the mmap flags.
+* ``region_type`` is what the VMA at the region is after the call: ``anonymous``, ``file``,
+  ``stack``, ``heap`` or ``vdso``; ``backing_path`` the file behind it (``/memfd:NAME`` for
+  memfd files); ``reservation_size`` the VMA's size; ``alloc_base`` the start of the run of
+  adjacent anonymous VMAs the region lies in (the allocation a loader split with mprotect).
+* ``header_kind``: ``elf``/``pe`` when the in-kernel probe found a header at or up to 16 pages
+  below the region (anonymous regions) or at the region (file-backed), ``none`` when it read
+  the pages and found none, null when nothing was readable.
+* ``caller_*`` is the return address found on top of the user stack when the syscall
+  instruction ran (for libc's leaf wrappers: the code that called ``mmap``/``mprotect``);
+  ``syscall_module`` the file holding the syscall instruction; ``caller_unbacked`` /
+  ``syscall_outside_libc`` are derived from them.
+* Memory syscalls that failed are left out of the table (and counted in the sensor stats):
+  the schema has no status column yet.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import socket
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from unbacked.model.schema import EVENT_SCHEMA, conform
+from unbacked.sensor.layout import COMP_LEN, EVENT_DTYPE, PATH_COMPS, EvType, Header, VmaKind
+
+SRC_FORMAT = "unbacked-sensor"
+
+#: Modules whose syscall instructions count as "libc": the C runtime and its dynamic loader,
+#: which maps every shared object itself.
+LIBC_MODULES = frozenset(
+    {"libc.so.6", "ld-linux-x86-64.so.2", "libc.so", "ld-musl-x86_64.so.1", "libc.musl-x86_64.so.1"}
+)
+
+_KINDS = ["memory", "process", "network"]
+_ACTIVITIES = ["allocate", "protect", "map_view", "memfd", "exec", "launch", "terminate", "connect"]
+_REGION_TYPES = {
+    VmaKind.ANON: "anonymous",
+    VmaKind.FILE: "file",
+    VmaKind.STACK: "stack",
+    VmaKind.HEAP: "heap",
+    VmaKind.VDSO: "vdso",
+}
+_HEADERS = {Header.NONE: "none", Header.ELF: "elf", Header.PE: "pe"}
+_CODES = {
+    EvType.MMAP: "linux:mmap",
+    EvType.MPROTECT: "linux:mprotect",
+    EvType.PKEY_MPROTECT: "linux:pkey_mprotect",
+    EvType.MEMFD_CREATE: "linux:memfd_create",
+    EvType.EXEC: "linux:execve",
+    EvType.CONNECT: "linux:connect",
+    EvType.FORK: "linux:fork",
+    EvType.EXIT: "linux:exit",
+}
+_MEM_TYPES = (EvType.MMAP, EvType.MPROTECT, EvType.PKEY_MPROTECT)
+_SYSCALL_TYPES = (*_MEM_TYPES, EvType.MEMFD_CREATE, EvType.CONNECT)
+PAGE = 4096
+
+
+def _dict_array(
+    codes: np.ndarray, values: Sequence[str | None], mask: np.ndarray | None = None
+) -> pa.Array:
+    """A dictionary<int32, string> array; ``None`` values and masked rows become null."""
+    codes = codes.astype(np.int32, copy=False)
+    nulls = np.array([v is None for v in values], dtype=bool)
+    if nulls.any():
+        extra = nulls[codes] if len(codes) else np.zeros(0, dtype=bool)
+        mask = extra if mask is None else (mask | extra)
+    idx = pa.array(codes, type=pa.int32(), mask=mask)
+    dictionary = pa.array(["" if v is None else v for v in values], type=pa.string())
+    return pa.DictionaryArray.from_arrays(idx, dictionary)
+
+
+def _unique_render(
+    keys: np.ndarray, render: Callable[[int], str | None]
+) -> tuple[np.ndarray, list[str | None]]:
+    """Render each distinct key once: returns (codes per row, rendered values)."""
+    if len(keys) == 0:
+        return np.zeros(0, dtype=np.int32), []
+    uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    values = [render(int(i)) for i in first]
+    del uniq
+    return inverse.reshape(-1).astype(np.int32), values
+
+
+def _row_keys(*parts: np.ndarray) -> np.ndarray:
+    """Byte-wise keys (numpy void) of several per-row arrays, for ``np.unique``."""
+    n = len(parts[0])
+    cols = [np.ascontiguousarray(p).reshape(n, -1).view(np.uint8).reshape(n, -1) for p in parts]
+    raw = np.ascontiguousarray(np.concatenate(cols, axis=1))
+    return raw.view(np.dtype((np.void, raw.shape[1]))).reshape(n)
+
+
+def render_path(comps: np.ndarray, depth: int, trunc: int) -> str | None:
+    """Join innermost-first path components.
+
+    ``[b"libc.so.6", b"lib", b"usr"]`` → ``/usr/lib/libc.so.6``; a path cut short (deeper than
+    ``PATH_COMPS``) starts with ``/…``.
+    """
+    if depth <= 0:
+        return None
+    names = [bytes(comps[i]).split(b"\0", 1)[0].decode("utf-8", "replace") for i in range(depth)]
+    path = "/" + "/".join(reversed(names))
+    return ("/…" + path) if trunc else path
+
+
+def _cstr(b: bytes) -> str:
+    return bytes(b).split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+class EventDecoder:
+    """Stateful decoder: remembers process identities and command lines across batches."""
+
+    def __init__(
+        self,
+        *,
+        host: str | None = None,
+        clock_offset_ns: int = 0,
+        src_file: str | None = None,
+        read_proc: bool = True,
+    ) -> None:
+        self.host = host or socket.gethostname()
+        self.clock_offset_ns = clock_offset_ns
+        self.src_file = src_file
+        self.read_proc = read_proc
+        self._cmdlines: dict[tuple[int, int, str | None], str | None] = {}
+        self._images: dict[tuple[int, int], str] = {}
+        self._users: dict[int, str] = {}
+
+    # -- per-process lookups (per distinct process, not per event) ------------------------
+    def _cmdline(self, pid: int, start: int, image: str | None) -> str | None:
+        key = (pid, start, image)
+        if key in self._cmdlines:
+            return self._cmdlines[key]
+        cmd = None
+        if self.read_proc:
+            try:
+                raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+                cmd = " ".join(a.decode("utf-8", "replace") for a in raw.split(b"\0") if a) or None
+            except OSError:
+                cmd = None
+        self._cmdlines[key] = cmd
+        return cmd
+
+    def _user(self, uid: int) -> str:
+        name = self._users.get(uid)
+        if name is None:
+            try:
+                name = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                name = str(uid)
+            self._users[uid] = name
+        return name
+
+    # -- the batch ------------------------------------------------------------------------
+    def to_table(self, recs: np.ndarray) -> pa.Table:
+        """Decode ``recs`` (``EVENT_DTYPE``) into a table of ``EVENT_SCHEMA``."""
+        if recs.dtype != EVENT_DTYPE:
+            raise TypeError(f"expected EVENT_DTYPE records, got {recs.dtype}")
+        typ = recs["type"]
+        ret = recs["ret"]
+        keep = ~(np.isin(typ, [*_MEM_TYPES, EvType.MEMFD_CREATE]) & (ret < 0))
+        keep &= np.isin(typ, list(_CODES))
+        recs = recs[keep]
+        n = len(recs)
+        if n == 0:
+            return EVENT_SCHEMA.empty_table()
+        typ = recs["type"]
+        is_mem = np.isin(typ, _MEM_TYPES)
+        is_sys = np.isin(typ, _SYSCALL_TYPES)
+        is_mmap = typ == EvType.MMAP
+        is_protect = is_mem & ~is_mmap
+        is_memfd = typ == EvType.MEMFD_CREATE
+        is_exec = typ == EvType.EXEC
+        is_conn = typ == EvType.CONNECT
+        vkind = recs["vma_kind"]
+        vma_found = vkind != VmaKind.UNKNOWN
+        off = np.int64(self.clock_offset_ns)
+
+        cols: dict[str, pa.Array] = {}
+        cols["time"] = pa.array(
+            recs["ts"].astype(np.int64) + off, type=pa.timestamp("ns", tz="UTC")
+        )
+
+        kind = np.select([is_mem | is_memfd, is_conn], [0, 2], default=1)
+        cols["kind"] = _dict_array(kind, _KINDS)
+        act = np.select(
+            [
+                is_mmap & (vkind == VmaKind.FILE),
+                is_mmap,
+                is_protect,
+                is_memfd,
+                is_exec,
+                typ == EvType.FORK,
+                typ == EvType.EXIT,
+                is_conn,
+            ],
+            [2, 0, 1, 3, 4, 5, 6, 7],
+        )
+        cols["activity"] = _dict_array(act, _ACTIVITIES)
+        code_names = [_CODES[t] for t in EvType]
+        code = np.searchsorted([int(t) for t in EvType], typ)
+        code = np.where(is_exec & (recs["len"] == 1), len(code_names), code)
+        cols["event_code"] = _dict_array(code, [*code_names, "linux:execveat"])
+        cols["os"] = _dict_array(np.zeros(n, np.int32), ["linux"])
+        cols["host"] = _dict_array(np.zeros(n, np.int32), [self.host])
+
+        pid = recs["pid"].astype(np.int64)
+        ppid = recs["ppid"].astype(np.int64)
+        start = recs["proc_start"].astype(np.int64) + off
+        pstart = recs["parent_start"].astype(np.int64) + off
+
+        # image: the executable path from the kernel, per distinct path
+        exe_codes, exe_vals = _unique_render(
+            _row_keys(recs["exe"], recs["exe_depth"], recs["exe_trunc"]),
+            lambda i: render_path(
+                recs["exe"][i], int(recs["exe_depth"][i]), int(recs["exe_trunc"][i])
+            ),
+        )
+        image_arr = _dict_array(exe_codes, exe_vals)
+        cols["image"] = image_arr
+
+        # process identity, command line, user: per distinct (pid, start, image)
+        pkeys = _row_keys(pid, start, exe_codes)
+        host = self.host
+
+        def proc_uid(i: int) -> str:
+            return f"{host}:{int(pid[i])}:{int(start[i])}"
+
+        puid_codes, puid_vals = _unique_render(pkeys, proc_uid)
+        cols["process_uid"] = _dict_array(puid_codes, puid_vals)
+        for i in np.unique(puid_codes, return_index=True)[1]:
+            img = exe_vals[exe_codes[i]] if exe_vals else None
+            if img is not None:
+                self._images[(int(pid[i]), int(start[i]))] = img
+
+        # exec records carry the new command line (argv, truncated to 127 bytes) from the kernel
+        for i in np.flatnonzero(is_exec):
+            argv = bytes(recs["str"][i])[: int(recs["addr"][i])]
+            cmd = " ".join(a.decode("utf-8", "replace") for a in argv.split(b"\0") if a)
+            if cmd:
+                self._cmdlines[(int(pid[i]), int(start[i]), exe_vals[exe_codes[i]])] = cmd
+
+        def cmdline(i: int) -> str | None:
+            img = exe_vals[exe_codes[i]]
+            return self._cmdline(int(pid[i]), int(start[i]), img)
+
+        cmd_codes, cmd_vals = _unique_render(pkeys, cmdline)
+        cols["cmd_line"] = _dict_array(cmd_codes, cmd_vals)
+        uid = recs["uid"]
+        ucodes, uvals = _unique_render(uid, lambda i: self._user(int(uid[i])))
+        cols["user"] = _dict_array(ucodes, uvals)
+        cols["pid"] = pa.array(pid)
+        cols["tid"] = pa.array(recs["tid"].astype(np.int64))
+        cols["process_start"] = pa.array(start, type=pa.timestamp("ns", tz="UTC"))
+        cols["parent_pid"] = pa.array(ppid, mask=ppid == 0)
+        pp_keys = _row_keys(ppid, pstart)
+        pcodes, pvals = _unique_render(pp_keys, lambda i: f"{host}:{int(ppid[i])}:{int(pstart[i])}")
+        cols["parent_uid"] = _dict_array(pcodes, pvals, mask=ppid == 0)
+
+        def parent_image(i: int) -> str | None:
+            img = self._images.get((int(ppid[i]), int(pstart[i])))
+            if img is None and self.read_proc and ppid[i] > 0:
+                try:
+                    img = os.readlink(f"/proc/{int(ppid[i])}/exe")
+                except OSError:
+                    img = None
+            return img
+
+        picodes, pivals = _unique_render(pp_keys, parent_image)
+        cols["parent_image"] = _dict_array(picodes, pivals, mask=ppid == 0)
+
+        # memory region
+        addr = recs["addr"]
+        cols["base_address"] = pa.array(addr, mask=~is_mem)
+        cols["region_size"] = pa.array(recs["len"], mask=~is_mem)
+        alloc = np.where(recs["alloc_start"] != 0, recs["alloc_start"], recs["vma_start"])
+        cols["alloc_base"] = pa.array(alloc, mask=~(is_mem & vma_found))
+        cols["alloc_type"] = pa.array(recs["flags"].astype(np.uint32), mask=~is_mmap)
+        cols["protection"] = pa.array(recs["prot"], mask=~is_mem)
+        cols["old_protection"] = pa.array(recs["old_prot"], mask=~is_protect)
+        rt_vals = [_REGION_TYPES.get(VmaKind(k)) for k in range(6)]
+        cols["region_type"] = _dict_array(
+            vkind.astype(np.int32), rt_vals, mask=~(is_mem & vma_found)
+        )
+        bcodes, bvals = _unique_render(
+            _row_keys(recs["path"], recs["path_depth"], recs["path_trunc"], typ, recs["str"]),
+            lambda i: self._backing(recs[i]),
+        )
+        cols["backing_path"] = _dict_array(bcodes, bvals)
+        cols["reservation_size"] = pa.array(
+            recs["vma_end"] - recs["vma_start"], mask=~(is_mem & vma_found)
+        )
+        fd = recs["fd"]
+        fd_valid = (is_mmap & (fd >= 0)) | is_memfd | is_conn | (is_exec & (recs["len"] == 1))
+        cols["fd"] = pa.array(fd, mask=~fd_valid)
+        cols["vm_flags"] = pa.array(recs["vma_flags"], mask=~(is_mem & vma_found))
+        hk = recs["header_kind"].astype(np.int32)
+        cols["header_kind"] = _dict_array(
+            hk, [_HEADERS.get(Header(k)) for k in range(4)], mask=~is_mem
+        )
+
+        # who asked
+        ck = recs["caller_kind"]
+        sk = recs["sc_kind"]
+        cmod_codes, cmod_vals = _module_names(recs["caller_name"], ck)
+        cols["caller_module"] = _dict_array(cmod_codes, cmod_vals, mask=~is_sys)
+        caller_off = recs["caller_ip"] - recs["caller_vma_start"] + recs["caller_pgoff"] * PAGE
+        cols["caller_offset"] = pa.array(caller_off, mask=~(is_sys & (ck == VmaKind.FILE)))
+        unbacked = np.isin(ck, [VmaKind.ANON, VmaKind.HEAP, VmaKind.STACK])
+        cols["caller_unbacked"] = pa.array(unbacked, mask=~(is_sys & (ck != VmaKind.UNKNOWN)))
+        smod_codes, smod_vals = _module_names(recs["sc_name"], sk)
+        cols["syscall_module"] = _dict_array(smod_codes, smod_vals, mask=~is_sys)
+        in_libc = np.array([v in LIBC_MODULES for v in smod_vals], dtype=bool)
+        outside = ~in_libc[smod_codes] if len(smod_vals) else np.zeros(n, bool)
+        cols["syscall_outside_libc"] = pa.array(outside, mask=~(is_sys & (sk != VmaKind.UNKNOWN)))
+        pair = np.stack([smod_codes, cmod_codes], axis=1)
+        uniq_pairs, sum_codes = np.unique(pair, axis=0, return_inverse=True)
+        sum_vals: list[str | None] = [
+            f"{smod_vals[a] or 'unbacked'}|{cmod_vals[b] or 'unbacked'}" for a, b in uniq_pairs
+        ]
+        cols["call_stack_summary"] = _dict_array(sum_codes.reshape(-1), sum_vals, mask=~is_sys)
+
+        # network
+        cols["direction"] = _dict_array(np.zeros(n, np.int32), ["outbound"], mask=~is_conn)
+        ip_codes, ip_vals = _unique_render(
+            _row_keys(recs["family"], recs["remote_addr"]),
+            lambda i: _ip(int(recs["family"][i]), bytes(recs["remote_addr"][i])),
+        )
+        cols["remote_ip"] = _dict_array(ip_codes, ip_vals, mask=~is_conn)
+        cols["remote_port"] = pa.array(recs["remote_port"].astype(np.int32), mask=~is_conn)
+
+        # provenance
+        cols["src_format"] = _dict_array(np.zeros(n, np.int32), [SRC_FORMAT])
+        cols["src_file"] = _dict_array(np.zeros(n, np.int32), [self.src_file])
+        cols["src_record"] = pa.array(recs["seq"].astype(np.int64))
+        for name in (
+            "image",
+            "process_uid",
+            "cmd_line",
+            "user",
+            "parent_uid",
+            "parent_image",
+            "backing_path",
+            "caller_module",
+            "syscall_module",
+            "call_stack_summary",
+            "remote_ip",
+        ):
+            cols[name] = cols[name].cast(pa.string())
+        return conform(cols)
+
+    @staticmethod
+    def _backing(rec: np.void) -> str | None:
+        t = int(rec["type"])
+        if t == EvType.MEMFD_CREATE:
+            return "/memfd:" + _cstr(rec["str"])
+        return render_path(rec["path"], int(rec["path_depth"]), int(rec["path_trunc"]))
+
+
+def _module_names(names: np.ndarray, kinds: np.ndarray) -> tuple[np.ndarray, list[str | None]]:
+    """Module per row: the file's basename, ``[vdso]``, or None (unbacked/unknown)."""
+    keys = _row_keys(names, kinds)
+
+    def render(i: int) -> str | None:
+        k = int(kinds[i])
+        if k == VmaKind.FILE:
+            return _cstr(names[i]) or None
+        if k == VmaKind.VDSO:
+            return "[vdso]"
+        return None
+
+    return _unique_render(keys, render)
+
+
+def _ip(family: int, raw: bytes) -> str | None:
+    if family == socket.AF_INET:
+        return socket.inet_ntop(socket.AF_INET, raw[:4])
+    if family == socket.AF_INET6:
+        return socket.inet_ntop(socket.AF_INET6, raw[:16])
+    return None
+
+
+def empty_records(n: int = 0) -> np.ndarray:
+    """Zeroed records (for tests and synthetic input)."""
+    return np.zeros(n, dtype=EVENT_DTYPE)
+
+
+__all__ = ["COMP_LEN", "PATH_COMPS", "EventDecoder", "empty_records", "render_path"]
