@@ -627,6 +627,12 @@ def _guess_provider(rec: EtwRecord) -> str:
     d = rec.data
     if "callingprocessid" in d or "KERNEL_THREATINT" in rec.name:
         return "ti"
+    if (
+        "protectionmask" in d
+        or "apcroutine" in d
+        or ("targetprocessid" in d and "baseaddress" in d)
+    ):
+        return "ti"
     if "daddr" in d and "dport" in d:
         return "knet"
     if "imagebase" in d or "parentprocessid" in d or "win32startaddr" in d:
