@@ -96,10 +96,9 @@ _IDS = ", ".join(str(i) for i in SYSMON_EVENT_IDS)
 MAPPING_SQL = f"""
 , g AS (
     SELECT *,
-        CASE WHEN regexp_full_match(trim("EventID"), '[0-9]{{1,9}}')
-             THEN CAST(trim("EventID") AS INTEGER) END AS eid,
-        coalesce(trim("Provider") = '{SYSMON_PROVIDER}'
-                 OR trim("Channel") = '{SYSMON_CHANNEL}', false) AS is_sysmon,
+        TRY_CAST("EventID" AS INTEGER) AS eid,
+        coalesce("Provider" = '{SYSMON_PROVIDER}'
+                 OR "Channel" = '{SYSMON_CHANNEL}', false) AS is_sysmon,
         ub_str("Computer") AS host_,
         coalesce(ub_ts("UtcTime"), ub_ts("RecordTime")) AS t_ns
     FROM f

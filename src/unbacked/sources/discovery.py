@@ -161,7 +161,9 @@ def _unrecognised(name: str, explicit: bool, report: RunReport, empty: bool) -> 
         report.extra.setdefault(NOT_TELEMETRY_KEY, []).append(name)
 
 
-def _expand_zip(zpath: Path, report: RunReport, cap: int) -> Iterator[tuple[InputFile, type[Source]]]:
+def _expand_zip(
+    zpath: Path, report: RunReport, cap: int
+) -> Iterator[tuple[InputFile, type[Source]]]:
     try:
         with zipfile.ZipFile(zpath) as zf:
             infos = [
@@ -172,14 +174,18 @@ def _expand_zip(zpath: Path, report: RunReport, cap: int) -> Iterator[tuple[Inpu
                 and "/__MACOSX/" not in i.filename
             ]
     except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as exc:
-        report.file_error(str(zpath), FormatError(f"unreadable zip archive: {exc}", source=str(zpath)))
+        report.file_error(
+            str(zpath), FormatError(f"unreadable zip archive: {exc}", source=str(zpath))
+        )
         return
     for info in sorted(infos, key=lambda i: i.filename):
         member = _member_input(zpath, info, cap)
         try:
             head = member.head(SNIFF_BYTES)
         except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError) as exc:
-            report.file_error(member.name, FormatError(f"unreadable member: {exc}", source=member.name))
+            report.file_error(
+                member.name, FormatError(f"unreadable member: {exc}", source=member.name)
+            )
             continue
         cls = choose_source(member, head)
         if cls is None:

@@ -128,9 +128,7 @@ class NativeJsonlSource(Source):
             con.close()
 
 
-def _native_work(
-    con: duckdb.DuckDBPyConnection, name: str
-) -> Callable[[LineBlock], BlockResult]:
+def _native_work(con: duckdb.DuckDBPyConnection, name: str) -> Callable[[LineBlock], BlockResult]:
     """Native lines keep the provenance they were written with (the Sysmon file and record an
     event came from); this file and line stand in only where an event had none."""
 
@@ -188,9 +186,7 @@ class NativeParquetSource(Source):
 
                     ok = pc.and_(
                         pc.and_(pc.is_valid(table.column("time")), pc.is_valid(table["kind"])),
-                        pc.and_(
-                            pc.is_valid(table["activity"]), pc.is_valid(table["src_format"])
-                        ),
+                        pc.and_(pc.is_valid(table["activity"]), pc.is_valid(table["src_format"])),
                     )
                     n_bad = table.num_rows - pc.sum(ok).as_py()
                     report.skip(inp.name, "missing or invalid required field", n_bad)
@@ -269,7 +265,7 @@ class EventWriter:
                 )
             self._pq = pq.ParquetWriter(str(self.path), EVENT_SCHEMA, compression="zstd")
         else:
-            self._fh = open(self.path, "ab" if append else "wb")
+            self._fh = open(self.path, "ab" if append else "wb")  # noqa: SIM115 - closed in close()
 
     def write(self, data: pa.Table | pa.RecordBatch) -> None:
         table = conform(data)

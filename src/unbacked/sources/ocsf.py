@@ -146,12 +146,18 @@ SELECT
     CASE WHEN lower(os_type) LIKE '%windows%' THEN 'windows'
          WHEN lower(os_type) LIKE '%linux%' THEN 'linux' END AS os,
     host_ AS host,
-    {_side("subj", _uid(f"{_P}_uid", f"{_P}_pid", f"{_P}_created"),
-           _uid(f"{_A}_uid", f"{_A}_pid", f"{_A}_created"))} AS process_uid,
+    {
+    _side(
+        "subj",
+        _uid(f"{_P}_uid", f"{_P}_pid", f"{_P}_created"),
+        _uid(f"{_A}_uid", f"{_A}_pid", f"{_A}_created"),
+    )
+} AS process_uid,
     ub_int({_side("subj", f"{_P}_pid", f"{_A}_pid")}) AS pid,
     ub_int({_side("subj", f"{_P}_tid", f"{_A}_tid")}) AS tid,
-    ub_str({_side("subj", f"coalesce({_P}_path, {_P}_name)",
-                  f"coalesce({_A}_path, {_A}_name)")}) AS image,
+    ub_str({
+    _side("subj", f"coalesce({_P}_path, {_P}_name)", f"coalesce({_A}_path, {_A}_name)")
+}) AS image,
     ub_str({_side("subj", f"{_P}_cmd", f"{_A}_cmd")}) AS cmd_line,
     ub_str({_side("subj", f"{_P}_user", f"coalesce({_A}_user, actor_user)")}) AS "user",
     ub_ms({_side("subj", f"{_P}_created", f"{_A}_created")}) AS process_start,
@@ -207,7 +213,9 @@ class OcsfJsonSource(Source):
     """OCSF 1.x JSON lines (process, module, memory and network activity)."""
 
     name: ClassVar[str] = "ocsf-jsonl"
-    description: ClassVar[str] = "OCSF JSON lines: Process 1007, Module 1005, Memory 1004, Network 4001"
+    description: ClassVar[str] = (
+        "OCSF JSON lines: Process 1007, Module 1005, Memory 1004, Network 4001"
+    )
     priority: ClassVar[int] = 40
 
     @classmethod
@@ -217,8 +225,10 @@ class OcsfJsonSource(Source):
             return False
         o = objs[0]
         cu = o.get("class_uid")
-        return isinstance(cu, int) and not isinstance(cu, bool) and (
-            "activity_id" in o or "type_uid" in o or "category_uid" in o
+        return (
+            isinstance(cu, int)
+            and not isinstance(cu, bool)
+            and ("activity_id" in o or "type_uid" in o or "category_uid" in o)
         )
 
     def read(self, inp: InputFile, report: RunReport) -> Iterator[pa.Table]:

@@ -10,9 +10,10 @@ stream; each is counted with its reason and iteration goes on, so every readable
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import ClassVar
 
+import duckdb
 import evtx
 import numpy as np
 import pyarrow as pa
@@ -25,7 +26,7 @@ from unbacked.sources.base import InputFile, Source, register
 
 EVTX_MAGIC = b"ElfFile\x00"
 #: records mapped per block
-_BLOCK_RECORDS = 16384
+_BLOCK_RECORDS = 50000
 
 _SYS = "$.Event.System."
 _ENVELOPE = {
@@ -74,9 +75,11 @@ class SysmonEvtxSource(Source):
         finally:
             con.close()
 
-    def _work(self, con: object, name: str):  # type: ignore[no-untyped-def]
+    def _work(
+        self, con: duckdb.DuckDBPyConnection, name: str
+    ) -> Callable[[LineBlock], BlockResult]:
         def work(blk: LineBlock) -> BlockResult:
-            return QUERY.run(con, blk.lines, blk.ln, src_format=self.name, src_file=name)  # type: ignore[arg-type]
+            return QUERY.run(con, blk.lines, blk.ln, src_format=self.name, src_file=name)
 
         return work
 

@@ -53,8 +53,10 @@ _NX_ENVELOPE = {
 def _nx_wrap(name: str, expr: str) -> str:
     if name in ("Nx", "EventID", "RecordID"):
         return expr
-    return f"CASE WHEN v[{_NX_INDEX}] IS NOT NULL OR v[{_NX_INDEX + 1}] IS NOT NULL " \
+    return (
+        f"CASE WHEN v[{_NX_INDEX}] IS NOT NULL OR v[{_NX_INDEX + 1}] IS NOT NULL "
         f"THEN ub_unescape({expr}) ELSE {expr} END"
+    )
 
 
 def _nx_index() -> int:
@@ -68,9 +70,7 @@ def _nx_index() -> int:
 
 _NX_INDEX = _nx_index()
 
-OTRF_QUERY = JsonQuery(
-    _sysmon.fields_for(_NX_ENVELOPE, _top), _sysmon.MAPPING_SQL, wrap=_nx_wrap
-)
+OTRF_QUERY = JsonQuery(_sysmon.fields_for(_NX_ENVELOPE, _top), _sysmon.MAPPING_SQL, wrap=_nx_wrap)
 
 _WLB_ENVELOPE = {
     "EventID": ["$.winlog.event_id", '$."winlog.event_id"', "$.event.code", '$."event.code"'],
@@ -151,8 +151,10 @@ class SysmonJsonSource(_JsonLinesSysmon):
     @classmethod
     def sniff(cls, head: bytes, name: str) -> bool:
         objs = first_json_objects(head)
-        return bool(objs) and any(_is_windows_event(o) for o in objs) and not any(
-            _is_winlogbeat(o) for o in objs
+        return (
+            bool(objs)
+            and any(_is_windows_event(o) for o in objs)
+            and not any(_is_winlogbeat(o) for o in objs)
         )
 
 
