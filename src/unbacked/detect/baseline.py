@@ -41,6 +41,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from unbacked.detect.features import ABSENCE_AWARE
 from unbacked.errors import BaselineError
 
 BASELINE_FORMAT = "unbacked.baseline"
@@ -142,11 +143,25 @@ class ProgramBaseline:
                           count(*) AS events
                      FROM facts GROUP BY ALL ORDER BY ALL""",
             ).cast(_TABLE_SCHEMAS["counts"])
+            absent = ", ".join(f"('{f}', '{d}')" for f, d in ABSENCE_AWARE.items())
             self.totals_ = _sql(
                 con,
-                """SELECT program, feature, count(DISTINCT process_uid) AS instances,
-                          count(*) AS events
-                     FROM facts GROUP BY ALL ORDER BY ALL""",
+                f"""WITH a(feature, denominator) AS (VALUES {absent}),
+                         seen AS (SELECT program, feature AS denominator,
+                                         count(DISTINCT process_uid) AS instances
+                                    FROM facts WHERE feature IN (SELECT denominator FROM a)
+                                   GROUP BY ALL),
+                         ev AS (SELECT program, feature, count(*) AS events
+                                  FROM facts GROUP BY ALL)
+                    SELECT program, feature, count(DISTINCT process_uid) AS instances,
+                           count(*) AS events
+                      FROM facts WHERE feature NOT IN (SELECT feature FROM a)
+                     GROUP BY ALL
+                    UNION ALL
+                    SELECT s.program, a.feature, s.instances, coalesce(e.events, 0)
+                      FROM a JOIN seen s USING (denominator)
+                      LEFT JOIN ev e ON e.program = s.program AND e.feature = a.feature
+                     ORDER BY ALL""",
             ).cast(_TABLE_SCHEMAS["totals"])
             self.population_ = _sql(
                 con,
@@ -156,8 +171,19 @@ class ProgramBaseline:
             ).cast(_TABLE_SCHEMAS["population"])
             self.population_totals_ = _sql(
                 con,
-                """SELECT feature, count(DISTINCT process_uid) AS instances, count(*) AS events
-                     FROM facts GROUP BY ALL ORDER BY ALL""",
+                f"""WITH a(feature, denominator) AS (VALUES {absent}),
+                         seen AS (SELECT feature AS denominator,
+                                         count(DISTINCT process_uid) AS instances
+                                    FROM facts WHERE feature IN (SELECT denominator FROM a)
+                                   GROUP BY ALL),
+                         ev AS (SELECT feature, count(*) AS events FROM facts GROUP BY ALL)
+                    SELECT feature, count(DISTINCT process_uid) AS instances, count(*) AS events
+                      FROM facts WHERE feature NOT IN (SELECT feature FROM a)
+                     GROUP BY ALL
+                    UNION ALL
+                    SELECT a.feature, s.instances, coalesce(e.events, 0)
+                      FROM a JOIN seen s USING (denominator) LEFT JOIN ev e USING (feature)
+                     ORDER BY ALL""",
             ).cast(_TABLE_SCHEMAS["population_totals"])
         finally:
             con.close()
@@ -251,13 +277,15 @@ class ProgramBaseline:
         try:
             con.register("counts", self.counts_)
             con.register("totals", self.totals_)
-            return con.execute(
+            con.register("wanted", pa.table({"program": [program.lower()]}))
+            return _sql(
+                con,
                 """SELECT c.feature, c.value, c.instances, t.instances AS of_instances,
                           c.events, round(c.instances / t.instances, 4) AS share
                      FROM counts c JOIN totals t USING (program, feature)
-                    WHERE c.program = ? ORDER BY c.feature, c.instances DESC, c.value""",
-                [program.lower()],
-            ).to_arrow_table()
+                    WHERE c.program IN (SELECT program FROM wanted)
+                    ORDER BY c.feature, c.instances DESC, c.value""",
+            )
         finally:
             con.close()
 

@@ -26,6 +26,8 @@ Features (DESIGN.md §5):
 ``module.engine``      managed-code engine loaded (``clr``, ``powershell``, ``coreclr``, ...)
 ``network.connect``    direction of connections
 ``process.child``      program of each child launched
+``process.seen``       one per instance (denominator of the absence-aware features)
+``seen.module``        one per instance with logged module loads
 =====================  ======================================================================
 """
 
@@ -191,6 +193,12 @@ facts AS (
          CASE WHEN target_uid IS NULL OR target_uid = process_uid THEN 'local' ELSE 'remote' END
     FROM mem
   UNION ALL
+  SELECT min(row), process_uid, any_value(program), 'process.seen', 'yes'
+    FROM ev WHERE process_uid IS NOT NULL GROUP BY process_uid
+  UNION ALL
+  SELECT min(row), process_uid, any_value(program), 'seen.module', 'yes'
+    FROM ev WHERE process_uid IS NOT NULL AND kind = 'module' GROUP BY process_uid
+  UNION ALL
   SELECT row, process_uid, program, 'mem.syscall',
          CASE WHEN syscall_outside_libc THEN 'outside-libc' ELSE 'libc' END
     FROM mem WHERE syscall_outside_libc IS NOT NULL
@@ -198,6 +206,16 @@ facts AS (
 SELECT row, process_uid, program, feature, value FROM facts
  WHERE process_uid IS NOT NULL AND value IS NOT NULL AND program IS NOT NULL AND program != ''
 """
+
+#: Features whose absence is informative, with the fact that counts the instances that could
+#: have shown them: every instance seen for remote threads and children; for engines, only the
+#: instances whose module loads are logged at all (Sysmon configurations log image loads for a
+#: few programs only). "1 of 812 notepad instances with logged module loads loaded the CLR".
+ABSENCE_AWARE: dict[str, str] = {
+    "module.engine": "seen.module",
+    "thread.remote": "process.seen",
+    "process.child": "process.seen",
+}
 
 FACT_SCHEMA = pa.schema(
     [
@@ -219,7 +237,7 @@ FEATURE_WEIGHT: dict[str, float] = {
     "mem.scope": 0.7,
     "mem.region": 0.6,
     "mem.syscall": 0.8,
-    "module.engine": 0.6,
+    "module.engine": 0.3,
     "thread.remote": 0.5,
     "mem.align": 0.4,
     "mem.size": 0.3,

@@ -313,16 +313,23 @@ class EngineInUnusualHost(Rule):
     description = (
         "Sysmon 7 (or any module load) of clr.dll / mscorwks.dll / coreclr.dll / "
         "System.Management.Automation into a process whose program's peer instances rarely load "
-        "it (baseline, population back-off for programs seen once)."
+        "it (at least three peer instances with logged module loads, at most 10% of them "
+        "loading the engine)."
     )
-    severity = 3
-    score = 55.0
+    severity = 2
+    #: supporting evidence only: Sysmon configurations log image loads selectively, so "its
+    #: peers never loaded the CLR" is often an artefact of the configuration; alone it stays
+    #: below the alert threshold and below the foreign-code evidence level
+    score = 35.0
     attack = ("T1620", "T1055")
     references = ("https://github.com/leechristensen/UnmanagedPowerShell",)
     kinds = ("module",)
     requires = ("module_path",)
     #: at most this share of the program's peers may load the engine for the rule to fire
     max_share = 0.1
+    #: peer instances with logged module loads needed: without peers, whether a program
+    #: normally hosts managed code is unknown (population rates say nothing about powershell)
+    min_peers = 3
 
     def evaluate(self, ctx: DetectionContext) -> pa.Table:
         facts = ctx.facts
@@ -338,7 +345,7 @@ class EngineInUnusualHost(Rule):
         k = scored["k"].to_numpy()
         n = scored["n"].to_numpy()
         share = np.where(n > 0, k / np.maximum(n, 1), 0.0)
-        unusual = (share <= self.max_share) & (scored["surprise"].to_numpy() >= 2.0)
+        unusual = (share <= self.max_share) & (n >= self.min_peers)
         scored = scored.filter(pa.array(unusual))
         if scored.num_rows == 0:
             return empty_signals()
