@@ -71,7 +71,8 @@ CREATE OR REPLACE MACRO ub_unescape(x) AS
          ELSE x END;
 CREATE OR REPLACE MACRO ub_image(x) AS
     CASE WHEN contains(x, '\') OR contains(x, '/')
-         THEN CASE WHEN regexp_matches(x, '[\x00-\x1f<>|"?*]') THEN NULL ELSE x END
+         THEN CASE WHEN regexp_matches(x, '^([A-Za-z]:[\\/]|[\\/])')
+                        AND NOT regexp_matches(x, '[\x00-\x1f<>|"*]') THEN x END
          WHEN regexp_full_match(x, '[A-Za-z0-9 _.()$-]+|[^\x00-\x1f<>|"?*:]+\.[A-Za-z0-9]{1,8}')
          THEN x END;
 CREATE OR REPLACE MACRO ub_guid(x) AS

@@ -1,0 +1,146 @@
+"""Sysmon EVTX: golden counts against the labels, evidence records, corrupt input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from unbacked.errors import FormatError, InputError
+from unbacked.runreport import RunReport
+from unbacked.sources import read_events
+from unbacked.sources.base import InputFile
+from unbacked.sources.sysmon_evtx import SysmonEvtxSource
+
+from .util import accounted, read_bytes, rows
+
+CORRUPTION_REASONS = ("corrupt EVTX chunk", "corrupt EVTX record")
+
+
+def _evtx_labels(shared: Path) -> list[tuple[Path, dict[str, Any]]]:
+    out = []
+    for lab in sorted((shared / "labels" / "windows").rglob("*.json")):
+        label = json.loads(lab.read_text())
+        if label.get("format") == "evtx":
+            out.append((shared / label["file"], label))
+    return out
+
+
+def _read(path: Path) -> tuple[list[dict[str, Any]], Any]:
+    report = RunReport()
+    table = read_events([path], report)
+    rep = report.files[str(path)]
+    return rows(table), rep
+
+
+def test_sniff() -> None:
+    assert SysmonEvtxSource.sniff(b"ElfFile\x00" + b"\x00" * 100, "x.bin")
+    assert not SysmonEvtxSource.sniff(b"ElfChnk\x00", "x.evtx")
+    assert not SysmonEvtxSource.sniff(b'{"EventID": 1}\n', "x.evtx")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"ElfFile\x00",
+        b"ElfFile\x00" + b"\x00" * 4096,
+        b"ElfFile\x00" + bytes(range(256)) * 64,
+    ],
+)
+def test_garbage_evtx_never_crashes(data: bytes) -> None:
+    try:
+        table, rep = read_bytes(SysmonEvtxSource, data, "junk.evtx")
+    except FormatError:
+        return  # the whole file is unusable: a file error, which is allowed
+    assert table.num_rows == 0 and accounted(rep)
+
+
+@pytest.mark.shared_data
+def test_every_labelled_evtx_matches_label_counts(shared_data: Path) -> None:
+    labels = _evtx_labels(shared_data)
+    assert len(labels) >= 17
+    for path, label in labels:
+        got, rep = _read(path)
+        corrupt = sum(rep.skipped.get(r, 0) for r in CORRUPTION_REASONS)
+        parsed = rep.records - corrupt
+        assert (parsed, corrupt) == (label["events"], label["parse_errors"]), path.name
+        assert accounted(rep), path.name
+        assert set(rep.skipped) <= set(CORRUPTION_REASONS), (path.name, rep.skipped)
+        hosts = {r["host"] for r in got}
+        assert hosts <= set(label["hosts"]), path.name
+        # src_line is the 1-based position in parser order: unique and within range
+        lines = [r["src_line"] for r in got]
+        assert len(set(lines)) == len(lines) and all(1 <= n <= parsed for n in lines)
+
+
+@pytest.mark.shared_data
+def test_label_evidence_is_found_at_its_record_index(shared_data: Path) -> None:
+    checked = 0
+    for path, label in _evtx_labels(shared_data):
+        by_index: dict[int, dict[str, Any]] | None = None
+        for inst in label["malicious"] + label.get("possible", []):
+            for ev in inst["evidence"]:
+                if ev.get("event_id") not in (1, 3, 5, 7, 8, 10, 25):
+                    continue
+                if by_index is None:
+                    by_index = {r["src_line"]: r for r in _read(path)[0]}
+                r = by_index[ev["file_record_index"]]
+                assert r["src_record"] == ev["record_id"], (path.name, ev)
+                assert r["event_code"] == f"sysmon:{ev['event_id']}"
+                f = ev["fields"]
+                pid_key = "SourceProcessId" if ev["event_id"] in (8, 10) else "ProcessId"
+                if pid_key in f:
+                    assert r["pid"] == int(f[pid_key])
+                if "TargetProcessId" in f:
+                    assert r["target_pid"] == int(f["TargetProcessId"])
+                checked += 1
+    assert checked >= 20
+
+
+@pytest.mark.shared_data
+def test_win7_garbage_source_image_is_nulled(shared_data: Path) -> None:
+    path = (
+        shared_data
+        / "windows/sbousseaden_EVTX-ATTACK-SAMPLES/Execution"
+        / "Sysmon_meterpreter_ReflectivePEInjection_to_notepad_.evtx"
+    )
+    got, _ = _read(path)
+    first = next(r for r in got if r["src_line"] == 1)
+    assert first["event_code"] == "sysmon:10" and "image" not in first  # "\u3100" in the data
+    assert first["process_uid"] == "365ABB72-0C16-5D1D-0000-00108B721100" and first["pid"] == 3092
+    assert first["time"] == 1_562_186_369_223_000_000  # UtcTime 2019-07-03 20:39:29.223
+    threads = [r for r in got if r["event_code"] == "sysmon:8"]
+    assert len(threads) == 9 and all("start_module" not in r for r in threads)
+    assert {r["start_address"] for r in threads} == {0x560000, 0x540000}
+    assert all(r["image"].endswith("powershell.exe") for r in threads)
+
+
+@pytest.mark.shared_data
+def test_truncated_real_evtx_reads_what_is_there(shared_data: Path, tmp_path: Path) -> None:
+    src = shared_data / "windows/omerbenamram_evtx/samples/sysmon.evtx"
+    whole, _ = _read(src)
+    cut = tmp_path / "cut.evtx"
+    cut.write_bytes(src.read_bytes()[: 4096 + 65536 * 3 + 1000])
+    report = RunReport()
+    part = rows(read_events([cut], report))
+    rep = report.files[str(cut)]
+    assert 0 < len(part) < len(whole) and accounted(rep)
+    def strip(rs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in r.items() if k != "src_file"} for r in rs]
+
+    assert strip(part) == strip(whole[: len(part)])  # the same records, in the same order
+    strict = RunReport(strict=True)
+    with pytest.raises(InputError):
+        read_events([src], strict)  # sysmon.evtx has corrupt chunks
+
+
+@pytest.mark.shared_data
+def test_evtx_read_from_file_object_matches_path(shared_data: Path) -> None:
+    src = shared_data / "windows/sbousseaden_EVTX-ATTACK-SAMPLES/Execution"
+    src = src / "sysmon_mshta_sharpshooter_stageless_meterpreter.evtx"
+    by_path, _ = _read(src)
+    table, rep = read_bytes(SysmonEvtxSource, src.read_bytes(), str(src))
+    assert rows(table) == by_path and rep.events == 3  # same name: identical rows
+    assert InputFile.from_bytes("x", b"").size == 0
