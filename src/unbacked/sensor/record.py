@@ -81,7 +81,7 @@ class _Pipeline:
 
     def pump(self, timeout: float) -> int:
         """Decode and sink one spooled segment; the number of events it held."""
-        recs = self.spool.get(timeout)
+        recs = self.spool.get_many(timeout)
         if recs is None:
             if self.reader.error is not None:
                 raise SensorError(

@@ -112,6 +112,21 @@ class Spool:
             self._cond.notify_all()
         return recs
 
+    def get_many(self, timeout: float = 0.5, max_records: int = 1 << 17) -> np.ndarray | None:
+        """Every segment available now (waiting up to ``timeout`` for the first), concatenated.
+
+        A consumer that is slower than the reader catches up in one step instead of paying its
+        per-batch cost (a detection pass) once per segment.
+        """
+        first = self.get(timeout)
+        if first is None:
+            return None
+        parts, n = [first], len(first)
+        while n < max_records and (more := self.get(timeout=0)) is not None:
+            parts.append(more)
+            n += len(more)
+        return np.concatenate(parts) if len(parts) > 1 else first
+
     def get_all(self) -> np.ndarray:
         """Every spooled record, oldest first (used once the reader has stopped)."""
         parts = []
