@@ -334,21 +334,49 @@ def split_lines(block: bytes, first_line: int) -> tuple[LineBlock, int]:
     return LineBlock(arr, lnos, records, skipped), n
 
 
+_READ_PIECE = 4 * 1024 * 1024
+
+
+def _read_block(stream: IO[bytes], n: int) -> tuple[bytes, BaseException | None]:
+    """Up to ``n`` bytes, read in pieces so that a failure keeps what came before it."""
+    parts: list[bytes] = []
+    got = 0
+    while got < n:
+        try:
+            piece = stream.read(min(_READ_PIECE, n - got))
+        except (FormatError, OSError, EOFError, zlib.error, ValueError) as exc:
+            return b"".join(parts), exc
+        if not piece:
+            break
+        parts.append(piece)
+        got += len(piece)
+    return b"".join(parts), None
+
+
 def iter_line_blocks(
     stream: IO[bytes], name: str, report: RunReport, *, block_bytes: int = BLOCK_BYTES
 ) -> Iterator[LineBlock]:
-    """Read ``stream`` in blocks cut at line ends; unreadable tails are reported, not raised."""
+    """Read ``stream`` in blocks cut at line ends; unreadable tails are reported, not raised.
+
+    A read error (corrupt archive member, size cap) ends the input: the complete lines read
+    before it are used, the error is counted once with its reason.
+    """
     pending = b""
     line_no = 1
     discarding = False
     while True:
-        try:
-            chunk = stream.read(block_bytes)
-        except FormatError as exc:  # size cap of an archive member
-            report.skip(name, "input exceeds size cap", detail=str(exc))
-            break
-        except (OSError, EOFError, zlib.error, ValueError) as exc:
-            report.skip(name, "unreadable data", detail=f"{type(exc).__name__}: {exc}")
+        chunk, error = _read_block(stream, block_bytes)
+        if error is not None:
+            pending = pending + chunk if not discarding else b""
+            cut = pending.rfind(b"\n")
+            if cut != -1:
+                blk, _ = split_lines(pending[: cut + 1], line_no)
+                yield blk
+            pending = b""
+            if isinstance(error, FormatError):  # size cap of an archive member
+                report.skip(name, "input exceeds size cap", detail=str(error))
+            else:
+                report.skip(name, "unreadable data", detail=f"{type(error).__name__}: {error}")
             break
         if not chunk:
             break

@@ -90,7 +90,8 @@ def _member_input(zpath: Path, info: zipfile.ZipInfo, cap: int) -> InputFile:
         reader = _CappedReader(raw, cap, name)
         # the ZipFile closes when its last member stream closes
         zf.close()
-        return io.BufferedReader(reader, buffer_size=1 << 20)
+        # unbuffered on purpose: a buffered read would drop the bytes read before the cap hit
+        return reader  # type: ignore[return-value]
 
     return InputFile(name=name, opener=opener, size=info.file_size)
 

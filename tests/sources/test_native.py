@@ -1,0 +1,143 @@
+"""unbacked's own event files: round trips through Parquet and JSON lines, the streaming writer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from unbacked.errors import InputError
+from unbacked.model import EVENT_SCHEMA, conform
+from unbacked.runreport import RunReport
+from unbacked.sources import EventWriter, read_events, write_events
+from unbacked.sources.native import NativeJsonlSource, NativeParquetSource
+
+from .util import accounted, read_bytes, rows
+
+NS = 1_700_000_000_123_456_789
+
+
+def sample(n: int = 3) -> pa.Table:
+    """Events touching every column type (dictionary, uint64, uint32, bool, int32, ts)."""
+    return conform(
+        {
+            "time": pa.array([NS + i for i in range(n)], pa.timestamp("ns", tz="UTC")),
+            "kind": ["memory"] * n,
+            "activity": ["allocate"] * n,
+            "event_code": ["linux:mmap"] * n,
+            "os": ["linux"] * n,
+            "host": ["h"] * n,
+            "process_uid": [f"h:{i}:1" for i in range(n)],
+            "pid": list(range(n)),
+            "process_start": pa.array([1] * n, pa.timestamp("ns", tz="UTC")),
+            "image": ["/usr/bin/\u00e9x\"q\\"] * n,
+            "base_address": pa.array([2**64 - 1 - i for i in range(n)], pa.uint64()),
+            "protection": pa.array([7] * n, pa.uint32()),
+            "caller_unbacked": [True, False, None][:n] + [None] * max(0, n - 3),
+            "remote_port": pa.array([None] * n, pa.int32()),
+            "src_format": ["linux-sensor"] * n,
+            "src_file": ["sensor.spool"] * n,
+            "src_record": list(range(10, 10 + n)),
+            "src_line": [None] * n,
+        }
+    )
+
+
+def same(a: pa.Table, b: pa.Table) -> bool:
+    return rows(a) == rows(b)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl", ".json"])
+def test_round_trip_keeps_every_value_and_provenance(tmp_path: Path, suffix: str) -> None:
+    t = sample()
+    path = write_events(t, tmp_path / f"ev{suffix}")
+    report = RunReport()
+    back = read_events([path], report)
+    assert back.schema.equals(EVENT_SCHEMA, check_metadata=True)
+    if suffix == ".parquet":
+        assert same(back, t)
+    else:  # JSON lines: a missing src_line becomes the line in this file
+        assert same(back.drop_columns(["src_line"]), t.drop_columns(["src_line"]))
+        assert back.column("src_line").to_pylist() == [1, 2, 3]
+    rep = report.files[str(path)]
+    assert rep.format == ("unbacked-parquet" if suffix == ".parquet" else "unbacked-jsonl")
+    assert rep.events == 3 and accounted(rep)
+
+
+def test_jsonl_omits_nulls_and_writes_integer_ns(tmp_path: Path) -> None:
+    path = write_events(sample(1), tmp_path / "e.jsonl")
+    obj = orjson.loads(path.read_bytes().splitlines()[0])
+    assert obj["time"] == NS and obj["process_start"] == 1
+    assert "tid" not in obj and "remote_port" not in obj
+    assert obj["base_address"] == 2**64 - 1
+    assert NativeJsonlSource.sniff(path.read_bytes(), path.name)
+
+
+def test_streaming_writer_appends_batches(tmp_path: Path) -> None:
+    t = sample(3)
+    for name in ("s.parquet", "s.jsonl"):
+        with EventWriter(tmp_path / name) as w:
+            for batch in t.to_batches(max_chunksize=1):
+                w.write(batch)
+            w.write(EVENT_SCHEMA.empty_table())
+        assert w.rows == 3
+        assert read_events(tmp_path / name).num_rows == 3
+    with EventWriter(tmp_path / "s.jsonl", append=True) as w:
+        w.write(t)
+    assert read_events(tmp_path / "s.jsonl").num_rows == 6
+    with pytest.raises(InputError):
+        EventWriter(tmp_path / "x.csv")
+    with pytest.raises(InputError):
+        EventWriter(tmp_path / "x.parquet", append=True)
+
+
+def test_empty_table_writes_a_readable_parquet(tmp_path: Path) -> None:
+    path = write_events(EVENT_SCHEMA.empty_table(), tmp_path / "empty.parquet")
+    assert pq.read_schema(path).metadata[b"unbacked.schema"] == b"event"
+    assert read_events(path).num_rows == 0
+
+
+def test_parquet_without_event_metadata_is_not_claimed(tmp_path: Path) -> None:
+    other = tmp_path / "other.parquet"
+    pq.write_table(pa.table({"a": [1]}), other)
+    report = RunReport()
+    read_events([other], report)
+    assert report.files[str(other)].error and "UnknownFormatError" in report.files[
+        str(other)
+    ].error
+    assert NativeParquetSource.sniff(other.read_bytes()[:64], other.name)  # magic only
+
+
+def test_parquet_with_missing_required_values_skips_those_rows(tmp_path: Path) -> None:
+    t = sample(3)
+    kind = pa.array(["memory", None, "memory"], pa.string())
+    loose = pa.schema([f.with_nullable(True) for f in EVENT_SCHEMA], metadata=EVENT_SCHEMA.metadata)
+    t = t.cast(loose).set_column(1, pa.field("kind", pa.string()), kind)
+    pq.write_table(t, tmp_path / "holes.parquet")
+    report = RunReport()
+    out = read_events([tmp_path / "holes.parquet"], report)
+    rep = report.files[str(tmp_path / "holes.parquet")]
+    assert out.num_rows == 2 and rep.skipped == {"missing or invalid required field": 1}
+    assert accounted(rep)
+
+
+def test_native_jsonl_hostile_values_become_null_or_skip() -> None:
+    lines = [
+        {"time": NS, "kind": "process", "activity": "open", "src_format": "x", "pid": "abc",
+         "granted_access": -5, "signed": "maybe", "remote_port": 2**40, "zzz": {"a": 1}},
+        {"time": "2024-01-01T00:00:00Z", "kind": "process", "activity": "open",
+         "src_format": "x"},
+        {"time": 1.5e30, "kind": "process", "activity": "open", "src_format": "x"},
+        {"kind": "process", "activity": "open", "src_format": "x"},
+        {"time": NS, "activity": "open", "src_format": "x"},
+    ]  # fmt: skip
+    data = b"\n".join(orjson.dumps(x) for x in lines) + b"\n"
+    table, rep = read_bytes(NativeJsonlSource, data)
+    a, b = rows(table)
+    assert a["time"] == NS and "pid" not in a and "granted_access" not in a
+    assert "signed" not in a and "remote_port" not in a
+    assert b["time"] == 1_704_067_200_000_000_000
+    assert rep.skipped == {"missing or invalid required field": 3} and accounted(rep)
