@@ -106,6 +106,11 @@ class Run:
     index: int  # orders runs in time and picks ids
 
     @property
+    def group(self) -> str:
+        """``baseline`` (benign runs, to learn from) or ``triggered`` (runs with a loader)."""
+        return "baseline" if self.mode == 0 else "triggered"
+
+    @property
     def pid(self) -> int:
         return 6000 + 132 * self.index
 
@@ -441,7 +446,7 @@ def _filetime(when: datetime) -> int:
 
 
 def record(out_dir: Path, build_dir: Path, *, ti_filter: bool = False) -> list[Path]:
-    """Build, emulate and write one ``<run>.jsonl`` per run into ``out_dir``."""
+    """Build, emulate and write one ``<group>/<run>.jsonl`` per run into ``out_dir``."""
     exes = build(build_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -451,7 +456,8 @@ def record(out_dir: Path, build_dir: Path, *, ti_filter: bool = False) -> list[P
         rec.process_start([d for d in imports if d not in ("kernel32.dll", "ntdll.dll")])
         for index, api in timeline(entry_points):
             rec.api(index, api)
-        path = out_dir / f"{run.name}.jsonl"
+        path = out_dir / run.group / f"{run.name}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", encoding="utf-8", newline="\n") as fh:
             for ev in rec.events:
                 fh.write(json.dumps(ev, separators=(",", ":")) + "\n")
@@ -461,7 +467,9 @@ def record(out_dir: Path, build_dir: Path, *, ti_filter: bool = False) -> list[P
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    ap.add_argument("--out", type=Path, required=True, help="directory for <run>.jsonl")
+    ap.add_argument(
+        "--out", type=Path, required=True, help="directory for baseline/ and triggered/ runs"
+    )
     ap.add_argument("--build", type=Path, help="build directory (default: a temporary one)")
     ap.add_argument(
         "--ti-filter",
