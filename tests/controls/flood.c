@@ -1,6 +1,7 @@
 /* Load generator, not an attack: N executable-memory events as fast as asked. It flips one
- * anonymous page between R-X and R-- with mprotect, so every second call carries PROT_EXEC and
- * is recorded by the sensor. Used by the flood test and the benchmark to measure loss.
+ * anonymous page between R-X and R-- with mprotect: the sensor records both directions (one
+ * grants PROT_EXEC, the other takes it away), so EVENTS calls make EVENTS records. Used by the
+ * flood test and the benchmark to count loss.
  *
  * usage: flood EVENTS SECONDS   (spread EVENTS exec-memory calls evenly over SECONDS)
  * prints `READY {"pid":..,"events":N,"seconds":S}` after the flood, then waits for stdin EOF. */
@@ -27,8 +28,7 @@ int main(int argc, char **argv)
         return 1;
     double t0 = now();
     for (long i = 0; i < events; i++) {
-        mprotect(p, 4096, PROT_READ | PROT_EXEC);
-        mprotect(p, 4096, PROT_READ);
+        mprotect(p, 4096, (i & 1) ? PROT_READ : (PROT_READ | PROT_EXEC));
         if (seconds > 0 && (i & 255) == 0) {
             double due = t0 + seconds * (double)i / (double)events;
             while (now() < due) {

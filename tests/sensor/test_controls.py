@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tests.support.controls import controls_or_skip, parse_ready, run_control
 
 
