@@ -67,7 +67,7 @@ class WinEvent:
     rendering: list[str] = field(default_factory=list)  # RenderingInfo texts (task, keywords)
 
 
-def _deny(*_args: object) -> None:
+def _deny(*_args: object) -> Any:
     raise XmlForbidden("DTDs, entity declarations and external references are not allowed")
 
 
