@@ -150,7 +150,9 @@ _NODE = textwrap.dedent("""
 """)
 _JAVA = textwrap.dedent("""
     public class Gate {
-      static long work(long n) { long s = 0; for (long i = 0; i < n; i++) s += (i * 31) % 7; return s; }
+      static long work(long n) {
+        long s = 0; for (long i = 0; i < n; i++) s += (i * 31) % 7; return s;
+      }
       public static void main(String[] a) throws Exception {
         long s = 0; for (int k = 0; k < 50; k++) s += work(2_000_000);
         java.util.List<String> l = new java.util.ArrayList<>();

@@ -344,7 +344,9 @@ class Analyzer:
         # 3. statistics, embedded images and YARA over the executable part, chunk by chunk
         sections = [(r.base, r.size) for r in execs]
         hist = ByteStats()
-        sig = SignatureScanner(chunk_size=opts.chunk_size, overlap=opts.overlap)
+        sig = SignatureScanner(
+            kinds=("mz", "elf"), chunk_size=opts.chunk_size, overlap=opts.overlap
+        )
         shell = ShellcodeScanner(chunk_size=opts.chunk_size, overlap=opts.overlap)
         shell_hits: list[Hit] = []
         cands: list[Hit] = []
@@ -433,6 +435,8 @@ class Analyzer:
 
             ys = YaraScanner(opts.yara_rules, chunk_size=opts.chunk_size, overlap=opts.overlap)
             for h in scan(space, ys, sections):
+                if h.detail in yara_hits:
+                    continue
                 yara_hits.append(h.detail)
                 _add(
                     inds,

@@ -44,7 +44,8 @@ def load_rules(paths: Sequence[str | os.PathLike[str]]) -> Any:
 
 
 class YaraScanner(ScannerInterface):
-    """Yields one hit per rule match whose first string starts outside the overlap.
+    """Yields one hit per (rule, string instance) that starts outside the overlap, as
+    volatility3's yarascan does: the same locations whatever the chunking.
 
     Compiled rules can be matched from several threads at once, so the scanner is
     thread-safe; ``timeout`` bounds each chunk's match time.
@@ -59,8 +60,11 @@ class YaraScanner(ScannerInterface):
 
     def __call__(self, data: bytes, data_offset: int, *, last: bool = True) -> Iterator[Hit]:
         limit = self.limit(data, last)
+        hits = set()
         for m in self.rules.match(data=data, timeout=self.timeout):
-            offsets = [i.offset for s in m.strings for i in s.instances]
-            first = min(offsets) if offsets else 0
-            if first < limit:
-                yield Hit(data_offset + first, "yara", m.rule)
+            for s in m.strings:
+                for i in s.instances:
+                    if i.offset < limit:
+                        hits.add((i.offset, m.rule))
+        for offset, rule in sorted(hits):
+            yield Hit(data_offset + offset, "yara", rule)
