@@ -118,6 +118,11 @@ def test_reflective_run_tells_the_loader_story() -> None:
     (conn,) = [r for r in rows if r["activity"] == "connect"]
     assert (conn["remote_ip"], conn["remote_port"]) == ("127.0.0.1", 4444)
     assert conn["tid"] == thread["target_tid"]  # the thread started in the region connects
+    # the payload's own stage buffer: allocated and flipped by code no file backs
+    stage = [r for r in rows if r["kind"] == "memory" and r.get("caller_unbacked")]
+    assert [r["activity"] for r in stage] == ["allocate", "protect"]
+    assert {r["tid"] for r in stage} == {thread["target_tid"]}
+    assert all("caller_module" not in r for r in stage)
     loads = [r["module_path"].rsplit("\\", 1)[-1] for r in rows if r["activity"] == "load"]
     assert "ws2_32.dll" in loads  # resolved by the loader's LoadLibraryA, not at start
 

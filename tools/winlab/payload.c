@@ -1,7 +1,8 @@
 /* Benign payload DLL for the reflective-loader scenario.
  *
  * It does what a first-stage implant does after being mapped, minus anything harmful: its
- * exported Beacon() opens a TCP connection to the loopback "C2" port and closes it. The
+ * exported Beacon() makes a small stage buffer executable, then opens a TCP connection to the
+ * loopback "C2" port and closes it. The
  * document host maps it by hand (no LoadLibrary), so every instruction here runs from memory
  * that no file backs.
  */
@@ -20,6 +21,14 @@ BOOL WINAPI DllMain(HINSTANCE inst, DWORD reason, LPVOID reserved) {
 
 __declspec(dllexport) DWORD WINAPI Beacon(LPVOID param) {
     (void)param;
+    /* a stage buffer made executable by code that no file backs (what a beacon's next stage
+     * or sleep mask does): its allocation's caller is unbacked memory */
+    unsigned char *stage = VirtualAlloc(NULL, 0x2000, MEM_COMMIT | MEM_RESERVE, PAGE_READWRITE);
+    if (stage) {
+        stage[0] = 0xC3; /* ret */
+        DWORD old = 0;
+        VirtualProtect(stage, 0x2000, PAGE_EXECUTE_READ, &old);
+    }
     WSADATA wsa;
     if (WSAStartup(MAKEWORD(2, 2), &wsa) != 0) return 1;
     SOCKET s = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
