@@ -85,8 +85,9 @@ print(json.dumps({"seconds": dt, "findings": len(r.findings),
 
 
 def run_scan(path: Path) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     out = subprocess.run([sys.executable, "-c", _CHILD, str(path)], capture_output=True,
-                         text=True, check=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})  # fmt: skip
+                         text=True, check=True, env=env)  # fmt: skip
     return dict(json.loads(out.stdout))
 
 

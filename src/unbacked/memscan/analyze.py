@@ -91,6 +91,9 @@ _STRONG = {
 }
 #: what makes a region of unknown protection (minidump without MemoryInfoList) worth reporting
 _EVIDENCE_UNKNOWN = {"pe_header", "elf_header", "thread_start", "thread_ip", "embedded_image"}
+#: shellcode idioms are searched in the first bytes of each unit's executable part only: a
+#: stager sits where its allocation starts, and the search is the costliest of the scan
+SHELLCODE_WINDOW = 1 << 20
 #: bytes of each thread's stack (from its stack pointer) searched for return addresses
 STACK_BYTES = 32 << 10
 #: most embedded-header candidates validated per unit (bounds work on hostile content)
@@ -355,7 +358,7 @@ class Analyzer:
             hist.update(data if last else data[: opts.chunk_size])
             if len(cands) < MAX_CANDIDATES:
                 cands.extend(h for h in sig(data, address, last=last) if h.kind in ("mz", "elf"))
-            if len(shell_hits) < 64:
+            if len(shell_hits) < 64 and address - main.base < SHELLCODE_WINDOW:
                 shell_hits.extend(shell(data, address, last=last))
             budget -= min(len(data), opts.chunk_size)
             if budget <= 0:
