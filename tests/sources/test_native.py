@@ -33,7 +33,7 @@ def sample(n: int = 3) -> pa.Table:
             "process_uid": [f"h:{i}:1" for i in range(n)],
             "pid": list(range(n)),
             "process_start": pa.array([1] * n, pa.timestamp("ns", tz="UTC")),
-            "image": ["/usr/bin/\u00e9x\"q\\"] * n,
+            "image": ['/usr/bin/\u00e9x"q\\'] * n,
             "base_address": pa.array([2**64 - 1 - i for i in range(n)], pa.uint64()),
             "protection": pa.array([7] * n, pa.uint32()),
             "caller_unbacked": [True, False, None][:n] + [None] * max(0, n - 3),
@@ -105,9 +105,7 @@ def test_parquet_without_event_metadata_is_not_claimed(tmp_path: Path) -> None:
     pq.write_table(pa.table({"a": [1]}), other)
     report = RunReport()
     read_events([other], report)
-    assert report.files[str(other)].error and "UnknownFormatError" in report.files[
-        str(other)
-    ].error
+    assert report.files[str(other)].error and "UnknownFormatError" in report.files[str(other)].error
     assert NativeParquetSource.sniff(other.read_bytes()[:64], other.name)  # magic only
 
 
@@ -126,14 +124,22 @@ def test_parquet_with_missing_required_values_skips_those_rows(tmp_path: Path) -
 
 def test_native_jsonl_hostile_values_become_null_or_skip() -> None:
     lines = [
-        {"time": NS, "kind": "process", "activity": "open", "src_format": "x", "pid": "abc",
-         "granted_access": -5, "signed": "maybe", "remote_port": 2**40, "zzz": {"a": 1}},
-        {"time": "2024-01-01T00:00:00Z", "kind": "process", "activity": "open",
-         "src_format": "x"},
+        {
+            "time": NS,
+            "kind": "process",
+            "activity": "open",
+            "src_format": "x",
+            "pid": "abc",
+            "granted_access": -5,
+            "signed": "maybe",
+            "remote_port": 2**40,
+            "zzz": {"a": 1},
+        },
+        {"time": "2024-01-01T00:00:00Z", "kind": "process", "activity": "open", "src_format": "x"},
         {"time": 1.5e30, "kind": "process", "activity": "open", "src_format": "x"},
         {"kind": "process", "activity": "open", "src_format": "x"},
         {"time": NS, "activity": "open", "src_format": "x"},
-    ]  # fmt: skip
+    ]
     data = b"\n".join(orjson.dumps(x) for x in lines) + b"\n"
     table, rep = read_bytes(NativeJsonlSource, data)
     a, b = rows(table)

@@ -59,11 +59,27 @@ def test_cross_process_acts_put_actor_first_and_target_second() -> None:
     lines = [
         ev(1007, 3, actor={"process": INJECTOR}, process=VICTIM, actual_permissions=0x1F0FFF),
         ev(1007, 4, actor={"process": INJECTOR}, process={**VICTIM, "tid": 55}),
-        ev(1004, 1, actor={"process": INJECTOR}, process=VICTIM, base_address="0x1f0000",
-           size=4096, requested_permissions=0x40),  # fmt: skip
-        ev(1005, 1, actor={"process": VICTIM},
-           module={"file": {"path": "C:\\x.dll", "signature": {"state_id": 1,
-                   "certificate": {"subject": "CN=Acme"}}}, "base_address": "0x7ff000"}),  # fmt: skip
+        ev(
+            1004,
+            1,
+            actor={"process": INJECTOR},
+            process=VICTIM,
+            base_address="0x1f0000",
+            size=4096,
+            requested_permissions=0x40,
+        ),
+        ev(
+            1005,
+            1,
+            actor={"process": VICTIM},
+            module={
+                "file": {
+                    "path": "C:\\x.dll",
+                    "signature": {"state_id": 1, "certificate": {"subject": "CN=Acme"}},
+                },
+                "base_address": "0x7ff000",
+            },
+        ),
     ]
     got = rows(read_bytes(OcsfJsonSource, jsonl(*lines))[0])
     op, inj, mem, mod = got
@@ -85,12 +101,22 @@ def test_cross_process_acts_put_actor_first_and_target_second() -> None:
 def test_network_direction_picks_local_and_remote() -> None:
     conn = {"protocol_name": "TCP", "direction_id": 2}
     lines = [
-        ev(4001, 1, actor={"process": INJECTOR}, connection_info=conn,
-           src_endpoint={"ip": "10.0.0.1", "port": 50000},
-           dst_endpoint={"ip": "1.2.3.4", "port": 443, "hostname": "c2.example"}),  # fmt: skip
-        ev(4001, 6, actor={"process": INJECTOR}, connection_info={**conn, "direction_id": 1},
-           src_endpoint={"ip": "9.9.9.9", "port": 4444},
-           dst_endpoint={"ip": "10.0.0.1", "port": 445}),  # fmt: skip
+        ev(
+            4001,
+            1,
+            actor={"process": INJECTOR},
+            connection_info=conn,
+            src_endpoint={"ip": "10.0.0.1", "port": 50000},
+            dst_endpoint={"ip": "1.2.3.4", "port": 443, "hostname": "c2.example"},
+        ),
+        ev(
+            4001,
+            6,
+            actor={"process": INJECTOR},
+            connection_info={**conn, "direction_id": 1},
+            src_endpoint={"ip": "9.9.9.9", "port": 4444},
+            dst_endpoint={"ip": "10.0.0.1", "port": 445},
+        ),
         ev(4001, 2, actor={"process": INJECTOR}),  # Close: not used
     ]
     table, rep = read_bytes(OcsfJsonSource, jsonl(*lines))

@@ -127,6 +127,7 @@ def test_truncated_real_evtx_reads_what_is_there(shared_data: Path, tmp_path: Pa
     part = rows(read_events([cut], report))
     rep = report.files[str(cut)]
     assert 0 < len(part) < len(whole) and accounted(rep)
+
     def strip(rs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [{k: v for k, v in r.items() if k != "src_file"} for r in rs]
 

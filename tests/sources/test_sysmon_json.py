@@ -11,9 +11,9 @@ import pytest
 
 from unbacked.runreport import RunReport
 from unbacked.sources import read_events
-from unbacked.sources.sysmon_json import SysmonJsonSource, WinlogbeatSource
-from unbacked.sources.discovery import choose_source
 from unbacked.sources.base import InputFile
+from unbacked.sources.discovery import choose_source
+from unbacked.sources.sysmon_json import SysmonJsonSource, WinlogbeatSource
 
 from .util import accounted, jsonl, read_bytes, rows
 
@@ -219,7 +219,11 @@ def test_other_ids_and_channels_are_ignored_not_errors() -> None:
     lines = [
         export(13, TargetObject="HKLM\\x"),
         export(22, QueryName="example.org"),
-        {**export(4688), "Channel": "Security", "SourceName": "Microsoft-Windows-Security-Auditing"},
+        {
+            **export(4688),
+            "Channel": "Security",
+            "SourceName": "Microsoft-Windows-Security-Auditing",
+        },
         export(10, **ACCESS),
     ]
     table, rep = read_bytes(SysmonJsonSource, jsonl(*lines))
@@ -268,7 +272,9 @@ def test_bad_lines_are_counted_with_reasons() -> None:
         + b"\n   \n"
         + b'"just a string"\n'
         + b"\xff\xfe\x00garbage\n"
-        + b'{"EventID": "ten", "Channel": "' + CH.encode() + b'"}\n'
+        + b'{"EventID": "ten", "Channel": "'
+        + CH.encode()
+        + b'"}\n'
         + b'{"hello": "world"}\n'
         + good
     )

@@ -60,6 +60,9 @@ class Source(ABC):
     description: ClassVar[str]
     #: higher wins when several sources claim the same input
     priority: ClassVar[int] = 0
+    #: small complete inputs of this format (bytes as on disk): the conformance test checks
+    #: that this source claims and reads them and that every other source rejects them
+    examples: ClassVar[tuple[bytes, ...]] = ()
 
     @classmethod
     @abstractmethod

@@ -99,6 +99,11 @@ class NativeJsonlSource(Source):
     name: ClassVar[str] = "unbacked-jsonl"
     description: ClassVar[str] = "unbacked event JSON lines (EVENT_SCHEMA columns, time in ns)"
     priority: ClassVar[int] = 60
+    examples: ClassVar[tuple[bytes, ...]] = (
+        b'{"time":1700000000123456789,"kind":"memory","activity":"allocate","os":"linux",'
+        b'"host":"h","process_uid":"h:42:1","pid":42,"base_address":140000000000,'
+        b'"protection":7,"src_format":"linux-sensor","src_record":1}\n',
+    )
 
     @classmethod
     def sniff(cls, head: bytes, name: str) -> bool:
@@ -138,6 +143,21 @@ def _native_work(con: duckdb.DuckDBPyConnection, name: str) -> Callable[[LineBlo
     return work
 
 
+def _parquet_example() -> bytes:
+    buf = pa.BufferOutputStream()
+    table = conform(
+        {
+            "time": pa.array([1_700_000_000_000_000_000], pa.timestamp("ns", tz="UTC")),
+            "kind": ["process"],
+            "activity": ["launch"],
+            "pid": [1],
+            "src_format": ["unbacked-parquet"],
+        }
+    )
+    pq.write_table(table, buf)
+    return bytes(buf.getvalue().to_pybytes())
+
+
 @register
 class NativeParquetSource(Source):
     """unbacked event Parquet files (schema metadata ``unbacked.schema == "event"``)."""
@@ -145,6 +165,7 @@ class NativeParquetSource(Source):
     name: ClassVar[str] = "unbacked-parquet"
     description: ClassVar[str] = "unbacked event Parquet (schema metadata unbacked.schema=event)"
     priority: ClassVar[int] = 60
+    examples: ClassVar[tuple[bytes, ...]] = (_parquet_example(),)
 
     @classmethod
     def sniff(cls, head: bytes, name: str) -> bool:

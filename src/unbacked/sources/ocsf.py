@@ -217,6 +217,14 @@ class OcsfJsonSource(Source):
         "OCSF JSON lines: Process 1007, Module 1005, Memory 1004, Network 4001"
     )
     priority: ClassVar[int] = 40
+    examples: ClassVar[tuple[bytes, ...]] = (
+        b'{"class_uid":1007,"activity_id":3,"category_uid":1,"type_uid":100703,'
+        b'"time":1700000000000,"device":{"hostname":"ws1"},'
+        b'"actor":{"process":{"pid":100,"uid":"U100","file":{"path":"C:\\\\evil.exe"}}},'
+        b'"process":{"pid":200,"name":"lsass.exe"},"actual_permissions":4112}\n'
+        b'{"class_uid":1005,"activity_id":1,"category_uid":1,"time":1700000000001,'
+        b'"actor":{"process":{"pid":100}},"module":{"file":{"path":"C:\\\\x.dll"}}}\n',
+    )
 
     @classmethod
     def sniff(cls, head: bytes, name: str) -> bool:

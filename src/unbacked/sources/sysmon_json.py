@@ -146,6 +146,23 @@ class SysmonJsonSource(_JsonLinesSysmon):
         "Windows event JSON lines, flat (OTRF NXLog / export flavours); Sysmon is read"
     )
     priority: ClassVar[int] = 30
+    examples: ClassVar[tuple[bytes, ...]] = (
+        b'{"EventTime":"2020-07-22 00:00:48","EventReceivedTime":"2020-07-22 00:00:49",'
+        b'"SourceModuleType":"im_msvistalog","Hostname":"WS5.mordor.local","EventID":8,'
+        b'"Channel":"Microsoft-Windows-Sysmon/Operational","SourceName":"Microsoft-Windows-Sysmon",'
+        b'"RecordNumber":766632,"UtcTime":"2020-08-07 18:32:44.580",'
+        b'"SourceProcessGuid":"{297bc33e-9de2-5f2d-2208-000000000400}","SourceProcessId":"6008",'
+        b'"SourceImage":"C:\\\\Windows\\\\System32\\\\WindowsPowerShell\\\\v1.0\\\\powershell.exe",'
+        b'"TargetProcessGuid":"{297bc33e-9db9-5f2d-1a08-000000000400}","TargetProcessId":"2576",'
+        b'"TargetImage":"C:\\\\Windows\\\\System32\\\\notepad.exe","NewThreadId":"6832",'
+        b'"StartAddress":"0x000002AF644E0000","StartModule":"-","StartFunction":"-"}\n',
+        b'{"SourceName":"Microsoft-Windows-Sysmon","Channel":"Microsoft-Windows-Sysmon/Operational",'
+        b'"Hostname":"MKT01","TimeCreated":"2023-08-15T09:53:46.119Z",'
+        b'"@timestamp":"2023-08-15T09:53:46.119Z","EventID":10,"UtcTime":"2023-08-16 04:53:46.060",'
+        b'"SourceProcessGUID":"{81056205-d0f9-64d4-2700-000000000800}","SourceProcessId":"1564",'
+        b'"SourceThreadId":"1652","TargetProcessGUID":"{81056205-d114-64d4-5500-000000000800}",'
+        b'"TargetProcessId":"3740","GrantedAccess":"0x1400","CallTrace":"ntdll.dll+9d4c4"}\n',
+    )
     query = OTRF_QUERY
 
     @classmethod
@@ -165,6 +182,17 @@ class WinlogbeatSource(_JsonLinesSysmon):
     name: ClassVar[str] = "sysmon-winlogbeat"
     description: ClassVar[str] = "Winlogbeat/ECS JSON lines (winlog.event_data.*); Sysmon is read"
     priority: ClassVar[int] = 30
+    examples: ClassVar[tuple[bytes, ...]] = (
+        b'{"@timestamp":"2021-01-01T00:00:00.000Z","winlog":{"channel":'
+        b'"Microsoft-Windows-Sysmon/Operational","provider_name":"Microsoft-Windows-Sysmon",'
+        b'"event_id":10,"computer_name":"DC01","record_id":4242,"event_data":{'
+        b'"UtcTime":"2021-01-01 00:00:01.250","SourceProcessGuid":"{a}","SourceProcessId":"920",'
+        b'"TargetProcessGuid":"{b}","TargetProcessId":"1296","GrantedAccess":"0x1010"}}}\n',
+        b'{"@timestamp":"2021-01-01T00:00:00.000Z","winlog.channel":'
+        b'"Microsoft-Windows-Sysmon/Operational","winlog.event_id":"1",'
+        b'"winlog.computer_name":"DC01","winlog.record_id":"7","winlog.event_data.ProcessId":"5",'
+        b'"winlog.event_data.ProcessGuid":"{c}","winlog.event_data.Image":"C:\\\\a.exe"}\n',
+    )
     query = WINLOGBEAT_QUERY
 
     @classmethod
