@@ -173,3 +173,51 @@ def test_real_minidumps(name: str) -> None:
     with MinidumpSpace(path) as space:
         assert len(space.modules()) == {"test": 13, "invalid-parameter": 31}[name]
         assert not space.has_region_info  # "None has a MemoryInfoList stream"
+
+
+_REFLECTIVE_C = """
+#include <windows.h>
+__declspec(dllexport) ULONG_PTR WINAPI ReflectiveLoader(LPVOID p) {
+    HMODULE k = GetModuleHandleA("kernel32.dll");
+    return (ULONG_PTR)GetProcAddress(k, "VirtualAlloc") + (ULONG_PTR)p;
+}
+BOOL WINAPI DllMain(HINSTANCE h, DWORD r, LPVOID v) { return TRUE; }
+"""
+
+
+def test_real_mingw_dll_mapped_reflectively(tmp_path: Path) -> None:
+    """A real DLL built by mingw-w64, mapped section by section like a reflective loader does."""
+    import shutil
+    import subprocess
+
+    gcc = shutil.which("x86_64-w64-mingw32-gcc")
+    if gcc is None:
+        pytest.skip("needs Debian gcc-mingw-w64-x86-64")
+    src = tmp_path / "refl.c"
+    src.write_text(_REFLECTIVE_C)
+    dll = tmp_path / "refl.dll"
+    subprocess.run([gcc, "-shared", "-O2", "-s", "-o", str(dll), str(src)], check=True)
+    pe = pefile.PE(str(dll))
+    image = pe.get_memory_mapped_image()
+    pe.close()
+    from tests.memscan.mdwriter import (
+        MEM_PRIVATE,
+        PAGE,
+        PAGE_EXECUTE_READWRITE,
+        Mem,
+    )
+
+    md = scenario.build()
+    base = 0xA00000
+    size = (len(image) + PAGE - 1) // PAGE * PAGE
+    md.memory.append(Mem(base, size, PAGE_EXECUTE_READWRITE, MEM_PRIVATE, image))
+    path = tmp_path / "mingw.dmp"
+    with open(path, "wb") as fh:
+        md.write(fh)
+    found = {f.base: f for f in scan_minidump(path).findings}
+    assert sorted(found) == sorted((*scenario.INJECTED, base))
+    f = found[base]
+    assert f.header == "pe" and f.pe is not None
+    assert "ReflectiveLoader" in " ".join(f.pe["exports"]) and "loader_export" in f.kinds
+    assert "KERNEL32.dll" in {i["dll"] for i in f.pe["imports"]}
+    assert f.pe["entry_section"] == ".text"

@@ -133,6 +133,11 @@ class LinuxProcessSpace:
             for r in parse_maps(maps)
         ]
         self.process = self._process_info()
+        self.unreadable = 0
+        self._fd = -1
+        if not self._regions:
+            # kernel threads (and processes past exit_mm) have no address space: nothing to read
+            return
         try:
             self._fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
         except OSError as exc:
@@ -144,7 +149,6 @@ class LinuxProcessSpace:
                 hint="reading another process's memory needs root (or ptrace_scope 0 and the "
                 "same user)",
             ) from exc
-        self.unreadable = 0
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -226,7 +230,9 @@ class LinuxProcessSpace:
 
     def threads(self) -> list[Thread]:
         """Threads with their current pc/sp (``/proc/PID/task/TID/syscall``, needs ptrace)."""
-        out = []
+        out: list[Thread] = []
+        if not self._regions:
+            return out
         try:
             tids = os.listdir(f"/proc/{self.pid}/task")
         except OSError as exc:
@@ -251,6 +257,8 @@ class LinuxProcessSpace:
         return [(base, size)] if size > 0 else []
 
     def read(self, address: int, size: int) -> bytes:
+        if self._fd < 0:
+            return b""
         try:
             return os.pread(self._fd, size, address)
         except OSError as exc:
