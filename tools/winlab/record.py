@@ -35,7 +35,8 @@ Fidelity notes (also in docs/sources-windows.md):
 * Time is synthetic and deterministic: each run starts at a fixed instant and every recorded
   call advances the clock by 250 microseconds. Process and thread ids are fixed per run.
 
-Usage: ``python tools/winlab/record.py --out tests/fixtures/windows [--build DIR]``. Needs
+Usage: ``python tools/winlab/record.py --out tests/fixtures/windows [--build DIR]
+[--format flat|silketw|xml|elastic]`` (the other shapes come from ``shapes.py``). Needs
 ``x86_64-w64-mingw32-gcc`` and the ``speakeasy-emulator`` package (``scripts/
 make-windows-fixtures.sh`` sets both up). Standard library + speakeasy + pefile only: this runs
 in the emulator's own virtual environment, apart from unbacked.
@@ -445,8 +446,14 @@ def _filetime(when: datetime) -> int:
     return FILETIME_EPOCH + int((when - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()) * 10**7
 
 
-def record(out_dir: Path, build_dir: Path, *, ti_filter: bool = False) -> list[Path]:
-    """Build, emulate and write one ``<group>/<run>.jsonl`` per run into ``out_dir``."""
+#: output format -> file extension (flat is the fixtures' shape; the others via shapes.py)
+FORMATS = {"flat": ".jsonl", "silketw": ".json", "xml": ".xml", "elastic": ".ndjson"}
+
+
+def record(
+    out_dir: Path, build_dir: Path, *, ti_filter: bool = False, fmt: str = "flat"
+) -> list[Path]:
+    """Build, emulate and write one ``<group>/<run>.<ext>`` per run into ``out_dir``."""
     exes = build(build_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -456,11 +463,15 @@ def record(out_dir: Path, build_dir: Path, *, ti_filter: bool = False) -> list[P
         rec.process_start([d for d in imports if d not in ("kernel32.dll", "ntdll.dll")])
         for index, api in timeline(entry_points):
             rec.api(index, api)
-        path = out_dir / run.group / f"{run.name}.jsonl"
+        path = out_dir / run.group / f"{run.name}{FORMATS[fmt]}"
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", encoding="utf-8", newline="\n") as fh:
-            for ev in rec.events:
-                fh.write(json.dumps(ev, separators=(",", ":")) + "\n")
+        if fmt == "flat":
+            text = "".join(json.dumps(ev, separators=(",", ":")) + "\n" for ev in rec.events)
+        else:
+            from shapes import render  # tools/winlab/shapes.py, beside this script
+
+            text = render(rec.events, fmt)
+        path.write_text(text, encoding="utf-8", newline="\n")
         written.append(path)
     return written
 
@@ -476,6 +487,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="drop allocations/protections without an executable bit, as the provider does",
     )
+    ap.add_argument(
+        "--format",
+        choices=sorted(FORMATS),
+        default="flat",
+        help="flat manifest JSON (the fixtures), or as SilkETW, event XML or Elastic Defend",
+    )
     args = ap.parse_args(argv)
     if shutil.which(CC) is None:
         print(f"{CC} not found (apt-get install gcc-mingw-w64-x86-64)", file=sys.stderr)
@@ -486,10 +503,10 @@ def main(argv: list[str] | None = None) -> int:
         print("speakeasy not importable (pip install speakeasy-emulator)", file=sys.stderr)
         return 2
     if args.build is not None:
-        paths = record(args.out, args.build, ti_filter=args.ti_filter)
+        paths = record(args.out, args.build, ti_filter=args.ti_filter, fmt=args.format)
     else:
         with tempfile.TemporaryDirectory(prefix="winlab-") as tmp:
-            paths = record(args.out, Path(tmp), ti_filter=args.ti_filter)
+            paths = record(args.out, Path(tmp), ti_filter=args.ti_filter, fmt=args.format)
     for p in paths:
         print(p)
     return 0

@@ -352,6 +352,17 @@ class Mapper:
     def __init__(self, default_host: str | None = None) -> None:
         self.default_host = default_host
         self._starts: dict[tuple[str | None, int], int] = {}
+        self._images: dict[tuple[str | None, int], str] = {}
+
+    def _image(self, host: str | None, pid: int | None, fallback: str | None) -> str | None:
+        """The image path a launch in this input gave the pid, else what the record says.
+
+        Consumers name the process differently (SilkETW: ``dochost``, XML: nothing), so the
+        launch's full path keeps one program name for one process instance.
+        """
+        if pid is None:
+            return fallback
+        return self._images.get((host, pid), fallback)
 
     # -- identity
     def _uid(self, host: str | None, pid: int | None, start_ns: int | None) -> str | None:
@@ -420,12 +431,16 @@ class Mapper:
             tid=tid,
             process_uid=self._uid(host, pid, start),
             process_start=start,
-            image=rec.process_name,
+            image=self._image(host, pid, rec.process_name if pid == rec.pid else None),
         )
         tpid = parse_uint(d.get("targetprocessid"), bits=32)
         tstart = parse_time_ns(d.get("targetprocesscreatetime"))
         if not local and tpid is not None:
-            row.update(target_pid=tpid, target_uid=self._uid(host, tpid, tstart))
+            row.update(
+                target_pid=tpid,
+                target_uid=self._uid(host, tpid, tstart),
+                target_image=self._image(host, tpid, None),
+            )
         if activity in (Activity.APC, Activity.SET_CONTEXT):
             row["target_tid"] = parse_uint(d.get("targetthreadid"), bits=32)
             if local or tpid is None or tpid == pid:
@@ -523,7 +538,10 @@ class Mapper:
             pid = rec.pid
         if eid in (1, 2):
             start = parse_time_ns(d.get("createtime"))
-            image = text(d.get("imagename")) or rec.process_name
+            image = text(d.get("imagename"))
+            if eid == 1 and image and pid is not None:
+                self._images[(host, pid)] = image
+            image = image or self._image(host, pid, None)
             ppid = parse_uint(d.get("parentprocessid"), bits=32)
             row.update(
                 kind=Kind.PROCESS.value,
@@ -534,6 +552,7 @@ class Mapper:
                 image=image,
                 parent_pid=ppid,
                 parent_uid=self._uid(host, ppid, None) if ppid is not None else None,
+                parent_image=self._image(host, ppid, None),
             )
             return row
         if eid == 3:
@@ -548,13 +567,16 @@ class Mapper:
                 pid=creator,
                 tid=rec.tid,
                 process_uid=self._uid(host, creator, None),
-                image=rec.process_name if rec.pid is not None else None,
+                image=self._image(host, creator, rec.process_name if rec.pid is not None else None),
                 start_address=start_addr,
             )
             new_tid = parse_uint(d.get("threadid"), bits=32)
             if remote:
                 row.update(
-                    target_pid=pid, target_uid=self._uid(host, pid, None), target_tid=new_tid
+                    target_pid=pid,
+                    target_uid=self._uid(host, pid, None),
+                    target_tid=new_tid,
+                    target_image=self._image(host, pid, None),
                 )
             else:
                 row["target_tid"] = new_tid
@@ -566,6 +588,7 @@ class Mapper:
                 activity=(Activity.LOAD if eid == 5 else Activity.UNLOAD).value,
                 pid=pid,
                 process_uid=self._uid(host, pid, None),
+                image=self._image(host, pid, rec.process_name if pid == rec.pid else None),
                 module_path=path,
                 module_base=parse_uint(d.get("imagebase")),
                 module_size=parse_uint(d.get("imagesize")),
@@ -602,7 +625,7 @@ class Mapper:
             pid=pid,
             tid=rec.tid if pid == rec.pid else None,
             process_uid=self._uid(row["host"], pid, None),
-            image=rec.process_name if pid == rec.pid else None,
+            image=self._image(row["host"], pid, rec.process_name if pid == rec.pid else None),
             protocol="tcp",
             direction="outbound" if connect else "inbound",
             remote_ip=daddr,
