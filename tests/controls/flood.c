@@ -3,7 +3,8 @@
  * grants PROT_EXEC, the other takes it away), so EVENTS calls make EVENTS records. Used by the
  * flood test and the benchmark to count loss.
  *
- * usage: flood EVENTS SECONDS   (spread EVENTS exec-memory calls evenly over SECONDS)
+ * usage: flood EVENTS SECONDS [noexec]   (spread EVENTS calls evenly over SECONDS; 0: flat out)
+ * noexec: flip R-- / RW- instead, which the sensor filters in the kernel (its per-syscall cost)
  * prints `READY {"pid":..,"events":N,"seconds":S}` after the flood, then waits for stdin EOF. */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -23,12 +24,14 @@ int main(int argc, char **argv)
 {
     long events = argc > 1 ? atol(argv[1]) : 50000;
     double seconds = argc > 2 ? atof(argv[2]) : 0.5;
+    int noexec = argc > 3 && argv[3][0] == 'n';
+    int on = noexec ? (PROT_READ | PROT_WRITE) : (PROT_READ | PROT_EXEC);
     void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return 1;
     double t0 = now();
     for (long i = 0; i < events; i++) {
-        mprotect(p, 4096, (i & 1) ? PROT_READ : (PROT_READ | PROT_EXEC));
+        mprotect(p, 4096, (i & 1) ? PROT_READ : on);
         if (seconds > 0 && (i & 255) == 0) {
             double due = t0 + seconds * (double)i / (double)events;
             while (now() < due) {
