@@ -130,10 +130,16 @@ def test_dump_dir_writes_regions_and_rebuilt_pe(fixture_dump: Path, tmp_path: Pa
     assert Path(wiped.dumped[1]).read_bytes()[:2] == b"MZ"  # DOS header restored
 
 
-def test_table_output(fixture_dump: Path) -> None:
-    res = CliRunner().invoke(cli, ["scan", str(fixture_dump)])
+def test_table_detail_and_ecs_output(fixture_dump: Path) -> None:
+    res = CliRunner().invoke(cli, ["scan", str(fixture_dump), "--format", "detail"])
     assert res.exit_code == 3
     assert "ReflectiveLoader" in res.output and "0x00000000001f0000" in res.output
+    res = CliRunner().invoke(cli, ["scan", str(fixture_dump)])
+    assert res.exit_code == 3 and "victim.exe (4242)" in res.output
+    res = CliRunner().invoke(cli, ["scan", str(fixture_dump), "--format", "ecs"])
+    assert res.exit_code == 3
+    doc = json.loads(res.stdout.splitlines()[0])
+    assert doc["process"]["pid"] == 4242
 
 
 def test_yara_over_suspicious_regions(fixture_dump: Path, tmp_path: Path) -> None:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import IO
 
 import click
-import orjson
 
 from unbacked.errors import UnbackedError
 from unbacked.memscan.analyze import Analyzer, Options, ScanResult, hostname
@@ -63,10 +62,11 @@ def _table(findings: list[ScanFinding], out: IO[str]) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["table", "ocsf"]),
+    type=click.Choice(["table", "detail", "ocsf", "ecs"]),
     default="table",
     show_default=True,
-    help="Console table or OCSF Detection Finding JSON lines.",
+    help="table: one row per process (as alerts); detail: every region with its evidence; "
+    "ocsf / ecs: JSON lines.",
 )
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write findings here.")
 @click.option(
@@ -176,11 +176,12 @@ def command(
     findings = [f for f in (r.finding(host) for r in results) if f is not None]
     out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
     try:
-        if fmt == "ocsf":
-            for f in findings:
-                out.write(orjson.dumps(f.to_ocsf()).decode() + "\n")
-        else:
+        if fmt == "detail":
             _table(findings, out)
+        else:
+            from unbacked.render import render
+
+            render([f.to_alert() for f in findings], fmt, out)
     finally:
         if output:
             out.close()
