@@ -84,24 +84,41 @@ def _dict_array(
     return pa.DictionaryArray.from_arrays(idx, dictionary)
 
 
+Groups = tuple[np.ndarray, np.ndarray]  # (first row of each distinct key, code per row)
+
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_MULT = np.uint64(0x100000001B3)
+
+
+def _row_keys(*parts: np.ndarray) -> Groups:
+    """Group rows by the bytes of several per-row arrays (a 64-bit hash of the bytes per row,
+    then ``np.unique`` on integers: far cheaper than sorting wide byte strings)."""
+    n = len(parts[0])
+    h = np.full(n, _FNV_OFFSET, dtype=np.uint64)
+    for p in parts:
+        raw = np.ascontiguousarray(p).reshape(n, -1).view(np.uint8).reshape(n, -1)
+        width = raw.shape[1]
+        if width % 8:
+            raw = np.concatenate([raw, np.zeros((n, 8 - width % 8), np.uint8)], axis=1)
+        words = np.ascontiguousarray(raw).view(np.uint64)
+        for j in range(words.shape[1]):
+            col = words[:, j]
+            if j and not col.any():
+                continue  # all-zero word (unused path components): skip, same for every row
+            h = (h ^ col) * _MULT
+            h ^= h >> np.uint64(29)
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int32)
+    _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+    return first, inverse.reshape(-1).astype(np.int32)
+
+
 def _unique_render(
-    keys: np.ndarray, render: Callable[[int], str | None]
+    groups: Groups, render: Callable[[int], str | None]
 ) -> tuple[np.ndarray, list[str | None]]:
     """Render each distinct key once: returns (codes per row, rendered values)."""
-    if len(keys) == 0:
-        return np.zeros(0, dtype=np.int32), []
-    uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    values = [render(int(i)) for i in first]
-    del uniq
-    return inverse.reshape(-1).astype(np.int32), values
-
-
-def _row_keys(*parts: np.ndarray) -> np.ndarray:
-    """Byte-wise keys (numpy void) of several per-row arrays, for ``np.unique``."""
-    n = len(parts[0])
-    cols = [np.ascontiguousarray(p).reshape(n, -1).view(np.uint8).reshape(n, -1) for p in parts]
-    raw = np.ascontiguousarray(np.concatenate(cols, axis=1))
-    return raw.view(np.dtype((np.void, raw.shape[1]))).reshape(n)
+    first, codes = groups
+    return codes, [render(int(i)) for i in first]
 
 
 def render_path(comps: np.ndarray, depth: int, trunc: int) -> str | None:
@@ -261,7 +278,7 @@ class EventDecoder:
         cmd_codes, cmd_vals = _unique_render(pkeys, cmdline)
         cols["cmd_line"] = _dict_array(cmd_codes, cmd_vals)
         uid = recs["uid"]
-        ucodes, uvals = _unique_render(uid, lambda i: self._user(int(uid[i])))
+        ucodes, uvals = _unique_render(_row_keys(uid), lambda i: self._user(int(uid[i])))
         cols["user"] = _dict_array(ucodes, uvals)
         cols["pid"] = pa.array(pid)
         cols["tid"] = pa.array(recs["tid"].astype(np.int64))
@@ -327,10 +344,11 @@ class EventDecoder:
         in_libc = np.array([v in LIBC_MODULES for v in smod_vals], dtype=bool)
         outside = ~in_libc[smod_codes] if len(smod_vals) else np.zeros(n, bool)
         cols["syscall_outside_libc"] = pa.array(outside, mask=~(is_sys & (sk != VmaKind.UNKNOWN)))
-        pair = np.stack([smod_codes, cmod_codes], axis=1)
-        uniq_pairs, sum_codes = np.unique(pair, axis=0, return_inverse=True)
+        pair = smod_codes.astype(np.int64) * (len(cmod_vals) + 1) + cmod_codes
+        _, pfirst, sum_codes = np.unique(pair, return_index=True, return_inverse=True)
         sum_vals: list[str | None] = [
-            f"{smod_vals[a] or 'unbacked'}|{cmod_vals[b] or 'unbacked'}" for a, b in uniq_pairs
+            f"{smod_vals[smod_codes[i]] or 'unbacked'}|{cmod_vals[cmod_codes[i]] or 'unbacked'}"
+            for i in pfirst
         ]
         cols["call_stack_summary"] = _dict_array(sum_codes.reshape(-1), sum_vals, mask=~is_sys)
 
