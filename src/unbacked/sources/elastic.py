@@ -394,6 +394,16 @@ class ElasticDefendSource(Source):
         "call stacks, processes, libraries, network, shellcode-thread alerts"
     )
     priority: ClassVar[int] = 45
+    examples: ClassVar[tuple[bytes, ...]] = (
+        b'{"_index":".ds-logs-endpoint.events.api-default","_source":{"@timestamp":'
+        b'"2024-05-01T10:00:00.123Z","event":{"category":["api"],"dataset":"endpoint.events.api",'
+        b'"kind":"event"},"host":{"hostname":"WS-042"},"process":{"pid":5708,"entity_id":"ZWQ1",'
+        b'"executable":"C:\\\\Office16\\\\WINWORD.EXE","thread":{"id":4412,"Ext":'
+        b'{"call_stack_summary":"ntdll.dll|kernelbase.dll|Unbacked",'
+        b'"call_stack_final_user_module":{"name":"Unbacked"}}},"Ext":{"api":{"name":'
+        b'"VirtualProtect","parameters":{"address":3027125207040,"size":4096,'
+        b'"protection":"R-X","protection_old":"RW-"}}}}}}\n',
+    )
 
     @classmethod
     def sniff(cls, head: bytes, name: str) -> bool:

@@ -698,7 +698,22 @@ class EtwTiSource(Source):
         "Microsoft-Windows-Threat-Intelligence ETW as JSON lines (SilkETW, krabsetw-style "
         "consumers), with Kernel-Process/Kernel-Network context"
     )
-    priority: ClassVar[int] = 20
+    priority: ClassVar[int] = 45
+    examples: ClassVar[tuple[bytes, ...]] = (
+        b'{"ProviderName":"Microsoft-Windows-Threat-Intelligence","EventId":6,"Version":0,'
+        b'"TimeStamp":"2024-05-01T10:00:00.0002500Z","Computer":"WS-042","ProcessId":5708,'
+        b'"ThreadId":4412,"ProcessName":"WINWORD.EXE","CallingProcessId":5708,'
+        b'"CallingProcessCreateTime":133590240000000000,"CallingThreadId":4412,'
+        b'"TargetProcessId":5708,"BaseAddress":"0x1f2a0b10000","RegionSize":"0x3a000",'
+        b'"AllocationType":12288,"ProtectionMask":64,'
+        b'"Stack":["ntdll.dll!NtAllocateVirtualMemory+0x14","0x1f2a0a01234"]}\n'
+        b'{"ProviderName":"Microsoft-Windows-Threat-Intelligence","EventName":'
+        b'"KERNEL_THREATINT_TASK_PROTECTVM","Opcode":0,"TimeStamp":'
+        b'"2024-05-01T12:00:01.1234567+02:00","ThreadID":4412,"ProcessID":5708,'
+        b'"ProcessName":"WINWORD","XmlEventData":{"CallingProcessId":"5,708",'
+        b'"CallingThreadId":"4,412","TargetProcessId":"5,708","BaseAddress":"0x1f2a0b10000",'
+        b'"RegionSize":"0x1000","ProtectionMask":"32","LastProtectionMask":"4"}}\n',
+    )
 
     @classmethod
     def sniff(cls, head: bytes, name: str) -> bool:

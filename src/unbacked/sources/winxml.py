@@ -236,6 +236,26 @@ class WinEventXmlSource(Source):
         "Threat-Intelligence ETW, Kernel-Process/Network"
     )
     priority: ClassVar[int] = 45
+    examples: ClassVar[tuple[bytes, ...]] = (
+        b"<Events><Event xmlns='http://schemas.microsoft.com/win/2004/08/events/event'><System>"
+        b"<Provider Name='Microsoft-Windows-Threat-Intelligence'/><EventID>1</EventID>"
+        b"<Version>0</Version><TimeCreated SystemTime='2024-05-01T10:00:00.2000000Z'/>"
+        b"<EventRecordID>99</EventRecordID><Execution ProcessID='100' ThreadID='104'/>"
+        b"<Computer>WS-042</Computer></System><EventData>"
+        b"<Data Name='CallingProcessId'>100</Data><Data Name='CallingThreadId'>104</Data>"
+        b"<Data Name='TargetProcessId'>200</Data><Data Name='BaseAddress'>0x1F2A0B10000</Data>"
+        b"<Data Name='RegionSize'>0x2000</Data><Data Name='AllocationType'>12288</Data>"
+        b"<Data Name='ProtectionMask'>64</Data></EventData></Event>\n"
+        b"<Event xmlns='http://schemas.microsoft.com/win/2004/08/events/event'><System>"
+        b"<Provider Name='Microsoft-Windows-Sysmon'/><EventID>8</EventID>"
+        b"<TimeCreated SystemTime='2024-05-01T10:00:01.0000000Z'/>"
+        b"<EventRecordID>7</EventRecordID><Channel>Microsoft-Windows-Sysmon/Operational</Channel>"
+        b"<Computer>WS-042</Computer></System><EventData>"
+        b"<Data Name='UtcTime'>2024-05-01 10:00:01.000</Data>"
+        b"<Data Name='SourceProcessId'>100</Data><Data Name='SourceImage'>C:\\x\\inj.exe</Data>"
+        b"<Data Name='TargetProcessId'>200</Data><Data Name='NewThreadId'>5555</Data>"
+        b"<Data Name='StartAddress'>0x000001F2A0B10000</Data></EventData></Event></Events>\n",
+    )
 
     @classmethod
     def sniff(cls, head: bytes, name: str) -> bool:
