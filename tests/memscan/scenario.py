@@ -10,6 +10,9 @@ Injected (must be found):            Clean (must not be reported):
   SECTION     MEM_MAPPED r-x view with
               shellcode, thread running
               in it
+  PHANTOM     MEM_IMAGE mapping no module
+              list entry accounts for
+              (doppelganging / phantom DLL)
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ JIT = 0x600000
 HEAP = 0x700000
 EMPTY = 0x800000
 STACK = 0x900000
-INJECTED = (REFLECTIVE, SHELLCODE, WIPED, SECTION)
+PHANTOM = 0x7FF000000000
+INJECTED = (REFLECTIVE, SHELLCODE, WIPED, SECTION, PHANTOM)
 
 #: x64 shellcode in the style of a stager: PEB walk, hashing loop, call/ret
 SHELLCODE_BYTES = bytes.fromhex(
@@ -109,6 +113,7 @@ def build() -> Minidump:
     wiped[0:0x40] = b"\x00" * 0x40  # MZ and e_lfanew gone; stub, NT header, sections remain
     md.memory.append(Mem(WIPED, 3 * PAGE, PAGE_EXECUTE_READ, MEM_PRIVATE, bytes(wiped)))
     md.memory.append(Mem(SECTION, PAGE, PAGE_EXECUTE_READ, MEM_MAPPED, SHELLCODE_BYTES * 4))
+    md.memory += _image(PHANTOM, 0x4000, code)  # an image section, but not in the ModuleList
     # clean: CLR JIT code heap (code-like, RWX, no header, threads only pass through it)
     md.memory.append(Mem(JIT, 4 * PAGE, PAGE_EXECUTE_READWRITE, MEM_PRIVATE, code * 4))
     md.memory.append(Mem(HEAP, 4 * PAGE, PAGE_READWRITE, MEM_PRIVATE, b"\x00" * 64 + pe))

@@ -23,7 +23,13 @@ import pytest
 
 from tests.support.controls import controls_or_skip, run_control
 from unbacked.cli.main import main
-from unbacked.memscan import ProcessGone, VerificationStatus, scan_pid, verify_regions
+from unbacked.memscan import (
+    ProcessGone,
+    VerificationStatus,
+    scan_pid,
+    verify_alert,
+    verify_regions,
+)
 from unbacked.memscan.live import LinuxProcessSpace
 
 
@@ -231,3 +237,19 @@ def test_clean_machine_gate(tmp_path: Path) -> None:
     assert scanned >= 3
     assert {"v8", "hotspot", "libffi"} <= engines
     assert suspicious == []
+
+
+def test_verify_alert_from_a_scan_finding(controls: dict[str, Path]) -> None:
+    """An alert (here: the scan's own finding, as the shared Alert and as OCSF) verifies."""
+    import dataclasses
+
+    with run_control("loader", "wx") as (_proc, info):
+        finding = scan_pid(int(info["pid"])).finding("testhost")
+        assert finding is not None
+        alert = finding.to_alert()
+        v = verify_alert(alert)
+        assert v.status is VerificationStatus.CONFIRMED
+        doc = finding.to_ocsf()
+        assert verify_alert(doc).status is VerificationStatus.CONFIRMED
+        attached = dataclasses.replace(alert, verification=v.to_dict())
+        assert attached.to_ocsf()["unmapped"]["unbacked"]["verification"]["status"] == "confirmed"

@@ -43,6 +43,8 @@ def test_every_injected_region_found_and_nothing_else(fixture_dump: Path) -> Non
     assert {"rwx", "shellcode_pattern"} <= set(found[scenario.SHELLCODE].kinds)
     section = found[scenario.SECTION]
     assert {"exec_mapped_no_image", "thread_ip"} <= set(section.kinds)
+    phantom = found[scenario.PHANTOM]
+    assert {"image_not_listed", "pe_header"} <= set(phantom.kinds)
     # the CLR JIT heap (RWX, code-like, a thread executing in it) is explained, not reported
     assert result.stats.jit_explained == 1 and "clr" in result.stats.jit_engines
     assert result.stats.empty == 1  # the zero-filled r-x page

@@ -5,6 +5,7 @@ Public API (everything else is private to the package)::
     scan_minidump(path)            -> ScanResult   # Windows minidump
     scan_pid(pid)                  -> ScanResult   # live Linux process
     verify_regions(pid, regions)   -> Verification # an alert's regions, now
+    verify_alert(alert)            -> Verification # same, from an Alert or its OCSF dict
     ScanResult.finding()           -> ScanFinding  # .to_ocsf(): OCSF Detection Finding (2004)
 """
 
@@ -28,7 +29,7 @@ from unbacked.memscan.model import (
     VerificationStatus,
 )
 from unbacked.memscan.scanner import ScannerInterface, SignatureScanner
-from unbacked.memscan.verify import verify_regions
+from unbacked.memscan.verify import verify_alert, verify_regions
 
 __all__ = [
     "Analyzer",
@@ -48,5 +49,6 @@ __all__ = [
     "VerificationStatus",
     "scan_minidump",
     "scan_pid",
+    "verify_alert",
     "verify_regions",
 ]

@@ -204,17 +204,6 @@ class RegionFinding:
     def kinds(self) -> tuple[str, ...]:
         return tuple(i.name for i in self.indicators)
 
-    def contract_dict(self) -> dict[str, Any]:
-        """The alert contract's region shape (DESIGN.md §6 ``regions[]``)."""
-        return {
-            "base": f"0x{self.base:x}",
-            "size": self.size,
-            "protection_history": [self.protection],
-            "backing": str(self.backing) if self.path is None else f"{self.backing}:{self.path}",
-            "header_kind": self.header or "none",
-            "threads": len(self.threads),
-        }
-
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "base": f"0x{self.base:x}",
@@ -241,16 +230,10 @@ class RegionFinding:
 
 
 def severity_for(score: int) -> int:
-    """OCSF severity_id from a 0–100 score: 1 informational … 5 critical (as alerts do)."""
-    if score >= 90:
-        return 5
-    if score >= 70:
-        return 4
-    if score >= 40:
-        return 3
-    if score >= 20:
-        return 2
-    return 1
+    """OCSF severity_id from a 0–100 score, exactly as alerts get theirs."""
+    from unbacked.model.alert import severity_from_risk
+
+    return severity_from_risk(score)
 
 
 SEVERITY_NAMES = {1: "informational", 2: "low", 3: "medium", 4: "high", 5: "critical"}
@@ -388,87 +371,7 @@ class ScanFinding:
 
     def to_ocsf(self) -> dict[str, Any]:
         """Render as an OCSF 1.x Detection Finding, through the shared alert model."""
-        try:
-            return dict(self.to_alert().to_ocsf())
-        except ImportError:  # pragma: no cover - the shared alert model is part of the package
-            return self._to_ocsf_standalone()
-
-    def _to_ocsf_standalone(self) -> dict[str, Any]:
-        """The same contract without the shared alert model (kept for partial installs)."""
-        ms = self.time_ns // 1_000_000
-        proc: dict[str, Any] = {}
-        if self.process.pid is not None:
-            proc["pid"] = self.process.pid
-        if self.process.uid:
-            proc["uid"] = self.process.uid
-        if self.process.name:
-            proc["name"] = self.process.name
-        if self.process.path:
-            proc["file"] = {"path": self.process.path, "name": self.process.name}
-        if self.process.cmd_line:
-            proc["cmd_line"] = self.process.cmd_line
-        if self.process.user:
-            proc["user"] = {"name": self.process.user}
-        techniques = {
-            "T1620": "Reflective Code Loading",
-            "T1055": "Process Injection",
-        }
-        sev = self.severity_id
-        return {
-            "class_uid": 2004,
-            "class_name": "Detection Finding",
-            "category_uid": 2,
-            "category_name": "Findings",
-            "activity_id": 1,
-            "activity_name": "Create",
-            "type_uid": 200401,
-            "time": ms,
-            "severity_id": sev,
-            "severity": SEVERITY_NAMES[sev].capitalize(),
-            "risk_score": self.score,
-            "status_id": 1,
-            "message": self.message,
-            "metadata": {
-                "version": "1.1.0",
-                "product": {
-                    "name": "unbacked",
-                    "vendor_name": "unbacked",
-                    "feature": {"name": "memscan"},
-                },
-            },
-            "finding_info": {
-                "uid": self.uid,
-                "title": self.title,
-                "types": list(self.types),
-                "first_seen_time": ms,
-                "last_seen_time": ms,
-                "analytic": {"name": "memscan", "type_id": 1, "type": "Rule"},
-            },
-            "process": proc,
-            "device": {"hostname": self.hostname, "os": {"name": self.os}},
-            "attacks": [
-                {
-                    "technique": {"uid": t, "name": techniques[t]},
-                    "tactic": {"uid": "TA0005", "name": "Defense Evasion"},
-                }
-                for t in self.techniques
-            ],
-            "unmapped": {
-                "unbacked": {
-                    "regions": [r.contract_dict() for r in self.regions],
-                    "verification": self.verification,
-                    "sources": [{"file": self.source}],
-                    "memscan": [r.to_dict() for r in self.regions],
-                    "explanation": [
-                        {"feature": i.name, "value": i.evidence, "baseline_frequency": None}
-                        for r in self.regions
-                        for i in r.indicators
-                    ],
-                    "timeline": [],
-                    "network": [],
-                }
-            },
-        }
+        return dict(self.to_alert().to_ocsf())
 
 
 class VerificationStatus(StrEnum):

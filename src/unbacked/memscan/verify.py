@@ -87,3 +87,30 @@ def verify_regions(
     else:
         evidence = tuple(f"0x{b:x}+0x{s:x} is no longer mapped" for b, s in ranges)
     return Verification(VerificationStatus.NOT_CONFIRMED, pid, now, evidence)
+
+
+def _start_ns(process_uid: str | None) -> int | None:
+    """Start time from a ``host:pid:start-time-ns`` process uid (None for other uid forms)."""
+    if not process_uid:
+        return None
+    tail = process_uid.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() and len(tail) > 12 else None
+
+
+def verify_alert(alert: Any, *, options: Options | None = None) -> Verification:
+    """Verify an ``Alert`` (``unbacked.model.alert``) or its OCSF dict against memory now.
+
+    Takes the pid, the process uid's start time (pid-reuse guard) and the ``regions[]`` of the
+    alert; attach the result with ``dataclasses.replace(alert, verification=v.to_dict())`` or
+    ``doc["unmapped"]["unbacked"]["verification"] = v.to_dict()``.
+    """
+    if isinstance(alert, Mapping):
+        proc = alert.get("process") or {}
+        pid, uid = proc.get("pid"), proc.get("uid")
+        regions = list(((alert.get("unmapped") or {}).get("unbacked") or {}).get("regions") or ())
+    else:
+        pid, uid = alert.process.pid, alert.process.uid
+        regions = [(r.base, r.size or 1) for r in alert.regions]
+    if pid is None:
+        raise ValueError("the alert names no process id to verify")
+    return verify_regions(int(pid), regions, start_time_ns=_start_ns(uid), options=options)
