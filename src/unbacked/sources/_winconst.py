@@ -15,19 +15,30 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-# -- PAGE_* (winnt.h). The low byte is exclusive; the rest are modifiers.
-PAGE_NOACCESS = 0x01
-PAGE_READONLY = 0x02
-PAGE_READWRITE = 0x04
-PAGE_WRITECOPY = 0x08
-PAGE_EXECUTE = 0x10
-PAGE_EXECUTE_READ = 0x20
-PAGE_EXECUTE_READWRITE = 0x40
-PAGE_EXECUTE_WRITECOPY = 0x80
-PAGE_GUARD = 0x100
-PAGE_NOCACHE = 0x200
-PAGE_WRITECOMBINE = 0x400
-PAGE_TARGETS_INVALID = 0x40000000
+# The masks themselves live with the event model (``unbacked.model.winconst``, which also names
+# and classifies them); this module only decodes the spellings telemetry uses.
+from unbacked.model.winconst import (
+    MEM_COMMIT,
+    MEM_IMAGE,
+    MEM_LARGE_PAGES,
+    MEM_MAPPED,
+    MEM_PRIVATE,
+    MEM_RESERVE,
+    MEM_RESET,
+    MEM_TOP_DOWN,
+    PAGE_EXECUTE,
+    PAGE_EXECUTE_READ,
+    PAGE_EXECUTE_READWRITE,
+    PAGE_EXECUTE_WRITECOPY,
+    PAGE_GUARD,
+    PAGE_NOACCESS,
+    PAGE_NOCACHE,
+    PAGE_READONLY,
+    PAGE_READWRITE,
+    PAGE_TARGETS_INVALID,
+    PAGE_WRITECOMBINE,
+    PAGE_WRITECOPY,
+)
 
 PAGE_NAMES: Mapping[str, int] = {
     "PAGE_NOACCESS": PAGE_NOACCESS,
@@ -59,18 +70,13 @@ SHORT_PROTECTIONS: Mapping[str, int] = {
 }
 
 # -- MEM_* allocation types (VirtualAlloc flAllocationType, NtMapViewOfSection AllocationType)
-MEM_COMMIT = 0x1000
-MEM_RESERVE = 0x2000
 MEM_REPLACE_PLACEHOLDER = 0x4000
 MEM_RESERVE_PLACEHOLDER = 0x40000
-MEM_RESET = 0x80000
-MEM_TOP_DOWN = 0x100000
 MEM_WRITE_WATCH = 0x200000
 MEM_PHYSICAL = 0x400000
 MEM_ROTATE = 0x800000
 MEM_DIFFERENT_IMAGE_BASE_OK = 0x800000
 MEM_RESET_UNDO = 0x1000000
-MEM_LARGE_PAGES = 0x20000000
 MEM_4MB_PAGES = 0x80000000
 
 ALLOC_NAMES: Mapping[str, int] = {
@@ -89,10 +95,7 @@ ALLOC_NAMES: Mapping[str, int] = {
     "4MB_PAGES": MEM_4MB_PAGES,
 }
 
-# -- VAD / MEMORY_BASIC_INFORMATION.Type
-MEM_PRIVATE = 0x20000
-MEM_MAPPED = 0x40000
-MEM_IMAGE = 0x1000000
+# -- VAD / MEMORY_BASIC_INFORMATION.Type (MEM_PRIVATE, MEM_MAPPED, MEM_IMAGE)
 
 REGION_TYPES: Mapping[int, str] = {
     MEM_PRIVATE: "private",
@@ -205,8 +208,3 @@ def parse_region_type(value: object) -> str | None:
     if isinstance(value, str):
         return _REGION_NAMES.get(value.strip().upper())
     return None
-
-
-def is_executable(mask: int | None) -> bool:
-    """Whether a ``PAGE_*`` mask allows execution (any of the ``PAGE_EXECUTE*`` bits)."""
-    return mask is not None and bool(mask & 0xF0)
