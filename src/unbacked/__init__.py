@@ -14,8 +14,34 @@ from unbacked.model.schema import EVENT_SCHEMA, EVENT_SCHEMA_VERSION
 
 __version__ = "0.1.0"
 
+_LAZY = {
+    "hunt": ("unbacked.engine.local", "hunt"),
+    "train": ("unbacked.engine.local", "train"),
+    "detect_events": ("unbacked.engine.local", "detect_events"),
+    "read_events": ("unbacked.sources", "read_events"),
+    "ProgramBaseline": ("unbacked.detect.baseline", "ProgramBaseline"),
+    "Alert": ("unbacked.model.alert", "Alert"),
+    "RunReport": ("unbacked.runreport", "RunReport"),
+}
+
+
+def __getattr__(name: str):  # PEP 562: the pipeline loads on first use, not on import
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'unbacked' has no attribute {name!r}")
+
 __all__ = [
     "EVENT_SCHEMA",
+    "Alert",
+    "ProgramBaseline",
+    "RunReport",
+    "detect_events",
+    "hunt",
+    "read_events",
+    "train",
     "EVENT_SCHEMA_VERSION",
     "BaselineError",
     "DependencyError",

@@ -62,9 +62,13 @@ def correlate(
     config = config or CorrelationConfig()
     if signals.num_rows == 0:
         return []
+    candidates = _candidates(signals, config.alert_threshold)
+    if not candidates:
+        return []
     state = state or StateTracker.from_events(ctx.events.drop_columns(_DERIVED))
+    keep = signals.filter(pc.is_in(signals["subject_uid"], pa.array(candidates, pa.string())))
     by_subject: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for sig in signals.to_pylist():
+    for sig in keep.to_pylist():
         by_subject[sig["subject_uid"]].append(sig)
 
     related = _related_events(ctx.events, list(by_subject))
@@ -74,6 +78,27 @@ def correlate(
         if alert is not None:
             alerts.append(alert)
     return sort_alerts(alerts)
+
+
+def _candidates(signals: pa.Table, threshold: float) -> list[str]:
+    """Subjects whose risk could reach ``threshold`` even with every follow-up: only they are
+    worth a timeline (one columnar aggregation, no Python per signal)."""
+    agg = signals.group_by(["subject_uid", "detector"]).aggregate([("score", "max")])
+    comps: dict[str, list[tuple[str, float]]] = defaultdict(list)
+    for subj, det, score in zip(
+        agg["subject_uid"].to_pylist(), agg["detector"].to_pylist(),
+        agg["score_max"].to_pylist(), strict=True,
+    ):  # fmt: skip
+        comps[subj].append((det, score))
+    out = []
+    for subj, items in comps.items():
+        scores = [sc for _, sc in items]
+        rule_max = max((sc for d, sc in items if d != BASELINE_ID), default=0.0)
+        if rule_max >= FOREIGN_CODE_EVIDENCE:
+            scores += [FOLLOWUP_CONNECT[2], FOLLOWUP_CHILD[2]]
+        if noisy_or(scores) >= threshold:
+            out.append(subj)
+    return sorted(out)
 
 
 _DERIVED = ["row", "program", "target_program"]

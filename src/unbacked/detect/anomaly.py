@@ -27,6 +27,7 @@ def baseline_signals(ctx: DetectionContext) -> pa.Table:
     hits = ctx.baseline.surprising(scored)
     if hits.num_rows == 0:
         return empty_signals()
+    hits = _first_per_value(hits)
     features = hits["feature"].to_pylist()
     surprise = hits["surprise"].to_numpy()
     threshold = hits["threshold"].to_numpy()
@@ -78,3 +79,10 @@ def baseline_signals(ctx: DetectionContext) -> pa.Table:
         }
     )
     return table.cast(SIGNAL_SCHEMA)
+
+
+def _first_per_value(hits: pa.Table) -> pa.Table:
+    """One signal per (instance, feature, value): its first event. A process repeating the same
+    unusual act 10,000 times is one piece of evidence (the timeline still shows the events)."""
+    first = hits.group_by(["process_uid", "feature", "value"]).aggregate([("row", "min")])
+    return hits.filter(pc.is_in(hits["row"], first["row_min"]))

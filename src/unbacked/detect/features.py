@@ -108,8 +108,19 @@ WITH ev AS (
          syscall_outside_libc, parent_uid, image
     FROM events
 ),
+traces AS (   -- each distinct call trace parsed once (a fleet repeats a few thousand shapes)
+  SELECT call_trace, frames, {TRACE_CLASS_SQL} AS trace_class,
+         array_to_string(list_filter(frames, lambda f, i: i = 1 OR f != frames[i - 1]), '|')
+           AS trace_shape
+    FROM (SELECT call_trace, {_FRAMES_SQL} AS frames
+            FROM (SELECT DISTINCT call_trace FROM ev
+                   WHERE kind = 'process' AND activity = 'open'
+                     AND call_trace IS NOT NULL AND call_trace != ''))
+),
 opens AS (
-  SELECT *, {_FRAMES_SQL} AS frames FROM ev WHERE kind = 'process' AND activity = 'open'
+  SELECT e.*, t.trace_class, t.trace_shape
+    FROM ev e LEFT JOIN traces t USING (call_trace)
+   WHERE e.kind = 'process' AND e.activity = 'open'
 ),
 prot AS (
   SELECT *,
@@ -133,12 +144,10 @@ prot AS (
 ),
 mem AS (SELECT * FROM prot WHERE p_new LIKE '%X%' OR p_old LIKE '%X%'),
 facts AS (
-  SELECT row, process_uid, program, 'open.unbacked' AS feature,
-         {TRACE_CLASS_SQL} AS value FROM opens
+  SELECT row, process_uid, program, 'open.unbacked' AS feature, trace_class AS value
+    FROM opens
   UNION ALL
-  SELECT row, process_uid, program, 'open.trace_shape',
-         array_to_string(list_filter(frames, lambda f, i: i = 1 OR f != frames[i - 1]), '|')
-    FROM opens WHERE call_trace IS NOT NULL AND call_trace != ''
+  SELECT row, process_uid, program, 'open.trace_shape', trace_shape FROM opens
   UNION ALL
   SELECT row, process_uid, program, 'open.access',
          coalesce(target_program, '?') || ':' || printf('0x%x', granted_access)
