@@ -64,3 +64,12 @@ def test_reads_every_readable_record(run, shared_data):
         skipped = sum(rep.skipped.values())
         assert rep.records - skipped == lab.events, key  # every readable record read
         assert skipped == (lab.parse_errors or 0), key
+
+
+def test_notebook_tables(run):
+    result, _, _ = run
+    df = result.alerts.to_pandas()
+    assert len(df) == len(result.alerts) and {"process", "pid", "actor", "risk_score"} <= set(df)
+    tl = result.alerts.timeline(0)
+    assert len(tl) > 0 and tl["file"].notna().all()
+    assert len(result.alerts.explanation(result.alerts[0].uid)) > 0

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from unbacked.correlate.incidents import CorrelationConfig, correlate
 from unbacked.detect import DetectionContext, ProgramBaseline, run_rules
-from unbacked.model.alert import Alert
+from unbacked.model.alert import Alerts
 from unbacked.model.schema import EVENT_SCHEMA
 from unbacked.model.state import StateTracker
 from unbacked.runreport import RunReport
@@ -30,7 +30,7 @@ ProgressFn = Callable[[str, int, int], None]  # (file name, events so far, recor
 class HuntResult:
     """What one run produced."""
 
-    alerts: list[Alert]
+    alerts: Alerts
     signals: pa.Table
     events: pa.Table
     report: RunReport
@@ -87,7 +87,7 @@ def detect_events(
     timings["correlate"] = time.perf_counter() - t2
     report.alerts = len(alerts)
     return HuntResult(
-        alerts=alerts, signals=signals, events=events, report=report, baseline=baseline,
+        alerts=Alerts(alerts), signals=signals, events=events, report=report, baseline=baseline,
         timings=timings,
     )  # fmt: skip
 

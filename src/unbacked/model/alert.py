@@ -409,3 +409,65 @@ def sort_alerts(alerts: Sequence[Alert]) -> list[Alert]:
         alerts,
         key=lambda a: (-a.risk_score, to_ms(a.first_seen) or 0, a.hostname or "", a.uid),
     )
+
+
+class Alerts(list[Alert]):
+    """A run's alerts, with tables for notebooks (``to_arrow``, ``to_pandas``, ``timeline``)."""
+
+    def by_uid(self, alert_id: str | int) -> Alert:
+        if isinstance(alert_id, int):
+            return self[alert_id]
+        for a in self:
+            if a.uid == alert_id or a.uid.startswith(str(alert_id)):
+                return a
+        raise KeyError(f"no alert {alert_id!r}")
+
+    def to_arrow(self):  # -> pa.Table
+        import pyarrow as pa
+
+        def ref(p: ProcessRef | None, attr: str) -> Any:
+            return getattr(p, attr) if p is not None else None
+
+        return pa.table(
+            {
+                "uid": [a.uid for a in self],
+                "first_seen": pa.array([a.first_seen for a in self], pa.timestamp("ms", "UTC")),
+                "last_seen": pa.array([a.last_seen for a in self], pa.timestamp("ms", "UTC")),
+                "host": [a.hostname for a in self],
+                "process": [a.process.name for a in self],
+                "pid": pa.array([a.process.pid for a in self], pa.int64()),
+                "process_uid": [a.process.uid for a in self],
+                "actor": [ref(a.actor, "name") for a in self],
+                "actor_pid": pa.array([ref(a.actor, "pid") for a in self], pa.int64()),
+                "risk_score": pa.array([a.risk_score for a in self], pa.int32()),
+                "severity": [SEVERITY_NAMES.get(a.severity_id, "Unknown") for a in self],
+                "title": [a.title for a in self],
+                "techniques": pa.array([list(a.techniques) for a in self], pa.list_(pa.string())),
+                "detectors": pa.array([list(a.detectors) for a in self], pa.list_(pa.string())),
+                "message": [a.message for a in self],
+            }
+        )
+
+    def to_pandas(self):
+        return self.to_arrow().to_pandas()
+
+    def timeline(self, alert_id: str | int):
+        """The alert's timeline as a DataFrame (time, kind, summary, signal, file, record)."""
+        import pandas as pd
+
+        a = self.by_uid(alert_id)
+        return pd.DataFrame(
+            [
+                {"time": t.time, "kind": t.kind, "summary": t.summary, "signal": t.signal,
+                 "file": t.provenance.file, "record": t.provenance.record,
+                 "line": t.provenance.line}
+                for t in a.timeline
+            ],
+            columns=["time", "kind", "summary", "signal", "file", "record", "line"],
+        )  # fmt: skip
+
+    def explanation(self, alert_id: str | int):
+        import pandas as pd
+
+        a = self.by_uid(alert_id)
+        return pd.DataFrame([e.to_dict() for e in a.explanation])

@@ -159,6 +159,7 @@ class StateTracker:
                     self._refresh_processes()  # keep identities learned from what is dropped
                     old = self._batches.pop(0)
                     self._rows -= old.num_rows
+                    self._events = None
 
     @classmethod
     def from_events(cls, events: pa.Table) -> StateTracker:
@@ -173,7 +174,6 @@ class StateTracker:
                 self._events = (
                     pa.concat_tables(self._batches) if self._batches else EVENT_SCHEMA.empty_table()
                 )
-                self._batches = [self._events]
             return self._events
 
     # -- processes -------------------------------------------------------------------------
