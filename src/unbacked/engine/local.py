@@ -68,12 +68,21 @@ def detect_events(
     baseline: ProgramBaseline | None = None,
     config: CorrelationConfig | None = None,
     report: RunReport | None = None,
+    self_baselined: bool | None = None,
 ) -> HuntResult:
-    """Detect on events already read (the sensor's streaming path calls this per window)."""
+    """Detect on events already read (the sensor's streaming path calls this per window).
+
+    ``self_baselined`` says whether ``baseline`` was learned from data that includes these
+    events (then each instance is left out of its own peer statistics). It defaults to True
+    when no baseline is given (one is learned here) and False otherwise; a distributed engine
+    that learned one baseline from every partition passes True.
+    """
     report = report or RunReport()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    ctx = DetectionContext.build(events, baseline, self_baselined=baseline is None)
+    if self_baselined is None:
+        self_baselined = baseline is None
+    ctx = DetectionContext.build(events, baseline, self_baselined=self_baselined)
     if baseline is None:
         baseline = ProgramBaseline().learn(ctx.facts, calibrate=False)
         ctx.baseline = baseline
