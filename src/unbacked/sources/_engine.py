@@ -12,9 +12,11 @@ counted exactly with its reason.
 
 from __future__ import annotations
 
+import threading
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -30,7 +32,7 @@ from unbacked.runreport import RunReport
 from unbacked.sources.base import SNIFF_BYTES
 
 #: Bytes of text handed to DuckDB at once (split at a line end).
-BLOCK_BYTES = 32 * 1024 * 1024
+BLOCK_BYTES = 64 * 1024 * 1024
 #: A longer line is skipped (bounded memory on files without newlines).
 MAX_LINE_BYTES = 64 * 1024 * 1024
 #: Record batches per block, so DuckDB can spread a block over its threads.
@@ -91,6 +93,35 @@ def connect() -> duckdb.DuckDBPyConnection:
     return con
 
 
+_POOL: list[duckdb.DuckDBPyConnection] = []
+_POOL_LOCK = threading.Lock()
+_POOL_MAX = 4
+
+
+@contextmanager
+def pooled_connection() -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection for one input, reused by later inputs (a run over thousands of small
+    EVTX files must not pay for a new database and its macros per file).
+
+    One input uses a connection at a time; it goes back to the pool afterwards.
+    """
+    with _POOL_LOCK:
+        con = _POOL.pop() if _POOL else None
+    if con is None:
+        con = connect()
+    try:
+        yield con
+    finally:
+        with suppress(duckdb.Error):
+            con.unregister("lines")
+        with _POOL_LOCK:
+            if len(_POOL) < _POOL_MAX:
+                _POOL.append(con)
+                con = None
+        if con is not None:
+            con.close()
+
+
 def sql_str(value: str) -> str:
     """A SQL string literal."""
     return "'" + value.replace("'", "''") + "'"
@@ -118,8 +149,8 @@ class JsonQuery:
     ``fields`` maps a canonical name to the JSON paths that may hold it (first non-null wins).
     ``mapping_sql`` selects from the CTE ``f`` (columns ``ln`` plus every canonical name, all
     VARCHAR) and must produce ``_status`` (``'ok'``, ``'ignored'`` or a skip reason) and event
-    columns named as in ``EVENT_SCHEMA``. ``wrap`` optionally rewrites each canonical column
-    expression (e.g. HTML-unescaping for NXLog).
+    columns named as in ``EVENT_SCHEMA``. ``post`` optionally rewrites the query's output
+    table (vectorized) before it is counted and conformed (NXLog unescaping).
     """
 
     def __init__(
@@ -127,7 +158,7 @@ class JsonQuery:
         fields: Sequence[tuple[str, Sequence[str]]],
         mapping_sql: str,
         *,
-        wrap: Callable[[str, str], str] | None = None,
+        post: Callable[[pa.Table], pa.Table] | None = None,
     ) -> None:
         paths: list[str] = []
         cols: list[str] = []
@@ -139,10 +170,9 @@ class JsonQuery:
             expr = "coalesce(" + ", ".join(f"v[{i}]" for i in idx) + ")"
             if len(idx) == 1:
                 expr = f"v[{idx[0]}]"
-            if wrap is not None:
-                expr = wrap(name, expr)
             cols.append(f'{expr} AS "{name}"')
         path_list = "[" + ", ".join(sql_str(p) for p in paths) + "]"
+        self._post = post
         self._sql = {
             guarded: (
                 "WITH raw AS (SELECT ln, json_extract_string(line, "
@@ -205,6 +235,8 @@ class JsonQuery:
                     res.add_skip("malformed JSON", bad, where)
         finally:
             con.unregister("lines")
+        if self._post is not None:
+            out = self._post(out)
         return _account(out, res, src_format=src_format, src_file=src_file)
 
 
@@ -213,12 +245,16 @@ def _ensure_utf8(lines: pa.Array, ln: np.ndarray, res: BlockResult) -> tuple[pa.
 
     The cheap full validation passes for real data; only a corrupt block pays for the loop.
     """
-    if pa.types.is_string(lines.type) or pa.types.is_large_string(lines.type):
-        try:
+    try:
+        if pa.types.is_string(lines.type) or pa.types.is_large_string(lines.type):
             lines.validate(full=True)
             return lines, ln
-        except pa.ArrowInvalid:
-            pass
+        if pa.types.is_binary(lines.type):
+            return lines.cast(pa.string()), ln  # the cast validates UTF-8
+        if pa.types.is_large_binary(lines.type):
+            return lines.cast(pa.large_string()), ln
+    except pa.ArrowInvalid:
+        pass
     raw = lines.cast(pa.large_binary()) if not pa.types.is_binary(lines.type) else lines
     keep: list[str | None] = []
     first_bad: int | None = None
@@ -282,19 +318,22 @@ class LineBlock:
     skipped: dict[str, tuple[int, str | None]] = field(default_factory=dict)
 
 
-def split_lines(block: bytes, first_line: int) -> tuple[LineBlock, int]:
-    """Cut ``block`` at newlines; return the object lines and the number of lines consumed.
+def split_lines(
+    block: bytes | bytearray, first_line: int, end: int | None = None
+) -> tuple[LineBlock, int]:
+    """Cut ``block[:end]`` at newlines; return the object lines and the number of lines consumed.
 
+    The lines are a zero-copy Arrow view of ``block`` (which must not change afterwards).
     Blank lines are not records. A non-blank line whose first character is not ``{`` cannot be
     an event object and is counted right here, without a parser.
     """
+    total = len(block) if end is None else end
     starts = [0]
     find = block.find
-    pos = find(b"\n")
+    pos = find(b"\n", 0, total)
     while pos != -1:
         starts.append(pos + 1)
-        pos = find(b"\n", pos + 1)
-    total = len(block)
+        pos = find(b"\n", pos + 1, total)
     if starts[-1] == total:
         starts.pop()
     n = len(starts)
@@ -302,7 +341,7 @@ def split_lines(block: bytes, first_line: int) -> tuple[LineBlock, int]:
     offs[:n] = starts
     offs[n] = total
     lens = np.diff(offs)
-    buf = np.frombuffer(block, dtype=np.uint8)
+    buf = np.frombuffer(block, dtype=np.uint8, count=total)
     first = np.zeros(n, dtype=np.uint8)
     nonempty = lens > 0
     first[nonempty] = buf[offs[:n][nonempty]]
@@ -310,7 +349,7 @@ def split_lines(block: bytes, first_line: int) -> tuple[LineBlock, int]:
     blank = ~nonempty | (lens == 1) & (first == 10)
     # lines starting with whitespace: look closer (rare)
     for i in np.flatnonzero(np.isin(first, list(_WS)) & ~blank):
-        s = block[offs[i] : offs[i + 1]].strip()
+        s = bytes(block[offs[i] : offs[i + 1]]).strip()
         if not s:
             blank[i] = True
         elif s[:1] == b"{":
@@ -322,88 +361,106 @@ def split_lines(block: bytes, first_line: int) -> tuple[LineBlock, int]:
     n_notobj = int(notobj.sum())
     if n_notobj:
         skipped["not a JSON object"] = (n_notobj, f"line {int(lnos[notobj][0])}")
+    data = pa.py_buffer(block)
     if total >= 2**31:
-        arr = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offs), pa.py_buffer(block))
+        arr = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offs), data)
     else:
-        arr = pa.StringArray.from_buffers(
-            n, pa.py_buffer(offs.astype(np.int32)), pa.py_buffer(block)
-        )
+        arr = pa.StringArray.from_buffers(n, pa.py_buffer(offs.astype(np.int32)), data)
     if not is_obj.all():
         arr = arr.filter(pa.array(is_obj))
         lnos = lnos[is_obj]
     return LineBlock(arr, lnos, records, skipped), n
 
 
+def _fill(stream: IO[bytes], prefix: bytes, n: int) -> tuple[bytearray, int, BaseException | None]:
+    """A new buffer holding ``prefix`` and then up to ``n`` bytes of ``stream``.
+
+    Read with ``readinto`` straight into one allocation: no intermediate pieces, no joins.
+    Returns the buffer, how many bytes of it are valid, and a read error if one stopped it
+    (what was read before the error stays usable).
+    """
+    buf = bytearray(len(prefix) + n)
+    buf[: len(prefix)] = prefix
+    view = memoryview(buf)
+    pos = len(prefix)
+    error: BaseException | None = None
+    readinto = getattr(stream, "readinto", None)
+    try:
+        while pos < len(buf):
+            if readinto is not None:
+                got = readinto(view[pos : min(len(buf), pos + _READ_PIECE)])
+            else:
+                piece = stream.read(min(_READ_PIECE, len(buf) - pos))
+                got = len(piece)
+                view[pos : pos + got] = piece
+            if not got:
+                break
+            pos += got
+    except (FormatError, OSError, EOFError, zlib.error, ValueError) as exc:
+        error = exc
+    finally:
+        view.release()
+    return buf, pos, error
+
+
 _READ_PIECE = 4 * 1024 * 1024
 
 
-def _read_block(stream: IO[bytes], n: int) -> tuple[bytes, BaseException | None]:
-    """Up to ``n`` bytes, read in pieces so that a failure keeps what came before it."""
-    parts: list[bytes] = []
-    got = 0
-    while got < n:
-        try:
-            piece = stream.read(min(_READ_PIECE, n - got))
-        except (FormatError, OSError, EOFError, zlib.error, ValueError) as exc:
-            return b"".join(parts), exc
-        if not piece:
-            break
-        parts.append(piece)
-        got += len(piece)
-    return b"".join(parts), None
-
-
 def iter_line_blocks(
-    stream: IO[bytes], name: str, report: RunReport, *, block_bytes: int = BLOCK_BYTES
+    stream: IO[bytes], name: str, report: RunReport, *, block_bytes: int | None = None
 ) -> Iterator[LineBlock]:
     """Read ``stream`` in blocks cut at line ends; unreadable tails are reported, not raised.
 
     A read error (corrupt archive member, size cap) ends the input: the complete lines read
-    before it are used, the error is counted once with its reason.
+    before it are used, the error is counted once with its reason. A line longer than
+    ``MAX_LINE_BYTES`` is counted and skipped without holding it in memory.
     """
+    block_bytes = block_bytes or BLOCK_BYTES
     pending = b""
     line_no = 1
     discarding = False
     while True:
-        chunk, error = _read_block(stream, block_bytes)
-        if error is not None:
-            pending = pending + chunk if not discarding else b""
-            cut = pending.rfind(b"\n")
-            if cut != -1:
-                blk, _ = split_lines(pending[: cut + 1], line_no)
+        buf, size, error = _fill(stream, pending, block_bytes)
+        at_end = error is not None or size < len(buf)
+        start = 0
+        pending = b""
+        if discarding:
+            nl = buf.find(b"\n", 0, size)
+            if nl == -1:
+                if at_end:
+                    break
+                continue  # still inside the long line
+            discarding = False
+            line_no += 1
+            start = nl + 1
+        cut = buf.rfind(b"\n", start, size)
+        if at_end:
+            # complete lines are used; a last line without newline too, unless the read
+            # failed in the middle of it
+            end = size if error is None else cut + 1
+            if end > start:
+                part = buf if start == 0 else bytes(buf[start:end])
+                blk, _ = split_lines(part, line_no, end - start)
                 yield blk
-            pending = b""
             if isinstance(error, FormatError):  # size cap of an archive member
                 report.skip(name, "input exceeds size cap", detail=str(error))
-            else:
+            elif error is not None:
                 report.skip(name, "unreadable data", detail=f"{type(error).__name__}: {error}")
             break
-        if not chunk:
-            break
-        if discarding:
-            nl = chunk.find(b"\n")
-            if nl == -1:
-                continue
-            chunk = chunk[nl + 1 :]
-            line_no += 1
-            discarding = False
-        data = pending + chunk if pending else chunk
-        cut = data.rfind(b"\n")
         if cut == -1:
-            if len(data) > MAX_LINE_BYTES:
+            if size - start > MAX_LINE_BYTES:
                 report.file(name).records += 1
                 report.skip(name, "line too long", detail=f"line {line_no}")
-                pending = b""
                 discarding = True
             else:
-                pending = data
+                pending = bytes(buf[start:size])  # a long line: keep reading it
             continue
-        pending = data[cut + 1 :]
-        blk, consumed = split_lines(data[: cut + 1], line_no)
+        pending = bytes(buf[cut + 1 : size])
+        if start == 0:
+            blk, consumed = split_lines(buf, line_no, cut + 1)
+        else:
+            blk, consumed = split_lines(bytes(buf[start : cut + 1]), line_no)
         line_no += consumed
-        yield blk
-    if pending and not discarding:
-        blk, _ = split_lines(pending, line_no)
         yield blk
 
 

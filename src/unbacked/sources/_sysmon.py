@@ -92,8 +92,9 @@ def _xp(a: str, b: str) -> str:
 
 _IDS = ", ".join(str(i) for i in SYSMON_EVENT_IDS)
 
-#: Mapping from the canonical columns (CTE ``f``) to EVENT_SCHEMA columns.
-MAPPING_SQL = f"""
+#: Mapping from the canonical columns (CTE ``f``) to EVENT_SCHEMA columns; ``{extra}`` takes
+#: carrier-specific extra output columns (each with a leading comma).
+_MAPPING_TEMPLATE = f"""
 , g AS (
     SELECT *,
         TRY_CAST("EventID" AS INTEGER) AS eid,
@@ -177,5 +178,14 @@ SELECT
         ELSE "DestinationHostname" END) END AS remote_host,
     ub_int("RecordID") AS src_record,
     ln AS src_line
+    {{extra}}
 FROM a
 """
+
+
+def mapping_sql(extra: str = "") -> str:
+    """The mapping SELECT, with optional extra output columns (``", expr AS name"``)."""
+    return _MAPPING_TEMPLATE.replace("{extra}", extra)
+
+
+MAPPING_SQL = mapping_sql()

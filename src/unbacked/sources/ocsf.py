@@ -28,9 +28,9 @@ from unbacked.sources._engine import (
     BlockResult,
     JsonQuery,
     LineBlock,
-    connect,
     first_json_objects,
     iter_line_blocks,
+    pooled_connection,
     run_pipelined,
 )
 from unbacked.sources.base import InputFile, Source, register
@@ -241,17 +241,13 @@ class OcsfJsonSource(Source):
 
     def read(self, inp: InputFile, report: RunReport) -> Iterator[pa.Table]:
         report.file(inp.name, self.name)
-        con = connect()
-        try:
-            with inp.open() as stream:
-                yield from run_pipelined(
-                    iter_line_blocks(stream, inp.name, report),
-                    _work(con, self.name, inp.name),
-                    inp.name,
-                    report,
-                )
-        finally:
-            con.close()
+        with pooled_connection() as con, inp.open() as stream:
+            yield from run_pipelined(
+                iter_line_blocks(stream, inp.name, report),
+                _work(con, self.name, inp.name),
+                inp.name,
+                report,
+            )
 
 
 def _work(

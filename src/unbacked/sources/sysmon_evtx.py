@@ -21,7 +21,13 @@ import pyarrow as pa
 from unbacked.errors import FormatError
 from unbacked.runreport import RunReport
 from unbacked.sources import _sysmon
-from unbacked.sources._engine import BlockResult, JsonQuery, LineBlock, connect, run_pipelined
+from unbacked.sources._engine import (
+    BlockResult,
+    JsonQuery,
+    LineBlock,
+    pooled_connection,
+    run_pipelined,
+)
 from unbacked.sources.base import InputFile, Source, register
 
 EVTX_MAGIC = b"ElfFile\x00"
@@ -67,13 +73,10 @@ class SysmonEvtxSource(Source):
 
     def read(self, inp: InputFile, report: RunReport) -> Iterator[pa.Table]:
         report.file(inp.name, self.name)
-        con = connect()
-        try:
+        with pooled_connection() as con:
             yield from run_pipelined(
                 self._blocks(inp, report), self._work(con, inp.name), inp.name, report
             )
-        finally:
-            con.close()
 
     def _work(
         self, con: duckdb.DuckDBPyConnection, name: str

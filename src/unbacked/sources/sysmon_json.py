@@ -19,6 +19,7 @@ from typing import ClassVar
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from unbacked.runreport import RunReport
 from unbacked.sources import _sysmon
@@ -26,9 +27,9 @@ from unbacked.sources._engine import (
     BlockResult,
     JsonQuery,
     LineBlock,
-    connect,
     first_json_objects,
     iter_line_blocks,
+    pooled_connection,
     run_pipelined,
 )
 from unbacked.sources.base import InputFile, Source, register
@@ -50,27 +51,64 @@ _NX_ENVELOPE = {
 }
 
 
-def _nx_wrap(name: str, expr: str) -> str:
-    if name in ("Nx", "EventID", "RecordID"):
-        return expr
-    return (
-        f"CASE WHEN v[{_NX_INDEX}] IS NOT NULL OR v[{_NX_INDEX + 1}] IS NOT NULL "
-        f"THEN ub_unescape({expr}) ELSE {expr} END"
-    )
+#: output columns whose text NXLog may have HTML-escaped
+_TEXT_COLUMNS = (
+    "host",
+    "process_uid",
+    "image",
+    "cmd_line",
+    "user",
+    "parent_uid",
+    "parent_image",
+    "parent_cmd_line",
+    "target_uid",
+    "target_image",
+    "call_trace",
+    "module_path",
+    "signature",
+    "description",
+    "start_module",
+    "start_function",
+    "remote_host",
+)
+_ENTITIES = (
+    ("&lt;", "<"),
+    ("&gt;", ">"),
+    ("&quot;", '"'),
+    ("&apos;", "'"),
+    ("&#39;", "'"),
+    ("&#34;", '"'),
+    ("&amp;", "&"),  # last: "&amp;lt;" is the text "&lt;"
+)
 
 
-def _nx_index() -> int:
-    i = 0
-    for key, paths in _NX_ENVELOPE.items():
-        if key == "Nx":
-            return i + 1
-        i += len(paths)
-    raise AssertionError("Nx envelope missing")
+def _unescape_nxlog(table: pa.Table) -> pa.Table:
+    """HTML-unescape text of NXLog rows, column by column, only where an ``&`` occurs.
+
+    Done in Arrow after the query rather than in SQL: the result is the same, and the query
+    stays small (its planning cost is paid once per block).
+    """
+    nx = table.column("_nx")
+    table = table.drop_columns(["_nx"])
+    if not pc.any(nx).as_py():
+        return table
+    for name in _TEXT_COLUMNS:
+        col = table.column(name)
+        mask = pc.and_(nx, pc.match_substring(col, "&"))
+        if not pc.any(mask).as_py():
+            continue
+        fixed = col
+        for entity, char in _ENTITIES:
+            fixed = pc.replace_substring(fixed, entity, char)
+        table = table.set_column(table.column_names.index(name), name, pc.if_else(mask, fixed, col))
+    return table
 
 
-_NX_INDEX = _nx_index()
-
-OTRF_QUERY = JsonQuery(_sysmon.fields_for(_NX_ENVELOPE, _top), _sysmon.MAPPING_SQL, wrap=_nx_wrap)
+OTRF_QUERY = JsonQuery(
+    _sysmon.fields_for(_NX_ENVELOPE, _top),
+    _sysmon.mapping_sql(', "Nx" IS NOT NULL AS _nx'),
+    post=_unescape_nxlog,
+)
 
 _WLB_ENVELOPE = {
     "EventID": ["$.winlog.event_id", '$."winlog.event_id"', "$.event.code", '$."event.code"'],
@@ -114,17 +152,13 @@ class _JsonLinesSysmon(Source):
 
     def read(self, inp: InputFile, report: RunReport) -> Iterator[pa.Table]:
         report.file(inp.name, self.name)
-        con = connect()
-        try:
-            with inp.open() as stream:
-                yield from run_pipelined(
-                    iter_line_blocks(stream, inp.name, report),
-                    self._work(con, inp.name),
-                    inp.name,
-                    report,
-                )
-        finally:
-            con.close()
+        with pooled_connection() as con, inp.open() as stream:
+            yield from run_pipelined(
+                iter_line_blocks(stream, inp.name, report),
+                self._work(con, inp.name),
+                inp.name,
+                report,
+            )
 
     def _work(
         self, con: duckdb.DuckDBPyConnection, name: str
