@@ -19,7 +19,7 @@ from unbacked.memscan.model import Region
 ENGINES: dict[str, re.Pattern[str]] = {
     "hotspot": re.compile(r"^(lib)?jvm\.(so|dll)$"),
     "v8": re.compile(
-        r"^(node(\.exe)?|libnode\.so.*|libv8\.so.*|v8\.dll|chrome(\.dll|\.exe)?|msedge(\.dll|"
+        r"^(node(\.exe)?|libnode\.so.*|libv8\.so.*|v8\.dll|chrom(e|ium)(\.dll|\.exe)?|msedge(\.dll|"
         r"\.exe)?|electron(\.exe)?|libcef\.(so|dll)|code|qtwebengine.*|d8)$"
     ),
     "clr": re.compile(

@@ -15,12 +15,17 @@ import os
 import socket
 from collections.abc import Iterator
 
+import numpy as np
+
 from unbacked.errors import ScanError
 from unbacked.memscan.model import Backing, Module, ProcessInfo, Region, Thread
 
 _SPECIAL = ("[vdso]", "[vsyscall]", "[vvar]", "[vvar_vclock]", "[uprobes]", "[sigpage]",
             "[vectors]")  # fmt: skip
 _GONE = {errno.ESRCH, errno.ENOENT}
+#: ranges larger than this are narrowed to their present pages through pagemap
+PAGEMAP_MIN = 1 << 20
+_PAGEMAP_SLICE = 1 << 16  # pagemap entries read at once (512 KiB)
 
 
 class ProcessGone(ScanError):
@@ -135,6 +140,7 @@ class LinuxProcessSpace:
         self.process = self._process_info()
         self.unreadable = 0
         self._fd = -1
+        self._pagemap_fd = -1  # -1: not opened yet, -2: unavailable
         if not self._regions:
             # kernel threads (and processes past exit_mm) have no address space: nothing to read
             return
@@ -154,6 +160,9 @@ class LinuxProcessSpace:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        if self._pagemap_fd >= 0:
+            os.close(self._pagemap_fd)
+        self._pagemap_fd = -2
 
     def __enter__(self) -> LinuxProcessSpace:
         return self
@@ -254,7 +263,43 @@ class LinuxProcessSpace:
         return out
 
     def runs(self, base: int, size: int) -> list[tuple[int, int]]:
-        return [(base, size)] if size > 0 else []
+        """Sub-ranges whose pages are present or swapped (``/proc/PID/pagemap``).
+
+        JIT engines reserve hundreds of MiB of executable address space and touch a few pages;
+        reading the untouched rest would only return zeros. Small ranges, and any range when
+        pagemap cannot be read, are returned whole. The pagemap is read in bounded slices.
+        """
+        if size <= 0:
+            return []
+        if size <= PAGEMAP_MIN or self._pagemap_fd == -2:
+            return [(base, size)]
+        if self._pagemap_fd == -1:
+            try:
+                self._pagemap_fd = os.open(f"/proc/{self.pid}/pagemap", os.O_RDONLY)
+            except OSError:
+                self._pagemap_fd = -2
+                return [(base, size)]
+        page = 4096
+        first, last = base // page, (base + size + page - 1) // page
+        out: list[tuple[int, int]] = []
+        for lo in range(first, last, _PAGEMAP_SLICE):
+            hi = min(last, lo + _PAGEMAP_SLICE)
+            try:
+                raw = os.pread(self._pagemap_fd, (hi - lo) * 8, lo * 8)
+            except OSError:
+                raw = b""
+            if len(raw) != (hi - lo) * 8:
+                return [(base, size)]
+            used = (np.frombuffer(raw, dtype="<u8") >> np.uint64(62)) != 0  # present | swapped
+            edges = np.flatnonzero(np.diff(np.concatenate(([False], used, [False])).astype(
+                np.int8)))  # fmt: skip
+            for a, b in zip(edges[::2], edges[1::2], strict=True):
+                start, end = (lo + int(a)) * page, (lo + int(b)) * page
+                if out and out[-1][0] + out[-1][1] == start:  # continues across a slice
+                    out[-1] = (out[-1][0], end - out[-1][0])
+                else:
+                    out.append((start, end - start))
+        return [(max(s, base), min(s + n, base + size) - max(s, base)) for s, n in out]
 
     def read(self, address: int, size: int) -> bytes:
         if self._fd < 0:
