@@ -22,8 +22,8 @@ def baseline_signals(ctx: DetectionContext) -> pa.Table:
     facts = ctx.facts
     if facts.num_rows == 0:
         return empty_signals()
-    weighted = pc.is_in(facts["feature"], pa.array(list(FEATURE_WEIGHT)))
-    scored = ctx.baseline.score(facts.filter(weighted), exclude_self=ctx.self_baselined)
+    scored = ctx.scored
+    scored = scored.filter(pc.is_in(scored["feature"], pa.array(list(FEATURE_WEIGHT))))
     hits = ctx.baseline.surprising(scored)
     if hits.num_rows == 0:
         return empty_signals()

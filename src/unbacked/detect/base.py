@@ -100,6 +100,45 @@ class DetectionContext:
             self.cache["facts"] = extract_facts(self.events)
         return self.cache["facts"]
 
+    @property
+    def scored(self) -> pa.Table:
+        """Every fact scored against the baseline once (``ProgramBaseline.score``), shared by
+        the baseline detector and the rules that weigh peers."""
+        if "scored" not in self.cache:
+            if self.baseline is None:
+                raise ValueError("no baseline in this detection context")
+            self.cache["scored"] = self.baseline.score(
+                self.facts, exclude_self=self.self_baselined
+            )
+        return self.cache["scored"]
+
+    def peer_counts(self, facts: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+        """For each fact (``row``, ``process_uid``, ``program``, ``feature``, ``value``), in
+        order: how many peer instances of its program showed the value (k) of those that could
+        (n); the scored instance is left out when the baseline is self-learned."""
+        n_rows = facts.num_rows
+        zeros = np.zeros(n_rows, dtype=np.int64)
+        if self.baseline is None or n_rows == 0:
+            return zeros, zeros.copy()
+        key = facts.select(["row", "feature", "value"]).append_column(
+            "_i", pa.array(np.arange(n_rows, dtype=np.int64))
+        )
+        known = self.scored.select(["row", "feature", "value", "k", "n"])
+        joined = key.join(known, ["row", "feature", "value"], join_type="left outer")
+        joined = joined.sort_by("_i")
+        k = joined["k"].to_numpy(zero_copy_only=False)
+        n = joined["n"].to_numpy(zero_copy_only=False)
+        missing = np.isnan(k.astype(np.float64)) if k.dtype.kind == "f" else np.zeros(n_rows, bool)
+        if missing.any():  # facts the rule made up itself: score them directly
+            extra = self.baseline.score(
+                facts.filter(pa.array(missing)), exclude_self=self.self_baselined
+            )
+            k = np.where(missing, 0, k)
+            n = np.where(missing, 0, n)
+            k[missing] = extra["k"].to_numpy()
+            n[missing] = extra["n"].to_numpy()
+        return k.astype(np.int64), n.astype(np.int64)
+
     def select(self, *, kind: str | None = None, activity: Sequence[str] | str | None = None):
         """Events of one kind and/or activities (a filtered view, cached)."""
         key = f"select:{kind}:{activity}"

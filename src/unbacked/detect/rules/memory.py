@@ -158,10 +158,7 @@ class RwxPrivateFromNonJit(Rule):
                     "value": pa.array(["RWX"] * hit.num_rows),
                 }
             )
-            scored = ctx.baseline.score(facts, exclude_self=ctx.self_baselined)
-            # one row per fact, same order as ``hit`` (sorted by row; hit is sorted by row)
-            k = scored["k"].to_numpy()
-            n = scored["n"].to_numpy()
+            k, n = ctx.peer_counts(facts)
             common = (n >= 3) & (k >= 0.25 * np.maximum(n, 1))
             score = np.where(common, score * 0.3, score)
         return self.signals(
@@ -337,9 +334,7 @@ class SyscallOutsideLibc(Rule):
                     "value": pa.array(["outside-libc"] * hit.num_rows),
                 }
             )
-            scored = ctx.baseline.score(facts, exclude_self=ctx.self_baselined)
-            k = scored["k"].to_numpy()
-            n = scored["n"].to_numpy()
+            k, n = ctx.peer_counts(facts)
             score = np.where((n >= 3) & (k >= 0.25 * np.maximum(n, 1)), score * 0.3, score)
         return self.signals(
             hit,

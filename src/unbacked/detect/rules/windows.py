@@ -177,23 +177,9 @@ def managed_instances(ctx: DetectionContext) -> set[str]:
 
 
 def _peer_share(ctx: DetectionContext, hits: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-    """For each fact: how many peer instances of its program showed the same value (k) out of
-    those that showed the feature (n), self left out when the baseline is self-learned."""
-    n_rows = hits.num_rows
-    if ctx.baseline is None:
-        return np.zeros(n_rows, dtype=np.int64), np.zeros(n_rows, dtype=np.int64)
-    scored = ctx.baseline.score(
-        hits.select(["row", "process_uid", "program", "feature", "value"]),
-        exclude_self=ctx.self_baselined,
-    )
-    # score() keeps one row per fact, ordered by (row, feature); re-align to ``hits`` order
-    key = {(r, f): (k, n) for r, f, k, n in zip(
-        scored["row"].to_pylist(), scored["feature"].to_pylist(),
-        scored["k"].to_pylist(), scored["n"].to_pylist(), strict=True)}  # fmt: skip
-    pairs = [key.get((r, f), (0, 0)) for r, f in zip(
-        hits["row"].to_pylist(), hits["feature"].to_pylist(), strict=True)]  # fmt: skip
-    arr = np.array(pairs, dtype=np.int64).reshape(-1, 2)
-    return arr[:, 0], arr[:, 1]
+    """Peer instances of each fact's program that showed the same value (k) of those that could
+    (n); zeros without a baseline."""
+    return ctx.peer_counts(hits)
 
 
 #: In-memory loader idioms in a command line (lower-cased), each with a score.
@@ -341,11 +327,11 @@ class EngineInUnusualHost(Rule):
             [("row", "min")]
         )
         table = table.rename_columns(["process_uid", "program", "feature", "value", "row"])
-        scored = ctx.baseline.score(table, exclude_self=ctx.self_baselined)
-        k = scored["k"].to_numpy()
-        n = scored["n"].to_numpy()
+        scored = table.sort_by("row")
+        k, n = ctx.peer_counts(scored)
         share = np.where(n > 0, k / np.maximum(n, 1), 0.0)
         unusual = (share <= self.max_share) & (n >= self.min_peers)
+        scored = scored.append_column("k", pa.array(k)).append_column("n", pa.array(n))
         scored = scored.filter(pa.array(unusual))
         if scored.num_rows == 0:
             return empty_signals()
