@@ -110,6 +110,20 @@ def test_clean_dump_exits_zero(tmp_path: Path) -> None:
     assert main(["scan", str(path)]) == 0
 
 
+def test_run_report_and_fail_on_none(fixture_dump: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.dmp"
+    bad.write_bytes(b"MDMQ" + bytes(28))
+    rep = tmp_path / "run.json"
+    out = tmp_path / "o.jsonl"
+    rc = main(["scan", str(fixture_dump), str(bad), "--report", str(rep), "-o", str(out),
+               "--fail-on", "none"])  # fmt: skip
+    assert rc == 0
+    d = json.loads(rep.read_text())
+    assert d["files"] == 2 and d["files_failed"] == 1 and d["alerts"] == 1
+    assert d["events"] == len(scenario.INJECTED) and d["bytes_scanned"] > 0
+    assert main(["scan", str(fixture_dump), str(bad), "--strict", "-o", str(out)]) == 1
+
+
 def test_usage_and_runtime_errors(tmp_path: Path) -> None:
     assert main(["scan"]) == 2
     assert main(["scan", "--fail-on", "nope", "x.dmp"]) == 2

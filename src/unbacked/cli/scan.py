@@ -16,11 +16,17 @@ from typing import IO
 
 import click
 
+from unbacked.cli._common import (
+    EXIT_RUNTIME,
+    exit_code,
+    parse_fail_on,
+    severity_option,
+    write_run_report,
+)
 from unbacked.errors import UnbackedError
 from unbacked.memscan.analyze import Analyzer, Options, ScanResult, hostname
 from unbacked.memscan.model import SEVERITY_NAMES, ScanFinding
-
-_SEVERITIES = ["informational", "low", "medium", "high", "critical"]
+from unbacked.runreport import RunReport
 
 
 def _dump_files(paths: tuple[str, ...]) -> Iterator[Path]:
@@ -32,6 +38,17 @@ def _dump_files(paths: tuple[str, ...]) -> Iterator[Path]:
             )
         else:
             yield path
+
+
+def _account(report: RunReport, name: str, res: ScanResult) -> None:
+    """Regions seen count as records, suspicious regions as events, in the run report."""
+    rep = report.file(name)
+    rep.records = res.stats.regions
+    rep.events = len(res.findings)
+    report.extra.setdefault("bytes_scanned", 0)
+    report.extra["bytes_scanned"] += res.stats.bytes_scanned
+    report.extra.setdefault("jit_explained", 0)
+    report.extra["jit_explained"] += res.stats.jit_explained
 
 
 def _table(findings: list[ScanFinding], out: IO[str]) -> None:
@@ -69,13 +86,7 @@ def _table(findings: list[ScanFinding], out: IO[str]) -> None:
     "ocsf / ecs: JSON lines.",
 )
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write findings here.")
-@click.option(
-    "--fail-on",
-    type=click.Choice(_SEVERITIES),
-    default="low",
-    show_default=True,
-    help="Exit 3 when a finding is at or above this severity.",
-)
+@severity_option(default="low")
 @click.option(
     "--dump",
     "dump_dir",
@@ -97,6 +108,12 @@ def _table(findings: list[ScanFinding], out: IO[str]) -> None:
     help="Drop regions scoring below this.",
 )
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable dump or process.")
+@click.option(
+    "--report",
+    "report_path",
+    metavar="FILE",
+    help="Write the run report (inputs, regions, failures, timings) as JSON.",
+)
 @click.option("-v", "--verbose", count=True, help="-v: per-input progress; -vv: tracebacks.")
 def command(
     dumps: tuple[str, ...],
@@ -109,6 +126,7 @@ def command(
     yara_files: tuple[str, ...],
     min_score: int,
     strict: bool,
+    report_path: str | None,
     verbose: int,
 ) -> None:
     """Scan minidumps or live processes for executable memory that no file backs."""
@@ -116,6 +134,8 @@ def command(
         raise click.UsageError("give minidump files, --pid PID or --all")
     if dumps and (pids or all_pids):
         raise click.UsageError("scan either minidumps or live processes, not both")
+    fail_level = parse_fail_on(fail_on)
+    report = RunReport(strict=strict)
     rules = None
     if yara_files:
         from unbacked.memscan.yarascan import load_rules
@@ -131,12 +151,12 @@ def command(
 
         for path in _dump_files(dumps):
             inputs += 1
+            report.file(str(path), "minidump")
             try:
                 with MinidumpSpace(path) as space:
                     res = analyzer.run(space)
             except UnbackedError as exc:
-                if strict:
-                    raise
+                report.file_error(str(path), exc)  # raises when strict
                 failed += 1
                 click.echo(
                     f"skipped {path}: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""),
@@ -145,6 +165,8 @@ def command(
                 continue
             for issue in res.issues:
                 click.echo(f"warning {path}: {issue}", err=True)
+                report.skip(str(path), "dump issue", detail=issue)  # raises when strict
+            _account(report, str(path), res)
             results.append(res)
     else:
         from unbacked.memscan.live import LinuxProcessSpace, ProcessGone
@@ -154,6 +176,7 @@ def command(
         for pid in targets:
             inputs += 1
             try:
+                report.file(f"pid:{pid}", "live")
                 with LinuxProcessSpace(pid) as space:
                     res = analyzer.run(space)
                     if not space.alive():
@@ -162,16 +185,17 @@ def command(
                         )
             except ProcessGone as exc:
                 gone += 1
+                report.file(f"pid:{pid}").error = "gone: " + exc.message
                 if pids:
                     click.echo(f"skipped pid {pid}: {exc.message}", err=True)
                 continue
             except UnbackedError as exc:
-                if strict:
-                    raise
+                report.file_error(f"pid:{pid}", exc)  # raises when strict
                 failed += 1
                 if pids or verbose:
                     click.echo(f"skipped pid {pid}: {exc.message}", err=True)
                 continue
+            _account(report, f"pid:{pid}", res)
             results.append(res)
     findings = [f for f in (r.finding(host) for r in results) if f is not None]
     out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
@@ -193,12 +217,12 @@ def command(
         + (f", {gone} exited" if gone else ""),
         err=True,
     )
+    report.alerts = len(findings)
+    report.finish()
+    write_run_report(report_path, report, exited=gone)
     if inputs and not scanned and failed:
-        sys.exit(1)
-    threshold = _SEVERITIES.index(fail_on) + 1
-    if any(f.severity_id >= threshold for f in findings):
-        sys.exit(3)
-    sys.exit(0)
+        sys.exit(EXIT_RUNTIME)
+    sys.exit(exit_code([f.to_alert() for f in findings], fail_level))
 
 
 __all__ = ["command"]
