@@ -13,7 +13,13 @@ from rich.table import Table
 from unbacked.cli._common import Progress
 from unbacked.correlate.incidents import DEFAULT_ALERT_THRESHOLD, CorrelationConfig
 from unbacked.engine.local import hunt
-from unbacked.evaluate import evaluate, load_labels, markdown
+from unbacked.evaluate import (
+    curve_markdown,
+    evaluate,
+    load_labels,
+    markdown,
+    threshold_curve,
+)
 from unbacked.runreport import RunReport
 
 
@@ -29,20 +35,26 @@ from unbacked.runreport import RunReport
               show_default=True, help="Alert threshold (risk 0-100).")
 @click.option("-o", "--output", metavar="FILE", help="Write the full report as JSON.")
 @click.option("--markdown", "md_path", metavar="FILE", help="Write the tables as Markdown.")
+@click.option("--curve", is_flag=True,
+              help="Also report recall and false alerts at thresholds 20..95 (one run).")
 @click.option("-q", "--quiet", is_flag=True)
 @click.option("-v", "--verbose", count=True)
-def command(paths, labels_dir, data_root, baseline, threshold, output, md_path, quiet,
+def command(paths, labels_dir, data_root, baseline, threshold, output, md_path, curve, quiet,
             verbose) -> None:  # fmt: skip
     """Measure caught / missed / false alerts against ground-truth labels."""
     labels = load_labels(labels_dir)
     root = Path(data_root) if data_root else Path(labels_dir).resolve().parent
     report = RunReport()
+    run_threshold = min(threshold, 20.0) if curve else threshold
     with Progress(enabled=not quiet) as progress:
         result = hunt(list(paths), baseline=baseline, report=report,
-                      config=CorrelationConfig(alert_threshold=threshold), progress=progress)  # fmt: skip
+                      config=CorrelationConfig(alert_threshold=run_threshold),
+                      progress=progress)  # fmt: skip
     pairs = zip(result.signals["subject_uid"].to_pylist(), result.signals["actor_uid"].to_pylist(),
                 strict=True)  # fmt: skip
-    ev = evaluate(result.alerts, labels, root, signalled=pairs)
+    alerts = [a for a in result.alerts if a.risk_score >= threshold]
+    ev = evaluate(alerts, labels, root, signalled=pairs)
+    curve_rows = threshold_curve(result.alerts, labels, root) if curve else None
     console = Console()
     table = Table(title="unbacked eval", header_style="bold")
     for col in ("file", "malicious", "caught", "required", "false", "benign inst.", "missed"):
@@ -62,10 +74,15 @@ def command(paths, labels_dir, data_root, baseline, threshold, output, md_path, 
         f" · false alerts {t['false_alerts']} ({t['false_per_10k_benign']} per 10k benign"
         f" instances) · alerts on unlabelled files {t['unlabelled_alerts']}"
     )
+    if curve_rows:
+        console.print(curve_markdown(curve_rows))
     if output:
         Path(output).write_text(json.dumps(
-            {**ev.to_dict(), "threshold": threshold, "run": report.to_dict()}, indent=2,
-            default=str))  # fmt: skip
+            {**ev.to_dict(), "threshold": threshold, "curve": curve_rows,
+             "run": report.to_dict()}, indent=2, default=str))  # fmt: skip
     if md_path:
-        Path(md_path).write_text(markdown(ev))
+        text = markdown(ev)
+        if curve_rows:
+            text += "\n" + curve_markdown(curve_rows)
+        Path(md_path).write_text(text)
     sys.exit(0)

@@ -223,3 +223,44 @@ def markdown(result: EvalResult) -> str:
         f"alerts on unlabelled files: {t['unlabelled_alerts']}.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def threshold_curve(
+    alerts: Sequence[Alert],
+    labels: Mapping[str, LabelFile],
+    data_root: Path,
+    thresholds: Iterable[float] = tuple(range(20, 100, 5)),
+) -> list[dict[str, Any]]:
+    """Recall, required recall and false alerts at each alert threshold, from one run made at a
+    low threshold (an incident's risk does not depend on the threshold)."""
+    out = []
+    for t in thresholds:
+        kept = [a for a in alerts if a.risk_score >= t]
+        tot = evaluate(kept, labels, data_root).totals
+        out.append(
+            {
+                "threshold": t,
+                "alerts": len(kept),
+                "caught": tot["caught"],
+                "recall": tot["recall"],
+                "required_caught": tot["required_caught"],
+                "required": tot["required"],
+                "false_alerts": tot["false_alerts"],
+                "false_per_10k_benign": tot["false_per_10k_benign"],
+            }
+        )
+    return out
+
+
+def curve_markdown(curve: list[dict[str, Any]]) -> str:
+    lines = [
+        "| threshold | alerts | caught | required caught | false alerts | false / 10k benign |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in curve:
+        lines.append(
+            f"| {c['threshold']} | {c['alerts']} | {c['caught']} | "
+            f"{c['required_caught']}/{c['required']} | {c['false_alerts']} | "
+            f"{c['false_per_10k_benign']} |"
+        )
+    return "\n".join(lines) + "\n"
