@@ -30,53 +30,43 @@ _TYPES = {f.name: f.type for f in EVENT_SCHEMA}
 
 
 class Rows:
-    """Column-wise row buffer for one input file.
+    """Row buffer for one input file, converted column by column.
 
-    ``add`` takes a mapping of column name to Python value (unknown names are a programming
-    error and raise ``KeyError`` at flush, so typos surface in tests); ``table`` converts the
-    buffered rows with each column's declared type and clears the buffer.
+    ``add`` keeps the mapping it is given (column name -> Python value; ``None`` and absent are
+    the same); ``table`` builds each column that any buffered row has with its declared type in
+    one pass, and clears the buffer. Unknown column names are a programming error and raise
+    ``KeyError`` at ``table``, so typos surface in tests.
     """
 
     def __init__(self, *, src_format: str, src_file: str) -> None:
         self.src_format = src_format
         self.src_file = src_file
-        self._cols: dict[str, list[Any]] = {}
-        self._n = 0
+        self._rows: list[Mapping[str, Any]] = []
+        self._keys: set[str] = set()
 
     def __len__(self) -> int:
-        return self._n
+        return len(self._rows)
 
     def add(self, row: Mapping[str, Any]) -> None:
-        n = self._n
-        for key, value in row.items():
-            if value is None:
-                continue
-            col = self._cols.get(key)
-            if col is None:
-                if key not in _TYPES:
-                    raise KeyError(f"not an event column: {key}")
-                col = self._cols[key] = [None] * n
-            col.append(value)
-        self._n = n + 1
-        for col in self._cols.values():
-            if len(col) < self._n:
-                col.append(None)
+        self._rows.append(row)
+        self._keys.update(row)
 
     def table(self) -> pa.Table:
-        n = self._n
+        rows = self._rows
+        n = len(rows)
         data: dict[str, pa.Array] = {}
-        for key, values in self._cols.items():
-            data[key] = pa.array(values, type=_TYPES[key])
+        for key in self._keys:
+            data[key] = pa.array([r.get(key) for r in rows], type=_TYPES[key])
         data["src_format"] = pa.array([self.src_format] * n, type=_TYPES["src_format"])
         data["src_file"] = pa.array([self.src_file] * n, type=_TYPES["src_file"])
         if "os" not in data:
             data["os"] = pa.array(["windows"] * n, type=_TYPES["os"])
-        self._cols = {}
-        self._n = 0
+        self._rows = []
+        self._keys = set()
         return conform(data)
 
     def full(self) -> bool:
-        return self._n >= BATCH_ROWS
+        return len(self._rows) >= BATCH_ROWS
 
 
 def json_records(

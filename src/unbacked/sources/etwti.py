@@ -223,9 +223,10 @@ def record_from_json(obj: Mapping[str, Any]) -> EtwRecord:
     """Split one consumer JSON object into header and payload (SilkETW or flat shapes)."""
     # Flat records mix header and payload, and two Kernel-Process payload fields differ from
     # krabsetw's header names only by case (payload ProcessID/ThreadID, header ProcessId/
-    # ThreadId): each view lower-cases keys, letting its own spelling win a collision.
-    header: dict[str, Any] = {}
+    # ThreadId): the payload view lower-cases every key but lets a payload spelling win, the
+    # header view holds only the header spellings and falls back to the payload view.
     top: dict[str, Any] = {}
+    header: dict[str, Any] = {}
     for k, v in obj.items():
         key = str(k)
         low = key.lower()
@@ -234,11 +235,11 @@ def record_from_json(obj: Mapping[str, Any]) -> EtwRecord:
             top.setdefault(low, v)
         else:
             top[low] = v
-            header.setdefault(low, v)
     for hk in _HEADER_KEYS:
         h = top.get(hk)
         if isinstance(h, dict):
             header.update(lower_keys(h))
+    header = {**top, **header} if header else top
     payload: dict[str, Any] | None = None
     for pk in _PAYLOAD_KEYS:
         p = top.get(pk)
