@@ -56,7 +56,7 @@ class Source(ABC):
 
     #: short unique id, e.g. ``"sysmon-evtx"``; shown in reports and stored as ``src_format``
     name: ClassVar[str]
-    #: one line for ``unbacked formats`` and docs
+    #: one line for reports and docs
     description: ClassVar[str]
     #: higher wins when several sources claim the same input
     priority: ClassVar[int] = 0

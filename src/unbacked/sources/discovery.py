@@ -155,7 +155,7 @@ def _unrecognised(name: str, explicit: bool, report: RunReport, empty: bool) -> 
             UnknownFormatError(
                 what,
                 source=name,
-                hint="run `unbacked formats` for the supported formats",
+                hint="docs/sources.md lists the supported formats; is it the right file?",
             ),
         )
     else:
