@@ -444,10 +444,8 @@ class Mapper:
             )
         if activity in (Activity.APC, Activity.SET_CONTEXT):
             row["target_tid"] = parse_uint(d.get("targetthreadid"), bits=32)
-            if local or tpid is None or tpid == pid:
-                row.update(target_pid=None, target_uid=None)
-                if tpid is not None and tpid == pid:
-                    row.update(target_pid=tpid, target_uid=row["process_uid"])
+            if local or tpid is None or tpid == pid:  # a thread of its own: no target process
+                row.update(target_pid=None, target_uid=None, target_image=None)
         if activity is Activity.APC:
             self._start(row, d, "apcroutine", "apcroutinevad")
         elif activity is Activity.SET_CONTEXT:
