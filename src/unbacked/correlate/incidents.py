@@ -316,7 +316,12 @@ def _summary(r: dict[str, Any], subject: str) -> tuple[str, str]:
         return act, f"{act}: {img}"
     if kind == "thread":
         start = f"0x{r['start_address']:x}" if r["start_address"] is not None else "?"
-        where = _base(r["start_module"]) if r["start_module"] else "no module (unbacked)"
+        if r["start_module"]:
+            where = _base(r["start_module"])
+        elif act == "remote_thread":
+            where = "no module (unbacked)"
+        else:
+            where = "no module the telemetry names"
         if r["target_uid"] == subject and r["process_uid"] != subject:
             return "thread", f"{img} started a thread here at {start} in {where}"
         return "thread", f"started a thread in {tgt or img} at {start} in {where}"

@@ -259,8 +259,10 @@ def region_histories(events: pa.Table, uid: str) -> list[RegionHistory]:
             continue
         reg = _find_region(regions, addr) if is_thread else regions.get(addr)
         if reg is None:
-            if is_thread and r["start_module"]:
-                continue  # thread start inside a module: not a region of interest
+            if is_thread and (r["start_module"] or r["activity"] != Activity.REMOTE_THREAD):
+                # a start inside a module, or a local thread outside any region we saw
+                # allocated: not a region of interest on its own
+                continue
             reg = regions[addr] = RegionHistory(process_uid=uid, base=addr)
         if is_thread:
             reg.threads.append((r["time"], r["target_tid"] or r["tid"]))
