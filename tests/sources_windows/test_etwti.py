@@ -462,3 +462,10 @@ def test_discovery_picks_this_source() -> None:
     data = jsonl(flat(6))
     inp = InputFile.from_bytes("ti.jsonl", data)
     assert choose_source(inp, data) is EtwTiSource
+
+
+def test_apc_into_own_process_has_no_target_process() -> None:
+    apc = flat(4, 0, TargetProcessId=100, TargetThreadId=108, ApcRoutine=0x50000)
+    (r,), _ = read(EtwTiSource, jsonl(apc))
+    assert (r["activity"], r["target_tid"], r["start_address"]) == ("apc", 108, 0x50000)
+    assert "target_pid" not in r and "target_uid" not in r
