@@ -124,19 +124,25 @@ class DetectionContext:
             "_i", pa.array(np.arange(n_rows, dtype=np.int64))
         )
         known = self.scored.select(["row", "feature", "value", "k", "n"])
+        missing = pc.invert(
+            pc.is_in(pc.binary_join_element_wise(pc.cast(key["row"], pa.string()), key["feature"], "|"),
+                     pc.binary_join_element_wise(pc.cast(known["row"], pa.string()),
+                                                 known["feature"], "|"))
+        )  # fmt: skip
+        if pc.any(missing).as_py():
+            # facts a rule made up itself: score them directly (facts without a program, which
+            # no baseline can speak for, get k = n = 0 through the outer join below)
+            extra = facts.filter(missing)
+            extra = extra.filter(pc.is_valid(extra["program"]))
+            if extra.num_rows:
+                scored = self.baseline.score(extra, exclude_self=self.self_baselined)
+                known = pa.concat_tables(
+                    [known, scored.select(["row", "feature", "value", "k", "n"])]
+                )
         joined = key.join(known, ["row", "feature", "value"], join_type="left outer")
         joined = joined.sort_by("_i")
-        k = joined["k"].to_numpy(zero_copy_only=False)
-        n = joined["n"].to_numpy(zero_copy_only=False)
-        missing = np.isnan(k.astype(np.float64)) if k.dtype.kind == "f" else np.zeros(n_rows, bool)
-        if missing.any():  # facts the rule made up itself: score them directly
-            extra = self.baseline.score(
-                facts.filter(pa.array(missing)), exclude_self=self.self_baselined
-            )
-            k = np.where(missing, 0, k)
-            n = np.where(missing, 0, n)
-            k[missing] = extra["k"].to_numpy()
-            n[missing] = extra["n"].to_numpy()
+        k = pc.fill_null(joined["k"], 0).to_numpy(zero_copy_only=False)
+        n = pc.fill_null(joined["n"], 0).to_numpy(zero_copy_only=False)
         return k.astype(np.int64), n.astype(np.int64)
 
     def select(self, *, kind: str | None = None, activity: Sequence[str] | str | None = None):
