@@ -145,3 +145,28 @@ def test_evtx_read_from_file_object_matches_path(shared_data: Path) -> None:
     table, rep = read_bytes(SysmonEvtxSource, src.read_bytes(), str(src))
     assert rows(table) == by_path and rep.events == 3  # same name: identical rows
     assert InputFile.from_bytes("x", b"").size == 0
+
+
+@pytest.mark.shared_data
+def test_small_files_read_together_equal_files_read_alone(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    files = sorted((shared_data / "windows").rglob("*.evtx"))
+    broken = tmp_path / "broken.evtx"
+    broken.write_bytes(b"ElfFile\x00" + b"\xff" * 5000)  # claimed by its magic, unreadable
+    together = RunReport()
+    table = read_events([*files, broken], together)
+    alone_rows: list[dict[str, Any]] = []
+    for f in files:
+        got, rep = _read(f)
+        alone_rows.extend(got)
+        mine = together.files[str(f)]
+        assert (mine.records, mine.events, mine.ignored, mine.skipped) == (
+            rep.records,
+            rep.events,
+            rep.ignored,
+            rep.skipped,
+        ), f.name
+    assert rows(table) == alone_rows  # same rows, same order, same provenance
+    rep = together.files[str(broken)]
+    assert rep.error is not None or accounted(rep)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, ClassVar
 
@@ -60,6 +60,8 @@ class Source(ABC):
     description: ClassVar[str]
     #: higher wins when several sources claim the same input
     priority: ClassVar[int] = 0
+    #: inputs up to this many bytes may be handed to ``read_many`` together (0: never)
+    batch_bytes: ClassVar[int] = 0
     #: small complete inputs of this format (bytes as on disk): the conformance test checks
     #: that this source claims and reads them and that every other source rejects them
     examples: ClassVar[tuple[bytes, ...]] = ()
@@ -86,6 +88,16 @@ class Source(ABC):
         report unreadable ones with ``report.skip``. Raise ``FormatError`` only when the whole
         input is unusable.
         """
+
+    def read_many(self, inputs: Sequence[InputFile], report: RunReport) -> Iterator[pa.Table]:
+        """Read several inputs of this format (consecutive small files of a collection).
+
+        The default reads them one by one. A source with a high fixed cost per read overrides
+        it to share that cost; it must then report each input under its own name and record
+        an unusable input with ``report.file_error`` instead of raising.
+        """
+        for inp in inputs:
+            yield from self.read(inp, report)
 
 
 SOURCES: dict[str, type[Source]] = {}

@@ -220,25 +220,74 @@ def iter_inputs(
             )
 
 
+#: at most this many inputs are read together by a batching source
+_GROUP_FILES = 256
+
+
 def iter_event_tables(
     paths: Iterable[str | os.PathLike[str]], report: RunReport
 ) -> Iterator[pa.Table]:
-    """Tables of ``EVENT_SCHEMA`` from every input under ``paths``; bad inputs are reported."""
+    """Tables of ``EVENT_SCHEMA`` from every input under ``paths``; bad inputs are reported.
+
+    Consecutive small inputs of a source that batches (``Source.batch_bytes``; EVTX) are read
+    together, so a collection of thousands of small files does not pay a fixed cost per file.
+    """
+    group: list[InputFile] = []
+    group_cls: type[Source] | None = None
+    group_bytes = 0
     for inp, cls in iter_inputs(paths, report):
         report.file(inp.name, cls.name)
-        try:
-            for table in cls().read(inp, report):
-                if table.num_rows:
-                    yield table
-        except InputError as exc:
-            if report.strict:
-                raise
-            report.file_error(inp.name, exc)
-        except (OSError, EOFError, zipfile.BadZipFile, pa.ArrowException) as exc:
-            wrapped = FormatError(f"unreadable input: {type(exc).__name__}: {exc}", source=inp.name)
-            if report.strict:
-                raise wrapped from exc
-            report.file_error(inp.name, wrapped)
+        size = inp.size if inp.size is not None else cls.batch_bytes + 1
+        if cls.batch_bytes and size <= cls.batch_bytes:
+            if group and (
+                group_cls is not cls
+                or len(group) >= _GROUP_FILES
+                or group_bytes + size > cls.batch_bytes
+            ):
+                yield from _read_group(group_cls, group, report)
+                group, group_bytes = [], 0
+            group.append(inp)
+            group_cls = cls
+            group_bytes += size
+            continue
+        if group:
+            yield from _read_group(group_cls, group, report)
+            group, group_bytes = [], 0
+        yield from _read_one(cls, inp, report)
+    if group:
+        yield from _read_group(group_cls, group, report)
+
+
+def _read_group(
+    cls: type[Source] | None, inputs: list[InputFile], report: RunReport
+) -> Iterator[pa.Table]:
+    if cls is None:
+        return
+    if len(inputs) == 1:
+        yield from _read_one(cls, inputs[0], report)
+        return
+    yield from _guard(cls().read_many(inputs, report), f"{len(inputs)} {cls.name} inputs", report)
+
+
+def _read_one(cls: type[Source], inp: InputFile, report: RunReport) -> Iterator[pa.Table]:
+    yield from _guard(cls().read(inp, report), inp.name, report)
+
+
+def _guard(tables: Iterator[pa.Table], name: str, report: RunReport) -> Iterator[pa.Table]:
+    """Yield ``tables``; an input that fails as a whole is a file error (raised when strict)."""
+    try:
+        for table in tables:
+            if table.num_rows:
+                yield table
+    except InputError as exc:
+        if report.strict:
+            raise
+        report.file_error(name, exc)
+    except (OSError, EOFError, zipfile.BadZipFile, pa.ArrowException) as exc:
+        wrapped = FormatError(f"unreadable input: {type(exc).__name__}: {exc}", source=name)
+        if report.strict:
+            raise wrapped from exc
+        report.file_error(name, wrapped)
 
 
 def read_events(

@@ -10,10 +10,9 @@ stream; each is counted with its reason and iteration goes on, so every readable
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
-import duckdb
 import evtx
 import numpy as np
 import pyarrow as pa
@@ -23,10 +22,10 @@ from unbacked.runreport import RunReport
 from unbacked.sources import _sysmon
 from unbacked.sources._engine import (
     BlockResult,
+    FilesBlock,
     JsonQuery,
-    LineBlock,
     pooled_connection,
-    run_pipelined,
+    run_pipelined_files,
 )
 from unbacked.sources.base import InputFile, Source, register
 
@@ -66,78 +65,106 @@ class SysmonEvtxSource(Source):
     name: ClassVar[str] = "sysmon-evtx"
     description: ClassVar[str] = "Windows event log files (.evtx); Sysmon events are read"
     priority: ClassVar[int] = 50
+    batch_bytes: ClassVar[int] = 16 * 1024 * 1024
 
     @classmethod
     def sniff(cls, head: bytes, name: str) -> bool:
         return head.startswith(EVTX_MAGIC)
 
     def read(self, inp: InputFile, report: RunReport) -> Iterator[pa.Table]:
-        report.file(inp.name, self.name)
+        yield from self.read_many([inp], report)
+
+    def read_many(self, inputs: Sequence[InputFile], report: RunReport) -> Iterator[pa.Table]:
+        """Read EVTX files, small ones sharing blocks (and so one query per block)."""
+        for inp in inputs:
+            report.file(inp.name, self.name)
         with pooled_connection() as con:
-            yield from run_pipelined(
-                self._blocks(inp, report), self._work(con, inp.name), inp.name, report
-            )
 
-    def _work(
-        self, con: duckdb.DuckDBPyConnection, name: str
-    ) -> Callable[[LineBlock], BlockResult]:
-        def work(blk: LineBlock) -> BlockResult:
-            return QUERY.run(con, blk.lines, blk.ln, src_format=self.name, src_file=name)
+            def work(blk: FilesBlock) -> list[tuple[str, BlockResult]]:
+                return QUERY.run_files(
+                    con, blk.lines, blk.ln, blk.fi, blk.files, src_format=self.name
+                )
 
-        return work
+            yield from run_pipelined_files(self._blocks(inputs, report), work, report)
 
-    def _blocks(self, inp: InputFile, report: RunReport) -> Iterator[LineBlock]:
-        stream = None
-        try:
-            if inp.path is not None:
-                parser = evtx.PyEvtxParser(inp.path)
-            else:
-                stream = inp.open()
-                parser = evtx.PyEvtxParser(stream)
-        except (RuntimeError, OSError, ValueError) as exc:
-            raise FormatError(
-                f"not a readable EVTX file: {exc}",
-                source=inp.name,
-                hint="check that the file is a complete .evtx export",
-            ) from exc
-        try:
-            records = parser.records_json()
-            texts: list[str] = []
-            index = 0  # 1-based position of the last readable record
-            first = 1
-            errors = 0
-            # A parser that keeps failing without advancing must not hang the run: a file of
-            # ``size`` bytes cannot hold more than size/24 records or chunks.
-            budget = (inp.size or 1 << 30) // 24 + 1024
-            while True:
-                try:
-                    rec = next(records)
-                except StopIteration:
+    def _blocks(self, inputs: Sequence[InputFile], report: RunReport) -> Iterator[FilesBlock]:
+        texts: list[str] = []
+        lns: list[int] = []
+        fis: list[int] = []
+        files: list[str] = []
+        for inp in inputs:
+            if len(texts) >= _BLOCK_RECORDS:
+                yield _block(texts, lns, fis, files)
+                texts, lns, fis, files = [], [], [], []
+            k = len(files)
+            files.append(inp.name)
+            try:
+                for index, text in _records(inp, report):
+                    texts.append(text)
+                    lns.append(index)
+                    fis.append(k)
+                    if len(texts) >= _BLOCK_RECORDS:
+                        yield _block(texts, lns, fis, files)
+                        texts, lns, fis, files = [], [], [], [inp.name]
+                        k = 0
+            except FormatError as exc:
+                report.file_error(inp.name, exc)
+        if texts:
+            yield _block(texts, lns, fis, files)
+
+
+def _records(inp: InputFile, report: RunReport) -> Iterator[tuple[int, str]]:
+    """(1-based index, JSON text) of every readable record; corrupt units are reported."""
+    stream = None
+    try:
+        if inp.path is not None:
+            parser = evtx.PyEvtxParser(inp.path)
+        else:
+            stream = inp.open()
+            parser = evtx.PyEvtxParser(stream)
+    except (RuntimeError, OSError, ValueError) as exc:
+        if stream is not None:
+            stream.close()
+        raise FormatError(
+            f"not a readable EVTX file: {exc}",
+            source=inp.name,
+            hint="check that the file is a complete .evtx export",
+        ) from exc
+    rep = report.file(inp.name)
+    try:
+        records = parser.records_json()
+        index = 0  # 1-based position of the last readable record
+        errors = 0
+        # A parser that keeps failing without advancing must not hang the run: a file of
+        # ``size`` bytes cannot hold more than size/24 records or chunks.
+        budget = (inp.size or 1 << 30) // 24 + 1024
+        while True:
+            try:
+                rec = next(records)
+            except StopIteration:
+                break
+            except RuntimeError as exc:
+                errors += 1
+                msg = str(exc)
+                rep.records += 1
+                report.skip(inp.name, _reason(msg), detail=msg[:200])
+                if errors > budget:
+                    report.skip(inp.name, "EVTX parser gave up", detail=msg[:200])
                     break
-                except RuntimeError as exc:
-                    errors += 1
-                    msg = str(exc)
-                    report.file(inp.name).records += 1
-                    report.skip(inp.name, _reason(msg), detail=msg[:200], offset=None)
-                    if errors > budget:
-                        report.skip(inp.name, "EVTX parser gave up", detail=msg[:200])
-                        break
-                    continue
-                index += 1
-                data = rec.get("data") if isinstance(rec, dict) else None
-                texts.append(data if isinstance(data, str) else "{}")
-                if len(texts) >= _BLOCK_RECORDS:
-                    yield _block(texts, first)
-                    first = index + 1
-                    texts = []
-            if texts:
-                yield _block(texts, first)
-        finally:
-            if stream is not None:
-                stream.close()
+                continue
+            index += 1
+            rep.records += 1
+            data = rec.get("data") if isinstance(rec, dict) else None
+            yield index, (data if isinstance(data, str) else "{}")
+    finally:
+        if stream is not None:
+            stream.close()
 
 
-def _block(texts: list[str], first: int) -> LineBlock:
-    arr = pa.array(texts, pa.string())
-    ln = np.arange(first, first + len(texts), dtype=np.int64)
-    return LineBlock(arr, ln, len(texts))
+def _block(texts: list[str], lns: list[int], fis: list[int], files: list[str]) -> FilesBlock:
+    return FilesBlock(
+        pa.array(texts, pa.string()),
+        np.array(lns, dtype=np.int64),
+        np.array(fis, dtype=np.int64),
+        list(files),
+    )
