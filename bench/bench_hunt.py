@@ -61,7 +61,9 @@ def main() -> None:
     best = min(hunts, key=lambda r: r[1])
     raw_rate = raw[0] / raw[1]
     hunt_rate = best[0] / best[1]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     print(f"input: {path.name} ({path.stat().st_size / 1e6:.1f} MB zip, {raw[0]:,} lines)")
     print(f"raw parse (zip + orjson per line): {raw[1]:.3f} s  {raw_rate:,.0f} lines/s")
     print(f"hunt (whole pipeline, {best[3]} alerts): {best[1]:.3f} s  {hunt_rate:,.0f} records/s")

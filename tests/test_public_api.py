@@ -4,12 +4,28 @@ import unbacked
 
 
 def test_public_names():
-    assert sorted(unbacked.__all__) == sorted([
-        "EVENT_SCHEMA", "EVENT_SCHEMA_VERSION", "Alert", "BaselineError", "DependencyError",
-        "FormatError", "InputError", "ProgramBaseline", "RunReport", "ScanError", "SensorError",
-        "UnbackedError", "UnknownFormatError", "__version__", "detect_events", "hunt",
-        "read_events", "train",
-    ])  # fmt: skip
+    assert sorted(unbacked.__all__) == sorted(
+        [
+            "EVENT_SCHEMA",
+            "EVENT_SCHEMA_VERSION",
+            "Alert",
+            "BaselineError",
+            "DependencyError",
+            "FormatError",
+            "InputError",
+            "ProgramBaseline",
+            "RunReport",
+            "ScanError",
+            "SensorError",
+            "UnbackedError",
+            "UnknownFormatError",
+            "__version__",
+            "detect_events",
+            "hunt",
+            "read_events",
+            "train",
+        ]
+    )
     for name in unbacked.__all__:
         assert getattr(unbacked, name) is not None
 

@@ -1,4 +1,4 @@
-"""unbacked: catch reflective code loading by learning each program's executable-memory behaviour."""
+"""unbacked: catch reflective code loading by learning each program's executable memory."""
 
 from unbacked.errors import (
     BaselineError,
@@ -33,23 +33,24 @@ def __getattr__(name: str):  # PEP 562: the pipeline loads on first use, not on 
         return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'unbacked' has no attribute {name!r}")
 
+
 __all__ = [
     "EVENT_SCHEMA",
-    "Alert",
-    "ProgramBaseline",
-    "RunReport",
-    "detect_events",
-    "hunt",
-    "read_events",
-    "train",
     "EVENT_SCHEMA_VERSION",
+    "Alert",
     "BaselineError",
     "DependencyError",
     "FormatError",
     "InputError",
+    "ProgramBaseline",
+    "RunReport",
     "ScanError",
     "SensorError",
     "UnbackedError",
     "UnknownFormatError",
     "__version__",
+    "detect_events",
+    "hunt",
+    "read_events",
+    "train",
 ]

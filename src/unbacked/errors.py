@@ -27,7 +27,9 @@ class UnbackedError(Exception):
     def __str__(self) -> str:
         where = ""
         if self.source is not None:
-            where = f" [{self.source}" + (f" @ {self.offset}" if self.offset is not None else "") + "]"
+            where = (
+                f" [{self.source}" + (f" @ {self.offset}" if self.offset is not None else "") + "]"
+            )
         return f"{self.message}{where}"
 
 

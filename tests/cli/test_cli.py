@@ -61,7 +61,9 @@ def test_bad_baseline_is_a_clear_error(recording, tmp_path, capsys):
 
 def test_report_and_strict(recording, tmp_path):
     junk = tmp_path / "junk.jsonl"
-    junk.write_text('{"kind": "process", "activity": "launch", "src_format": "x", "time": 1}\n{bad\n')
+    junk.write_text(
+        '{"kind": "process", "activity": "launch", "src_format": "x", "time": 1}\n{bad\n'
+    )
     rep = tmp_path / "run.json"
     main(["hunt", str(recording), str(junk), "-q", "--fail-on", "none", "--report", str(rep)])
     data = json.loads(rep.read_text())

@@ -24,7 +24,9 @@ def test_noisy_or():
 
 def test_injection_incident_names_injected_and_injector():
     rows = [
-        launch("inj", PS, cmd="powershell -c x", parent="exp", parent_image=r"C:\Windows\explorer.exe"),
+        launch(
+            "inj", PS, cmd="powershell -c x", parent="exp", parent_image=r"C:\Windows\explorer.exe"
+        ),
         launch("victim", NP, pid=200),
         *[remote_thread("inj", PS, "victim", NP, 0x590000) for _ in range(3)],
         connect("victim", NP, ip="10.0.0.5", port=4444),

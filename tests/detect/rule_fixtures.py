@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 
 from tests.support.events import (
-    API_TRACE,
     CLEAN_TRACE,
     KERNEL_TRACE,
     MANAGED_TRACE,
@@ -27,14 +26,20 @@ STAGER = (
     "FromBase64String('H4sIAIuvyFwCA7VW'))),[IO.Compression.CompressionMode]::Decompress)))"
     ".ReadToEnd()))"
 )
-BENIGN_ENC = "powershell.exe -NoProfile -EncodedCommand " + base64.b64encode(
-    "Get-Process | Sort-Object CPU -Descending | Select-Object -First 5".encode("utf-16-le")
-).decode()
-ENC_LOADER = "powershell.exe -enc " + base64.b64encode(
-    "$a=[System.Reflection.Assembly]::Load($bytes); $a.EntryPoint.Invoke($null,$null)".encode(
-        "utf-16-le"
-    )
-).decode()
+BENIGN_ENC = (
+    "powershell.exe -NoProfile -EncodedCommand "
+    + base64.b64encode(
+        "Get-Process | Sort-Object CPU -Descending | Select-Object -First 5".encode("utf-16-le")
+    ).decode()
+)
+ENC_LOADER = (
+    "powershell.exe -enc "
+    + base64.b64encode(
+        "$a=[System.Reflection.Assembly]::Load($bytes); $a.EntryPoint.Invoke($null,$null)".encode(
+            "utf-16-le"
+        )
+    ).decode()
+)
 LINUX = {"os": "linux"}
 
 FIXTURES: dict[str, dict] = {
@@ -42,8 +47,15 @@ FIXTURES: dict[str, dict] = {
         "tp": [remote_thread("inj", PS, "victim", NOTEPAD, 0x590000)],
         "fp": [
             remote_thread("dwm", r"C:\Windows\System32\dwm.exe", "c1", CSRSS, 0xFFFFF80012345678),
-            remote_thread("c1", CSRSS, "p1", PS, 0x7FFEA99B61E0,
-                          module=r"C:\Windows\System32\KERNELBASE.dll", function="CtrlRoutine"),
+            remote_thread(
+                "c1",
+                CSRSS,
+                "p1",
+                PS,
+                0x7FFEA99B61E0,
+                module=r"C:\Windows\System32\KERNELBASE.dll",
+                function="CtrlRoutine",
+            ),
         ],
         "subject": "victim",
         "actor": "inj",
@@ -67,81 +79,228 @@ FIXTURES: dict[str, dict] = {
     },
     "UNB-W-004": {
         "tp": [
-            *[module_load(f"np{i}", NOTEPAD, r"C:\Windows\System32\comctl32.dll", pid=200 + i)
-              for i in range(5)],
+            *[
+                module_load(f"np{i}", NOTEPAD, r"C:\Windows\System32\comctl32.dll", pid=200 + i)
+                for i in range(5)
+            ],
             module_load("np0", NOTEPAD, r"C:\Windows\Microsoft.NET\Framework64\v4.0.30319\clr.dll"),
         ],
         "fp": [
-            *[module_load(f"ps{i}", PS, r"C:\Windows\Microsoft.NET\Framework64\v4.0.30319\clr.dll",
-                          pid=300 + i) for i in range(6)],  # fmt: skip
+            *[
+                module_load(
+                    f"ps{i}",
+                    PS,
+                    r"C:\Windows\Microsoft.NET\Framework64\v4.0.30319\clr.dll",
+                    pid=300 + i,
+                )
+                for i in range(6)
+            ],
         ],
         "subject": "np0",
     },
     "UNB-W-005": {
-        "tp": [{"kind": "process", "activity": "tamper", "process_uid": "hollow",
-                "image": NOTEPAD, "description": "Image is replaced"}],  # fmt: skip
-        "fp": [{"kind": "process", "activity": "tamper", "process_uid": "x", "image": NOTEPAD,
-                "description": "Image is locked for access"}],  # fmt: skip
+        "tp": [
+            {
+                "kind": "process",
+                "activity": "tamper",
+                "process_uid": "hollow",
+                "image": NOTEPAD,
+                "description": "Image is replaced",
+            }
+        ],
+        "fp": [
+            {
+                "kind": "process",
+                "activity": "tamper",
+                "process_uid": "x",
+                "image": NOTEPAD,
+                "description": "Image is locked for access",
+            }
+        ],
         "subject": "hollow",
     },
     "UNB-W-006": {
-        "tp": [remote_thread("mav", r"C:\Windows\System32\mavinject.exe", "np", NOTEPAD,
-                             0x7FFB9285E540, module=r"C:\Windows\System32\KERNEL32.DLL",
-                             function="LoadLibraryW")],  # fmt: skip
-        "fp": [remote_thread("c1", CSRSS, "p1", PS, 0x7FFEA99B61E0,
-                             module=r"C:\Windows\System32\KERNELBASE.dll",
-                             function="CtrlRoutine")],  # fmt: skip
+        "tp": [
+            remote_thread(
+                "mav",
+                r"C:\Windows\System32\mavinject.exe",
+                "np",
+                NOTEPAD,
+                0x7FFB9285E540,
+                module=r"C:\Windows\System32\KERNEL32.DLL",
+                function="LoadLibraryW",
+            )
+        ],
+        "fp": [
+            remote_thread(
+                "c1",
+                CSRSS,
+                "p1",
+                PS,
+                0x7FFEA99B61E0,
+                module=r"C:\Windows\System32\KERNELBASE.dll",
+                function="CtrlRoutine",
+            )
+        ],
         "subject": "np",
         "actor": "mav",
     },
     "UNB-M-001": {
-        "tp": [memory("ld", "/usr/bin/loader", "protect", 0x7F0000000000, 0x4000, 0x5, old=0x3,
-                      header_kind="elf", region_type="anonymous", **LINUX)],
-        "fp": [memory("ok", "/usr/bin/python3", "allocate", 0x7F0000100000, 0x4000, 0x5,
-                      header_kind="elf", region_type="file", backing_path="/usr/lib/libc.so.6",
-                      **LINUX)],  # fmt: skip
+        "tp": [
+            memory(
+                "ld",
+                "/usr/bin/loader",
+                "protect",
+                0x7F0000000000,
+                0x4000,
+                0x5,
+                old=0x3,
+                header_kind="elf",
+                region_type="anonymous",
+                **LINUX,
+            )
+        ],
+        "fp": [
+            memory(
+                "ok",
+                "/usr/bin/python3",
+                "allocate",
+                0x7F0000100000,
+                0x4000,
+                0x5,
+                header_kind="elf",
+                region_type="file",
+                backing_path="/usr/lib/libc.so.6",
+                **LINUX,
+            )
+        ],
         "subject": "ld",
     },
     "UNB-M-002": {
-        "tp": [memory("s1", r"C:\x\doc.exe", "protect", 0x2000000, 0x1000, 0x20, old=0x04,
-                      caller_unbacked=True)],  # fmt: skip
-        "fp": [memory("s2", r"C:\x\doc.exe", "protect", 0x2000000, 0x1000, 0x20, old=0x04,
-                      caller_unbacked=False, caller_module=r"C:\x\doc.exe")],  # fmt: skip
+        "tp": [
+            memory(
+                "s1",
+                r"C:\x\doc.exe",
+                "protect",
+                0x2000000,
+                0x1000,
+                0x20,
+                old=0x04,
+                caller_unbacked=True,
+            )
+        ],
+        "fp": [
+            memory(
+                "s2",
+                r"C:\x\doc.exe",
+                "protect",
+                0x2000000,
+                0x1000,
+                0x20,
+                old=0x04,
+                caller_unbacked=False,
+                caller_module=r"C:\x\doc.exe",
+            )
+        ],
         "subject": "s1",
     },
     "UNB-M-003": {
-        "tp": [memory("r1", r"C:\x\acrord32.exe", "allocate", 0x3000000, 0x3A000, 0x40,
-                      caller_module=r"C:\x\acrord32.exe")],  # fmt: skip
-        "fp": [memory("j1", r"C:\x\app.exe", "allocate", 0x3000000, 0x10000, 0x40,
-                      caller_module=r"C:\Windows\Microsoft.NET\Framework64\v4.0.30319\clrjit.dll")],
+        "tp": [
+            memory(
+                "r1",
+                r"C:\x\acrord32.exe",
+                "allocate",
+                0x3000000,
+                0x3A000,
+                0x40,
+                caller_module=r"C:\x\acrord32.exe",
+            )
+        ],
+        "fp": [
+            memory(
+                "j1",
+                r"C:\x\app.exe",
+                "allocate",
+                0x3000000,
+                0x10000,
+                0x40,
+                caller_module=r"C:\Windows\Microsoft.NET\Framework64\v4.0.30319\clrjit.dll",
+            )
+        ],
         "subject": "r1",
     },
     "UNB-M-004": {
         "tp": [
             memory("ld", r"C:\x\doc.exe", "allocate", 0x5000000, 0x2000, 0x04),
             memory("ld", r"C:\x\doc.exe", "protect", 0x5000000, 0x2000, 0x20, old=0x04),
-            {"kind": "thread", "activity": "thread_create", "process_uid": "ld",
-             "image": r"C:\x\doc.exe", "start_address": 0x5000100},  # fmt: skip
+            {
+                "kind": "thread",
+                "activity": "thread_create",
+                "process_uid": "ld",
+                "image": r"C:\x\doc.exe",
+                "start_address": 0x5000100,
+            },
         ],
         "fp": [
             memory("jit", r"C:\x\doc.exe", "protect", 0x6000000, 0x2000, 0x20, old=0x04),
-            {"kind": "thread", "activity": "thread_create", "process_uid": "jit",
-             "image": r"C:\x\doc.exe", "start_address": 0x7000000},  # fmt: skip
+            {
+                "kind": "thread",
+                "activity": "thread_create",
+                "process_uid": "jit",
+                "image": r"C:\x\doc.exe",
+                "start_address": 0x7000000,
+            },
         ],
         "subject": "ld",
     },
     "UNB-M-005": {
-        "tp": [{"kind": "process", "activity": "exec", "process_uid": "mf", "image": "/memfd:x",
-                **LINUX}],  # fmt: skip
-        "fp": [{"kind": "process", "activity": "exec", "process_uid": "ls", "image": "/usr/bin/ls",
-                **LINUX}],  # fmt: skip
+        "tp": [
+            {
+                "kind": "process",
+                "activity": "exec",
+                "process_uid": "mf",
+                "image": "/memfd:x",
+                **LINUX,
+            }
+        ],
+        "fp": [
+            {
+                "kind": "process",
+                "activity": "exec",
+                "process_uid": "ls",
+                "image": "/usr/bin/ls",
+                **LINUX,
+            }
+        ],
         "subject": "mf",
     },
     "UNB-M-006": {
-        "tp": [memory("raw", "/tmp/loader", "protect", 0x7F0000000000, 0x1000, 0x5, old=0x3,
-                      syscall_outside_libc=True, **LINUX)],  # fmt: skip
-        "fp": [memory("lc", "/usr/bin/python3", "protect", 0x7F0000000000, 0x1000, 0x5, old=0x3,
-                      syscall_outside_libc=False, **LINUX)],  # fmt: skip
+        "tp": [
+            memory(
+                "raw",
+                "/tmp/loader",
+                "protect",
+                0x7F0000000000,
+                0x1000,
+                0x5,
+                old=0x3,
+                syscall_outside_libc=True,
+                **LINUX,
+            )
+        ],
+        "fp": [
+            memory(
+                "lc",
+                "/usr/bin/python3",
+                "protect",
+                0x7F0000000000,
+                0x1000,
+                0x5,
+                old=0x3,
+                syscall_outside_libc=False,
+                **LINUX,
+            )
+        ],
         "subject": "raw",
     },
 }

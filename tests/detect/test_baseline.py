@@ -55,8 +55,12 @@ def test_common_behaviour_is_not_surprising():
 
 
 def test_calibration_raises_threshold_for_diverse_programs():
-    rows = [memory(f"j{i}", "/usr/bin/node", "allocate", 0x1000 * (i + 1), 4096 << (i % 7), 7,
-                   os="linux") for i in range(30)]  # fmt: skip
+    rows = [
+        memory(
+            f"j{i}", "/usr/bin/node", "allocate", 0x1000 * (i + 1), 4096 << (i % 7), 7, os="linux"
+        )
+        for i in range(30)
+    ]
     facts = _facts(rows)
     b = ProgramBaseline().learn(facts)
     thr = {(r["program"], r["feature"]): r["threshold"] for r in b.thresholds_.to_pylist()}
@@ -100,19 +104,25 @@ def _edit(d, **kw):
 @settings(max_examples=40, deadline=None)
 @given(
     st.lists(
-        st.tuples(st.sampled_from(["a.exe", "b.exe", "c.exe"]), st.integers(0, 5),
-                  st.sampled_from(["x", "y", "z"])),
-        min_size=1, max_size=40,
+        st.tuples(
+            st.sampled_from(["a.exe", "b.exe", "c.exe"]),
+            st.integers(0, 5),
+            st.sampled_from(["x", "y", "z"]),
+        ),
+        min_size=1,
+        max_size=40,
     )
-)  # fmt: skip
+)
 def test_surprise_is_finite_and_nonnegative(rows):
-    facts = pa.table({
-        "row": list(range(len(rows))),
-        "process_uid": [f"{p}:{i}" for p, i, _ in rows],
-        "program": [p for p, _, _ in rows],
-        "feature": ["mem.size"] * len(rows),
-        "value": [v for _, _, v in rows],
-    })  # fmt: skip
+    facts = pa.table(
+        {
+            "row": list(range(len(rows))),
+            "process_uid": [f"{p}:{i}" for p, i, _ in rows],
+            "program": [p for p, _, _ in rows],
+            "feature": ["mem.size"] * len(rows),
+            "value": [v for _, _, v in rows],
+        }
+    )
     b = ProgramBaseline().learn(facts, calibrate=False)
     for exclude in (False, True):
         s = b.score(facts, exclude_self=exclude)["surprise"].to_pylist()

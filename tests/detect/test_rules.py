@@ -36,8 +36,13 @@ def test_metadata(rule_id):
     assert 0 < meta["score"] <= 100
     assert meta["attack"] and all(re.fullmatch(r"T\d{4}(\.\d{3})?", t) for t in meta["attack"])
     assert meta["references"], "a rule cites where its logic comes from"
-    assert meta["kinds"] and set(meta["kinds"]) <= {"process", "module", "memory", "thread",
-                                                     "network"}  # fmt: skip
+    assert meta["kinds"] and set(meta["kinds"]) <= {
+        "process",
+        "module",
+        "memory",
+        "thread",
+        "network",
+    }
     assert set(meta["requires"]) <= set(EVENT_SCHEMA.names)
 
 

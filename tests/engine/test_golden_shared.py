@@ -15,8 +15,11 @@ def run(shared_data):
     report = RunReport()
     result = hunt([shared_data / "windows"], report=report)
     labels = load_labels(shared_data / "labels")
-    pairs = zip(result.signals["subject_uid"].to_pylist(),
-                result.signals["actor_uid"].to_pylist(), strict=True)  # fmt: skip
+    pairs = zip(
+        result.signals["subject_uid"].to_pylist(),
+        result.signals["actor_uid"].to_pylist(),
+        strict=True,
+    )
     return result, evaluate(result.alerts, labels, shared_data, signalled=pairs), report
 
 
@@ -29,8 +32,9 @@ def test_every_required_incident_caught(run):
 
 def test_no_false_alerts(run):
     _, ev, _ = run
-    false = [(f.file, a.process.name, a.process.pid, a.title) for f in ev.files
-             for a in f.false_alerts]  # fmt: skip
+    false = [
+        (f.file, a.process.name, a.process.pid, a.title) for f in ev.files for a in f.false_alerts
+    ]
     assert false == []
     assert ev.totals["unlabelled_alerts"] == 0
 

@@ -19,11 +19,19 @@ def _label(root: Path, name: str, malicious, other=(), instances=10):
         "process_instances": instances,
         "malicious_count": len(malicious),
         "malicious": [
-            {"role": "injected", "host": h, "process_guid": g, "pid": p, "image": i,
-             "attack_ids": ["T1055"], "disk_backed": False, "confidence": "confirmed",
-             "evidence": [{"utc_time": "2024-01-01 12:00:00.000"}]}
+            {
+                "role": "injected",
+                "host": h,
+                "process_guid": g,
+                "pid": p,
+                "image": i,
+                "attack_ids": ["T1055"],
+                "disk_backed": False,
+                "confidence": "confirmed",
+                "evidence": [{"utc_time": "2024-01-01 12:00:00.000"}],
+            }
             for h, g, p, i in malicious
-        ],  # fmt: skip
+        ],
         "other_malicious_not_injection": [
             {"host": h, "process_guid": g, "pid": p, "image": i} for h, g, p, i in other
         ],
@@ -38,19 +46,29 @@ def _alert(file, host, uid, pid, name, actor=None):
     from datetime import UTC, datetime
 
     return Alert(
-        uid=f"{uid}-{pid}", title="t", message="m", risk_score=90, severity_id=5,
-        first_seen=datetime(2024, 1, 1, 12, 0, 5, tzinfo=UTC), last_seen=None, hostname=host,
-        process=ProcessRef(uid=uid, pid=pid, name=name), actor=actor,
+        uid=f"{uid}-{pid}",
+        title="t",
+        message="m",
+        risk_score=90,
+        severity_id=5,
+        first_seen=datetime(2024, 1, 1, 12, 0, 5, tzinfo=UTC),
+        last_seen=None,
+        hostname=host,
+        process=ProcessRef(uid=uid, pid=pid, name=name),
+        actor=actor,
         sources=({"file": file, "records": [1]},),
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture()
 def root(tmp_path):
     (tmp_path / "data").mkdir()
-    _label(tmp_path, "a.evtx", [("H1", "{AAAA-1}", 10, r"C:\x\notepad.exe"),
-                                ("H1", None, 20, r"C:\x\evil.exe")],
-           other=[("H1", None, 30, r"C:\x\cmd.exe")])  # fmt: skip
+    _label(
+        tmp_path,
+        "a.evtx",
+        [("H1", "{AAAA-1}", 10, r"C:\x\notepad.exe"), ("H1", None, 20, r"C:\x\evil.exe")],
+        other=[("H1", None, 30, r"C:\x\cmd.exe")],
+    )
     _label(tmp_path, "b.evtx", [("H2", None, 10, r"C:\x\notepad.exe")])
     return tmp_path
 
@@ -87,7 +105,9 @@ def test_metrics(root):
 
 def test_bad_label_file_says_what_is_wrong(tmp_path):
     p = tmp_path / "x.json"
-    p.write_text(json.dumps({"file": "x", "malicious": [{"role": "injected"}], "malicious_count": 2}))
+    p.write_text(
+        json.dumps({"file": "x", "malicious": [{"role": "injected"}], "malicious_count": 2})
+    )
     with pytest.raises(InputError) as err:
         load_label(p)
     msg = str(err.value)

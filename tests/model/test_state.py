@@ -13,9 +13,16 @@ from unbacked.model.winconst import is_executable, protection_name, short_protec
 
 def test_schema_is_versioned_and_conform_fills_and_casts():
     assert EVENT_SCHEMA.metadata[b"unbacked.schema.version"] == b"1"
-    t = conform({"time": pa.array([0], pa.timestamp("ns", tz="UTC")), "kind": ["memory"],
-                 "activity": ["allocate"], "src_format": ["x"], "protection": [0x40],
-                 "not_a_column": [1]})  # fmt: skip
+    t = conform(
+        {
+            "time": pa.array([0], pa.timestamp("ns", tz="UTC")),
+            "kind": ["memory"],
+            "activity": ["allocate"],
+            "src_format": ["x"],
+            "protection": [0x40],
+            "not_a_column": [1],
+        }
+    )
     assert t.schema == EVENT_SCHEMA and t.num_rows == 1
     assert t["protection"].type == pa.uint32() and t["pid"].null_count == 1
     assert empty_events().num_rows == 0
@@ -34,12 +41,17 @@ def test_program_names():
 def test_tracker_processes_parent_chain_and_regions():
     rows = [
         launch("gp", r"C:\Windows\explorer.exe", pid=1),
-        launch("p", r"C:\x\doc.exe", parent="gp", parent_image=r"C:\Windows\explorer.exe", pid=2,
-               cmd="doc.exe report.pdf"),  # fmt: skip
+        launch(
+            "p",
+            r"C:\x\doc.exe",
+            parent="gp",
+            parent_image=r"C:\Windows\explorer.exe",
+            pid=2,
+            cmd="doc.exe report.pdf",
+        ),
         module_load("p", r"C:\x\doc.exe", r"C:\Windows\System32\clr.dll"),
         memory("p", r"C:\x\doc.exe", "allocate", 0x10000, 0x3000, 0x04),
-        memory("p", r"C:\x\doc.exe", "protect", 0x10000, 0x3000, 0x20, old=0x04,
-               header_kind="pe"),  # fmt: skip
+        memory("p", r"C:\x\doc.exe", "protect", 0x10000, 0x3000, 0x20, old=0x04, header_kind="pe"),
         remote_thread("inj", r"C:\x\inj.exe", "p", r"C:\x\doc.exe", 0x10100),
     ]
     tracker = StateTracker()
@@ -66,8 +78,10 @@ def test_tracker_bounded_keeps_identities():
 
 
 def test_parent_cycle_is_bounded():
-    rows = [launch("a", r"C:\a.exe", parent="b", parent_image=r"C:\b.exe"),
-            launch("b", r"C:\b.exe", parent="a", parent_image=r"C:\a.exe")]  # fmt: skip
+    rows = [
+        launch("a", r"C:\a.exe", parent="b", parent_image=r"C:\b.exe"),
+        launch("b", r"C:\b.exe", parent="a", parent_image=r"C:\a.exe"),
+    ]
     chain = StateTracker.from_events(events(rows)).parent_chain("a")
     assert [p.uid for p in chain] == ["b"]
 

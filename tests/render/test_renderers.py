@@ -8,8 +8,8 @@ import json
 import pytest
 
 from tests.support.events import events, remote_thread
-from unbacked.detect import DetectionContext, ProgramBaseline, run_rules
 from unbacked.correlate.incidents import correlate
+from unbacked.detect import DetectionContext, ProgramBaseline, run_rules
 from unbacked.errors import FormatError
 from unbacked.render import RENDERERS, read_alerts, render
 
@@ -30,8 +30,17 @@ def test_ocsf_contract(alerts, tmp_path):
     lines = buf.getvalue().splitlines()
     assert len(lines) == 1
     d = json.loads(lines[0])
-    for key in ("time", "severity_id", "risk_score", "message", "finding_info", "process",
-                "device", "attacks", "unmapped"):  # fmt: skip
+    for key in (
+        "time",
+        "severity_id",
+        "risk_score",
+        "message",
+        "finding_info",
+        "process",
+        "device",
+        "attacks",
+        "unmapped",
+    ):
         assert key in d
     assert d["class_uid"] == 2004
     fi = d["finding_info"]

@@ -35,54 +35,142 @@ def events(rows: list[dict[str, Any]]) -> pa.Table:
     return conform(pa.table(arrays))
 
 
-def launch(uid: str, image: str, *, parent: str | None = None, parent_image: str | None = None,
-           cmd: str | None = None, pid: int = 100, **kw: Any) -> dict[str, Any]:  # fmt: skip
-    return {"kind": "process", "activity": "launch", "process_uid": uid, "pid": pid,
-            "image": image, "cmd_line": cmd or image, "parent_uid": parent,
-            "parent_image": parent_image, **kw}  # fmt: skip
+def launch(
+    uid: str,
+    image: str,
+    *,
+    parent: str | None = None,
+    parent_image: str | None = None,
+    cmd: str | None = None,
+    pid: int = 100,
+    **kw: Any,
+) -> dict[str, Any]:
+    return {
+        "kind": "process",
+        "activity": "launch",
+        "process_uid": uid,
+        "pid": pid,
+        "image": image,
+        "cmd_line": cmd or image,
+        "parent_uid": parent,
+        "parent_image": parent_image,
+        **kw,
+    }
 
 
-def open_process(uid: str, image: str, target_uid: str, target_image: str, trace: str,
-                 access: int = 0x1FFFFF, **kw: Any) -> dict[str, Any]:  # fmt: skip
-    return {"kind": "process", "activity": "open", "process_uid": uid, "image": image,
-            "target_uid": target_uid, "target_image": target_image, "call_trace": trace,
-            "granted_access": access, **kw}  # fmt: skip
+def open_process(
+    uid: str,
+    image: str,
+    target_uid: str,
+    target_image: str,
+    trace: str,
+    access: int = 0x1FFFFF,
+    **kw: Any,
+) -> dict[str, Any]:
+    return {
+        "kind": "process",
+        "activity": "open",
+        "process_uid": uid,
+        "image": image,
+        "target_uid": target_uid,
+        "target_image": target_image,
+        "call_trace": trace,
+        "granted_access": access,
+        **kw,
+    }
 
 
-def remote_thread(uid: str, image: str, target_uid: str, target_image: str, start: int,
-                  module: str | None = None, function: str | None = None,
-                  **kw: Any) -> dict[str, Any]:  # fmt: skip
-    return {"kind": "thread", "activity": "remote_thread", "process_uid": uid, "image": image,
-            "target_uid": target_uid, "target_image": target_image, "start_address": start,
-            "start_module": module, "start_function": function, **kw}  # fmt: skip
+def remote_thread(
+    uid: str,
+    image: str,
+    target_uid: str,
+    target_image: str,
+    start: int,
+    module: str | None = None,
+    function: str | None = None,
+    **kw: Any,
+) -> dict[str, Any]:
+    return {
+        "kind": "thread",
+        "activity": "remote_thread",
+        "process_uid": uid,
+        "image": image,
+        "target_uid": target_uid,
+        "target_image": target_image,
+        "start_address": start,
+        "start_module": module,
+        "start_function": function,
+        **kw,
+    }
 
 
 def module_load(uid: str, image: str, path: str, **kw: Any) -> dict[str, Any]:
-    return {"kind": "module", "activity": "load", "process_uid": uid, "image": image,
-            "module_path": path, **kw}  # fmt: skip
+    return {
+        "kind": "module",
+        "activity": "load",
+        "process_uid": uid,
+        "image": image,
+        "module_path": path,
+        **kw,
+    }
 
 
-def connect(uid: str, image: str, ip: str = "203.0.113.7", port: int = 443,
-            **kw: Any) -> dict[str, Any]:  # fmt: skip
-    return {"kind": "network", "activity": "connect", "process_uid": uid, "image": image,
-            "direction": "outbound", "protocol": "tcp", "remote_ip": ip, "remote_port": port,
-            **kw}  # fmt: skip
+def connect(
+    uid: str, image: str, ip: str = "203.0.113.7", port: int = 443, **kw: Any
+) -> dict[str, Any]:
+    return {
+        "kind": "network",
+        "activity": "connect",
+        "process_uid": uid,
+        "image": image,
+        "direction": "outbound",
+        "protocol": "tcp",
+        "remote_ip": ip,
+        "remote_port": port,
+        **kw,
+    }
 
 
-def memory(uid: str, image: str, activity: str, base: int, size: int, prot: int,
-           old: int | None = None, **kw: Any) -> dict[str, Any]:  # fmt: skip
-    return {"kind": "memory", "activity": activity, "process_uid": uid, "image": image,
-            "base_address": base, "alloc_base": base, "region_size": size, "protection": prot,
-            "old_protection": old, "region_type": "private", **kw}  # fmt: skip
+def memory(
+    uid: str,
+    image: str,
+    activity: str,
+    base: int,
+    size: int,
+    prot: int,
+    old: int | None = None,
+    **kw: Any,
+) -> dict[str, Any]:
+    return {
+        "kind": "memory",
+        "activity": activity,
+        "process_uid": uid,
+        "image": image,
+        "base_address": base,
+        "alloc_base": base,
+        "region_size": size,
+        "protection": prot,
+        "old_protection": old,
+        "region_type": "private",
+        **kw,
+    }
 
 
 SYS = r"C:\Windows\System32"
 NTDLL = SYS + r"\ntdll.dll+9d4c4"
 KBASE = SYS + r"\KERNELBASE.dll+2c13e"
 K32 = SYS + r"\KERNEL32.DLL+17bd4"
-CLEAN_TRACE = "|".join([NTDLL, KBASE, r"C:\Program Files\App\app.exe+1234", K32, SYS + r"\ntdll.dll+6ce51"])
+CLEAN_TRACE = "|".join(
+    [NTDLL, KBASE, r"C:\Program Files\App\app.exe+1234", K32, SYS + r"\ntdll.dll+6ce51"]
+)
 API_TRACE = "|".join([NTDLL, KBASE, "UNKNOWN(000002BAA10DAD1E)"])
 ONLY_TRACE = "UNKNOWN(000001F3C35A0014)"
 KERNEL_TRACE = "|".join([NTDLL, "UNKNOWN(FFFFF80012345678)"])
-MANAGED_TRACE = "|".join([NTDLL, KBASE, r"C:\Windows\Microsoft.NET\Framework64\v4.0.30319\clr.dll+1d59",
-                          "UNKNOWN(00007FFF31F61C82)"])  # fmt: skip
+MANAGED_TRACE = "|".join(
+    [
+        NTDLL,
+        KBASE,
+        r"C:\Windows\Microsoft.NET\Framework64\v4.0.30319\clr.dll+1d59",
+        "UNKNOWN(00007FFF31F61C82)",
+    ]
+)

@@ -11,10 +11,16 @@ from unbacked.cli.hunt import detection_options, run
 
 @click.command("detect")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--baseline", required=True, metavar="DIR",
-              type=click.Path(exists=True, file_okay=False), help="Baseline from `unbacked train`.")
+@click.option(
+    "--baseline",
+    required=True,
+    metavar="DIR",
+    type=click.Path(exists=True, file_okay=False),
+    help="Baseline from `unbacked train`.",
+)
 @detection_options
-def command(paths, baseline, output, fmt, threshold, fail_on, strict, report_path, quiet,
-            verbose) -> None:  # fmt: skip
+def command(
+    paths, baseline, output, fmt, threshold, fail_on, strict, report_path, quiet, verbose
+) -> None:
     """Detect with a trained baseline (calibrated per program)."""
     sys.exit(run(paths, baseline, output, fmt, threshold, fail_on, strict, report_path, quiet))

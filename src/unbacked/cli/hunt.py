@@ -22,31 +22,54 @@ from unbacked.runreport import RunReport
 
 
 def detection_options(f):
-    f = click.option("--report", "report_path", metavar="FILE",
-                     help="Write the run report (files, records, skips, timings) as JSON.")(f)  # fmt: skip
-    f = click.option("--strict", is_flag=True, help="Fail on the first unreadable record or file.")(f)
+    f = click.option(
+        "--report",
+        "report_path",
+        metavar="FILE",
+        help="Write the run report (files, records, skips, timings) as JSON.",
+    )(f)
+    f = click.option("--strict", is_flag=True, help="Fail on the first unreadable record or file.")(
+        f
+    )
     f = severity_option()(f)
     f = click.option(
-        "--threshold", type=click.FloatRange(0, 100), default=DEFAULT_ALERT_THRESHOLD,
-        show_default=True, help="Risk (0-100) at which an incident becomes an alert.",
-    )(f)  # fmt: skip
-    f = click.option("--format", "fmt", type=click.Choice(sorted(RENDERERS)), default="ocsf",
-                     show_default=True, help="Output format of the alerts.")(f)  # fmt: skip
-    f = click.option("-o", "--output", metavar="FILE", help="Write alerts here (default stdout).")(f)
+        "--threshold",
+        type=click.FloatRange(0, 100),
+        default=DEFAULT_ALERT_THRESHOLD,
+        show_default=True,
+        help="Risk (0-100) at which an incident becomes an alert.",
+    )(f)
+    f = click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(sorted(RENDERERS)),
+        default="ocsf",
+        show_default=True,
+        help="Output format of the alerts.",
+    )(f)
+    f = click.option("-o", "--output", metavar="FILE", help="Write alerts here (default stdout).")(
+        f
+    )
     f = click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")(f)
-    f = click.option("-v", "--verbose", count=True, help="More detail on errors (-vv: traceback).")(f)
+    f = click.option("-v", "--verbose", count=True, help="More detail on errors (-vv: traceback).")(
+        f
+    )
     return f
 
 
-def run(paths, baseline, output, fmt, threshold, fail_on, strict, report_path, quiet,
-        html=None) -> int:  # fmt: skip
+def run(
+    paths, baseline, output, fmt, threshold, fail_on, strict, report_path, quiet, html=None
+) -> int:
     fail_level = parse_fail_on(fail_on)
     report = RunReport(strict=strict)
     with Progress(enabled=not quiet) as progress:
         result = run_hunt(
-            list(paths), baseline=baseline, report=report,
-            config=CorrelationConfig(alert_threshold=threshold), progress=progress,
-        )  # fmt: skip
+            list(paths),
+            baseline=baseline,
+            report=report,
+            config=CorrelationConfig(alert_threshold=threshold),
+            progress=progress,
+        )
     with output_stream(output) as out:
         render(result.alerts, fmt, out)
     if html:
@@ -63,17 +86,23 @@ def run(paths, baseline, output, fmt, threshold, fail_on, strict, report_path, q
 
 @click.command("hunt")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--baseline", metavar="DIR", type=click.Path(exists=True, file_okay=False),
-              help="Score against a trained baseline (default: self-baseline from the data).")
+@click.option(
+    "--baseline",
+    metavar="DIR",
+    type=click.Path(exists=True, file_okay=False),
+    help="Score against a trained baseline (default: self-baseline from the data).",
+)
 @click.option("--html", metavar="FILE", help="Also write the offline HTML report.")
 @detection_options
-def command(paths, baseline, html, output, fmt, threshold, fail_on, strict, report_path, quiet,
-            verbose) -> None:  # fmt: skip
+def command(
+    paths, baseline, html, output, fmt, threshold, fail_on, strict, report_path, quiet, verbose
+) -> None:
     """Hunt for reflective code loading in telemetry files or directories.
 
     Inputs are recognised by content: Sysmon EVTX, Sysmon/ETW-TI/Elastic/OCSF JSON lines
     (also inside .zip), unbacked sensor recordings. Without --baseline each program is compared
     with its peer instances in the same data.
     """
-    sys.exit(run(paths, baseline, output, fmt, threshold, fail_on, strict, report_path, quiet,
-                 html))  # fmt: skip
+    sys.exit(
+        run(paths, baseline, output, fmt, threshold, fail_on, strict, report_path, quiet, html)
+    )

@@ -86,9 +86,11 @@ def _candidates(signals: pa.Table, threshold: float) -> list[str]:
     agg = signals.group_by(["subject_uid", "detector"]).aggregate([("score", "max")])
     comps: dict[str, list[tuple[str, float]]] = defaultdict(list)
     for subj, det, score in zip(
-        agg["subject_uid"].to_pylist(), agg["detector"].to_pylist(),
-        agg["score_max"].to_pylist(), strict=True,
-    ):  # fmt: skip
+        agg["subject_uid"].to_pylist(),
+        agg["detector"].to_pylist(),
+        agg["score_max"].to_pylist(),
+        strict=True,
+    ):
         comps[subj].append((det, score))
     out = []
     for subj, items in comps.items():
@@ -159,15 +161,18 @@ def _incident(
 
     rows = related.to_pylist() if related is not None else []
     network = [
-        r for r in rows
-        if r["kind"] == "network" and r["process_uid"] == subject
-        and r["activity"] == "connect"
-    ]  # fmt: skip
+        r
+        for r in rows
+        if r["kind"] == "network" and r["process_uid"] == subject and r["activity"] == "connect"
+    ]
     children = [
-        r for r in rows
-        if r["kind"] == "process" and r["activity"] == "launch" and r["parent_uid"] == subject
+        r
+        for r in rows
+        if r["kind"] == "process"
+        and r["activity"] == "launch"
+        and r["parent_uid"] == subject
         and r["process_uid"] != subject
-    ]  # fmt: skip
+    ]
     followups: list[tuple[str, str, float, str | None, dict[str, Any]]] = []
     if foreign_code:
         if network:
@@ -198,16 +203,26 @@ def _incident(
     regions = _regions(related, subject)
     net = tuple(
         NetworkContact(
-            remote=f"{r['remote_ip']}:{r['remote_port']}", time=r["time"],
+            remote=f"{r['remote_ip']}:{r['remote_port']}",
+            time=r["time"],
             remote_host=r["remote_host"] or None,
         )
         for r in network[:50]
-    )  # fmt: skip
+    )
     child_refs = tuple(
-        _ref(ProcessInfo(uid=r["process_uid"], host=r["host"], pid=r["pid"], image=r["image"],
-                         cmd_line=r["cmd_line"], start=r["time"]), None)
+        _ref(
+            ProcessInfo(
+                uid=r["process_uid"],
+                host=r["host"],
+                pid=r["pid"],
+                image=r["image"],
+                cmd_line=r["cmd_line"],
+                start=r["time"],
+            ),
+            None,
+        )
         for r in children[:50]
-    )  # fmt: skip
+    )
     host = (proc.host if proc else None) or top["host"]
     name = (proc.name if proc else None) or "?"
     pid = proc.pid if proc else None
@@ -223,7 +238,7 @@ def _incident(
         uid=str(uuid.uuid5(_NAMESPACE, f"{host}|{subject}")),
         title=top["title"],
         message=message,
-        risk_score=int(round(risk)),
+        risk_score=round(risk),
         severity_id=severity_from_risk(risk),
         first_seen=first_evidence,
         last_seen=max(times) if times else None,
@@ -249,13 +264,25 @@ def _ref(info: ProcessInfo | None, state: StateTracker | None) -> ProcessRef:
     if state is not None:
         for p in reversed(state.parent_chain(info.uid, limit=8)):
             parent = ProcessRef(
-                uid=p.uid, pid=p.pid, name=p.name, path=p.image, cmd_line=p.cmd_line,
-                user=p.user, created=p.start, parent=parent,
-            )  # fmt: skip
+                uid=p.uid,
+                pid=p.pid,
+                name=p.name,
+                path=p.image,
+                cmd_line=p.cmd_line,
+                user=p.user,
+                created=p.start,
+                parent=parent,
+            )
     return ProcessRef(
-        uid=info.uid, pid=info.pid, name=info.name, path=info.image, cmd_line=info.cmd_line,
-        user=info.user, created=info.start, parent=parent,
-    )  # fmt: skip
+        uid=info.uid,
+        pid=info.pid,
+        name=info.name,
+        path=info.image,
+        cmd_line=info.cmd_line,
+        user=info.user,
+        created=info.start,
+        parent=parent,
+    )
 
 
 def _types(techniques: list[str]) -> tuple[str, ...]:
@@ -288,15 +315,19 @@ def _explanation(
     out = sorted(seen.values(), key=lambda e: -e.score)[:MAX_EXPLANATION]
     for det, title, score, _tech, row in followups:
         what = (
-            f"{row['remote_ip']}:{row['remote_port']}" if row["kind"] == "network"
+            f"{row['remote_ip']}:{row['remote_port']}"
+            if row["kind"] == "network"
             else (row["image"] or "?")
-        )  # fmt: skip
+        )
         out.append(
             Explanation(
                 feature="followup." + ("connect" if row["kind"] == "network" else "child"),
-                value=what, detector=det, score=score, message=f"{title}: {what}",
+                value=what,
+                detector=det,
+                score=score,
+                message=f"{title}: {what}",
             )
-        )  # fmt: skip
+        )
     return tuple(out)
 
 
@@ -307,7 +338,10 @@ def _summary(r: dict[str, Any], subject: str) -> tuple[str, str]:
     if kind == "process":
         if act == "launch":
             if r["process_uid"] == subject:
-                return "launch", f"started: {r['cmd_line'] or img} (parent {_base(r['parent_image'])})"
+                return (
+                    "launch",
+                    f"started: {r['cmd_line'] or img} (parent {_base(r['parent_image'])})",
+                )
             return "child", f"started child {img} ({r['pid']}): {r['cmd_line'] or ''}".rstrip(": ")
         if act == "open":
             who = f"{img} opened {tgt}" if r["process_uid"] == subject else f"opened by {img}"
@@ -331,10 +365,13 @@ def _summary(r: dict[str, Any], subject: str) -> tuple[str, str]:
         prot = short_protection(r["protection"], r["os"])
         old = (
             f"{short_protection(r['old_protection'], r['os'])} -> "
-            if r["old_protection"] is not None else ""
-        )  # fmt: skip
+            if r["old_protection"] is not None
+            else ""
+        )
         caller = "unbacked code" if r["caller_unbacked"] else (_base(r["caller_module"]) or "?")
-        hdr = f", {r['header_kind'].upper()} header" if r["header_kind"] not in (None, "none") else ""
+        hdr = (
+            f", {r['header_kind'].upper()} header" if r["header_kind"] not in (None, "none") else ""
+        )
         backing = f", backed by {r['backing_path']}" if r["backing_path"] else ""
         return act, f"{act} {base} size {size} {old}{prot} from {caller}{hdr}{backing}"
     if kind == "network":
@@ -353,8 +390,19 @@ def _base(path: str | None) -> str | None:
     return path.replace("\\", "/").rsplit("/", 1)[-1]
 
 
-_ALWAYS = {"launch", "child", "thread", "connect", "allocate", "protect", "write", "map_view",
-           "memfd", "exec", "tamper"}  # fmt: skip
+_ALWAYS = {
+    "launch",
+    "child",
+    "thread",
+    "connect",
+    "allocate",
+    "protect",
+    "write",
+    "map_view",
+    "memfd",
+    "exec",
+    "tamper",
+}
 
 
 def _timeline(
@@ -368,17 +416,23 @@ def _timeline(
         if detector is None:
             if kind not in _ALWAYS and not (kind == "load" and _is_engine(r["module_path"])):
                 continue
-            if r["kind"] == "process" and r["activity"] == "launch" and r["parent_uid"] != subject \
-                    and r["process_uid"] != subject:
+            if (
+                r["kind"] == "process"
+                and r["activity"] == "launch"
+                and r["parent_uid"] != subject
+                and r["process_uid"] != subject
+            ):
                 continue
             others += 1
             if others > limit // 2:
                 continue
         entry = TimelineEntry(
-            time=r["time"], kind=kind, summary=summary,
+            time=r["time"],
+            kind=kind,
+            summary=summary,
             provenance=Provenance(file=r["src_file"], record=r["src_record"], line=r["src_line"]),
             signal=detector,
-        )  # fmt: skip
+        )
         entries.append(((r["time"], r["src_file"] or "", r["src_line"] or 0), entry))
     entries.sort(key=lambda x: x[0])
     return tuple(e for _, e in entries[:limit])
@@ -401,10 +455,14 @@ def _regions(related: pa.Table | None, subject: str) -> tuple[RegionInfo, ...]:
             continue
         out.append(
             RegionInfo(
-                base=h.base, size=h.size, protections=tuple(p for _, p in h.protections),
-                backing=h.backing_path, header_kind=h.header_kind, threads=len(h.threads),
+                base=h.base,
+                size=h.size,
+                protections=tuple(p for _, p in h.protections),
+                backing=h.backing_path,
+                header_kind=h.header_kind,
+                threads=len(h.threads),
             )
-        )  # fmt: skip
+        )
     return tuple(out[:50])
 
 

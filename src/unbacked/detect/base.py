@@ -107,9 +107,7 @@ class DetectionContext:
         if "scored" not in self.cache:
             if self.baseline is None:
                 raise ValueError("no baseline in this detection context")
-            self.cache["scored"] = self.baseline.score(
-                self.facts, exclude_self=self.self_baselined
-            )
+            self.cache["scored"] = self.baseline.score(self.facts, exclude_self=self.self_baselined)
         return self.cache["scored"]
 
     def peer_counts(self, facts: pa.Table) -> tuple[np.ndarray, np.ndarray]:
@@ -125,10 +123,13 @@ class DetectionContext:
         )
         known = self.scored.select(["row", "feature", "value", "k", "n"])
         missing = pc.invert(
-            pc.is_in(pc.binary_join_element_wise(pc.cast(key["row"], pa.string()), key["feature"], "|"),
-                     pc.binary_join_element_wise(pc.cast(known["row"], pa.string()),
-                                                 known["feature"], "|"))
-        )  # fmt: skip
+            pc.is_in(
+                pc.binary_join_element_wise(pc.cast(key["row"], pa.string()), key["feature"], "|"),
+                pc.binary_join_element_wise(
+                    pc.cast(known["row"], pa.string()), known["feature"], "|"
+                ),
+            )
+        )
         if pc.any(missing).as_py():
             # facts a rule made up itself: score them directly (facts without a program, which
             # no baseline can speak for, get k = n = 0 through the outer join below)
@@ -215,8 +216,12 @@ class Rule(ABC):
             "techniques": pa.array([techs] * n, pa.list_(pa.string())),
             "feature": pa.array([feature] * n, pa.string()),
             "value": value if value is not None else pa.nulls(n, pa.string()),
-            "baseline_count": baseline_count if baseline_count is not None else pa.nulls(n, pa.int64()),
-            "baseline_total": baseline_total if baseline_total is not None else pa.nulls(n, pa.int64()),
+            "baseline_count": baseline_count
+            if baseline_count is not None
+            else pa.nulls(n, pa.int64()),
+            "baseline_total": baseline_total
+            if baseline_total is not None
+            else pa.nulls(n, pa.int64()),
             "baseline_scope": pa.array([baseline_scope] * n, pa.string()),
             "message": message if message is not None else pa.array([self.title] * n, pa.string()),
             "row": events["row"],

@@ -256,6 +256,7 @@ FEATURE_WEIGHT: dict[str, float] = {
     "process.child": 0.3,
 }
 
+
 def extract_facts(events: pa.Table) -> pa.Table:
     """Facts of every event of ``events`` (a ``DetectionContext.events`` table: with ``row``,
     ``program`` and ``target_program`` columns)."""

@@ -96,9 +96,13 @@ def detect_events(
     timings["correlate"] = time.perf_counter() - t2
     report.alerts = len(alerts)
     return HuntResult(
-        alerts=Alerts(alerts), signals=signals, events=events, report=report, baseline=baseline,
+        alerts=Alerts(alerts),
+        signals=signals,
+        events=events,
+        report=report,
+        baseline=baseline,
         timings=timings,
-    )  # fmt: skip
+    )
 
 
 def hunt(
@@ -109,7 +113,7 @@ def hunt(
     config: CorrelationConfig | None = None,
     progress: ProgressFn | None = None,
 ) -> HuntResult:
-    """Read ``paths``, detect, correlate. ``baseline`` may be a learned baseline or its directory."""
+    """Read ``paths``, detect, correlate. ``baseline``: a learned baseline or its directory."""
     report = report or RunReport()
     if isinstance(baseline, str | Path):
         baseline = ProgramBaseline.load(baseline)

@@ -47,7 +47,9 @@ class Instance:
         """The issue's bar: confirmed and not disk-backed (payload children excluded)."""
         return self.confidence == "confirmed" and self.disk_backed is False
 
-    def matches(self, uid: str | None, host: str | None, pid: int | None, image: str | None) -> bool:
+    def matches(
+        self, uid: str | None, host: str | None, pid: int | None, image: str | None
+    ) -> bool:
         if self.guid is not None and norm_guid(uid) == self.guid:
             return True
         if self.pid is None or pid is None or self.pid != pid:
@@ -131,21 +133,23 @@ def load_label(path: str | Path) -> LabelFile:
         if not isinstance(data.get(key), typ):
             problems.append(f"'{key}' missing or not a {typ.__name__}")
     lists = {}
-    for key, full in (("malicious", True), ("possible", False),
-                      ("other_malicious_not_injection", False)):  # fmt: skip
+    for key, full in (
+        ("malicious", True),
+        ("possible", False),
+        ("other_malicious_not_injection", False),
+    ):
         raw = data.get(key) or []
         if not isinstance(raw, list):
             problems.append(f"'{key}' is not a list")
             raw = []
         lists[key] = [
-            inst for i, d in enumerate(raw)
+            inst
+            for i, d in enumerate(raw)
             if (inst := _instance(d, f"{key}[{i}]", problems, full)) is not None
-        ]  # fmt: skip
-    if isinstance(data.get("malicious_count"), int) and isinstance(data.get("malicious"), list):
-        if data["malicious_count"] != len(data["malicious"]):
-            problems.append(
-                f"malicious_count {data['malicious_count']} != {len(data['malicious'])} listed"
-            )
+        ]
+    count, listed = data.get("malicious_count"), data.get("malicious")
+    if isinstance(count, int) and isinstance(listed, list) and count != len(listed):
+        problems.append(f"malicious_count {count} != {len(listed)} listed")
     if problems:
         raise InputError(
             "invalid label file: " + "; ".join(problems),

@@ -48,15 +48,26 @@ class FileResult:
             "required": self.required,
             "required_caught": self.required_caught,
             "missed": [
-                {"image": i.image, "pid": i.pid, "role": i.role, "confidence": i.confidence,
-                 "disk_backed": i.disk_backed, "why": why}
+                {
+                    "image": i.image,
+                    "pid": i.pid,
+                    "role": i.role,
+                    "confidence": i.confidence,
+                    "disk_backed": i.disk_backed,
+                    "why": why,
+                }
                 for i, why in self.missed
-            ],  # fmt: skip
+            ],
             "false_alerts": [
-                {"process": a.process.name, "pid": a.process.pid, "uid": a.process.uid,
-                 "risk": a.risk_score, "title": a.title}
+                {
+                    "process": a.process.name,
+                    "pid": a.process.pid,
+                    "uid": a.process.uid,
+                    "risk": a.risk_score,
+                    "title": a.title,
+                }
                 for a in self.false_alerts
-            ],  # fmt: skip
+            ],
             "neutral_alerts": self.neutral_alerts,
             "benign_instances": self.benign_instances,
             "time_to_alert_s": self.time_to_alert,
@@ -97,10 +108,14 @@ class EvalResult:
             "by_technique": self.by_technique,
             "files": [f.to_dict() for f in self.files],
             "unlabelled_alerts": [
-                {"process": a.process.name, "pid": a.process.pid, "uid": a.process.uid,
-                 "sources": [s.get("file") for s in a.sources]}
+                {
+                    "process": a.process.name,
+                    "pid": a.process.pid,
+                    "uid": a.process.uid,
+                    "sources": [s.get("file") for s in a.sources],
+                }
                 for a in self.unlabelled_alerts
-            ],  # fmt: skip
+            ],
         }
 
 
@@ -172,9 +187,10 @@ def evaluate(
                     res.time_to_alert.append(round((min(firsts) - t0).total_seconds(), 3))
             else:
                 why = (
-                    "scored below threshold" if inst.guid in signalled_uids and inst.guid
+                    "scored below threshold"
+                    if inst.guid in signalled_uids and inst.guid
                     else "no telemetry signal"
-                )  # fmt: skip
+                )
                 res.missed.append((inst, why))
         known = list(lab.known())
         for alert in file_alerts:
@@ -213,7 +229,11 @@ def markdown(result: EvalResult) -> str:
         f"| **total** | {t['malicious']} | {t['caught']} | {t['required_caught']}/{t['required']} "
         f"| {t['false_alerts']} | {t['benign_instances']} | |"
     )
-    lines += ["", "| ATT&CK technique | labelled instances | caught | recall |", "|---|---:|---:|---:|"]
+    lines += [
+        "",
+        "| ATT&CK technique | labelled instances | caught | recall |",
+        "|---|---:|---:|---:|",
+    ]
     for tech, c in sorted(result.by_technique.items()):
         rec = f"{c['caught'] / c['malicious']:.0%}" if c["malicious"] else "-"
         lines.append(f"| {tech} | {c['malicious']} | {c['caught']} | {rec} |")

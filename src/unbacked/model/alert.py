@@ -76,7 +76,7 @@ def to_ms(ts: datetime | None) -> int | None:
         return None
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
-    return int(round(ts.timestamp() * 1000))
+    return round(ts.timestamp() * 1000)
 
 
 def from_ms(ms: int | None) -> datetime | None:
@@ -142,8 +142,11 @@ class Provenance:
     line: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in (("file", self.file), ("record_id", self.record),
-                                  ("line", self.line)) if v is not None}  # fmt: skip
+        return {
+            k: v
+            for k, v in (("file", self.file), ("record_id", self.record), ("line", self.line))
+            if v is not None
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> Provenance:
@@ -276,7 +279,9 @@ class NetworkContact:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> NetworkContact:
-        return cls(remote=d["remote"], time=from_ms(d.get("time")), remote_host=d.get("remote_host"))
+        return cls(
+            remote=d["remote"], time=from_ms(d.get("time")), remote_host=d.get("remote_host")
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,8 +378,16 @@ class Alert:
         """Read an alert back from its OCSF form (``report``, ``eval``)."""
         fi = d.get("finding_info") or {}
         u = (d.get("unmapped") or {}).get("unbacked") or {}
-        known = {"explanation", "timeline", "regions", "network", "children", "verification",
-                 "sources", "detectors"}  # fmt: skip
+        known = {
+            "explanation",
+            "timeline",
+            "regions",
+            "network",
+            "children",
+            "verification",
+            "sources",
+            "detectors",
+        }
         process = ProcessRef.from_ocsf(d.get("process")) or ProcessRef(uid=None)
         return cls(
             uid=fi.get("uid", ""),
@@ -458,13 +471,19 @@ class Alerts(list[Alert]):
         a = self.by_uid(alert_id)
         return pd.DataFrame(
             [
-                {"time": t.time, "kind": t.kind, "summary": t.summary, "signal": t.signal,
-                 "file": t.provenance.file, "record": t.provenance.record,
-                 "line": t.provenance.line}
+                {
+                    "time": t.time,
+                    "kind": t.kind,
+                    "summary": t.summary,
+                    "signal": t.signal,
+                    "file": t.provenance.file,
+                    "record": t.provenance.record,
+                    "line": t.provenance.line,
+                }
                 for t in a.timeline
             ],
             columns=["time", "kind", "summary", "signal", "file", "record", "line"],
-        )  # fmt: skip
+        )
 
     def explanation(self, alert_id: str | int):
         import pandas as pd

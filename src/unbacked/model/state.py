@@ -247,9 +247,24 @@ def region_histories(events: pa.Table, uid: str) -> list[RegionHistory]:
         pc.equal(owner, uid),
         pc.or_(pc.equal(kind, Kind.MEMORY), pc.equal(kind, Kind.THREAD)),
     )
-    cols = ["time", "kind", "activity", "os", "process_uid", "tid", "target_tid",
-            "start_address", "start_module", "alloc_base", "base_address", "region_size",
-            "backing_path", "region_type", "header_kind", "protection"]  # fmt: skip
+    cols = [
+        "time",
+        "kind",
+        "activity",
+        "os",
+        "process_uid",
+        "tid",
+        "target_tid",
+        "start_address",
+        "start_module",
+        "alloc_base",
+        "base_address",
+        "region_size",
+        "backing_path",
+        "region_type",
+        "header_kind",
+        "protection",
+    ]
     rows = ev.filter(mask).select(cols).sort_by("time").to_pylist()
     regions: dict[int, RegionHistory] = {}
     for r in rows:
@@ -305,10 +320,23 @@ def process_table(events: pa.Table) -> pa.Table:
     con = duckdb.connect()
     try:
         cols = [
-            "process_uid", "host", "pid", "image", "cmd_line", "user", "parent_uid",
-            "parent_pid", "parent_image", "parent_cmd_line", "process_start", "activity",
-            "time", "target_uid", "target_pid", "target_image",
-        ]  # fmt: skip
+            "process_uid",
+            "host",
+            "pid",
+            "image",
+            "cmd_line",
+            "user",
+            "parent_uid",
+            "parent_pid",
+            "parent_image",
+            "parent_cmd_line",
+            "process_start",
+            "activity",
+            "time",
+            "target_uid",
+            "target_pid",
+            "target_image",
+        ]
         ev = events.select(cols)
         ev = ev.set_column(
             ev.schema.get_field_index("host"), "host", ev["host"].cast(pa.string())

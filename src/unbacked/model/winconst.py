@@ -107,7 +107,9 @@ def protection_name(mask: int | None, os: str | None = "windows") -> str:
     if mask is None:
         return "unknown"
     if os == "linux":
-        parts = [n for bit, n in ((1, "PROT_READ"), (2, "PROT_WRITE"), (4, "PROT_EXEC")) if mask & bit]
+        parts = [
+            n for bit, n in ((1, "PROT_READ"), (2, "PROT_WRITE"), (4, "PROT_EXEC")) if mask & bit
+        ]
         return "|".join(parts) or "PROT_NONE"
     name = _PAGE_NAMES.get(_page_base(mask), f"0x{_page_base(mask):x}")
     mods = [n for bit, n in _PAGE_MODIFIERS.items() if mask & bit]

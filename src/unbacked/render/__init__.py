@@ -31,5 +31,12 @@ def render(alerts: Sequence[Alert], fmt: str, stream: IO[str]) -> None:
     renderer(alerts, stream)
 
 
-__all__ = ["RENDERERS", "alert_to_ecs", "read_alerts", "render", "write_ecs", "write_ocsf",
-           "write_table"]
+__all__ = [
+    "RENDERERS",
+    "alert_to_ecs",
+    "read_alerts",
+    "render",
+    "write_ecs",
+    "write_ocsf",
+    "write_table",
+]

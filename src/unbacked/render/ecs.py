@@ -35,10 +35,13 @@ def _process(p: ProcessRef | None, depth: int = 0) -> dict[str, Any] | None:
 def alert_to_ecs(alert: Alert) -> dict[str, Any]:
     ocsf = alert.to_ocsf()
     techniques = [
-        {"id": t, "name": ATTACK.get(t, (t,))[0],
-         "reference": f"https://attack.mitre.org/techniques/{t.replace('.', '/')}/"}
+        {
+            "id": t,
+            "name": ATTACK.get(t, (t,))[0],
+            "reference": f"https://attack.mitre.org/techniques/{t.replace('.', '/')}/",
+        }
         for t in alert.techniques
-    ]  # fmt: skip
+    ]
     tactics = sorted({(ATTACK[t][1], ATTACK[t][2]) for t in alert.techniques if t in ATTACK})
     out: dict[str, Any] = {
         "@timestamp": _iso(alert.time),

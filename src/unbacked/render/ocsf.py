@@ -28,15 +28,18 @@ def iter_alert_dicts(path: str | Path) -> Iterator[dict]:
                 obj = orjson.loads(line)
             except orjson.JSONDecodeError as exc:
                 raise FormatError(
-                    f"line {n} is not JSON ({exc})", source=str(path), offset=n,
+                    f"line {n} is not JSON ({exc})",
+                    source=str(path),
+                    offset=n,
                     hint="pass the alerts file written by `unbacked hunt -o FILE` (OCSF format)",
-                ) from exc  # fmt: skip
+                ) from exc
             if not isinstance(obj, dict) or obj.get("class_uid") != 2004:
                 raise FormatError(
                     f"line {n} is not an OCSF Detection Finding (class_uid 2004)",
-                    source=str(path), offset=n,
+                    source=str(path),
+                    offset=n,
                     hint="write alerts with --format ocsf (the default) to read them back",
-                )  # fmt: skip
+                )
             yield obj
 
 

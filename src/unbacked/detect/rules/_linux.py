@@ -56,10 +56,25 @@ def _cast(table: pa.Table) -> str:
 
 
 _COLS = [
-    "row", "time", "os", "kind", "activity", "process_uid", "program", "region_type",
-    "protection", "old_protection", "caller_module", "caller_unbacked", "header_kind",
-    "backing_path", "image", "event_code", "remote_ip", "remote_port",
-]  # fmt: skip
+    "row",
+    "time",
+    "os",
+    "kind",
+    "activity",
+    "process_uid",
+    "program",
+    "region_type",
+    "protection",
+    "old_protection",
+    "caller_module",
+    "caller_unbacked",
+    "header_kind",
+    "backing_path",
+    "image",
+    "event_code",
+    "remote_ip",
+    "remote_port",
+]
 
 
 def _rows(ctx: DetectionContext, sql: str) -> pa.Table:

@@ -243,10 +243,20 @@ class WrittenThenExecutable(Rule):
 
 
 _MEM_COLS = [
-    "row", "time", "os", "protection", "old_protection", "process_uid", "target_uid",
-    "alloc_base", "base_address", "region_size", "reservation_size", "region_type",
+    "row",
+    "time",
+    "os",
+    "protection",
+    "old_protection",
+    "process_uid",
+    "target_uid",
+    "alloc_base",
+    "base_address",
+    "region_size",
+    "reservation_size",
+    "region_type",
     "backing_path",
-]  # fmt: skip
+]
 _THR_COLS = ["row", "time", "process_uid", "target_uid", "start_address"]
 
 
@@ -274,18 +284,14 @@ class MemfdExecution(Rule):
         act = ev["activity"].cast(pa.string())
         memfd_img = pc.match_substring(pc.fill_null(ev["image"], ""), "/memfd:")
         memfd_map = pc.match_substring(pc.fill_null(ev["backing_path"], ""), "/memfd:")
-        exec_like = pc.and_(
-            pc.equal(kind, "process"), pc.is_in(act, pa.array(["launch", "exec"]))
-        )
+        exec_like = pc.and_(pc.equal(kind, "process"), pc.is_in(act, pa.array(["launch", "exec"])))
         mapped = pc.and_(pc.equal(kind, "memory"), memfd_map)
         os_linux = pc.equal(pc.fill_null(ev["os"].cast(pa.string()), ""), "linux")
         exec_prot = pc.greater(
             pc.bit_wise_and(pc.fill_null(ev["protection"], 0), pa.scalar(4, pa.uint32())),
             pa.scalar(0, pa.uint32()),
         )
-        mask = pc.and_(
-            os_linux, pc.or_(pc.and_(exec_like, memfd_img), pc.and_(mapped, exec_prot))
-        )
+        mask = pc.and_(os_linux, pc.or_(pc.and_(exec_like, memfd_img), pc.and_(mapped, exec_prot)))
         hit = ev.filter(mask)
         return self.signals(
             hit,

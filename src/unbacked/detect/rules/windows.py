@@ -45,18 +45,20 @@ class RemoteThreadUnbackedStart(Rule):
         if ev.num_rows == 0:
             return empty_signals()
         start_mod = ev["start_module"]
-        no_module = pc.or_kleene(pc.is_null(start_mod), pc.equal(pc.utf8_trim_whitespace(start_mod), ""))
+        no_module = pc.or_kleene(
+            pc.is_null(start_mod), pc.equal(pc.utf8_trim_whitespace(start_mod), "")
+        )
         addr = ev["start_address"]
-        user_space = pc.and_(pc.is_valid(addr), pc.less(addr, pa.scalar(KERNEL_SPACE_X64, pa.uint64())))
+        user_space = pc.and_(
+            pc.is_valid(addr), pc.less(addr, pa.scalar(KERNEL_SPACE_X64, pa.uint64()))
+        )
         func = pc.fill_null(ev["start_function"], "")
         not_ctrl = pc.invert(pc.is_in(func, pa.array(BENIGN_START_FUNCTIONS)))
         other = pc.fill_null(pc.not_equal(ev["target_uid"], ev["process_uid"]), True)
         hit = ev.filter(pc.and_(pc.and_(no_module, user_space), pc.and_(not_ctrl, other)))
         if hit.num_rows == 0:
             return empty_signals()
-        addr_hex = pc.binary_join_element_wise(
-            "0x", pc.utf8_upper(_hex(hit["start_address"])), ""
-        )
+        addr_hex = pc.binary_join_element_wise("0x", pc.utf8_upper(_hex(hit["start_address"])), "")
         msg = pc.binary_join_element_wise(
             pc.fill_null(hit["program"], "?"),
             " started a thread in ",
@@ -191,10 +193,12 @@ _LOADER_IDIOMS: tuple[tuple[str, tuple[str, ...], float], ...] = (
     ("reflective assembly load", (r"reflection\.assembly\]::load(\(|file\()?",), 75.0),
     (
         "win32 memory API from a script",
-        (r"\b(virtualalloc(ex)?|virtualprotect|createthread|rtlmovememory|"
-         r"getdelegateforfunctionpointer|writeprocessmemory)\b",),
+        (
+            r"\b(virtualalloc(ex)?|virtualprotect|createthread|rtlmovememory|"
+            r"getdelegateforfunctionpointer|writeprocessmemory)\b",
+        ),
         75.0,
-    ),  # fmt: skip
+    ),
     (
         "download and execute in memory",
         (r"(downloadstring|downloaddata|net\.webclient|invoke-webrequest)", _EXECUTE),
@@ -220,7 +224,7 @@ def decode_encoded_command(cmd_line: str) -> str | None:
     except (binascii.Error, ValueError):
         return None
     text = raw.decode("utf-16-le", errors="ignore")
-    return text if text.isprintable() or "\n" in text else text
+    return text
 
 
 def loader_idiom(cmd_line: str) -> tuple[str, float] | None:
@@ -337,9 +341,12 @@ class EngineInUnusualHost(Rule):
             return empty_signals()
         ev = ctx.events.take(scored["row"])
         msg = pc.binary_join_element_wise(
-            pc.fill_null(ev["program"], "?"), " loaded the ", scored["value"],
-            " engine, which its program rarely loads", "",
-        )  # fmt: skip
+            pc.fill_null(ev["program"], "?"),
+            " loaded the ",
+            scored["value"],
+            " engine, which its program rarely loads",
+            "",
+        )
         return self.signals(
             ev,
             subject=ev["process_uid"],
@@ -370,7 +377,9 @@ class ImageTampered(Rule):
         ev = ctx.select(kind="process", activity=["tamper"])
         if ev.num_rows == 0:
             return empty_signals()
-        replaced = pc.match_substring(pc.utf8_lower(pc.fill_null(ev["description"], "")), "replaced")
+        replaced = pc.match_substring(
+            pc.utf8_lower(pc.fill_null(ev["description"], "")), "replaced"
+        )
         hit = ev.filter(replaced)
         return self.signals(
             hit,
@@ -426,10 +435,18 @@ class RemoteThreadLoadsLibrary(Rule):
             pc.binary_join_element_wise("in ", pc.fill_null(hit["start_module"], "?"), ""),
         )
         msg = pc.binary_join_element_wise(
-            pc.fill_null(hit["program"], "?"), " started a thread in ",
-            pc.fill_null(hit["target_program"], "?"), " ", what, "",
-        )  # fmt: skip
+            pc.fill_null(hit["program"], "?"),
+            " started a thread in ",
+            pc.fill_null(hit["target_program"], "?"),
+            " ",
+            what,
+            "",
+        )
         return self.signals(
-            hit, subject=hit["target_uid"], actor=hit["process_uid"],
-            feature="thread.start", value=what, message=msg,
-        )  # fmt: skip
+            hit,
+            subject=hit["target_uid"],
+            actor=hit["process_uid"],
+            feature="thread.start",
+            value=what,
+            message=msg,
+        )
