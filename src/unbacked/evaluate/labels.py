@@ -100,7 +100,9 @@ def _instance(d: dict[str, Any], where: str, problems: list[str], full: bool) ->
             problems.append(f"{where}: pid {pid!r} is not a number")
             return None
     ev = d.get("evidence") or []
-    times = sorted(e.get("utc_time") for e in ev if isinstance(e, dict) and e.get("utc_time"))
+    times = sorted(
+        str(e["utc_time"]) for e in ev if isinstance(e, dict) and e.get("utc_time") is not None
+    )
     attack = d.get("attack_ids") or []
     if not isinstance(attack, list):
         problems.append(f"{where}: attack_ids is not a list")

@@ -161,8 +161,8 @@ def evaluate(
     per_file: dict[str, list[Alert]] = defaultdict(list)
     unlabelled = []
     for alert in alerts:
-        files = {data_file_of(s.get("file", ""), data_root) for s in alert.sources}
-        files = {f for f in files if f in labels}
+        found = {data_file_of(s.get("file", ""), data_root) for s in alert.sources}
+        files = {f for f in found if f is not None and f in labels}
         if not files:
             unlabelled.append(alert)
         for f in files:

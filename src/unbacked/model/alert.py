@@ -168,7 +168,7 @@ class Explanation:
     baseline_scope: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out = {
+        out: dict[str, Any] = {
             "feature": self.feature,
             "value": self.value,
             "detector": self.detector,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 from datetime import UTC, datetime
 
 import duckdb
@@ -303,7 +304,7 @@ def _find_region(regions: dict[int, RegionHistory], addr: int) -> RegionHistory 
 
 
 def _merge(old: ProcessInfo, new: ProcessInfo) -> ProcessInfo:
-    values = {}
+    values: dict[str, Any] = {}
     for name in ProcessInfo.__slots__:
         a, b = getattr(old, name), getattr(new, name)
         if name == "first_seen":

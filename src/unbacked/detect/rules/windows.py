@@ -272,12 +272,12 @@ class InMemoryLoaderCommandLine(Rule):
         cand = ev.filter(pc.match_substring_regex(cmd, _PREFILTER))
         if cand.num_rows == 0:
             return empty_signals()
-        found = [loader_idiom(c or "") for c in cand["cmd_line"].to_pylist()]
-        keep = np.array([f is not None for f in found])
+        idioms = [loader_idiom(c or "") for c in cand["cmd_line"].to_pylist()]
+        keep = np.array([f is not None for f in idioms])
         if not keep.any():
             return empty_signals()
         hit = cand.filter(pa.array(keep))
-        found = [f for f in found if f is not None]
+        found = [f for f in idioms if f is not None]
         names = pa.array([f[0] for f in found], pa.string())
         msg = pc.binary_join_element_wise(
             pc.fill_null(hit["program"], "?"), " started with an in-memory loader: ", names, ""
