@@ -70,3 +70,21 @@ def test_alert_roundtrip_through_ocsf():
     a = _run(rows)[0]
     b = Alert.from_ocsf(a.to_ocsf())
     assert b.to_ocsf() == a.to_ocsf()
+
+
+def test_jit_noise_of_managed_hosts_stays_quiet():
+    """Thousands of UNKNOWN frames from .NET hosts (guest agents, wsmprovhost, PowerShell) are
+    JIT code, not injection: managed traces, and bare unbacked callers in hosts that run the
+    CLR and whose peers do the same, raise nothing."""
+    from tests.support.events import MANAGED_TRACE, module_load
+
+    clr = r"C:\Windows\Microsoft.NET\Framework64\v4.0.30319\clr.dll"
+    rows = []
+    for i in range(12):
+        host = r"C:\WindowsAzure\GuestAgent\WindowsAzureGuestAgent.exe"
+        uid = f"ga{i}"
+        rows.append(module_load(uid, host, clr))
+        rows += [open_process(uid, host, "t", r"C:\Windows\System32\svchost.exe",
+                              MANAGED_TRACE) for _ in range(20)]  # fmt: skip
+        rows.append(open_process(uid, host, "t", NP, API_TRACE))  # P/Invoke from JIT code
+    assert _run(rows) == []
