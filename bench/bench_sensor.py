@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import signal
 import statistics
 import subprocess
@@ -58,6 +59,7 @@ def machine() -> dict[str, Any]:
         "cpu": cpu,
         "kernel": platform.release(),
         "python": platform.python_version(),
+        "load_avg": os.getloadavg(),
     }
 
 
@@ -127,6 +129,11 @@ def jit_overhead(repeat: int, work: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"missing": suite.missing, "workloads": {}}
     for w in suite.workloads:
         run_workload(w)  # warm page cache, JIT caches, chromium profile
+    events_file = work / "bench-events.parquet"
+    sensor_cpu = sensor_wall = 0.0
+    cpu: dict[str, dict[str, list[float]]] = {
+        w.name: {"off": [], "on": []} for w in suite.workloads
+    }
     times: dict[str, dict[str, list[float]]] = {
         w.name: {"off": [], "on": []} for w in suite.workloads
     }
@@ -134,6 +141,7 @@ def jit_overhead(repeat: int, work: Path) -> dict[str, Any]:
         for state in ("off", "on"):
             sensor = None
             if state == "on":
+                events_file.unlink(missing_ok=True)
                 sensor = subprocess.Popen(
                     [
                         sys.executable,
@@ -142,37 +150,66 @@ def jit_overhead(repeat: int, work: Path) -> dict[str, Any]:
                         "sensor",
                         "-q",
                         "-o",
-                        str(work / "bench-events.parquet"),
+                        str(events_file),
                     ],
                     stdin=subprocess.DEVNULL,
                     env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
                 )
-                time.sleep(3.0)  # loaded and attached
+                _wait_attached(events_file)
+                c0, w0 = _proc_cpu(sensor.pid), time.monotonic()
             try:
                 for w in suite.workloads:
+                    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                     t0 = time.perf_counter()
                     run_workload(w)
                     times[w.name][state].append(time.perf_counter() - t0)
+                    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    cpu[w.name][state].append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
             finally:
                 if sensor is not None:
+                    sensor_cpu += _proc_cpu(sensor.pid) - c0
+                    sensor_wall += time.monotonic() - w0
                     sensor.send_signal(signal.SIGTERM)
                     sensor.wait(timeout=30)
-    total_off = total_on = 0.0
+    total_off = total_on = cpu_off = cpu_on = 0.0
     for name, t in times.items():
         off, on = statistics.median(t["off"]), statistics.median(t["on"])
-        total_off += off
-        total_on += on
+        c_off, c_on = statistics.median(cpu[name]["off"]), statistics.median(cpu[name]["on"])
+        total_off, total_on = total_off + off, total_on + on
+        cpu_off, cpu_on = cpu_off + c_off, cpu_on + c_on
         out["workloads"][name] = {
             "without_s": round(off, 3),
             "with_s": round(on, 3),
             "overhead_pct": round((on / off - 1) * 100, 1),
+            "cpu_without_s": round(c_off, 3),
+            "cpu_with_s": round(c_on, 3),
         }
     out["total"] = {
         "without_s": round(total_off, 3),
         "with_s": round(total_on, 3),
         "overhead_pct": round((total_on / total_off - 1) * 100, 1),
+        "cpu_without_s": round(cpu_off, 3),
+        "cpu_with_s": round(cpu_on, 3),
+        "cpu_overhead_pct": round((cpu_on / cpu_off - 1) * 100, 1),
+        "sensor_cpu_share_pct": round(sensor_cpu / max(sensor_wall, 1e-9) * 100, 1),
     }
     return out
+
+
+def _proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of a live process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wait_attached(events_file: Path, timeout: float = 60.0) -> None:
+    """The sensor creates its output once loaded and attached; then let it settle."""
+    deadline = time.monotonic() + timeout
+    while not events_file.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError("the sensor did not start")
+        time.sleep(0.1)
+    time.sleep(1.0)
 
 
 def flood_loss(ctl: dict[str, Path]) -> dict[str, Any]:
@@ -236,6 +273,7 @@ def latency(ctl: dict[str, Path]) -> dict[str, Any]:
     }
     with tempfile.TemporaryDirectory() as td:
         report = Path(td) / "run.json"
+        events_file = Path(td) / "events.parquet"
         sensor_proc = subprocess.Popen(
             [
                 sys.executable,
@@ -245,6 +283,8 @@ def latency(ctl: dict[str, Path]) -> dict[str, Any]:
                 "-q",
                 "--alerts",
                 str(Path(td) / "alerts.jsonl"),
+                "-o",
+                str(events_file),
                 "--fail-on",
                 "none",
                 "--report",
@@ -253,7 +293,7 @@ def latency(ctl: dict[str, Path]) -> dict[str, Any]:
             stdin=subprocess.DEVNULL,
             env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
         )
-        time.sleep(6.0)
+        _wait_attached(events_file)
         for _ in range(3):
             for name, args in (
                 ("loader", ("wx",)),
@@ -279,8 +319,9 @@ def to_markdown(r: dict[str, Any]) -> str:
         "## Sensor",
         "",
         f"Linux live sensor (`bench/bench_sensor.py`, {r['date']}). Machine: {m['cpus']} cores "
-        f"({m['cpu']}), kernel {m['kernel']}, Python {m['python']}. Shared machine: other jobs "
-        "may have run at the same time; medians of interleaved runs.",
+        f"({m['cpu']}), kernel {m['kernel']}, Python {m['python']}. Shared machine: load average "
+        f"{m['load_avg'][0]:.1f} when the run started (other jobs ran at the same time); "
+        "medians of interleaved runs.",
         "",
         "| what | result | goal |",
         "|---|---|---|",
@@ -291,7 +332,10 @@ def to_markdown(r: dict[str, Any]) -> str:
         f"| user-space decode to EVENT_SCHEMA | {c['decode_us_per_event']} µs/event "
         f"({c['decode_events']:,} events) | |",
         f"| benign JIT suite wall time, sensor off → on | {j['total']['without_s']} s → "
-        f"{j['total']['with_s']} s (**{j['total']['overhead_pct']:+.1f}%**) | ≤ 5% |",
+        f"{j['total']['with_s']} s (**{j['total']['overhead_pct']:+.1f}%**); CPU time of the "
+        f"workloads {j['total']['cpu_without_s']} s → {j['total']['cpu_with_s']} s "
+        f"({j['total']['cpu_overhead_pct']:+.1f}%); the sensor process itself: "
+        f"{j['total']['sensor_cpu_share_pct']}% of one core | ≤ 5% |",
     ]
     for label in ("rate_limit_off", "default_rate_limit"):
         x = f[label]
@@ -310,11 +354,14 @@ def to_markdown(r: dict[str, Any]) -> str:
         "",
         "Per workload (median wall time, sensor off → on):",
         "",
-        "| workload | off (s) | on (s) | overhead |",
-        "|---|---|---|---|",
+        "| workload | off (s) | on (s) | overhead | CPU off → on (s) |",
+        "|---|---|---|---|---|",
     ]
     for name, w in j["workloads"].items():
-        lines.append(f"| {name} | {w['without_s']} | {w['with_s']} | {w['overhead_pct']:+.1f}% |")
+        lines.append(
+            f"| {name} | {w['without_s']} | {w['with_s']} | {w['overhead_pct']:+.1f}% | "
+            f"{w['cpu_without_s']} → {w['cpu_with_s']} |"
+        )
     if j.get("missing"):
         lines.append(f"\nNot run (missing): {', '.join(j['missing'])}.")
     return "\n".join(lines) + "\n"

@@ -26,6 +26,12 @@ from unbacked.sensor.spool import DEFAULT_MAX_BYTES, Spool, SpoolingReader
 
 BatchFn = Callable[[pa.Table], None]
 
+#: minimum time between two decoded batches (bounds the consumer's fixed cost per batch)
+MIN_BATCH_S = 0.2
+#: the event file gets a new row group after this long or this many rows
+WRITE_EVERY_S = 2.0
+WRITE_ROWS = 65_536
+
 #: the gate: the wrapper stops itself until the sensor tracks it, then becomes the command
 _GATE = 'kill -STOP $$; exec "$@"'
 
@@ -77,10 +83,24 @@ class _Pipeline:
         self.writer = EventWriter(output) if output is not None else None
         self.on_batch = on_batch
         self.result = RecordResult(output=output)
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self._last_write = time.monotonic()
+        self._last_sink = 0.0
         self.reader.start()
 
     def pump(self, timeout: float) -> int:
-        """Decode and sink one spooled segment; the number of events it held."""
+        """Decode and sink what the spool holds; the number of events it held.
+
+        Batches are at least ``MIN_BATCH_S`` apart: decoding and detection have a fixed cost
+        per call, so a busy system is handled in a few large batches rather than many small
+        ones, and the sensor stays a small share of a CPU.
+        """
+        wait = MIN_BATCH_S - (time.monotonic() - self._last_sink)
+        if wait > 0:
+            time.sleep(min(wait, timeout))
+            if time.monotonic() - self._last_sink < MIN_BATCH_S:
+                return 0
         recs = self.spool.get_many(timeout)
         if recs is None:
             if self.reader.error is not None:
@@ -88,6 +108,7 @@ class _Pipeline:
                     f"sensor reader failed: {self.reader.error}"
                 ) from self.reader.error
             return 0
+        self._last_sink = time.monotonic()
         return self._sink(recs)
 
     def _sink(self, recs: Any) -> int:
@@ -95,11 +116,25 @@ class _Pipeline:
         table = self.decoder.to_table(recs)
         if table.num_rows:
             if self.writer is not None:
-                self.writer.write(table)
+                self._pending.append(table)
+                self._pending_rows += table.num_rows
+                self._flush(force=False)
             if self.on_batch is not None:
                 self.on_batch(table)
         self.result.events += table.num_rows
         return table.num_rows
+
+    def _flush(self, *, force: bool) -> None:
+        """Write buffered batches as one Parquet row group / JSON-lines block once enough rows
+        or time have gathered (small row groups cost more than they hold)."""
+        if self.writer is None or not self._pending:
+            return
+        due = time.monotonic() - self._last_write >= WRITE_EVERY_S
+        if force or due or self._pending_rows >= WRITE_ROWS:
+            self.writer.write(pa.concat_tables(self._pending))
+            self._pending.clear()
+            self._pending_rows = 0
+            self._last_write = time.monotonic()
 
     def finish(self) -> RecordResult:
         try:
@@ -107,6 +142,7 @@ class _Pipeline:
             recs = self.spool.get_all()
             if len(recs):
                 self._sink(recs)
+            self._flush(force=True)
             self.result.stats = self.sensor.stats()
             self.result.spool_high_water = self.spool.high_water
         finally:

@@ -54,10 +54,15 @@ class RingBuffer:
         return prod - cons
 
     def wait(self, timeout: float) -> bool:
-        """Block until the kernel signals data or ``timeout`` seconds pass."""
+        """Block until the kernel signals data or ``timeout`` seconds pass; True if data waits.
+
+        The eBPF program only signals once the ring is a quarter full (no wakeup per record),
+        so callers poll: ``wait(0.05)`` returns after 50 ms with whatever arrived meanwhile.
+        """
         if self.pending_bytes():
             return True
-        return bool(self._epoll.poll(timeout))
+        self._epoll.poll(timeout)
+        return self.pending_bytes() > 0
 
     def take(self, max_records: int = 1 << 16) -> np.ndarray:
         """Copy out up to ``max_records`` committed records and acknowledge them."""

@@ -86,9 +86,10 @@ struct inflight {
     char str[UB_STR_LEN];
 };
 
-/* syscall enter -> exit, per thread */
+/* syscall enter -> exit, per thread; LRU so that entries of threads killed inside a syscall
+ * age out instead of filling the map */
 struct {
-    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
     __uint(max_entries, 16384);
     __type(key, __u32);
     __type(value, struct inflight);
@@ -262,10 +263,15 @@ static __always_inline struct ub_event *reserve(void)
     return e;
 }
 
+/* No wakeup per record (the reader polls every few tens of milliseconds): a wakeup costs the
+ * traced process an irq_work and the reader a context switch per event. Once the ring is a
+ * quarter full the reader is woken at once, so bursts are drained early. */
 static __always_inline void submit(struct ub_event *e)
 {
     stat_add(UB_STAT_EMITTED, 1);
-    bpf_ringbuf_submit(e, 0);
+    __u64 avail = bpf_ringbuf_query(&ub_events, BPF_RB_AVAIL_DATA);
+    __u64 size = bpf_ringbuf_query(&ub_events, BPF_RB_RING_SIZE);
+    bpf_ringbuf_submit(e, avail * 4 > size ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
 /* ------------------------------------------------------------------ syscall enter */
