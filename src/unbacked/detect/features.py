@@ -38,9 +38,14 @@ import pyarrow as pa
 
 #: Modules whose presence in a call trace explains unbacked frames as managed/JIT code.
 MANAGED_MODULE_RE = (
-    r"(^|\\)(mscorwks|mscorsvr|clr|coreclr|clrjit|mscorjit|mscoree|mscorlib(\.ni)?|"
+    # .NET: runtime, JIT, native images
+    r"^((mscorwks|mscorsvr|clr|coreclr|clrjit|mscorjit|mscoree|mscorlib(\.ni)?|"
     r"system\.management\.automation(\.ni)?|system(\.[a-z0-9]+)*(\.ni)?|"
-    r"[a-z0-9_.]+\.ni)\.dll$"
+    r"[a-z0-9_.]+\.ni)\.dll"
+    # V8 / Chromium / Electron, HotSpot, SpiderMonkey, Chakra, LuaJIT, CPython ctypes / libffi
+    r"|(chrome|chrome_elf|msedge|libcef|v8|node|electron|jvm|xul|mozjs|jscript9|chakra|"
+    r"lua51|luajit|_ctypes|libffi[-0-9]*)\.(dll|exe|pyd)"
+    r"|(node|java|javaw|electron|code)\.exe)$"
 )
 #: System DLLs through which user code calls the kernel.
 SYSTEM_API_RE = r"^(ntdll|kernelbase|kernel32|wow64|wow64win|wow64cpu|win32u|user32)\.dll$"
@@ -74,10 +79,12 @@ list_transform(string_split(call_trace, '|'), lambda f:
 #:  kernel  only kernel-address UNKNOWN frames (e.g. explorer -> child, benign)
 #:  managed unbacked frames in a trace that also has managed-runtime modules (JIT code)
 #:  only    every frame unbacked (direct syscall from unbacked code)
-#:  api     an unbacked frame right above a system API DLL frame (shellcode calling Win32)
+#:  api     an unbacked frame right above a system API DLL frame, and nothing but unbacked or
+#:          system frames further out (shellcode calling Win32; not a hook trampoline, which
+#:          has the application's own modules above it)
 #:  truncated  only system API DLL frames, and no thread-start frames: the walk stopped at a
 #:          caller it could not unwind (manually mapped code has no registered unwind data)
-#:  other   unbacked frames elsewhere
+#:  other   unbacked frames elsewhere (hook trampolines of security products, callbacks)
 TRACE_CLASS_SQL = rf"""
 CASE
   WHEN call_trace IS NULL OR call_trace = '' THEN NULL
@@ -93,6 +100,9 @@ CASE
        THEN 'managed'
   WHEN len(list_filter(list_zip(frames[2:], frames[1:len(frames) - 1]),
            lambda p: p[1] = '<unbacked>' AND regexp_matches(p[2], '{SYSTEM_API_RE}'))) > 0
+       AND len(list_filter(frames[list_position(frames, '<unbacked>') + 1:],
+           lambda f: f NOT IN ('<unbacked>', '<kernel>')
+                     AND NOT regexp_matches(f, '{SYSTEM_API_RE}'))) = 0
        THEN 'api'
   ELSE 'other'
 END

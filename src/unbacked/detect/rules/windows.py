@@ -83,7 +83,8 @@ def _hex(values: pa.ChunkedArray) -> pa.Array:
 
 
 #: Score per call-trace class (``detect.features.TRACE_CLASS_SQL``).
-TRACE_CLASS_SCORE = {"only": 90.0, "api": 80.0, "truncated": 70.0, "other": 60.0}
+#: ("other" is corroborating evidence only: security products' hook trampolines look like it)
+TRACE_CLASS_SCORE = {"only": 90.0, "api": 80.0, "truncated": 70.0, "other": 40.0}
 #: Targets whose opening from unbacked code is not excused by managed code (credential theft).
 SENSITIVE_TARGETS = ("lsass.exe",)
 #: Factor for instances that run managed code (JIT frames explain unbacked frames too).

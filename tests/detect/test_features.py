@@ -1,0 +1,67 @@
+"""Call-trace classes and feature facts."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.events import events, launch, memory, module_load, open_process
+from unbacked.detect import DetectionContext
+from unbacked.detect.features import trace_class
+
+W = r"C:\Windows\System32"
+
+
+@pytest.mark.parametrize(
+    "trace, expected",
+    [
+        # shellcode calling OpenProcess through kernelbase, then thread-start frames
+        (rf"{W}\ntdll.dll+1|{W}\KERNELBASE.dll+2|UNKNOWN(01770343)|UNKNOWN(0176FF9D)|"
+         rf"{W}\kernel32.dll+4|{W}\ntdll.dll+5", "api"),
+        (rf"{W}\ntdll.dll+1|{W}\KERNELBASE.dll+2|UNKNOWN(000002BAA10DAD1E)", "api"),
+        ("UNKNOWN(000001F3C35A0014)", "only"),  # direct syscall from unbacked code
+        (rf"{W}\ntdll.dll+4595c|{W}\KERNELBASE.dll+8185", "truncated"),
+        # a security product's hook trampoline: the application's own frames above it
+        (rf"{W}\ntdll.dll+1|UNKNOWN(7FF812345678)|{W}\KERNELBASE.dll+2|C:\app\app.exe+3|"
+         rf"{W}\kernel32.dll+4|{W}\ntdll.dll+5", "other"),
+        # JIT code of .NET, V8
+        (rf"{W}\ntdll.dll+1|{W}\KERNELBASE.dll+2|C:\n\clr.dll+3|UNKNOWN(7FFF31F61C82)", "managed"),
+        (rf"{W}\ntdll.dll+1|{W}\KERNELBASE.dll+2|C:\c\chrome.dll+3|UNKNOWN(2022934003D)",
+         "managed"),
+        (rf"{W}\ntdll.dll+1|UNKNOWN(FFFFF80012345678)", "kernel"),
+        (rf"{W}\ntdll.dll+1|{W}\KERNELBASE.dll+2|C:\app\app.exe+3|{W}\kernel32.dll+4|"
+         rf"{W}\ntdll.dll+5", "none"),
+        (None, None),
+        ("", None),
+    ],
+)  # fmt: skip
+def test_trace_class(trace, expected):
+    assert trace_class([trace]) == [expected]
+
+
+def test_facts_cover_memory_and_process_features():
+    rows = [
+        launch("p", r"C:\x\doc.exe", parent="gp", parent_image=r"C:\Windows\explorer.exe"),
+        module_load("p", r"C:\x\doc.exe", r"C:\Windows\Microsoft.NET\Framework64\clr.dll"),
+        open_process("p", r"C:\x\doc.exe", "t", "lsass.exe", "UNKNOWN(1234)", access=0x1010),
+        memory("p", r"C:\x\doc.exe", "protect", 0x30000, 0x3A000, 0x20, old=0x04,
+               caller_unbacked=True, header_kind="pe"),
+    ]  # fmt: skip
+    facts = DetectionContext.build(events(rows)).facts.to_pylist()
+    got = {(f["process_uid"], f["feature"], f["value"]) for f in facts}
+    for expected in [
+        ("gp", "process.child", "doc.exe"),
+        ("p", "module.engine", "clr"),
+        ("p", "open.unbacked", "only"),
+        ("p", "open.access", "lsass.exe:0x1010"),
+        ("p", "mem.protection", "R-X"),
+        ("p", "mem.transition", "RW- -> R-X"),
+        ("p", "mem.size", "2^18"),
+        ("p", "mem.align", "64k"),
+        ("p", "mem.region", "private/none"),
+        ("p", "mem.caller", "<unbacked>"),
+        ("p", "mem.header", "pe"),
+        ("p", "mem.scope", "local"),
+        ("p", "process.seen", "yes"),
+        ("p", "seen.module", "yes"),
+    ]:
+        assert expected in got, expected
