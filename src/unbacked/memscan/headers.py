@@ -207,7 +207,8 @@ def reconstruct_pe(image: bytes, info: HeaderInfo) -> tuple[dict[str, Any], byte
             s.PointerToRawData = s.VirtualAddress
             s.SizeOfRawData = max(s.Misc_VirtualSize, s.SizeOfRawData)
         rebuilt = pe.write()
-        pe.close()
+        # no pe.close(): built from bytes there is nothing to release, and close() runs a
+        # full gc.collect() whose cost grows with the heap of a long scan
         pe = pefile.PE(data=bytes(rebuilt), fast_load=True)
         pe.parse_data_directories(
             directories=[
@@ -254,7 +255,6 @@ def reconstruct_pe(image: bytes, info: HeaderInfo) -> tuple[dict[str, Any], byte
         "loader_exports": loader,
         "timestamp": pe.FILE_HEADER.TimeDateStamp,
     }
-    pe.close()
     return summary, bytes(rebuilt)
 
 
