@@ -326,3 +326,14 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def test_cli_all_and_missing_pid(tmp_path: Path) -> None:
+    rep = tmp_path / "run.json"
+    rc = main(["scan", "--all", "--fail-on", "none", "--report", str(rep), "-o",
+               str(tmp_path / "all.txt")])  # fmt: skip
+    assert rc == 0
+    d = json.loads(rep.read_text())
+    assert d["files"] >= 2 and d["records"] > 0  # kernel threads and processes, regions seen
+    missing = 2**22 + 12345  # above the default pid_max: never a live process
+    assert main(["scan", "--pid", str(missing)]) == 1

@@ -220,8 +220,8 @@ def command(
     report.alerts = len(findings)
     report.finish()
     write_run_report(report_path, report, exited=gone)
-    if inputs and not scanned and failed:
-        sys.exit(EXIT_RUNTIME)
+    if inputs and not scanned and (failed or pids):
+        sys.exit(EXIT_RUNTIME)  # nothing could be scanned (a named pid that is gone included)
     sys.exit(exit_code([f.to_alert() for f in findings], fail_level))
 
 
