@@ -37,6 +37,42 @@ class HuntResult:
     baseline: ProgramBaseline | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
+    def baseline_table(self, program: str | None = None):  # -> pandas.DataFrame
+        """What is normal, as a table: for ``program`` (an image name such as ``notepad.exe``)
+        every feature value with how many of its instances showed it; without ``program`` the
+        programs the baseline knows, most observed first.
+
+        Why a method here: the baseline a hunt scored against (learned from the same data
+        when none was given) is what every "0 of N" in an explanation refers to, and analysts
+        check those numbers against the whole profile. ``self.baseline.profile()`` gives Arrow.
+        """
+        import difflib
+
+        from unbacked.errors import BaselineError
+
+        if self.baseline is None or not self.baseline.is_fitted:
+            raise BaselineError(
+                "this run has no baseline to show",
+                hint="hunt without --baseline learns one from the data; or pass a trained one",
+            )
+        if program is None:
+            totals = self.baseline.totals_
+            assert totals is not None
+            return (
+                totals.to_pandas().groupby("program", as_index=False)
+                .agg(instances=("instances", "max"), events=("events", "sum"))
+                .sort_values(["instances", "events"], ascending=False, ignore_index=True)
+            )  # fmt: skip
+        known = self.baseline.programs()
+        if program.lower() not in known:
+            near = difflib.get_close_matches(program.lower(), known, n=3, cutoff=0.5)
+            raise BaselineError(
+                f"the baseline has never seen a program named {program!r}",
+                hint=("did you mean " + ", ".join(near) + "?") if near
+                else "baseline_table() without a program lists the programs it knows",
+            )  # fmt: skip
+        return self.baseline.profile(program).to_pandas()
+
 
 def load_events(
     paths: Sequence[str | Path], report: RunReport, progress: ProgressFn | None = None

@@ -490,3 +490,20 @@ class Alerts(list[Alert]):
 
         a = self.by_uid(alert_id)
         return pd.DataFrame([e.to_dict() for e in a.explanation])
+
+    def plot(self, alert_id: str | int, *, height: int | None = None):  # -> bokeh figure
+        """The alert's timeline as a zoomable bokeh figure, the same plot the HTML report shows.
+
+        Display it in a notebook with ``bokeh.io.output_notebook(); bokeh.io.show(fig)``. bokeh
+        is imported here, not at module import, so alerts stay usable without the ``[report]``
+        extra; without bokeh this raises :class:`~unbacked.errors.DependencyError`.
+        """
+        from unbacked.render.html import timeline_figure
+
+        return timeline_figure(self.by_uid(alert_id), height=height)
+
+    def to_html(self, path: str, *, title: str | None = None):  # -> pathlib.Path
+        """Write the offline HTML report of these alerts (``unbacked report``) to ``path``."""
+        from unbacked.render.html import write_html
+
+        return write_html(self, path, title=title)

@@ -398,8 +398,10 @@ def _verification(a: Alert) -> str:
             "(the telemetry alone raised this alert)</p>"
         )
     status = str(v.get("status", "unknown"))
-    cls = {"confirmed": "sev5", "not_found": "sev2", "process_gone": "sev1"}.get(status, "sev3")
+    cls = {"confirmed": "sev5", "not_confirmed": "sev2", "process_gone": "sev1"}.get(status, "sev3")
     rest = {k: x for k, x in v.items() if k != "status"}
+    if isinstance(rest.get("time"), int | float):  # epoch ms in the contract
+        rest["time"] = _time(datetime.fromtimestamp(rest["time"] / 1000, tz=UTC))
     return f'<p><span class="sev {cls}">{h(status)}</span></p>{_value(rest)}'
 
 
@@ -549,7 +551,8 @@ th{font-weight:600;color:#374151;background:#fafbfc;font-size:12.5px}
 .tree li{margin:6px 0;position:relative}
 .tree ul ul>li::before{content:"";position:absolute;left:-18px;top:14px;width:14px;
  border-top:2px solid #d5dbe3}
-.pnode{border:1px solid var(--line);border-radius:6px;padding:4px 8px;background:#fbfcfd}
+.pnode{overflow-wrap:anywhere;border:1px solid var(--line);border-radius:6px;padding:4px 8px;
+ background:#fbfcfd}
 .pnode.hl{border-color:#9cb8db;background:#f3f8fe}
 .pname{font-weight:600}.pid{color:var(--muted);font-size:12px}
 .role{font-size:11.5px;border-radius:4px;padding:0 5px;margin-left:4px;background:#e9ecf1}
