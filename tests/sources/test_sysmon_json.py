@@ -415,3 +415,13 @@ def test_otrf_golden_counts_and_evidence(shared_data: Path) -> None:
                     assert r["process_uid"] == inst["process_guid"]
                 checked += 1
         assert checked > 0 or label["malicious_count"] == 0, zpath.name
+
+
+def test_malformed_line_late_in_a_big_input_counts_once_and_yields_once() -> None:
+    good = jsonl(export(10, **ACCESS))
+    data = good * 70_000 + b'{"EventID": 10, "Chan\n' + good * 10
+    table, rep = read_bytes(SysmonJsonSource, data)
+    lines = table.column("src_line").to_pylist()
+    assert len(lines) == len(set(lines)) == 70_010  # nothing yielded twice
+    assert rep.events == 70_010 and rep.skipped == {"malformed JSON": 1}
+    assert rep.records == 70_011 and accounted(rep)

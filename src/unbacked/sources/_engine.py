@@ -187,6 +187,14 @@ class JsonQuery:
             for guarded in (False, True)
         }
 
+    def sql(self, guarded: bool) -> str:
+        """The query text; ``guarded`` filters out lines that are not valid JSON first."""
+        return self._sql[guarded]
+
+    @property
+    def post(self) -> Callable[[pa.Table], pa.Table] | None:
+        return self._post
+
     def run(
         self,
         con: duckdb.DuckDBPyConnection,
@@ -550,6 +558,136 @@ def run_pipelined(
             table = apply(pending.result())
             if table is not None and table.num_rows:
                 yield table
+
+
+#: lines of text per record batch handed to DuckDB when streaming (parallelism grain)
+_STREAM_BATCH_ROWS = 4096
+#: bytes read per block when streaming (small: buffers are recycled, not faulted in anew)
+STREAM_BLOCK_BYTES = 8 * 1024 * 1024
+_LINES_SCHEMA = pa.schema([("ln", pa.int64()), ("line", pa.string())])
+
+
+class _Abort(Exception):
+    """Stops the DuckDB scan when the line producer itself failed (re-raised afterwards)."""
+
+
+def stream_json_lines(
+    query: JsonQuery,
+    con: duckdb.DuckDBPyConnection,
+    open_stream: Callable[[], IO[bytes]],
+    name: str,
+    report: RunReport,
+    *,
+    src_format: str,
+) -> Iterator[pa.Table]:
+    """Map a JSON-lines input with *one* query streamed over the whole input.
+
+    DuckDB pulls record batches from the line splitter as it needs them and hands mapped
+    batches back as they are ready, so a query is planned once per input (not per block),
+    memory stays bounded by a few blocks, and buffers are recycled instead of being faulted
+    in anew. Reading, splitting and mapping overlap on their own.
+
+    A malformed line makes the fast (unguarded) query fail mid-stream. Then the input is read
+    again with the guarded query (``json_valid`` filter); its counters replace the first pass's
+    and events already yielded are not yielded twice.
+    """
+    rep = report.file(name)
+    snapshot = (rep.records, rep.events, rep.ignored, rep.skipped.copy(), dict(rep.examples))
+    last_yielded = 0
+    for guarded in (False, True):
+        if guarded:  # start the counters of this input afresh
+            rep.records, rep.events, rep.ignored = snapshot[0], snapshot[1], snapshot[2]
+            rep.skipped, rep.examples = snapshot[3].copy(), dict(snapshot[4])
+        failure: list[BaseException] = []
+        fed = [0]
+        reader = pa.RecordBatchReader.from_batches(
+            _LINES_SCHEMA, _line_batches(open_stream, name, report, failure, fed)
+        )
+        con.register("lines", reader)
+        out_rows = 0
+        result: pa.RecordBatchReader | None = None
+        try:
+            result = con.sql(query.sql(guarded)).to_arrow_reader(65536)
+            for batch in result:
+                out = pa.Table.from_batches([batch])
+                out_rows += out.num_rows
+                if query.post is not None:
+                    out = query.post(out)
+                line_col = out.column("_ln" if "_ln" in out.column_names else "src_line")
+                res = _account(out, BlockResult(table=None), src_format=src_format, src_file=name)
+                rep.events += res.events
+                rep.ignored += res.ignored
+                for reason, (cnt, detail) in res.skipped.items():
+                    report.skip(name, reason, cnt, detail=detail)
+                table = res.table
+                if guarded and last_yielded and table is not None:
+                    # counted again above, but each event is yielded once only
+                    keep = pc.greater(line_col, last_yielded)
+                    table = _account(
+                        out.filter(keep),
+                        BlockResult(table=None),
+                        src_format=src_format,
+                        src_file=name,
+                    ).table
+                if not guarded and out.num_rows:
+                    last_yielded = int(pc.max(line_col).as_py())
+                if table is not None and table.num_rows:
+                    yield table
+        except (duckdb.Error, pa.ArrowException, OSError):
+            # a failing query surfaces through the Arrow stream as an Arrow/OS error
+            if failure:
+                raise failure[0] from None
+            if guarded:
+                report.skip(name, "unreadable data", detail="the JSON reader failed")
+                return
+            continue  # a malformed line: read again, guarded
+        finally:
+            if result is not None:
+                result.close()
+            con.unregister("lines")
+        if failure:
+            raise failure[0]
+        if guarded and fed[0] > out_rows:
+            report.skip(name, "malformed JSON", fed[0] - out_rows)
+        return
+
+
+def _line_batches(
+    open_stream: Callable[[], IO[bytes]],
+    name: str,
+    report: RunReport,
+    failure: list[BaseException],
+    fed: list[int],
+) -> Iterator[pa.RecordBatch]:
+    """Record batches (ln, line) of an input's object lines; runs inside DuckDB's scan.
+
+    An exception cannot cross DuckDB intact, so it is kept in ``failure`` for the caller.
+    """
+    rep = report.file(name)
+    try:
+        with open_stream() as stream:
+            for blk in iter_line_blocks(stream, name, report, block_bytes=STREAM_BLOCK_BYTES):
+                rep.records += blk.records
+                for reason, (cnt, detail) in blk.skipped.items():
+                    report.skip(name, reason, cnt, detail=detail)
+                res = BlockResult(table=None)
+                lines, ln = _ensure_utf8(blk.lines, blk.ln, res)
+                for reason, (cnt, detail) in res.skipped.items():
+                    report.skip(name, reason, cnt, detail=detail)
+                if not pa.types.is_string(lines.type):
+                    lines = lines.cast(pa.string())
+                fed[0] += len(lines)
+                ln_arr = pa.array(ln, pa.int64())
+                for i in range(0, len(lines), _STREAM_BATCH_ROWS):
+                    yield pa.record_batch(
+                        [ln_arr.slice(i, _STREAM_BATCH_ROWS), lines.slice(i, _STREAM_BATCH_ROWS)],
+                        schema=_LINES_SCHEMA,
+                    )
+    except GeneratorExit:
+        raise
+    except BaseException as exc:  # re-raised in the caller's thread
+        failure.append(exc)
+        raise _Abort() from exc
 
 
 @dataclass(slots=True)

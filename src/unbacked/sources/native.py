@@ -14,12 +14,11 @@ batches with ``EventWriter``.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import IO, ClassVar, Literal
 
-import duckdb
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -28,13 +27,10 @@ from unbacked.errors import FormatError, InputError
 from unbacked.model import EVENT_SCHEMA, conform
 from unbacked.runreport import RunReport
 from unbacked.sources._engine import (
-    BlockResult,
     JsonQuery,
-    LineBlock,
     first_json_objects,
-    iter_line_blocks,
     pooled_connection,
-    run_pipelined,
+    stream_json_lines,
 )
 from unbacked.sources.base import InputFile, Source, register
 
@@ -83,7 +79,7 @@ def _native_query() -> JsonQuery:
         + " THEN 'missing or invalid required field' ELSE 'ok' END AS _status, "
         + ", ".join(f'"{f.name}"' for f in EVENT_SCHEMA if f.name not in _PROV)
         + ", src_format_ AS src_format, src_file_ AS src_file, "
-        + "coalesce(src_line_, ln) AS src_line FROM g"
+        + "coalesce(src_line_, ln) AS src_line, ln AS _ln FROM g"
     )
     return JsonQuery(fields, sql)
 
@@ -120,23 +116,12 @@ class NativeJsonlSource(Source):
 
     def read(self, inp: InputFile, report: RunReport) -> Iterator[pa.Table]:
         report.file(inp.name, self.name)
-        with pooled_connection() as con, inp.open() as stream:
-            yield from run_pipelined(
-                iter_line_blocks(stream, inp.name, report),
-                _native_work(con, inp.name),
-                inp.name,
-                report,
+        with pooled_connection() as con:
+            # native lines keep the provenance they were written with (the Sysmon file and
+            # record an event came from); this file and line stand in where an event had none
+            yield from stream_json_lines(
+                NATIVE_QUERY, con, inp.open, inp.name, report, src_format=self.name
             )
-
-
-def _native_work(con: duckdb.DuckDBPyConnection, name: str) -> Callable[[LineBlock], BlockResult]:
-    """Native lines keep the provenance they were written with (the Sysmon file and record an
-    event came from); this file and line stand in only where an event had none."""
-
-    def work(blk: LineBlock) -> BlockResult:
-        return NATIVE_QUERY.run(con, blk.lines, blk.ln, src_format="unbacked-jsonl", src_file=name)
-
-    return work
 
 
 def _parquet_example() -> bytes:

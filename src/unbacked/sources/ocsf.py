@@ -17,21 +17,17 @@ Other classes and activities are counted as ignored; unknown attributes are igno
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import ClassVar
 
-import duckdb
 import pyarrow as pa
 
 from unbacked.runreport import RunReport
 from unbacked.sources._engine import (
-    BlockResult,
     JsonQuery,
-    LineBlock,
     first_json_objects,
-    iter_line_blocks,
     pooled_connection,
-    run_pipelined,
+    stream_json_lines,
 )
 from unbacked.sources.base import InputFile, Source, register
 
@@ -241,19 +237,7 @@ class OcsfJsonSource(Source):
 
     def read(self, inp: InputFile, report: RunReport) -> Iterator[pa.Table]:
         report.file(inp.name, self.name)
-        with pooled_connection() as con, inp.open() as stream:
-            yield from run_pipelined(
-                iter_line_blocks(stream, inp.name, report),
-                _work(con, self.name, inp.name),
-                inp.name,
-                report,
+        with pooled_connection() as con:
+            yield from stream_json_lines(
+                QUERY, con, inp.open, inp.name, report, src_format=self.name
             )
-
-
-def _work(
-    con: duckdb.DuckDBPyConnection, fmt: str, name: str
-) -> Callable[[LineBlock], BlockResult]:
-    def work(blk: LineBlock) -> BlockResult:
-        return QUERY.run(con, blk.lines, blk.ln, src_format=fmt, src_file=name)
-
-    return work

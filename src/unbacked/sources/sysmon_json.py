@@ -14,23 +14,19 @@ Both are read by the same bulk engine (``_engine``); only the JSON paths differ.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import ClassVar
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from unbacked.runreport import RunReport
 from unbacked.sources import _sysmon
 from unbacked.sources._engine import (
-    BlockResult,
     JsonQuery,
-    LineBlock,
     first_json_objects,
-    iter_line_blocks,
     pooled_connection,
-    run_pipelined,
+    stream_json_lines,
 )
 from unbacked.sources.base import InputFile, Source, register
 
@@ -152,23 +148,10 @@ class _JsonLinesSysmon(Source):
 
     def read(self, inp: InputFile, report: RunReport) -> Iterator[pa.Table]:
         report.file(inp.name, self.name)
-        with pooled_connection() as con, inp.open() as stream:
-            yield from run_pipelined(
-                iter_line_blocks(stream, inp.name, report),
-                self._work(con, inp.name),
-                inp.name,
-                report,
+        with pooled_connection() as con:
+            yield from stream_json_lines(
+                self.query, con, inp.open, inp.name, report, src_format=self.name
             )
-
-    def _work(
-        self, con: duckdb.DuckDBPyConnection, name: str
-    ) -> Callable[[LineBlock], BlockResult]:
-        query = self.query
-
-        def work(blk: LineBlock) -> BlockResult:
-            return query.run(con, blk.lines, blk.ln, src_format=self.name, src_file=name)
-
-        return work
 
 
 @register
