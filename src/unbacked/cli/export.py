@@ -1,0 +1,133 @@
+"""``unbacked export --parquet DIR``: write telemetry as an event lake (the Spark engine's input).
+
+Layout (one directory per host, hive style, so a lake engine can prune by host)::
+
+    DIR/host=<url-quoted host>/events-00000.parquet     (host=__HIVE_DEFAULT_PARTITION__ if none)
+
+Every file is ``EVENT_SCHEMA`` Parquet (schema metadata ``unbacked.schema=event``) with the
+``host`` column kept inside the file, plus one extra column, ``lake_seq``: the event's position
+in the order the embedded engine read it. Per-process state depends on event order (first
+occurrence of a behaviour, what happened next), so the Spark engine sorts each host by
+``lake_seq`` to see exactly the order the embedded engine sees; the embedded engine reading the
+lake drops the column and reads each host's file in that same order.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+import click
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from unbacked.cli._common import Progress, print_summary, write_run_report
+from unbacked.errors import InputError
+from unbacked.model.schema import EVENT_SCHEMA
+from unbacked.runreport import RunReport
+
+#: column with the event's position in the embedded engine's read order
+LAKE_SEQ = "lake_seq"
+#: Spark's and Hive's name for a null partition value
+NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+LAKE_SCHEMA = EVENT_SCHEMA.append(pa.field(LAKE_SEQ, pa.int64(), nullable=False))
+_ROWS_PER_FILE = 4_000_000
+
+
+def host_directory(host: str | None) -> str:
+    """The partition directory name of ``host`` (safe on every file system)."""
+    return f"host={NULL_PARTITION if host is None else quote(host, safe='')}"
+
+
+class LakeWriter:
+    """Append event tables to a host-partitioned lake, one open Parquet file per host.
+
+    Rows keep their order within a host, and ``lake_seq`` numbers them across the whole export,
+    so the lake can be read back in the embedded engine's order by any engine.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.root = Path(directory)
+        if self.root.exists() and any(self.root.iterdir()):
+            raise InputError(
+                "the lake directory is not empty",
+                source=str(self.root),
+                hint="export into a new or empty directory",
+            )
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.rows = 0
+        self._writers: dict[str | None, tuple[pq.ParquetWriter, int, int]] = {}
+
+    def write(self, table: pa.Table) -> None:
+        from unbacked.model.schema import conform
+
+        table = conform(table)
+        n = table.num_rows
+        if n == 0:
+            return
+        seq = pa.array(range(self.rows, self.rows + n), pa.int64())
+        table = pa.Table.from_arrays([*table.columns, seq], schema=LAKE_SCHEMA)
+        self.rows += n
+        hosts = table.column("host").cast(pa.string())
+        for host in pc.unique(hosts).to_pylist():
+            mask = pc.is_null(hosts) if host is None else pc.equal(hosts, host)
+            self._append(host, table.filter(mask))
+
+    def _append(self, host: str | None, part: pa.Table) -> None:
+        writer, file_no, rows = self._writers.get(host, (None, -1, _ROWS_PER_FILE))
+        if writer is None or rows >= _ROWS_PER_FILE:
+            if writer is not None:
+                writer.close()
+            file_no += 1
+            out = self.root / host_directory(host)
+            out.mkdir(exist_ok=True)
+            path = out / f"events-{file_no:05d}.parquet"
+            writer, rows = pq.ParquetWriter(str(path), LAKE_SCHEMA, compression="zstd"), 0
+        writer.write_table(part)
+        self._writers[host] = (writer, file_no, rows + part.num_rows)
+
+    def close(self) -> None:
+        for writer, _, _ in self._writers.values():
+            writer.close()
+        self._writers.clear()
+
+
+def export_lake(
+    paths: list[str], directory: str | Path, report: RunReport, progress: Progress | None = None
+) -> int:
+    """Read ``paths`` with the embedded engine's readers and write them as a lake; event count."""
+    from unbacked.sources import iter_event_tables
+
+    writer = LakeWriter(directory)
+    try:
+        for table in iter_event_tables(paths, report):
+            writer.write(table)
+            if progress is not None and table.num_rows:
+                name = table["src_file"][0].as_py() or ""
+                progress(str(name), writer.rows, report.records)
+    finally:
+        writer.close()
+    return writer.rows
+
+
+@click.command("export")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--parquet", "directory", required=True, metavar="DIR",
+              help="Lake directory to write (host-partitioned event Parquet).")  # fmt: skip
+@click.option("--strict", is_flag=True, help="Fail on the first unreadable record or file.")
+@click.option("--report", "report_path", metavar="FILE", help="Write the run report as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
+@click.option("-v", "--verbose", count=True, help="More detail on errors (-vv: traceback).")
+def command(paths, directory, strict, report_path, quiet, verbose) -> None:  # fmt: skip
+    """Write telemetry as a host-partitioned Parquet event lake (for `--engine spark`)."""
+    report = RunReport(strict=strict)
+    with Progress(enabled=not quiet) as progress:
+        n = export_lake(list(paths), directory, report, progress)
+    report.finish()
+    if not quiet:
+        print_summary(report, [])
+        click.echo(f"lake: {n:,} events -> {directory}", err=True)
+    write_run_report(report_path, report)
+    sys.exit(1 if strict and (report.failed_files or report.skipped) else 0)

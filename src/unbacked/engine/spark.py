@@ -1,0 +1,511 @@
+"""The Spark engine: the embedded pipeline, run per host on Apache Spark, with identical results.
+
+Nothing about detection is reimplemented here. Spark only moves data:
+
+1. **Read** the event lake (``unbacked export --parquet DIR``, or any Parquet of
+   ``EVENT_SCHEMA``) and **shuffle by host**: every process lives on one host, so a host's events
+   hold every process's whole history (and both ends of an injection). Each host's events are
+   sorted into the embedded engine's read order (``lake_seq``), because per-process state depends
+   on order.
+2. **Baseline** (``train``; ``hunt`` without ``--baseline``): per host, the embedded code
+   (``DetectionContext.build(...).facts`` and ``ProgramBaseline.learn``) counts that host's
+   process instances. Instance counts are counts of distinct process uids, and a process uid
+   belongs to one host, so the per-host counts *add up* exactly to the counts over all facts; the
+   sums are aggregated by Spark (shuffled by program/feature/value, small) and sorted on the
+   driver the way ``learn`` sorts. What is not additive is recomputed from the summed value
+   counts: ``programs`` of the population table, and event totals (a host may see a feature
+   without its absence-aware denominator). The engine checks the one-host-per-process
+   premise in the same job and refuses data that breaks it.
+3. **Calibration** (``train``): the summed baseline is broadcast; per host,
+   ``ProgramBaseline.score(..., exclude_self=True)`` (the embedded code) gives each fact's
+   leave-one-out surprise; maxima per program/feature are combined with ``max`` (exact).
+4. **Detection**: the baseline is broadcast; per host, ``engine.local.detect_events`` runs the
+   rules, baseline scoring and correlation, with ``self_baselined=True`` when the baseline was
+   learned from the same lake (the embedded engine's leave-one-out self-baselining). Alerts come
+   back as OCSF JSON strings and are sorted with ``sort_alerts``.
+
+The result is the embedded engine's result on the same lake: same baseline tables (byte for byte
+once saved) and the same alerts (``tests/spark``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from unbacked.correlate.incidents import CorrelationConfig
+from unbacked.detect import DetectionContext, ProgramBaseline
+from unbacked.detect.baseline import _TABLE_SCHEMAS
+from unbacked.errors import DependencyError, InputError
+from unbacked.model.alert import Alert, Alerts, sort_alerts
+from unbacked.model.schema import EVENT_SCHEMA, conform
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+INSTALL_HINT = "pip install 'unbacked[spark]' (and a Java 17+ runtime, e.g. default-jre-headless)"
+#: the column ``unbacked export --parquet`` adds: the event's position in the embedded read order
+LAKE_SEQ = "lake_seq"
+#: sort key within a host when the lake has no ``lake_seq`` (Parquet written by other tools)
+FALLBACK_ORDER = ("time", "src_file", "src_record", "src_line")
+#: settings the engine needs; anything given with ``--spark-conf`` wins
+DEFAULT_CONF: dict[str, str] = {
+    # unbacked's times are nanoseconds; Spark's own timestamps are microseconds
+    "spark.sql.legacy.parquet.nanosAsLong": "true",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+}
+
+_PARTIAL_SCHEMA = (
+    "tbl string, program string, feature string, value string, instances long, events long"
+)
+_MAX_SCHEMA = "program string, feature string, surprise double"
+_ALERT_SCHEMA = "host string, events long, alert string"
+_MAX_ARROW = pa.schema(
+    [("program", pa.string()), ("feature", pa.string()), ("surprise", pa.float64())]
+)
+
+
+# -- session ------------------------------------------------------------------------------------
+def require_pyspark() -> None:
+    """Raise ``DependencyError`` with the install command when pyspark or Java is missing."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError as exc:
+        raise DependencyError("the Spark engine needs pyspark", hint=INSTALL_HINT) from exc
+    if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
+        raise DependencyError(
+            "the Spark engine needs a Java runtime (no java on PATH, no JAVA_HOME)",
+            hint="install Java 17+, e.g. apt-get install default-jre-headless",
+        )
+
+
+def spark_session(
+    master: str = "local[*]", conf: Mapping[str, str] | None = None, app_name: str = "unbacked"
+) -> SparkSession:
+    """A SparkSession for the engine (an existing one is reused, with the engine's settings)."""
+    require_pyspark()
+    from pyspark.sql import SparkSession
+
+    settings = {**DEFAULT_CONF, **(conf or {})}
+    builder = SparkSession.builder.master(master).appName(app_name)
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    for key in DEFAULT_CONF:  # runtime settings also apply to a session that already existed
+        spark.conf.set(key, settings[key])
+    return spark
+
+
+def parse_conf(pairs: Sequence[str]) -> dict[str, str]:
+    """``KEY=VALUE`` strings (``--spark-conf``) as a dict."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--spark-conf expects KEY=VALUE, got {pair!r}")
+        out[key.strip()] = value
+    return out
+
+
+# -- reading ------------------------------------------------------------------------------------
+def read_lake(spark: SparkSession, paths: Sequence[str | Path]) -> DataFrame:
+    """The events of a Parquet lake (every ``*.parquet`` below ``paths``), ``EVENT_SCHEMA`` columns
+    plus ``lake_seq`` when present. Partition directories are not parsed: the host is a column of
+    every file, whatever the layout."""
+    for p in paths:
+        if not Path(p).exists() and "://" not in str(p):
+            raise InputError("no such lake path", source=str(p))
+    df = (
+        spark.read.option("recursiveFileLookup", "true")
+        .option("pathGlobFilter", "*.parquet")
+        .parquet(*[str(p) for p in paths])
+    )
+    present = set(df.columns)
+    missing = [c for c in ("time", "kind", "activity") if c not in present]
+    if missing:
+        raise InputError(
+            f"the lake has no {', '.join(missing)} column: not unbacked event Parquet",
+            source=", ".join(str(p) for p in paths),
+            hint="write the lake with `unbacked export --parquet DIR PATH...`",
+        )
+    cols = [c for c in [*EVENT_SCHEMA.names, LAKE_SEQ] if c in present]
+    return df.select(*cols)
+
+
+def by_host(events: DataFrame) -> DataFrame:
+    """Events shuffled by host and sorted, within each partition, by host then read order."""
+    order = [LAKE_SEQ] if LAKE_SEQ in events.columns else [
+        c for c in FALLBACK_ORDER if c in events.columns
+    ]  # fmt: skip
+    parts = int(events.sparkSession.conf.get("spark.sql.shuffle.partitions") or 200)
+    return events.repartition(parts, "host").sortWithinPartitions("host", *order)
+
+
+def _host_tables(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.Table]:
+    """Cut a host-sorted stream of Arrow batches into one event table per host."""
+    pending: list[pa.RecordBatch] = []
+    current: object = _Unset
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        hosts = batch.column(batch.schema.get_field_index("host")).cast(pa.string())
+        runs = pc.run_end_encode(hosts)
+        start = 0
+        for value, end in zip(runs.values.to_pylist(), runs.run_ends.to_pylist(), strict=True):
+            if current is not _Unset and value != current and pending:
+                yield _events(pending)
+                pending = []
+            current = value
+            pending.append(batch.slice(start, end - start))
+            start = end
+    if pending:
+        yield _events(pending)
+
+
+class _Unset:
+    """Marker: no host seen yet (``None`` is a host value: events without one)."""
+
+
+def _events(batches: list[pa.RecordBatch]) -> pa.Table:
+    """Spark's Arrow columns back to ``EVENT_SCHEMA`` (large strings, decimals for uint64,
+    int64 nanoseconds)."""
+    table = pa.Table.from_batches(batches)
+    cols: dict[str, pa.ChunkedArray] = {}
+    for f in EVENT_SCHEMA:
+        if f.name not in table.column_names:
+            continue
+        col = table.column(f.name)
+        if pa.types.is_large_string(col.type):
+            col = col.cast(pa.string())
+        elif pa.types.is_timestamp(col.type) and col.type != f.type:
+            col = col.cast(pa.timestamp("ns", tz="UTC"))
+        cols[f.name] = col
+    return conform(pa.table(cols) if cols else pa.table({}))
+
+
+# -- baseline transport ---------------------------------------------------------------------
+def _baseline_payload(baseline: ProgramBaseline) -> dict[str, Any]:
+    """A learned baseline as Arrow IPC bytes (what is broadcast to the executors)."""
+    tables = {}
+    for name in _TABLE_SCHEMAS:
+        sink = pa.BufferOutputStream()
+        table: pa.Table = getattr(baseline, name + "_")
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        tables[name] = sink.getvalue().to_pybytes()
+    return {"hyper": baseline.hyper_parameters(), "tables": tables, "meta": dict(baseline.meta_)}
+
+
+def _baseline_from_payload(payload: Mapping[str, Any]) -> ProgramBaseline:
+    baseline = ProgramBaseline(**payload["hyper"])
+    for name, data in payload["tables"].items():
+        setattr(baseline, name + "_", pa.ipc.open_stream(data).read_all())
+    baseline.meta_ = dict(payload["meta"])
+    return baseline
+
+
+# -- per-host work (runs on the executors) ------------------------------------------------------
+def _partial_counts(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Per host: the embedded ``learn`` over the host's facts, as rows to be summed."""
+    for events in _host_tables(batches):
+        facts = DetectionContext.build(events).facts
+        part = ProgramBaseline().learn(facts, calibrate=False)
+        rows = [
+            _tagged("counts", part.counts_),
+            _tagged("totals", part.totals_),
+            _tagged("population", part.population_),
+            _tagged("population_totals", part.population_totals_),
+            _tagged("facts", pa.table({"events": pa.array([facts.num_rows], pa.int64())})),
+            # one row per process: the driver checks that no process spans two hosts
+            _tagged("uid", _uids(events)),
+        ]
+        yield from pa.concat_tables(rows).to_batches()
+
+
+def _uids(events: pa.Table) -> pa.Table:
+    uids = pc.unique(pc.drop_null(events.column("process_uid")))
+    return pa.table(
+        {"value": uids.cast(pa.string()), "instances": pa.array([1] * len(uids), pa.int64())}
+    )
+
+
+_PARTIAL_COLUMNS = {
+    "tbl": pa.string(),
+    "program": pa.string(),
+    "feature": pa.string(),
+    "value": pa.string(),
+    "instances": pa.int64(),
+    "events": pa.int64(),
+}
+
+
+def _tagged(tbl: str, table: pa.Table | None) -> pa.Table:
+    assert table is not None
+    n = table.num_rows
+    cols = []
+    for name, typ in _PARTIAL_COLUMNS.items():
+        if name == "tbl":
+            cols.append(pa.array([tbl] * n, pa.string()))
+        elif name in table.column_names:
+            cols.append(table.column(name).cast(typ))
+        else:
+            cols.append(pa.nulls(n, typ))
+    return pa.Table.from_arrays(cols, names=list(_PARTIAL_COLUMNS))
+
+
+def _calibration_maxima(payload: Any) -> Any:
+    def work(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        baseline = _baseline_from_payload(payload.value)
+        min_n = int(baseline.min_instances_for_calibration)
+        for events in _host_tables(batches):
+            facts = DetectionContext.build(events).facts
+            scored = baseline.score(facts, exclude_self=True, calibrated=False)
+            con = duckdb.connect()
+            try:
+                con.register("s", scored)
+                part = con.sql(
+                    f"""SELECT program, feature, max(surprise) AS surprise FROM s
+                         WHERE n + 1 >= {min_n} GROUP BY ALL"""
+                ).to_arrow_table()
+            finally:
+                con.close()
+            yield from part.cast(_MAX_ARROW).to_batches()
+
+    return work
+
+
+def _detect(payload: Any, self_baselined: bool, config: CorrelationConfig | None) -> Any:
+    def work(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from unbacked.engine.local import detect_events
+
+        baseline = _baseline_from_payload(payload.value)
+        for events in _host_tables(batches):
+            result = detect_events(
+                events, baseline=baseline, config=config, self_baselined=self_baselined
+            )
+            host = events.column("host")[0].as_py() if events.num_rows else None
+            texts = [
+                orjson.dumps(a.to_ocsf(), option=orjson.OPT_SORT_KEYS).decode()
+                for a in result.alerts
+            ]
+            n = len(texts)
+            yield pa.RecordBatch.from_pydict(
+                {
+                    "host": pa.array([host] * (n + 1), pa.string()),
+                    "events": pa.array([events.num_rows] + [0] * n, pa.int64()),
+                    "alert": pa.array([None, *texts], pa.string()),
+                }
+            )
+
+    return work
+
+
+# -- driver -------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class SparkResult:
+    """What one Spark run produced (the alerts are those of the embedded engine)."""
+
+    alerts: Alerts
+    baseline: ProgramBaseline | None
+    events: int = 0
+    hosts: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _collect(df: DataFrame) -> pa.Table:
+    to_arrow = getattr(df, "toArrow", None)
+    table = to_arrow() if to_arrow is not None else df._collect_as_arrow()  # Spark 3.5
+    if isinstance(table, list):
+        table = pa.Table.from_batches(table)
+    return table
+
+
+def learn_counts(events: DataFrame, **hyper: float) -> ProgramBaseline:
+    """The uncalibrated baseline of the lake: ``ProgramBaseline.learn(facts, calibrate=False)``
+    over all facts, computed per host and summed."""
+    from pyspark.sql import functions as F
+
+    partial = by_host(events).mapInArrow(_partial_counts, _PARTIAL_SCHEMA)
+    summed = (
+        partial.groupBy("tbl", "program", "feature", "value")
+        .agg(F.sum("instances").alias("instances"), F.sum("events").alias("events"))
+        .where((F.col("tbl") != "uid") | (F.col("instances") > 1))
+    )
+    parts = _collect(summed)
+    con = duckdb.connect()
+    try:
+        con.register("p", parts)
+        spanning = con.sql(
+            "SELECT value, instances FROM p WHERE tbl = 'uid' ORDER BY ALL LIMIT 5"
+        ).fetchall()
+        if spanning:
+            raise InputError(
+                f"process uids appear on more than one host ({spanning[0][0]!r} on "
+                f"{spanning[0][1]}): the Spark engine keeps each process on one host",
+                hint="process uids must be unique per host (Sysmon ProcessGuid, host:pid:start)",
+            )
+        baseline = ProgramBaseline(**hyper)
+        baseline.counts_ = _final(
+            con, "SELECT program, feature, value, instances, events FROM p WHERE tbl = 'counts'",
+            "counts",
+        )  # fmt: skip
+        con.register("counts", baseline.counts_)
+        # Event totals are recounted from the value counts: for an absence-aware feature,
+        # ``learn`` keeps the events of every (program, feature) whose denominator appears
+        # anywhere, which a host that saw the feature but not its denominator would drop.
+        baseline.totals_ = _final(
+            con,
+            """SELECT t.program, t.feature, t.instances, coalesce(e.events, 0) AS events
+                 FROM p t LEFT JOIN (SELECT program, feature, sum(events) AS events
+                                       FROM counts GROUP BY ALL) e
+                   ON t.program IS NOT DISTINCT FROM e.program AND t.feature = e.feature
+                WHERE t.tbl = 'totals'""",
+            "totals",
+        )
+        baseline.population_ = _final(
+            con,
+            """SELECT p.feature, p.value, p.instances, p.events,
+                      coalesce(c.programs, 0) AS programs
+                 FROM p LEFT JOIN (SELECT feature, value, count(DISTINCT program) AS programs
+                                     FROM counts GROUP BY ALL) c
+                   ON p.feature IS NOT DISTINCT FROM c.feature
+                  AND p.value IS NOT DISTINCT FROM c.value
+                WHERE p.tbl = 'population'""",
+            "population",
+        )
+        con.register("population", baseline.population_)
+        baseline.population_totals_ = _final(
+            con,
+            """SELECT t.feature, t.instances, coalesce(e.events, 0) AS events
+                 FROM p t LEFT JOIN (SELECT feature, sum(events) AS events
+                                       FROM population GROUP BY ALL) e USING (feature)
+                WHERE t.tbl = 'population_totals'""",
+            "population_totals",
+        )
+        n_facts = con.sql("SELECT coalesce(sum(events), 0) FROM p WHERE tbl = 'facts'").fetchall()
+    finally:
+        con.close()
+    baseline.thresholds_ = _TABLE_SCHEMAS["thresholds"].empty_table()
+    _set_meta(baseline, int(n_facts[0][0]))
+    return baseline
+
+
+def _final(con: duckdb.DuckDBPyConnection, query: str, name: str) -> pa.Table:
+    """A summed table in ``learn``'s order and types (DuckDB ``ORDER BY ALL``, as ``learn``)."""
+    return (
+        con.sql(f"SELECT * FROM ({query}) ORDER BY ALL").to_arrow_table().cast(_TABLE_SCHEMAS[name])
+    )
+
+
+def _set_meta(baseline: ProgramBaseline, n_facts: int) -> None:
+    """``learn``'s metadata, from the summed tables."""
+    from datetime import UTC, datetime
+
+    assert baseline.totals_ is not None
+    baseline.meta_ = {
+        "learned_at": datetime.now(UTC).isoformat(),
+        "facts": n_facts,
+        "programs": len(set(baseline.totals_.column("program").to_pylist())),
+    }
+
+
+def calibrate(events: DataFrame, baseline: ProgramBaseline) -> ProgramBaseline:
+    """Per program/feature thresholds, as ``learn(calibrate=True)`` sets them."""
+    from pyspark.sql import functions as F
+
+    spark = events.sparkSession
+    payload = spark.sparkContext.broadcast(_baseline_payload(baseline))
+    try:
+        maxima = (
+            by_host(events)
+            .mapInArrow(_calibration_maxima(payload), _MAX_SCHEMA)
+            .groupBy("program", "feature")
+            .agg(F.max("surprise").alias("surprise"))
+        )
+        table = _collect(maxima)
+    finally:
+        payload.unpersist()
+    con = duckdb.connect()
+    try:
+        con.register("m", table)
+        baseline.thresholds_ = _final(
+            con,
+            f"""SELECT program, feature,
+                       surprise + {float(baseline.calibration_margin)} AS threshold FROM m""",
+            "thresholds",
+        )
+    finally:
+        con.close()
+    return baseline
+
+
+def train(
+    lake: Sequence[str | Path],
+    out_dir: str | Path | None = None,
+    *,
+    spark: SparkSession | None = None,
+    master: str = "local[*]",
+    conf: Mapping[str, str] | None = None,
+    calibrate_thresholds: bool = True,
+    **hyper: float,
+) -> ProgramBaseline:
+    """``engine.local.train`` on Spark: the same calibrated baseline, saved when ``out_dir``."""
+    spark = spark or spark_session(master, conf)
+    events = read_lake(spark, lake)
+    baseline = learn_counts(events, **hyper)
+    if calibrate_thresholds:
+        calibrate(events, baseline)
+    if out_dir is not None:
+        baseline.save(out_dir)
+    return baseline
+
+
+def hunt(
+    lake: Sequence[str | Path],
+    *,
+    baseline: ProgramBaseline | str | Path | None = None,
+    config: CorrelationConfig | None = None,
+    spark: SparkSession | None = None,
+    master: str = "local[*]",
+    conf: Mapping[str, str] | None = None,
+) -> SparkResult:
+    """``engine.local.hunt`` on Spark. Without ``baseline`` the lake baselines itself (learned
+    over every host, each instance left out of its own statistics), as the embedded engine."""
+    spark = spark or spark_session(master, conf)
+    if isinstance(baseline, str | Path):
+        baseline = ProgramBaseline.load(baseline)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    events = read_lake(spark, lake)
+    self_baselined = baseline is None
+    if baseline is None:
+        baseline = learn_counts(events)
+        timings["baseline"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    payload = spark.sparkContext.broadcast(_baseline_payload(baseline))
+    try:
+        out = by_host(events).mapInArrow(_detect(payload, self_baselined, config), _ALERT_SCHEMA)
+        table = _collect(out)
+    finally:
+        payload.unpersist()
+    timings["detect"] = time.perf_counter() - t1
+    texts = [t for t in table.column("alert").to_pylist() if t is not None]
+    alerts = Alerts(sort_alerts([Alert.from_ocsf(orjson.loads(t)) for t in texts]))
+    return SparkResult(
+        alerts=alerts,
+        baseline=baseline,
+        events=int(pc.sum(table.column("events")).as_py() or 0),
+        hosts=int(pc.sum(pc.is_null(table.column("alert"))).as_py() or 0),
+        timings=timings,
+    )
