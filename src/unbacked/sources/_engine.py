@@ -1,13 +1,19 @@
 """The bulk path shared by every JSON-shaped source: lines of JSON in, Arrow events out.
 
 Why this shape: parsing JSON one object at a time in Python (orjson + dict look-ups) costs more
-than the parse itself. Instead a block of lines becomes one Arrow string array (zero-copy over
-the bytes read), and DuckDB's C++ JSON reader pulls every field a format needs in one pass
-(``json_extract_string`` with a list of paths, so case variants such as ``SourceProcessGUID`` /
-``SourceProcessGuid`` and dotted keys coexist), then maps them to ``EVENT_SCHEMA`` in SQL
-(casts, hex, timestamps, ``CASE`` by event id) on all cores. Python only touches each line to
-find its end. Blocks that DuckDB rejects fall back to a line-by-line check, so every bad line is
-counted exactly with its reason.
+than the parse itself. Instead lines become Arrow string arrays (zero-copy over the bytes read;
+Python only finds line ends) and DuckDB's C++ JSON reader pulls every field a format needs in
+one pass (``json_extract_string`` with a list of paths, so case variants such as
+``SourceProcessGUID`` / ``SourceProcessGuid`` and dotted keys coexist), then maps them to
+``EVENT_SCHEMA`` in SQL (casts, hex, timestamps, ``CASE`` by event id) on all cores.
+
+* JSON-lines inputs are streamed through *one* query per input (``stream_json_lines``): the
+  query is planned once, DuckDB pulls batches as it needs them, memory stays bounded.
+* EVTX records arrive as the parser's JSON strings; blocks of them, possibly from several
+  small files, are mapped one query per block (``JsonQuery.run_files``).
+
+A malformed line makes the fast query fail; the input (or block) is then read again with a
+``json_valid`` filter, so every bad line is counted exactly with its reason.
 """
 
 from __future__ import annotations
@@ -522,44 +528,6 @@ def iter_line_blocks(
         yield blk
 
 
-def run_pipelined(
-    blocks: Iterator[LineBlock],
-    work: Callable[[LineBlock], BlockResult],
-    name: str,
-    report: RunReport,
-) -> Iterator[pa.Table]:
-    """Run ``work`` on block *n* in a worker while the caller reads block *n+1*.
-
-    DuckDB and zlib release the GIL, so reading/decompressing overlaps with mapping. At most
-    one block is in flight: memory stays bounded by two blocks.
-    """
-    rep = report.file(name)
-
-    def apply(res: BlockResult) -> pa.Table | None:
-        rep.events += res.events
-        rep.ignored += res.ignored
-        for reason, (cnt, detail) in res.skipped.items():
-            report.skip(name, reason, cnt, detail=detail)
-        return res.table
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="unbacked-src") as pool:
-        pending: Future[BlockResult] | None = None
-        for blk in blocks:
-            rep.records += blk.records
-            for reason, (cnt, detail) in blk.skipped.items():
-                report.skip(name, reason, cnt, detail=detail)
-            fut = pool.submit(work, blk)
-            if pending is not None:
-                table = apply(pending.result())
-                if table is not None and table.num_rows:
-                    yield table
-            pending = fut
-        if pending is not None:
-            table = apply(pending.result())
-            if table is not None and table.num_rows:
-                yield table
-
-
 #: lines of text per record batch handed to DuckDB when streaming (parallelism grain)
 _STREAM_BATCH_ROWS = 4096
 #: bytes read per block when streaming (small: buffers are recycled, not faulted in anew)
@@ -705,7 +673,11 @@ def run_pipelined_files(
     work: Callable[[FilesBlock], list[tuple[str, BlockResult]]],
     report: RunReport,
 ) -> Iterator[pa.Table]:
-    """``run_pipelined`` for blocks spanning several inputs; counters go to each input."""
+    """Map block *n* in a worker while the caller reads block *n+1*; counters go to each input.
+
+    DuckDB releases the GIL, so parsing (the ``evtx`` parser) overlaps with mapping. At most
+    one block is in flight: memory stays bounded by two blocks.
+    """
 
     def apply(results: list[tuple[str, BlockResult]]) -> Iterator[pa.Table]:
         for name, res in results:
