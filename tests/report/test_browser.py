@@ -1,0 +1,194 @@
+"""The report in a real browser: headless Chromium, network off, no console errors.
+
+Chromium is the Debian package (``/usr/bin/chromium``; scripts/install-sensor-deps.sh installs it)
+driven by Playwright's Python package over the DevTools protocol; no browser is ever downloaded.
+Every request that is not ``file:`` or ``data:`` is aborted and counted, so a report that tried
+to reach a CDN (or an injected ``<img src=...>``) fails here. Screenshots are saved as artifacts
+(``UNBACKED_ARTIFACTS`` or a pytest tmp dir) and their paths printed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.report._alerts import HOSTILE_CMD, HOSTILE_NAME, plain_alert, rich_alert
+from unbacked.render.html import write_html
+
+pytest.importorskip("bokeh", reason="the [report] extra (bokeh) is not installed")
+sync_api = pytest.importorskip(
+    "playwright.sync_api",
+    reason="the Playwright Python package drives Chromium: pip install playwright",
+)
+CHROMIUM = os.environ.get("UNBACKED_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+if not Path(CHROMIUM).is_file():
+    pytest.skip(
+        f"no Chromium at {CHROMIUM}: apt-get install chromium (or set UNBACKED_CHROMIUM)",
+        allow_module_level=True,
+    )
+
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@dataclass
+class Browser:
+    page: Any
+    errors: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Browser]:
+    profile = tmp_path / "chromium-profile"  # a fresh --user-data-dir for every test
+    with sync_api.sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(profile), executable_path=CHROMIUM, headless=True, args=FLAGS, offline=True,
+            viewport={"width": 1600, "height": 1000}, service_workers="block",
+        )  # fmt: skip
+        try:
+            b = Browser(page=context.pages[0] if context.pages else context.new_page())
+
+            def route(r: Any) -> None:
+                if r.request.url.startswith(("file:", "data:")):
+                    r.continue_()
+                else:
+                    b.blocked.append(r.request.url)
+                    r.abort()
+
+            context.route("**/*", route)
+            b.page.on("console", lambda m: m.type == "error" and b.errors.append(m.text))
+            b.page.on("pageerror", lambda e: b.errors.append(f"page error: {e}"))
+            yield b
+        finally:
+            context.close()  # ends the Chromium this fixture started
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    where = os.environ.get("UNBACKED_ARTIFACTS")
+    if where:
+        out = Path(where) / "report-screenshots"
+        out.mkdir(parents=True, exist_ok=True)
+        return out
+    return tmp_path_factory.mktemp("report-screenshots")
+
+
+def _shot(b: Browser, path: Path, capsys: pytest.CaptureFixture[str], *, full: bool = False):
+    b.page.screenshot(path=str(path), full_page=full)
+    assert path.stat().st_size > 10_000
+    with capsys.disabled():
+        print(f"\nreport screenshot: {path}")
+
+
+def _open(b: Browser, report: Path) -> None:
+    b.page.goto(report.resolve().as_uri())
+    b.page.wait_for_selector("section.alert.shown .plot canvas", timeout=20_000)
+
+
+def _x_ranges(b: Browser) -> list[float]:
+    return b.page.evaluate(
+        "() => Bokeh.documents.map(d => { const r = d.roots()[0].x_range;"
+        " return r.end - r.start; })"
+    )
+
+
+def test_report_renders_offline(browser: Browser, tmp_path, artifacts, capsys):
+    report = write_html([plain_alert(1), rich_alert(), plain_alert(2)], tmp_path / "r.html")
+    b = browser
+    _open(b, report)
+    page = b.page
+
+    # the alert list, most severe first, the first alert open
+    rows = page.locator("#alert-list tbody tr")
+    assert rows.count() == 3
+    assert "sel" in (rows.nth(0).get_attribute("class") or "")
+    shown = page.locator("section.alert.shown")
+    assert shown.count() == 1 and shown.get_attribute("id") == "a0"
+
+    # process tree: parent chain, injector, injected process, child, with telemetry as text
+    tree = shown.locator(".tree")
+    assert tree.is_visible()
+    assert tree.locator(".pnode").count() == 5
+    text = tree.inner_text()
+    assert HOSTILE_NAME in text and "window.__pwned=1" in text and "cmd.exe /c whoami" in text
+    assert HOSTILE_CMD.split("&")[0].strip() in text.replace("\n", "")
+    assert tree.locator("b").count() == 0  # the <b> in the name stayed text
+
+    # explanation: one row per reason, the baseline as a sentence
+    explain = shown.locator("table.explain tbody tr")
+    assert explain.count() == 3
+    assert "0 of 18,422 like this" in shown.locator("table.explain").inner_text()
+
+    # timeline: a drawn bokeh canvas and the provenance of every line
+    assert shown.locator(".plot canvas").first.is_visible()
+    assert shown.locator("table.timeline tbody tr").count() == 7
+    assert "record 103" in shown.locator("table.timeline").inner_text()
+    assert shown.locator(".hdr-bad").inner_text() == "PE"
+
+    # the plot zooms (wheel over it narrows the time range)
+    before = _x_ranges(b)[0]
+    shown.locator(".plot").scroll_into_view_if_needed()
+    box = shown.locator(".plot canvas").first.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, -400)
+    page.wait_for_timeout(300)
+    assert _x_ranges(b)[0] < before
+
+    _shot(b, artifacts / "report-synthetic.png", capsys, full=True)
+
+    # sorting by time: newest first, then oldest first
+    page.click("th[data-key=time]")
+    assert rows.nth(0).get_attribute("data-idx") == "0"
+    page.click("th[data-key=time]")
+    assert rows.nth(0).locator("td").nth(2).inner_text() == "host-2"
+    page.click("th[data-key=host]")
+    assert rows.nth(0).locator("td").nth(2).inner_text().startswith("WS-0042")
+
+    # choosing another alert shows it and draws its plot; j/k move the selection
+    rows.nth(1).click()
+    assert page.locator("section.alert.shown").count() == 1
+    idx = rows.nth(1).get_attribute("data-idx")
+    page.wait_for_selector(f"#plot-{idx} canvas")
+    page.keyboard.press("k")
+    assert page.locator("section.alert.shown").get_attribute("id") == "a0"
+
+    assert page.evaluate("() => typeof window.__pwned") == "undefined"
+    assert b.blocked == [], b.blocked
+    assert b.errors == [], b.errors
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_report_of_real_alerts(browser: Browser, shared_data, tmp_path, artifacts, capsys):
+    from unbacked.engine.local import hunt
+
+    alerts = hunt([shared_data / "windows"]).alerts
+    assert alerts, "the shared data has known injections"
+    report = write_html(alerts, tmp_path / "real.html")
+    _open(browser, report)
+    page = browser.page
+    assert page.locator("#alert-list tbody tr").count() == len(alerts)
+    shown = page.locator("section.alert.shown")
+    for part in (".tree .pnode", "table.explain", ".plot canvas", "table.timeline"):
+        assert shown.locator(part).first.is_visible(), part
+    _shot(browser, artifacts / "report-shared-data.png", capsys)
+    # every alert opens and draws
+    for i in range(len(alerts)):
+        page.locator(f'#alert-list tr[data-idx="{i}"]').click()
+        page.wait_for_selector(f"#plot-{i} canvas")
+    assert browser.blocked == [], browser.blocked
+    assert browser.errors == [], browser.errors
