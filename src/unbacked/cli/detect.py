@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from unbacked.cli.hunt import detection_options, run
+from unbacked.cli.hunt import detection_options, engine_options, run
 
 
 @click.command("detect")
@@ -19,8 +19,37 @@ from unbacked.cli.hunt import detection_options, run
     help="Baseline from `unbacked train`.",
 )
 @detection_options
+@engine_options
 def command(
-    paths, baseline, output, fmt, threshold, fail_on, strict, report_path, quiet, verbose
+    paths,
+    baseline,
+    output,
+    fmt,
+    threshold,
+    fail_on,
+    strict,
+    report_path,
+    quiet,
+    verbose,
+    engine,
+    spark_master,
+    spark_conf,
 ) -> None:
     """Detect with a trained baseline (calibrated per program)."""
-    sys.exit(run(paths, baseline, output, fmt, threshold, fail_on, strict, report_path, quiet))
+    sys.exit(
+        run(
+            paths,
+            baseline,
+            output,
+            fmt,
+            threshold,
+            fail_on,
+            strict,
+            report_path,
+            quiet,
+            None,
+            engine,
+            spark_master,
+            spark_conf,
+        )
+    )

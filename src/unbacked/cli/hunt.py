@@ -21,6 +21,31 @@ from unbacked.render import RENDERERS, render
 from unbacked.runreport import RunReport
 
 
+def engine_options(f):
+    """``--engine local|spark`` and the Spark settings that pass through (``[spark]`` extra)."""
+    f = click.option(
+        "--spark-conf",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Spark setting for --engine spark (repeatable).",
+    )(f)
+    f = click.option(
+        "--spark-master",
+        default="local[*]",
+        show_default=True,
+        metavar="URL",
+        help="Spark master for --engine spark.",
+    )(f)
+    return click.option(
+        "--engine",
+        type=click.Choice(["local", "spark"]),
+        default="local",
+        show_default=True,
+        help="local: embedded; spark: a Parquet event lake (`unbacked export --parquet`) on "
+        "Spark, with the same results.",
+    )(f)
+
+
 def detection_options(f):
     f = click.option(
         "--report",
@@ -58,18 +83,36 @@ def detection_options(f):
 
 
 def run(
-    paths, baseline, output, fmt, threshold, fail_on, strict, report_path, quiet, html=None
+    paths,
+    baseline,
+    output,
+    fmt,
+    threshold,
+    fail_on,
+    strict,
+    report_path,
+    quiet,
+    html=None,
+    engine="local",
+    spark_master="local[*]",
+    spark_conf=(),
 ) -> int:
     fail_level = parse_fail_on(fail_on)
     report = RunReport(strict=strict)
     with Progress(enabled=not quiet) as progress:
-        result = run_hunt(
-            list(paths),
-            baseline=baseline,
-            report=report,
-            config=CorrelationConfig(alert_threshold=threshold),
-            progress=progress,
-        )
+        if engine == "spark":
+            from unbacked.engine.spark import cli_hunt
+
+            config = CorrelationConfig(alert_threshold=threshold)
+            result = cli_hunt(list(paths), baseline, report, config, spark_master, spark_conf)
+        else:
+            result = run_hunt(
+                list(paths),
+                baseline=baseline,
+                report=report,
+                config=CorrelationConfig(alert_threshold=threshold),
+                progress=progress,
+            )
     with output_stream(output) as out:
         render(result.alerts, fmt, out)
     if html:
@@ -94,8 +137,22 @@ def run(
 )
 @click.option("--html", metavar="FILE", help="Also write the offline HTML report.")
 @detection_options
+@engine_options
 def command(
-    paths, baseline, html, output, fmt, threshold, fail_on, strict, report_path, quiet, verbose
+    paths,
+    baseline,
+    html,
+    output,
+    fmt,
+    threshold,
+    fail_on,
+    strict,
+    report_path,
+    quiet,
+    verbose,
+    engine,
+    spark_master,
+    spark_conf,
 ) -> None:
     """Hunt for reflective code loading in telemetry files or directories.
 
@@ -104,5 +161,19 @@ def command(
     with its peer instances in the same data.
     """
     sys.exit(
-        run(paths, baseline, output, fmt, threshold, fail_on, strict, report_path, quiet, html)
+        run(
+            paths,
+            baseline,
+            output,
+            fmt,
+            threshold,
+            fail_on,
+            strict,
+            report_path,
+            quiet,
+            html,
+            engine,
+            spark_master,
+            spark_conf,
+        )
     )

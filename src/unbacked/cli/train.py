@@ -8,6 +8,7 @@ import click
 from rich.console import Console
 
 from unbacked.cli._common import Progress, print_summary, write_run_report
+from unbacked.cli.hunt import engine_options
 from unbacked.engine.local import train as run_train
 from unbacked.runreport import RunReport
 
@@ -19,11 +20,19 @@ from unbacked.runreport import RunReport
 @click.option("--report", "report_path", metavar="FILE", help="Write the run report as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
 @click.option("-v", "--verbose", count=True, help="More detail on errors (-vv: traceback).")
-def command(paths, output, strict, report_path, quiet, verbose) -> None:
+@engine_options
+def command(
+    paths, output, strict, report_path, quiet, verbose, engine, spark_master, spark_conf
+) -> None:
     """Learn what is normal for each program from (benign) telemetry."""
     report = RunReport(strict=strict)
     with Progress(enabled=not quiet) as progress:
-        baseline = run_train(list(paths), output, report=report, progress=progress)
+        if engine == "spark":
+            from unbacked.engine.spark import cli_train
+
+            baseline = cli_train(list(paths), output, spark_master, spark_conf)
+        else:
+            baseline = run_train(list(paths), output, report=report, progress=progress)
     if not quiet:
         print_summary(report, [])
         Console(stderr=True).print(

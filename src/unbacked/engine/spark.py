@@ -33,7 +33,9 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +51,7 @@ from unbacked.detect.baseline import _TABLE_SCHEMAS
 from unbacked.errors import DependencyError, InputError
 from unbacked.model.alert import Alert, Alerts, sort_alerts
 from unbacked.model.schema import EVENT_SCHEMA, conform
+from unbacked.runreport import RunReport
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -77,6 +80,15 @@ _MAX_ARROW = pa.schema(
 
 
 # -- session ------------------------------------------------------------------------------------
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """pyspark warns that it does not yet support the installed pandas; the engine exchanges
+    Arrow only (never pandas), so the warning does not apply here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
+        yield
+
+
 def require_pyspark() -> None:
     """Raise ``DependencyError`` with the install command when pyspark or Java is missing."""
     try:
@@ -101,7 +113,8 @@ def spark_session(
     builder = SparkSession.builder.master(master).appName(app_name)
     for key, value in settings.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    with _quiet():
+        spark = builder.getOrCreate()
     for key in DEFAULT_CONF:  # runtime settings also apply to a session that already existed
         spark.conf.set(key, settings[key])
     return spark
@@ -336,7 +349,8 @@ def learn_counts(events: DataFrame, **hyper: float) -> ProgramBaseline:
     over all facts, computed per host and summed."""
     from pyspark.sql import functions as F
 
-    partial = by_host(events).mapInArrow(_partial_counts, _PARTIAL_SCHEMA)
+    with _quiet():
+        partial = by_host(events).mapInArrow(_partial_counts, _PARTIAL_SCHEMA)
     summed = (
         partial.groupBy("tbl", "program", "feature", "value")
         .agg(F.sum("instances").alias("instances"), F.sum("events").alias("events"))
@@ -427,13 +441,14 @@ def calibrate(events: DataFrame, baseline: ProgramBaseline) -> ProgramBaseline:
     spark = events.sparkSession
     payload = spark.sparkContext.broadcast(_baseline_payload(baseline))
     try:
-        maxima = (
-            by_host(events)
-            .mapInArrow(_calibration_maxima(payload), _MAX_SCHEMA)
-            .groupBy("program", "feature")
-            .agg(F.max("surprise").alias("surprise"))
-        )
-        table = _collect(maxima)
+        with _quiet():
+            maxima = (
+                by_host(events)
+                .mapInArrow(_calibration_maxima(payload), _MAX_SCHEMA)
+                .groupBy("program", "feature")
+                .agg(F.max("surprise").alias("surprise"))
+            )
+            table = _collect(maxima)
     finally:
         payload.unpersist()
     con = duckdb.connect()
@@ -495,8 +510,9 @@ def hunt(
     t1 = time.perf_counter()
     payload = spark.sparkContext.broadcast(_baseline_payload(baseline))
     try:
-        out = by_host(events).mapInArrow(_detect(payload, self_baselined, config), _ALERT_SCHEMA)
-        table = _collect(out)
+        with _quiet():
+            work = _detect(payload, self_baselined, config)
+            table = _collect(by_host(events).mapInArrow(work, _ALERT_SCHEMA))
     finally:
         payload.unpersist()
     timings["detect"] = time.perf_counter() - t1
@@ -509,3 +525,38 @@ def hunt(
         hosts=int(pc.sum(pc.is_null(table.column("alert"))).as_py() or 0),
         timings=timings,
     )
+
+
+# -- command line ---------------------------------------------------------------------------
+def cli_session(master: str, conf_pairs: Sequence[str]) -> SparkSession:
+    """The session of one CLI run (``--spark-master``, ``--spark-conf KEY=VALUE``), logging
+    errors only so that the run's own summary stays readable."""
+    conf = {"spark.ui.showConsoleProgress": "false", **parse_conf(conf_pairs)}
+    spark = spark_session(master, conf)
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def cli_hunt(
+    paths: Sequence[str],
+    baseline: str | None,
+    report: RunReport,
+    config: CorrelationConfig,
+    master: str,
+    conf_pairs: Sequence[str],
+) -> SparkResult:
+    """``unbacked hunt|detect --engine spark``: the run, its counts in ``report``."""
+    result = hunt(paths, baseline=baseline, config=config, spark=cli_session(master, conf_pairs))
+    lake = report.file(", ".join(str(p) for p in paths), "unbacked-parquet (spark)")
+    lake.records = lake.events = result.events
+    report.alerts = len(result.alerts)
+    report.extra["engine"] = {"name": "spark", "hosts": result.hosts, "timings": result.timings}
+    report.finish()
+    return result
+
+
+def cli_train(
+    paths: Sequence[str], out_dir: str, master: str, conf_pairs: Sequence[str]
+) -> ProgramBaseline:
+    """``unbacked train --engine spark``."""
+    return train(paths, out_dir, spark=cli_session(master, conf_pairs))
