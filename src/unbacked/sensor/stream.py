@@ -45,6 +45,7 @@ class StreamingDetector:
         self._last_run = 0.0
         self._dirty = False
         self._seen: dict[str, int] = {}
+        self._new_uids: set[str | None] = set()
         self.latencies_s: list[float] = []
         self.pass_s: list[float] = []
         self.passes = 0
@@ -64,6 +65,7 @@ class StreamingDetector:
         self._tables.append(table)
         self._rows += table.num_rows
         self._dirty = True
+        self._new_uids.update(pc.unique(table["process_uid"]).to_pylist())
         self._trim()
         if time.monotonic() - self._last_run >= self.interval_s:
             self.run()
@@ -85,6 +87,9 @@ class StreamingDetector:
         self._last_run = time.monotonic()
         self._dirty = False
         events = pa.concat_tables(list(self._tables)).combine_chunks()
+        if self.baseline is not None:
+            events = self._affected(events)
+        self._new_uids.clear()
         t0 = time.perf_counter()
         result = detect_events(events, baseline=self.baseline)
         self.pass_s.append(time.perf_counter() - t0)
@@ -104,6 +109,16 @@ class StreamingDetector:
             self.alerts += len(fresh)
             self.on_alerts(fresh)
         return fresh
+
+    def _affected(self, events: pa.Table) -> pa.Table:
+        """With a learned baseline each process is scored on its own: only the processes that
+        had new events since the last pass (and their parents' events, for the alert's process
+        chain) need detecting again, not the whole window."""
+        uids = pa.array([u for u in self._new_uids if u is not None], pa.string())
+        mine = pc.is_in(events["process_uid"], value_set=uids)
+        parents = pc.unique(events.filter(mine)["parent_uid"].drop_null())
+        keep = pc.or_(mine, pc.is_in(events["process_uid"], value_set=parents.cast(pa.string())))
+        return events.filter(keep)
 
     def flush(self) -> list[Alert]:
         self._dirty = True
