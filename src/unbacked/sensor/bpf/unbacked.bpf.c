@@ -121,6 +121,29 @@ struct {
     __type(value, struct rl_val);
 } ub_ratelimit SEC(".maps");
 
+/* executable path per process: walking the dentries costs more than the rest of a record, and
+ * it only changes at exec (entry dropped there and at exit) */
+struct exe_path {
+    char comps[UB_PATH_COMPS][UB_COMP_LEN];
+    __u8 depth;
+    __u8 trunc;
+    __u8 pad[6];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 8192);
+    __type(key, __u32);
+    __type(value, struct exe_path);
+} ub_exe_cache SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct exe_path);
+} ub_exe_scratch SEC(".maps");
+
 struct vma_info {
     __u64 start, end, flags, pgoff;
     __u64 file;
@@ -242,9 +265,26 @@ static __always_inline void fill_task(struct ub_event *e, struct task_struct *ta
     e->proc_start = BPF_CORE_READ(task, group_leader, start_time);
     e->parent_start = BPF_CORE_READ(task, real_parent, group_leader, start_time);
     bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), BPF_CORE_READ(task, comm));
+    __u32 tgid = e->pid;
+    struct exe_path *cached = bpf_map_lookup_elem(&ub_exe_cache, &tgid);
+    if (cached) {
+        __builtin_memcpy(e->exe, cached->comps, sizeof(e->exe));
+        e->exe_depth = cached->depth;
+        e->exe_trunc = cached->trunc;
+        return;
+    }
     __u64 exe = (__u64)BPF_CORE_READ(task, mm, exe_file);
-    if (exe)
-        file_path(exe, e->exe, &e->exe_depth, &e->exe_trunc);
+    if (!exe)
+        return;
+    file_path(exe, e->exe, &e->exe_depth, &e->exe_trunc);
+    __u32 zero = 0;
+    struct exe_path *slot = bpf_map_lookup_elem(&ub_exe_scratch, &zero);
+    if (slot) {
+        __builtin_memcpy(slot->comps, e->exe, sizeof(slot->comps));
+        slot->depth = e->exe_depth;
+        slot->trunc = e->exe_trunc;
+        bpf_map_update_elem(&ub_exe_cache, &tgid, slot, BPF_ANY);
+    }
 }
 
 static __always_inline struct ub_event *reserve(void)
@@ -740,6 +780,8 @@ int BPF_PROG(ub_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
     }
     e->type = UB_EXEC;
     e->fd = -100;
+    __u32 exec_tgid = p->tgid;
+    bpf_map_delete_elem(&ub_exe_cache, &exec_tgid);
     struct inflight *fl = bpf_map_lookup_elem(&ub_inflight, &tid);
     __u32 old = (__u32)old_pid;
     if (!fl)
@@ -782,6 +824,7 @@ int BPF_PROG(ub_exit, struct task_struct *p, bool group_dead)
         fill_task(e, p);
         submit(e);
     }
+    bpf_map_delete_elem(&ub_exe_cache, &tgid);
     if (cfg && cfg->filter_tree)
         bpf_map_delete_elem(&ub_tracked, &tgid);
     return 0;
