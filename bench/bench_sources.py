@@ -21,6 +21,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 
 import duckdb
@@ -53,7 +54,7 @@ def machine() -> str:
     return (
         f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({model}), "
         f"Python {platform.python_version()}, pyarrow {pa.__version__}, "
-        f"duckdb {duckdb.__version__}, evtx {getattr(evtx, '__version__', '?')}"
+        f"duckdb {duckdb.__version__}, evtx {metadata.version('evtx')}"
     )
 
 

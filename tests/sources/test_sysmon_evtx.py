@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -169,4 +170,25 @@ def test_small_files_read_together_equal_files_read_alone(
         ), f.name
     assert rows(table) == alone_rows  # same rows, same order, same provenance
     rep = together.files[str(broken)]
-    assert rep.error is not None or accounted(rep)
+    assert rep.error is not None and "EVTX" in rep.error  # a file error; the others were read
+
+
+@pytest.mark.shared_data
+def test_evtx_inside_a_zip_is_read_in_place(shared_data: Path, tmp_path: Path) -> None:
+    src = shared_data / "windows/omerbenamram_evtx/samples/sysmon.evtx"
+    z = tmp_path / "logs.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(src, "host1/sysmon.evtx")
+    report = RunReport()
+    inner = rows(read_events([z], report))
+    plain, plain_rep = _read(src)
+    rep = report.files[f"{z}!host1/sysmon.evtx"]
+    assert (rep.records, rep.events, rep.skipped) == (
+        plain_rep.records,
+        plain_rep.events,
+        plain_rep.skipped,
+    )
+    assert [{k: v for k, v in r.items() if k != "src_file"} for r in inner] == [
+        {k: v for k, v in r.items() if k != "src_file"} for r in plain
+    ]
+    assert {r["src_file"] for r in inner} == {f"{z}!host1/sysmon.evtx"}
