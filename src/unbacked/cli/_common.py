@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.progress import Progress as RichProgress
 
 from unbacked.model.alert import SEVERITY_NAMES, Alert, parse_severity
 from unbacked.runreport import RunReport
@@ -60,33 +71,117 @@ def output_stream(path: str | None):
         yield fh
 
 
-class Progress:
-    """A one-line progress display on stderr (files, events, rate), only on a terminal."""
+def _input_files(paths: Sequence[str]) -> list[tuple[str, int]]:
+    """Files under ``paths`` with their sizes, in the order the sources read them (directories
+    walked sorted, as ``sources.discovery`` does)."""
+    out: list[tuple[str, int]] = []
+    for p in paths:
+        if os.path.isdir(p):
+            for root, dirs, names in os.walk(p):
+                dirs.sort()
+                for n in sorted(names):
+                    with suppress(OSError):
+                        f = os.path.join(root, n)
+                        out.append((os.path.normpath(f), os.stat(f).st_size))
+        else:
+            with suppress(OSError):
+                out.append((os.path.normpath(p), os.stat(p).st_size))
+    return out
 
-    def __init__(self, enabled: bool) -> None:
-        self.console = Console(stderr=True)
+
+def _command_paths() -> list[str] | None:
+    """The ``paths`` argument of the running click command (hunt, train, detect), if any."""
+    ctx = click.get_current_context(silent=True)
+    value = ctx.params.get("paths") if ctx is not None else None
+    return [str(v) for v in value] if value else None
+
+
+class Progress:
+    """Progress of a run on stderr, only on a terminal: a bar over the input bytes with files,
+    events and rate, or (when the input size is unknown, e.g. a stream) a pulsing bar.
+
+    Why bytes and not records: the total number of records is unknown until everything is read,
+    but sizes of the inputs cost one ``stat`` each. The bar moves as files finish (a file is done
+    when the sources, which read in sorted order, move past it); events and rate move with every
+    batch. ``paths`` defaults
+    to the running command's ``paths`` argument so every subcommand gets the bar unchanged.
+    """
+
+    def __init__(
+        self, enabled: bool, paths: Sequence[str] | None = None, *, console: Console | None = None
+    ) -> None:
+        self.console = console or Console(stderr=True)
         self.enabled = enabled and self.console.is_terminal
         self.start = time.perf_counter()
-        self._status = None
         self.files: set[str] = set()
+        self.paths = list(paths) if paths is not None else _command_paths()
+        self.total_bytes: int | None = None
+        self.total_files: int | None = None
+        self._before: dict[str, int] = {}  # file -> bytes of the inputs read before it
+        if self.enabled and self.paths:
+            files = _input_files(self.paths)
+            offset = 0
+            for f, size in files:
+                self._before[f] = offset
+                offset += size
+            self.total_bytes, self.total_files = offset, len(files)
+        self.done_bytes = 0
+        self.events = 0
+        self._current: str | None = None
+        self._bar: RichProgress | None = None
+        self._task: TaskID | None = None
 
     def __enter__(self) -> Progress:
         if self.enabled:
-            self._status = self.console.status("reading…")
-            self._status.__enter__()
+            columns: list[Any] = [
+                TextColumn("[bold]reading[/]"),
+                BarColumn(bar_width=30),
+                TaskProgressColumn(),
+                TextColumn("{task.fields[files]}"),
+                TextColumn("{task.fields[events]} events"),
+                TextColumn("{task.fields[rate]} events/s"),
+                TimeElapsedColumn(),
+            ]
+            if self.total_bytes:
+                columns.insert(3, DownloadColumn(binary_units=True))
+            columns.append(TextColumn("{task.fields[name]}", style="dim"))
+            self._bar = RichProgress(*columns, console=self.console, transient=True)
+            self._bar.__enter__()
+            self._task = self._bar.add_task(
+                "reading", total=self.total_bytes or None, files=self._files_text(), events="0",
+                rate="0", name="",
+            )  # fmt: skip
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._status is not None:
-            self._status.__exit__(*exc)
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+            self._bar = None
+
+    def _files_text(self) -> str:
+        of = f" of {self.total_files:,}" if self.total_files else ""
+        return f"{len(self.files):,}{of} files with events"
 
     def __call__(self, name: str, events: int, records: int) -> None:
-        self.files.add(name.split("!")[0])
-        if self._status is not None:
+        outer = name.split("!")[0]
+        if outer != self._current:
+            # a new file: every input before it is done, including those that held no events
+            before = self._before.get(os.path.normpath(outer))
+            if before is not None:
+                self.done_bytes = max(self.done_bytes, before)
+            elif self._current is not None:
+                with suppress(OSError):
+                    self.done_bytes += os.stat(self._current).st_size
+            self._current = outer
+        self.files.add(outer)
+        self.events = events
+        if self._bar is not None and self._task is not None:
             rate = events / max(time.perf_counter() - self.start, 1e-9)
-            self._status.update(
-                f"{len(self.files)} files · {events:,} events · {rate:,.0f} events/s · {name[-60:]}"
-            )
+            done = min(self.done_bytes, self.total_bytes) if self.total_bytes else self.done_bytes
+            self._bar.update(
+                self._task, completed=done, files=self._files_text(), events=f"{events:,}",
+                rate=f"{rate:,.0f}", name=escape(name[-50:]),
+            )  # fmt: skip
 
 
 def print_summary(report: RunReport, alerts: Sequence[Alert], stream: IO[str] | None = None) -> None:

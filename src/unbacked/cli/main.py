@@ -6,6 +6,7 @@ error; 1 runtime error.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 
@@ -44,19 +45,19 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.UsageError as exc:
-        exc.show()
+        render_error(exc)
         return 2
     except click.Abort:
         click.echo("aborted", err=True)
         return 1
     except SystemExit as exc:  # commands signal their exit code this way
         return int(exc.code or 0)
-    except UnbackedError as exc:
-        render_error(exc, verbose=_verbosity(argv))
-        return 1
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130
+    except Exception as exc:  # ours (UnbackedError) and everything else: never a bare traceback
+        render_error(exc, verbose=_verbosity(argv))
+        return 1
     return 0
 
 
@@ -65,16 +66,68 @@ def _verbosity(argv: list[str] | None) -> int:
     return sum(a.count("v") for a in args if a.startswith("-v") and set(a[1:]) == {"v"})
 
 
-def render_error(exc: UnbackedError, *, verbose: int = 0) -> None:
-    """Print an error as "what happened / where / what to do"; traceback only with -vv."""
-    click.secho(f"error: {exc.message}", fg="red", err=True)
-    if exc.source is not None:
-        where = exc.source + (f" at offset {exc.offset}" if exc.offset is not None else "")
-        click.echo(f"  where: {where}", err=True)
-    if exc.__cause__ is not None:
-        click.echo(f"  cause: {type(exc.__cause__).__name__}: {exc.__cause__}", err=True)
-    if exc.hint:
-        click.echo(f"  what to do: {exc.hint}", err=True)
+def _lines(what: str, *details: tuple[str, str | None]) -> None:
+    click.secho(f"error: {what}", fg="red", err=True)
+    for label, text in details:
+        if text:
+            click.echo(f"  {label}: {text}", err=True)
+
+
+def _usage(exc: click.UsageError) -> None:
+    if type(exc).__name__ == "NoArgsIsHelpError":  # bare ``unbacked``: the help is the answer
+        click.echo(exc.format_message(), err=True)
+        return
+    ctx = exc.ctx
+    usage = ctx.get_usage().replace("Usage: ", "", 1) if ctx is not None else None
+    name = ctx.command_path if ctx is not None else "unbacked"
+    _lines(exc.format_message(), ("usage", usage),
+           ("what to do", f"see '{name} --help' for the arguments and options"))  # fmt: skip
+
+
+def _oserror(exc: OSError) -> None:
+    path = exc.filename if exc.filename is not None else None
+    reason = exc.strerror or str(exc)
+    causes = {
+        "ENOENT": "the file or directory does not exist (any more)",
+        "EACCES": "this user may not read or write it",
+        "EPERM": "the operation is not permitted for this user",
+        "ENOSPC": "the disk is full",
+        "EISDIR": "a directory was given where a file is needed",
+        "ENOTDIR": "a file was given where a directory is needed",
+    }
+    code = errno.errorcode.get(exc.errno or -1, "")
+    _lines(f"{reason}" + (f": {path}" if path else ""), ("why", causes.get(code, code or None)),
+           ("what to do", "check the path and its permissions (and free space for outputs); "
+                          "-vv shows where it happened"))  # fmt: skip
+
+
+def render_error(exc: BaseException, *, verbose: int = 0) -> None:
+    """Print an error as "what happened / where / why / what to do"; traceback only with -vv.
+
+    Our own errors carry their source and hint. Usage errors name the usage and the help.
+    Operating-system errors say which path and the likely cause. Anything else is unexpected:
+    a bug or an input unbacked does not handle yet, and the hint is to rerun with -vv for the
+    traceback and report it.
+    """
+    if isinstance(exc, click.UsageError):
+        _usage(exc)
+    elif isinstance(exc, UnbackedError):
+        where = None
+        if exc.source is not None:
+            where = exc.source + (f" at offset {exc.offset}" if exc.offset is not None else "")
+        cause = exc.__cause__
+        why = f"{type(cause).__name__}: {cause}" if cause is not None else None
+        _lines(exc.message, ("where", where), ("why", why), ("what to do", exc.hint))
+    elif isinstance(exc, OSError):
+        _oserror(exc)
+    elif isinstance(exc, MemoryError):
+        _lines("out of memory", ("why", "the inputs of one run did not fit in memory"),
+               ("what to do", "hunt fewer inputs per run, or use the Spark engine"))  # fmt: skip
+    else:
+        _lines(f"unexpected {type(exc).__name__}: {exc}",
+               ("why", "a bug in unbacked, or an input it does not handle yet"),
+               ("what to do", "rerun with -vv for the traceback and report it with the "
+                              "command line"))  # fmt: skip
     if verbose >= 2:
         import traceback
 
