@@ -85,6 +85,8 @@ def _usage(exc: click.UsageError) -> None:
 
 
 def _oserror(exc: OSError) -> None:
+    if exc.errno == errno.EPIPE:  # the reader of our output went away (``| head``): not an error
+        return
     path = exc.filename if exc.filename is not None else None
     reason = exc.strerror or str(exc)
     causes = {
