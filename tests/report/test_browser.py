@@ -98,6 +98,16 @@ def _open(b: Browser, report: Path) -> None:
     b.page.wait_for_selector("section.alert.shown .plot canvas", timeout=20_000)
 
 
+#: canvas coordinates of the first plotted event of a kind, from bokeh's own scales
+_POINT_OF = """kind => {
+  const view = Object.values(Bokeh.index)[0];
+  const fig = Bokeh.documents[0].roots()[0];
+  const src = fig.renderers.find(r => r.data_source && r.data_source.data.summary).data_source;
+  const i = src.data.kind.indexOf(kind);
+  return {x: view.frame.x_scale.compute(src.data.t[i]), y: view.frame.y_scale.compute(kind)};
+}"""
+
+
 def _x_ranges(b: Browser) -> list[float]:
     return b.page.evaluate(
         "() => Bokeh.documents.map(d => { const r = d.roots()[0].x_range;"
@@ -138,11 +148,19 @@ def test_report_renders_offline(browser: Browser, tmp_path, artifacts, capsys):
     assert "record 103" in shown.locator("table.timeline").inner_text()
     assert shown.locator(".hdr-bad").inner_text() == "PE"
 
-    # the plot zooms (wheel over it narrows the time range)
-    before = _x_ranges(b)[0]
+    # hovering the "write" event shows its hostile summary as text in bokeh's tooltip
     shown.locator(".plot").scroll_into_view_if_needed()
     box = shown.locator(".plot canvas").first.bounding_box()
     assert box is not None
+    point = page.evaluate(_POINT_OF, "write")
+    page.mouse.move(box["x"] + point["x"], box["y"] + point["y"])
+    tip = page.get_by_text("window.__pwned=4", exact=False)
+    tip.first.wait_for(state="visible", timeout=5_000)
+    assert "</script><script>window.__pwned=4</script>" in tip.first.inner_text()
+    assert "record 103" in page.get_by_text("Sysmon%4Operational.evtx (record 103)").inner_text()
+
+    # the plot zooms (wheel over it narrows the time range)
+    before = _x_ranges(b)[0]
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.mouse.wheel(0, -400)
     page.wait_for_timeout(300)
