@@ -188,7 +188,13 @@ def timeline_figure(alert: Alert, *, height: int | None = None) -> Any:
     evidence. Hovering a point shows the event, its detector and where it was read from.
     """
     _bokeh()
-    from bokeh.models import ColumnDataSource, FactorRange, HoverTool, Range1d
+    from bokeh.models import (
+        ColumnDataSource,
+        DatetimeTickFormatter,
+        FactorRange,
+        HoverTool,
+        Range1d,
+    )
     from bokeh.plotting import figure
 
     rows = _plot_rows(alert)
@@ -205,6 +211,15 @@ def timeline_figure(alert: Alert, *, height: int | None = None) -> Any:
         active_scroll="xwheel_zoom", toolbar_location="above",
     )  # fmt: skip
     p.xaxis.axis_label = "time (UTC)"
+    # wall-clock ticks at every zoom ("18:32:44.500", not bokeh's "500ms")
+    p.xaxis.formatter = DatetimeTickFormatter(
+        milliseconds="%H:%M:%S.%3N", seconds="%H:%M:%S", minsec="%H:%M:%S", minutes="%H:%M",
+        hourmin="%H:%M", hours="%H:%M", days="%Y-%m-%d", months="%Y-%m", years="%Y",
+        context=DatetimeTickFormatter(
+            milliseconds="%Y-%m-%d", seconds="%Y-%m-%d", minsec="%Y-%m-%d", minutes="%Y-%m-%d",
+            hourmin="%Y-%m-%d", hours="%Y-%m-%d", days="%Y", months="", years="",
+        ),
+    )  # fmt: skip
     p.ygrid.grid_line_color = None
     p.outline_line_color = None
     if rows:
