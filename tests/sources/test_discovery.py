@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import sys
 import zipfile
@@ -139,3 +140,15 @@ def test_public_api_is_pinned() -> None:
     }
     for name in sources.__all__:
         assert getattr(sources, name) is not None
+
+
+def test_pipes_and_devices_are_not_read(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)  # opening it for reading would block forever
+    (tmp_path / "one.json").write_bytes(jsonl(export(10, **ACCESS)))
+    report = RunReport()
+    assert read_events([tmp_path], report).num_rows == 1
+    assert str(fifo) in report.extra[NOT_TELEMETRY_KEY]
+    explicit = RunReport()
+    read_events([fifo, "/dev/zero"], explicit)
+    assert {f.path for f in explicit.failed_files} == {str(fifo), "/dev/zero"}

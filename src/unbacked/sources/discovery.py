@@ -210,9 +210,21 @@ def iter_inputs(
         path = Path(p)
         if path.is_dir():
             for f in _walk(path):
-                yield from _expand(_file_input(f), False, report, max_member_bytes)
-        elif path.exists():
+                if f.is_file():  # FIFOs, sockets and devices would block or never end
+                    yield from _expand(_file_input(f), False, report, max_member_bytes)
+                else:
+                    report.extra.setdefault(NOT_TELEMETRY_KEY, []).append(str(f))
+        elif path.is_file():
             yield from _expand(_file_input(path), True, report, max_member_bytes)
+        elif path.exists():
+            report.file_error(
+                str(path),
+                InputError(
+                    "not a regular file",
+                    source=str(path),
+                    hint="pass a file or a directory (pipes and devices are not read)",
+                ),
+            )
         else:
             report.file_error(
                 str(path),
