@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from unbacked.model.schema import EVENT_SCHEMA
 from unbacked.sensor.decode import EventDecoder, empty_records, render_path
-from unbacked.sensor.layout import COMP_LEN, PATH_COMPS, EvType, Header, VmaKind
+from unbacked.sensor.layout import COMP_LEN, EVENT_DTYPE, PATH_COMPS, EvType, Header, VmaKind
 
 PAGE = 4096
 
@@ -175,3 +177,18 @@ def test_bulk_decode_is_columnar() -> None:
     assert t.num_rows == 100_000
     assert len(t["process_uid"].unique()) == 7
     assert isinstance(t["kind"].type, pa.DictionaryType)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.binary(min_size=EVENT_DTYPE.itemsize * 3, max_size=EVENT_DTYPE.itemsize * 3),
+    st.lists(st.sampled_from(list(EvType)), min_size=3, max_size=3),
+)
+def test_corrupt_records_decode_without_error(raw: bytes, types: list[EvType]) -> None:
+    """A damaged spool segment (random bytes, valid or invalid event types) never breaks the
+    decoder: it yields a conforming table, rows of unknown types dropped."""
+    recs = np.frombuffer(raw, dtype=EVENT_DTYPE).copy()
+    recs["type"][:2] = [int(t) for t in types[:2]]  # two plausible records, one random
+    t = _decoder().to_table(recs)
+    assert t.schema.equals(EVENT_SCHEMA, check_metadata=True)
+    assert t.num_rows <= 3

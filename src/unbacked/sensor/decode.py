@@ -35,7 +35,15 @@ import numpy as np
 import pyarrow as pa
 
 from unbacked.model.schema import EVENT_SCHEMA, conform
-from unbacked.sensor.layout import COMP_LEN, EVENT_DTYPE, PATH_COMPS, EvType, Header, VmaKind
+from unbacked.sensor.layout import (
+    COMP_LEN,
+    EVENT_DTYPE,
+    PATH_COMPS,
+    STR_LEN,
+    EvType,
+    Header,
+    VmaKind,
+)
 
 SRC_FORMAT = "unbacked-sensor"
 
@@ -127,6 +135,7 @@ def render_path(comps: np.ndarray, depth: int, trunc: int) -> str | None:
     ``[b"libc.so.6", b"lib", b"usr"]`` → ``/usr/lib/libc.so.6``; a path cut short (deeper than
     ``PATH_COMPS``) starts with ``/…``.
     """
+    depth = min(depth, len(comps))
     if depth <= 0:
         return None
     names = [bytes(comps[i]).split(b"\0", 1)[0].decode("utf-8", "replace") for i in range(depth)]
@@ -191,8 +200,9 @@ class EventDecoder:
         ret = recs["ret"]
         keep = ~(np.isin(typ, [*_MEM_TYPES, EvType.MEMFD_CREATE]) & (ret < 0))
         keep &= np.isin(typ, list(_CODES))
-        recs = recs[keep]
+        recs = recs[keep].copy()
         n = len(recs)
+        _sanitize(recs)
         if n == 0:
             return EVENT_SCHEMA.empty_table()
         typ = recs["type"]
@@ -387,6 +397,23 @@ class EventDecoder:
         if t == EvType.MEMFD_CREATE:
             return "/memfd:" + _cstr(rec["str"])
         return render_path(rec["path"], int(rec["path_depth"]), int(rec["path_trunc"]))
+
+
+def _sanitize(recs: np.ndarray) -> None:
+    """Clamp enum fields to known values (a corrupt spool segment must not break decoding:
+    unknown becomes 'unknown', never an index out of range)."""
+    for field, enum in (
+        ("vma_kind", VmaKind),
+        ("sc_kind", VmaKind),
+        ("caller_kind", VmaKind),
+        ("header_kind", Header),
+    ):
+        col = recs[field]
+        col[col > max(enum)] = 0
+    for field, limit in (("exe_depth", PATH_COMPS), ("path_depth", PATH_COMPS)):
+        col = recs[field]
+        col[col > limit] = limit
+    recs["addr"][(recs["type"] == EvType.EXEC) & (recs["addr"] > STR_LEN)] = STR_LEN
 
 
 def _module_names(names: np.ndarray, kinds: np.ndarray) -> tuple[np.ndarray, list[str | None]]:
