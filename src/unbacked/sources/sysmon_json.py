@@ -9,7 +9,8 @@
 * **Winlogbeat/ECS**: ``winlog.event_data.*``, ``winlog.event_id``, ``winlog.computer_name``,
   ``winlog.record_id``, ``winlog.channel``, nested or as dotted keys.
 
-Both are read by the same bulk engine (``_engine``); only the JSON paths differ.
+All are read by the same bulk engine (``_engine``) and Sysmon mapping (``_sysmon``); only the
+JSON paths differ.
 """
 
 from __future__ import annotations
