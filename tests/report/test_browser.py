@@ -108,6 +108,16 @@ _POINT_OF = """kind => {
 }"""
 
 
+def _plotted(b: Browser) -> dict[str, Any]:
+    """What the page's one plot shows now: lanes (top first), number of events, title."""
+    return b.page.evaluate(
+        """() => { const d = Bokeh.documents[0];
+          return {lanes: d.get_model_by_name("lanes").factors.slice().reverse(),
+                  events: d.get_model_by_name("events").data.t.length,
+                  title: d.get_model_by_name("timeline").title.text.split(":")[0]}; }"""
+    )
+
+
 def _x_ranges(b: Browser) -> list[float]:
     return b.page.evaluate(
         "() => Bokeh.documents.map(d => { const r = d.roots()[0].x_range;"
@@ -176,13 +186,16 @@ def test_report_renders_offline(browser: Browser, tmp_path, artifacts, capsys):
     page.click("th[data-key=host]")
     assert rows.nth(0).locator("td").nth(2).inner_text().startswith("WS-0042")
 
-    # choosing another alert shows it and draws its plot; j/k move the selection
+    # choosing another alert shows it and swaps its events into the plot; j/k move the selection
     rows.nth(1).click()
     assert page.locator("section.alert.shown").count() == 1
     idx = rows.nth(1).get_attribute("data-idx")
     page.wait_for_selector(f"#plot-{idx} canvas")
+    assert _plotted(b) == {"lanes": ["thread"], "events": 1, "title": "notepad.exe (902) on host-2"}
     page.keyboard.press("k")
     assert page.locator("section.alert.shown").get_attribute("id") == "a0"
+    page.wait_for_selector("#plot-0 canvas")
+    assert _plotted(b)["events"] == 7
 
     assert page.evaluate("() => typeof window.__pwned") == "undefined"
     assert b.blocked == [], b.blocked
@@ -204,9 +217,13 @@ def test_report_of_real_alerts(browser: Browser, shared_data, tmp_path, artifact
     for part in (".tree .pnode", "table.explain", ".plot canvas", "table.timeline"):
         assert shown.locator(part).first.is_visible(), part
     _shot(browser, artifacts / "report-shared-data.png", capsys)
-    # every alert opens and draws
-    for i in range(len(alerts)):
+    # every alert opens and its own events are plotted
+    from unbacked.model.alert import sort_alerts
+    from unbacked.render.html import plot_data
+
+    for i, a in enumerate(sort_alerts(alerts)):
         page.locator(f'#alert-list tr[data-idx="{i}"]').click()
         page.wait_for_selector(f"#plot-{i} canvas")
+        assert _plotted(browser)["events"] == len(plot_data(a)["events"]["t"]), i
     assert browser.blocked == [], browser.blocked
     assert browser.errors == [], browser.errors

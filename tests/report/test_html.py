@@ -80,7 +80,7 @@ def test_hostile_telemetry_stays_text(page):
     assert "&lt;/script&gt;&lt;script&gt;window.__pwned=4&lt;/script&gt;" in page
     # plot data: JSON that cannot close its script element, and that decodes to the same text
     blocks = [body for attrs, body in _scripts(page) if "application/json" in attrs]
-    assert len(blocks) == 3
+    assert len(blocks) == 4  # one bokeh figure, then the plot data of each alert
     for body in blocks:
         assert "<" not in body and ">" not in body
     text = json.dumps([json.loads(b) for b in blocks])
@@ -132,6 +132,20 @@ def test_no_alerts_and_no_bokeh(monkeypatch, tmp_path):
     with pytest.raises(DependencyError, match="bokeh") as info:
         Alerts([rich_alert()]).plot(0)
     assert "unbacked[report]" in (info.value.hint or "")
+
+
+def test_one_figure_for_the_page_and_data_per_alert(page):
+    from unbacked.render.html import plot_data
+
+    ids = re.findall(r'<script type="application/json" id="([^"]+)"', page)
+    assert ids == ["plot-figure", "plot-data-0", "plot-data-1", "plot-data-2"]
+    d = plot_data(rich_alert())
+    assert d["lanes"][::-1] == ["open", "allocate", "write", "protect", "thread", "connect",
+                                "child"]  # fmt: skip
+    assert len(d["events"]["t"]) == 7 and d["events"]["signal"].count("context") == 3
+    # the region's lifecycle: the four events naming 0x1c0000, in time order
+    assert d["lifecycles"]["ys"] == [["allocate", "write", "protect", "thread"]]
+    assert d["reset_start"] < d["start"] < d["end"] <= d["reset_end"]
 
 
 def test_alerts_plot_is_a_bokeh_figure():

@@ -159,8 +159,8 @@ def _prov_text(p: Provenance) -> str:
     return f"{p.file or '?'}" + (f" ({where})" if where else "")
 
 
-def _initial_range(alert: Alert, rows: list[dict[str, Any]], range_cls: Any) -> Any:
-    """Open on the evidence, reset to everything.
+def _ranges(alert: Alert, times: list[float], evidence: list[float]) -> dict[str, float]:
+    """Open on the evidence, reset to everything (epoch ms).
 
     Context events (an earlier connection, the launch) can lie hours or days away from the
     evidence; a plot spanning all of them squeezes the evidence into one pixel column. The plot
@@ -168,26 +168,62 @@ def _initial_range(alert: Alert, rows: list[dict[str, Any]], range_cls: Any) -> 
     every event.
     """
 
-    def padded(lo: datetime, hi: datetime) -> tuple[float, float]:
-        pad = max((hi - lo).total_seconds() * 0.08, 1.0) * 1000
-        return (to_ms(lo) or 0) - pad, (to_ms(hi) or 0) + pad
+    def padded(lo: float, hi: float) -> tuple[float, float]:
+        pad = max((hi - lo) * 0.08, 1000.0)
+        return lo - pad, hi + pad
 
-    times = [r["time"] for r in rows]
+    if not times:
+        t = float(to_ms(alert.first_seen) or 0)
+        times = evidence = [t]
     all_lo, all_hi = padded(min(times), max(times))
-    evidence = [r["time"] for r in rows if r["signal"]] or times
-    lo, hi = padded(min(evidence), max(evidence))
-    return range_cls(start=max(lo, all_lo), end=min(hi, all_hi), reset_start=all_lo,
-                     reset_end=all_hi)  # fmt: skip
+    lo, hi = padded(min(evidence or times), max(evidence or times))
+    return {"start": max(lo, all_lo), "end": min(hi, all_hi), "reset_start": all_lo,
+            "reset_end": all_hi}  # fmt: skip
 
 
-def timeline_figure(alert: Alert, *, height: int | None = None) -> Any:
-    """A zoomable bokeh plot of the alert's timeline: one lane per kind of event, evidence ringed
-    in red, and the events of each region joined by a line (its lifecycle).
+def plot_data(alert: Alert) -> dict[str, Any]:
+    """Everything the timeline plot shows of one alert, as plain columns (JSON-ready).
 
-    Wheel zoom and pan act on time only: the lanes are categories, and zooming them would hide
-    evidence. Hovering a point shows the event, its detector and where it was read from.
+    The report ships this per alert and swaps it into a single bokeh plot in the page, because
+    building and serialising one bokeh document per alert costs ~0.1 s and ~50 KB each: a hunt
+    with hundreds of alerts would take minutes and tens of MB. Times are epoch milliseconds.
     """
-    _bokeh()
+    rows = _plot_rows(alert)
+    kinds = {r["kind"] for r in rows}
+    lanes = [k for k in LANES if k in kinds] + sorted(kinds - set(LANES))
+    lanes = list(reversed(lanes or ["launch"]))  # bokeh draws the first factor at the bottom
+    times = [float(to_ms(r["time"]) or 0) for r in rows]
+    lifecycles: dict[str, list[list[Any]]] = {"xs": [], "ys": []}
+    for region in alert.regions:  # events naming a region's base, joined in time order
+        needle = f"0x{region.base:x}"
+        pts = [(t, r["kind"]) for t, r in zip(times, rows, strict=True)
+               if needle in r["summary"].lower()]  # fmt: skip
+        if len(pts) >= 2:
+            lifecycles["xs"].append([t for t, _ in pts])
+            lifecycles["ys"].append([k for _, k in pts])
+    return {
+        "title": f"{_proc_label(alert.process)} on {alert.hostname or '?'}: what happened, "
+        "in order",
+        "lanes": lanes,
+        "height": 90 + 34 * len(lanes),
+        "events": {
+            "t": times,
+            "kind": [r["kind"] for r in rows],
+            "summary": [r["summary"] for r in rows],
+            "signal": [r["signal"] or "context" for r in rows],
+            "prov": [r["prov"] for r in rows],
+            "colour": [_KIND_COLOURS[_family(r["kind"])] for r in rows],
+            "line": [_SIGNAL_LINE if r["signal"] else "white" for r in rows],
+            "size": [15 if r["signal"] else 10 for r in rows],
+        },
+        "lifecycles": lifecycles,
+        **_ranges(alert, times, [t for t, r in zip(times, rows, strict=True) if r["signal"]]),
+    }
+
+
+def _figure(data: Mapping[str, Any], height: int | None = None) -> Any:
+    """The bokeh figure for :func:`plot_data`; its sources and ranges are named so that the
+    page script can swap another alert's data in."""
     from bokeh.models import (
         ColumnDataSource,
         DatetimeTickFormatter,
@@ -197,18 +233,14 @@ def timeline_figure(alert: Alert, *, height: int | None = None) -> Any:
     )
     from bokeh.plotting import figure
 
-    rows = _plot_rows(alert)
-    kinds = {r["kind"] for r in rows}
-    lanes = [k for k in LANES if k in kinds] + sorted(kinds - set(LANES))
-    if not lanes:
-        lanes = ["launch"]
-    lanes.reverse()  # bokeh draws the first factor at the bottom
-    title = f"{_proc_label(alert.process)} on {alert.hostname or '?'}: what happened, in order"
     p = figure(
-        title=title, x_axis_type="datetime", y_range=FactorRange(*lanes),
-        height=height or 90 + 34 * len(lanes), sizing_mode="stretch_width",
+        title=data["title"], x_axis_type="datetime",
+        y_range=FactorRange(factors=list(data["lanes"]), name="lanes"),
+        x_range=Range1d(start=data["start"], end=data["end"], reset_start=data["reset_start"],
+                        reset_end=data["reset_end"], name="time"),
+        height=height or data["height"], sizing_mode="stretch_width",
         tools="xpan,xwheel_zoom,box_zoom,reset,save", active_drag="xpan",
-        active_scroll="xwheel_zoom", toolbar_location="above",
+        active_scroll="xwheel_zoom", toolbar_location="above", name="timeline",
     )  # fmt: skip
     p.xaxis.axis_label = "time (UTC)"
     # wall-clock ticks at every zoom ("18:32:44.500", not bokeh's "500ms")
@@ -222,29 +254,10 @@ def timeline_figure(alert: Alert, *, height: int | None = None) -> Any:
     )  # fmt: skip
     p.ygrid.grid_line_color = None
     p.outline_line_color = None
-    if rows:
-        p.x_range = _initial_range(alert, rows, Range1d)
-
-    # region lifecycles: events naming a region's base, joined in time order
-    for region in alert.regions:
-        needle = f"0x{region.base:x}"
-        pts = [r for r in rows if needle in r["summary"].lower()]
-        if len(pts) >= 2:
-            p.line([r["time"] for r in pts], [r["kind"] for r in pts], line_color="#c7c7c7",
-                   line_width=2, line_dash="dashed")  # fmt: skip
-
-    src = ColumnDataSource(
-        {
-            "t": [r["time"] for r in rows],
-            "kind": [r["kind"] for r in rows],
-            "summary": [r["summary"] for r in rows],
-            "signal": [r["signal"] or "context" for r in rows],
-            "prov": [r["prov"] for r in rows],
-            "colour": [_KIND_COLOURS[_family(r["kind"])] for r in rows],
-            "line": [_SIGNAL_LINE if r["signal"] else "white" for r in rows],
-            "size": [15 if r["signal"] else 10 for r in rows],
-        }
-    )
+    lines = ColumnDataSource(dict(data["lifecycles"]), name="lifecycles")
+    p.multi_line(xs="xs", ys="ys", source=lines, line_color="#c7c7c7", line_width=2,
+                 line_dash="dashed")  # fmt: skip
+    src = ColumnDataSource(dict(data["events"]), name="events")
     dots = p.scatter(x="t", y="kind", source=src, size="size", fill_color="colour",
                      line_color="line", line_width=2.5, fill_alpha=0.9)  # fmt: skip
     # values are escaped by bokeh's hover template (no ``{safe}`` anywhere): telemetry stays text
@@ -257,6 +270,17 @@ def timeline_figure(alert: Alert, *, height: int | None = None) -> Any:
         )
     )  # fmt: skip
     return p
+
+
+def timeline_figure(alert: Alert, *, height: int | None = None) -> Any:
+    """A zoomable bokeh plot of the alert's timeline: one lane per kind of event, evidence ringed
+    in red, and the events of each memory region joined by a dashed line (its lifecycle).
+
+    Wheel zoom and pan act on time only: the lanes are categories, and zooming them would hide
+    evidence. Hovering a point shows the event, its detector and where it was read from.
+    """
+    _bokeh()
+    return _figure(plot_data(alert), height)
 
 
 # -- page sections --------------------------------------------------------------------------
@@ -607,14 +631,42 @@ _JS = """
   var list = document.getElementById("alert-list");
   if (!list) { return; }
   var body = list.tBodies[0];
-  var drawn = {};
+  var host = null, figure = null, current = null;
   function rows() { return Array.prototype.slice.call(body.rows); }
-  function draw(idx) {
-    if (drawn[idx] || !window.Bokeh) { return; }
+  function apply(idx) {
+    // one bokeh plot for the whole page: swap the shown alert's columns into it
     var data = document.getElementById("plot-data-" + idx);
-    if (!data) { return; }
-    drawn[idx] = true;
-    window.Bokeh.embed.embed_item(JSON.parse(data.textContent), "plot-" + idx);
+    if (!data || !figure) { return; }
+    var d = JSON.parse(data.textContent), doc = figure.document;
+    var events = doc.get_model_by_name("events"), lines = doc.get_model_by_name("lifecycles");
+    events.data = {t: [], kind: [], summary: [], signal: [], prov: [], colour: [], line: [],
+                   size: []};
+    lines.data = {xs: [], ys: []};
+    doc.get_model_by_name("lanes").factors = d.lanes;
+    doc.get_model_by_name("time").setv({start: d.start, end: d.end, reset_start: d.reset_start,
+                                        reset_end: d.reset_end});
+    events.data = d.events;
+    lines.data = d.lifecycles;
+    figure.title.text = d.title;
+    figure.height = d.height;
+  }
+  function draw(idx) {
+    var slot = document.getElementById("plot-" + idx);
+    var spec = document.getElementById("plot-figure");
+    if (!slot || !spec || !window.Bokeh) { return; }
+    if (host === null) {
+      host = document.createElement("div");
+      host.id = "plot-host";
+      slot.appendChild(host);
+      window.Bokeh.embed.embed_item(JSON.parse(spec.textContent), "plot-host").then(function () {
+        var docs = window.Bokeh.documents;
+        figure = docs[docs.length - 1].get_model_by_name("timeline");
+        apply(current);
+      });
+      return;
+    }
+    slot.appendChild(host);
+    apply(idx);
   }
   function show(idx, scroll) {
     var sections = document.querySelectorAll("section.alert");
@@ -626,6 +678,7 @@ _JS = """
       r.classList.toggle("sel", on);
       if (on && scroll) { r.scrollIntoView({block: "nearest"}); }
     });
+    current = idx;
     draw(idx);
   }
   function fromHash() {
@@ -701,10 +754,15 @@ def render_html(alerts: Sequence[Alert], *, title: str | None = None) -> str:
 
         bokeh_js = Resources(mode="inline", components=["bokeh"]).js_raw[0]
         scripts.append(bokeh_js + '\nBokeh.set_log_level("warn");\n')
+        figure = _figure(plot_data(alerts[0]))
+        data_blocks.append(
+            '<script type="application/json" id="plot-figure">'
+            f"{_script_json(json_item(figure, target=ID('plot-host')))}</script>"
+        )
         for i, a in enumerate(alerts):
-            item = json_item(timeline_figure(a), target=ID(f"plot-{i}"))
             data_blocks.append(
-                f'<script type="application/json" id="plot-data-{i}">{_script_json(item)}</script>'
+                f'<script type="application/json" id="plot-data-{i}">'
+                f"{_script_json(plot_data(a))}</script>"
             )
     scripts.append(_JS)
     csp = (
