@@ -20,7 +20,6 @@ from unbacked.correlate.incidents import CorrelationConfig, correlate
 from unbacked.detect import DetectionContext, ProgramBaseline, run_rules
 from unbacked.model.alert import Alerts
 from unbacked.model.schema import EVENT_SCHEMA
-from unbacked.model.state import StateTracker
 from unbacked.runreport import RunReport
 
 ProgressFn = Callable[[str, int, int], None]  # (file name, events so far, records so far)
@@ -127,8 +126,7 @@ def detect_events(
     signals = run_rules(ctx)
     t2 = time.perf_counter()
     timings["rules"] = t2 - t1
-    state = StateTracker.from_events(events)
-    alerts = correlate(ctx, signals, state, config)
+    alerts = correlate(ctx, signals, None, config)
     timings["correlate"] = time.perf_counter() - t2
     report.alerts = len(alerts)
     return HuntResult(
