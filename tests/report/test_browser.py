@@ -158,6 +158,8 @@ def test_report_renders_offline(browser: Browser, tmp_path, artifacts, capsys):
     assert "record 103" in shown.locator("table.timeline").inner_text()
     assert shown.locator(".hdr-bad").inner_text() == "PE"
 
+    _shot(b, artifacts / "report-synthetic.png", capsys, full=True)
+
     # hovering the "write" event shows its hostile summary as text in bokeh's tooltip
     shown.locator(".plot").scroll_into_view_if_needed()
     box = shown.locator(".plot canvas").first.bounding_box()
@@ -175,8 +177,6 @@ def test_report_renders_offline(browser: Browser, tmp_path, artifacts, capsys):
     page.mouse.wheel(0, -400)
     page.wait_for_timeout(300)
     assert _x_ranges(b)[0] < before
-
-    _shot(b, artifacts / "report-synthetic.png", capsys, full=True)
 
     # sorting by time: newest first, then oldest first
     page.click("th[data-key=time]")
