@@ -8,7 +8,8 @@ one pass (``json_extract_string`` with a list of paths, so case variants such as
 ``EVENT_SCHEMA`` in SQL (casts, hex, timestamps, ``CASE`` by event id) on all cores.
 
 * JSON-lines inputs are streamed through *one* query per input (``stream_json_lines``): the
-  query is planned once, DuckDB pulls batches as it needs them, memory stays bounded.
+  query is planned once, DuckDB pulls batches as it needs them, the input is never held
+  whole.
 * EVTX records arrive as the parser's JSON strings; blocks of them, possibly from several
   small files, are mapped one query per block (``JsonQuery.run_files``).
 
@@ -552,7 +553,7 @@ def stream_json_lines(
 
     DuckDB pulls record batches from the line splitter as it needs them and hands mapped
     batches back as they are ready, so a query is planned once per input (not per block),
-    memory stays bounded by a few blocks, and buffers are recycled instead of being faulted
+    the input is never held whole, and buffers are recycled instead of being faulted
     in anew. Reading, splitting and mapping overlap on their own.
 
     A malformed line makes the fast (unguarded) query fail mid-stream. Then the input is read
