@@ -811,8 +811,11 @@ int BPF_PROG(ub_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 }
 
 SEC("tp_btf/sched_process_exit")
-int BPF_PROG(ub_exit, struct task_struct *p, bool group_dead)
+int BPF_PROG(ub_exit, struct task_struct *p)
 {
+    /* the last thread out: do_exit has already counted it off signal->live (portable to
+     * kernels whose tracepoint has no group_dead argument) */
+    int group_dead = BPF_CORE_READ(p, signal, live.counter) == 0;
     __u32 tgid = p->tgid;
     struct ub_config *cfg = get_config();
     if (!group_dead || !wanted(cfg, tgid))
