@@ -189,3 +189,24 @@ def test_report_command_rejects_other_files(tmp_path, capsys):
 def test_write_html_returns_path(tmp_path):
     p = write_html(Alerts([plain_alert(3)]), tmp_path / "a" / "b.html")
     assert isinstance(p, Path) and p.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_hunt_html_writes_the_same_report_as_report(tmp_path):
+    from tests.support.events import events, remote_thread
+    from unbacked.sources import write_events
+
+    ps = r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe"
+    recording = tmp_path / "events.parquet"
+    write_events(events([remote_thread("inj", ps, "victim", r"C:\x\notepad.exe", 0x590000)]),
+                 recording)  # fmt: skip
+    direct, alerts = tmp_path / "hunt.html", tmp_path / "alerts.jsonl"
+    argv = ["hunt", str(recording), "-o", str(alerts), "--html", str(direct), "-q"]
+    assert main([*argv, "--fail-on", "none"]) == 0
+    assert main(["report", str(alerts), "-o", str(tmp_path / "report.html"), "-q"]) == 0
+
+    def body(p: Path) -> str:  # generation time and bokeh's model ids differ, nothing else
+        text = re.sub(r"generated [^<]* by", "", p.read_text())
+        return re.sub(r'id="plot-figure">.*?</script>', "", text, flags=re.S)
+
+    assert body(direct) == body(tmp_path / "report.html")
+    assert "notepad.exe" in body(direct) and "injector (actor)" in body(direct)
