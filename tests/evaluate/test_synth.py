@@ -139,3 +139,31 @@ def test_eval_arithmetic_on_the_fleet(fleet):
     assert t["unlabelled_alerts"] == 0
     assert t["false_alerts"] + t["caught"] <= len(result.alerts)
     assert t["false_per_10k_benign"] == round(10_000 * t["false_alerts"] / t["benign_instances"], 3)
+
+
+def test_fit_refuses_labels_that_do_not_match_the_data(tmp_path):
+    """A re-recorded capture with an old label would put its attack into the benign pool."""
+    import json
+
+    cap = "samples/linux/control-loader-wx.jsonl"
+    label = {
+        "file": cap,
+        "scope": "attack",
+        "process_instances": 1,
+        "malicious_count": 1,
+        "malicious": [
+            {
+                "role": "self-injected",
+                "host": "vm",
+                "process_guid": "vm:1:1",
+                "pid": 1,
+                "image": "/x/loader",
+                "confidence": "confirmed",
+                "disk_backed": False,
+            }
+        ],
+    }
+    (tmp_path / "l.json").write_text(json.dumps(label))
+    corpus = Corpus((str(REPO / cap),), str(tmp_path), str(REPO), attacks=True)
+    with pytest.raises(ValueError, match="label-samples"):
+        fit([corpus])

@@ -239,10 +239,13 @@ def fit(corpora: Sequence[Corpus]) -> FleetModel:
         uniq, first, inverse = np.unique(inst_key, return_index=True, return_inverse=True)
         bad = np.zeros(uniq.size, dtype=bool)
         mal_of: dict[int, tuple[str, Any]] = {}
+        seen: set[str] = set()
+        matched: set[tuple[str, int]] = set()
         for u, r in enumerate(first):
             fkey = file_keys[file_idx[r]] if file_idx[r] >= 0 else None
             if fkey is None or fkey not in per_file:
                 continue
+            seen.add(fkey)
             g = norm_guid(uid[r])
             insts = per_file[fkey]
             hit = next(
@@ -256,8 +259,22 @@ def fit(corpora: Sequence[Corpus]) -> FleetModel:
             )
             if hit is not None:
                 bad[u] = True
+                matched.add((fkey, id(hit)))
                 if corpus.attacks and any(hit is m for m in labels[fkey].malicious):
                     mal_of[u] = (fkey, hit)
+        # a label naming an instance its file does not hold is stale (the capture was
+        # re-recorded): its attack would silently join the benign pool, so refuse
+        stale = sorted(
+            f"{k} ({i.guid or i.pid})"
+            for k in seen
+            for i in labels[k].malicious
+            if (k, id(i)) not in matched
+        )
+        if stale:
+            raise ValueError(
+                "labels do not match the data (re-run scripts/label-samples.py): "
+                + ", ".join(stale)
+            )
         row_bad = bad[inverse]
         benign_parts.append(events.filter(pa.array(~row_bad)))
         for u, (fkey, inst) in sorted(mal_of.items(), key=lambda kv: kv[1][0]):
