@@ -194,6 +194,13 @@ def test_report_renders_offline(browser: Browser, tmp_path, artifacts, capsys):
     assert _plotted(b) == {"lanes": ["thread"], "events": 1, "title": "notepad.exe (902) on host-2"}
     page.keyboard.press("k")
     assert page.locator("section.alert.shown").get_attribute("id") == "a0"
+    rows.nth(2).focus()  # keyboard users: Tab to a row, Enter opens it
+    page.keyboard.press("Enter")
+    assert page.locator("section.alert.shown").get_attribute("data-idx") == rows.nth(
+        2
+    ).get_attribute("data-idx")
+    page.keyboard.press("k")
+    page.keyboard.press("k")
     page.wait_for_selector("#plot-0 canvas")
     assert _plotted(b)["events"] == 7
 

@@ -692,6 +692,12 @@ _JS = """
     history.replaceState(null, "", "#a" + tr.getAttribute("data-idx"));
     show(tr.getAttribute("data-idx"), false);
   });
+  body.addEventListener("keydown", function (ev) {
+    var tr = ev.target.closest("tr");
+    if (ev.key !== "Enter" || !tr) { return; }
+    history.replaceState(null, "", "#a" + tr.getAttribute("data-idx"));
+    show(tr.getAttribute("data-idx"), false);
+  });
   document.addEventListener("keydown", function (ev) {
     if (ev.key !== "j" && ev.key !== "k" && ev.key !== "ArrowDown" && ev.key !== "ArrowUp") {
       return;
