@@ -502,7 +502,7 @@ class Alerts(list[Alert]):
 
         return timeline_figure(self.by_uid(alert_id), height=height)
 
-    def to_html(self, path: str, *, title: str | None = None):  # -> pathlib.Path
+    def to_html(self, path: Any, *, title: str | None = None):  # path: str or Path -> Path
         """Write the offline HTML report of these alerts (``unbacked report``) to ``path``."""
         from unbacked.render.html import write_html
 
