@@ -101,13 +101,25 @@ class DetectionContext:
         return self.cache["facts"]
 
     @property
+    def instance_facts(self) -> pa.Table:
+        """``facts`` aggregated per (instance, feature, value), first row kept (what baselines
+        learn from and score)."""
+        if "instance_facts" not in self.cache:
+            from unbacked.detect.baseline import instance_facts
+
+            self.cache["instance_facts"] = instance_facts(self.facts)
+        return self.cache["instance_facts"]
+
+    @property
     def scored(self) -> pa.Table:
         """Every fact scored against the baseline once (``ProgramBaseline.score``), shared by
         the baseline detector and the rules that weigh peers."""
         if "scored" not in self.cache:
             if self.baseline is None:
                 raise ValueError("no baseline in this detection context")
-            self.cache["scored"] = self.baseline.score(self.facts, exclude_self=self.self_baselined)
+            self.cache["scored"] = self.baseline.score(
+                self.instance_facts, exclude_self=self.self_baselined
+            )
         return self.cache["scored"]
 
     def peer_counts(self, facts: pa.Table) -> tuple[np.ndarray, np.ndarray]:
@@ -118,30 +130,23 @@ class DetectionContext:
         zeros = np.zeros(n_rows, dtype=np.int64)
         if self.baseline is None or n_rows == 0:
             return zeros, zeros.copy()
-        key = facts.select(["row", "feature", "value"]).append_column(
-            "_i", pa.array(np.arange(n_rows, dtype=np.int64))
-        )
-        known = self.scored.select(["row", "feature", "value", "k", "n"])
-        missing = pc.invert(
-            pc.is_in(
-                pc.binary_join_element_wise(pc.cast(key["row"], pa.string()), key["feature"], "|"),
-                pc.binary_join_element_wise(
-                    pc.cast(known["row"], pa.string()), known["feature"], "|"
-                ),
-            )
-        )
-        if pc.any(missing).as_py():
+        cols = ["process_uid", "feature", "value"]
+        key = facts.select(cols).append_column("_i", pa.array(np.arange(n_rows, dtype=np.int64)))
+        known = self.scored.select([*cols, "k", "n"])
+        # counts are per instance and value: any event of the instance finds them
+        probe = key.join(known, cols, join_type="left outer")
+        missing_idx = probe.filter(pc.is_null(probe["k"]))["_i"]
+        if len(missing_idx):
             # facts a rule made up itself: score them directly (facts without a program, which
             # no baseline can speak for, get k = n = 0 through the outer join below)
-            extra = facts.filter(missing)
+            extra = facts.take(missing_idx)
             extra = extra.filter(pc.is_valid(extra["program"]))
             if extra.num_rows:
                 scored = self.baseline.score(extra, exclude_self=self.self_baselined)
-                known = pa.concat_tables(
-                    [known, scored.select(["row", "feature", "value", "k", "n"])]
-                )
-        joined = key.join(known, ["row", "feature", "value"], join_type="left outer")
-        joined = joined.sort_by("_i")
+                known = pa.concat_tables([known, scored.select([*cols, "k", "n"])])
+                known = known.group_by(cols).aggregate([("k", "max"), ("n", "max")])
+                known = known.rename_columns([*cols, "k", "n"])
+        joined = key.join(known, cols, join_type="left outer").sort_by("_i")
         k = pc.fill_null(joined["k"], 0).to_numpy(zero_copy_only=False)
         n = pc.fill_null(joined["n"], 0).to_numpy(zero_copy_only=False)
         return k.astype(np.int64), n.astype(np.int64)

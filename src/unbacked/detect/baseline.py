@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -136,11 +137,11 @@ class ProgramBaseline:
         """Learn counts from a fact table (``extract_facts``)."""
         con = duckdb.connect()
         try:
-            con.register("facts", facts)
+            con.register("facts", with_event_counts(facts))
             self.counts_ = _sql(
                 con,
                 """SELECT program, feature, value, count(DISTINCT process_uid) AS instances,
-                          count(*) AS events
+                          sum(events)::BIGINT AS events
                      FROM facts GROUP BY ALL ORDER BY ALL""",
             ).cast(_TABLE_SCHEMAS["counts"])
             absent = ", ".join(f"('{f}', '{d}')" for f, d in ABSENCE_AWARE.items())
@@ -151,10 +152,10 @@ class ProgramBaseline:
                                          count(DISTINCT process_uid) AS instances
                                     FROM facts WHERE feature IN (SELECT denominator FROM a)
                                    GROUP BY ALL),
-                         ev AS (SELECT program, feature, count(*) AS events
+                         ev AS (SELECT program, feature, sum(events)::BIGINT AS events
                                   FROM facts GROUP BY ALL)
                     SELECT program, feature, count(DISTINCT process_uid) AS instances,
-                           count(*) AS events
+                           sum(events)::BIGINT AS events
                       FROM facts WHERE feature NOT IN (SELECT feature FROM a)
                      GROUP BY ALL
                     UNION ALL
@@ -166,7 +167,7 @@ class ProgramBaseline:
             self.population_ = _sql(
                 con,
                 """SELECT feature, value, count(DISTINCT process_uid) AS instances,
-                          count(*) AS events, count(DISTINCT program) AS programs
+                          sum(events)::BIGINT AS events, count(DISTINCT program) AS programs
                      FROM facts GROUP BY ALL ORDER BY ALL""",
             ).cast(_TABLE_SCHEMAS["population"])
             self.population_totals_ = _sql(
@@ -176,8 +177,8 @@ class ProgramBaseline:
                                          count(DISTINCT process_uid) AS instances
                                     FROM facts WHERE feature IN (SELECT denominator FROM a)
                                    GROUP BY ALL),
-                         ev AS (SELECT feature, count(*) AS events FROM facts GROUP BY ALL)
-                    SELECT feature, count(DISTINCT process_uid) AS instances, count(*) AS events
+                         ev AS (SELECT feature, sum(events)::BIGINT AS events FROM facts GROUP BY ALL)
+                    SELECT feature, count(DISTINCT process_uid) AS instances, sum(events)::BIGINT AS events
                       FROM facts WHERE feature NOT IN (SELECT feature FROM a)
                      GROUP BY ALL
                     UNION ALL
@@ -220,15 +221,15 @@ class ProgramBaseline:
         try:
             for name in ("counts", "totals", "population", "population_totals", "thresholds"):
                 con.register(name, getattr(self, name + "_"))
-            con.register("facts", facts)
+            con.register("facts", with_event_counts(facts))
             self_n = "1" if exclude_self else "0"
             thr = "coalesce(th.threshold, 0)" if calibrated else "0"
             query = f"""
             WITH inst AS (   -- per scored instance: its own contribution (to leave it out)
-                SELECT process_uid, program, feature, value, count(*) AS own_events
+                SELECT process_uid, program, feature, value, sum(events)::BIGINT AS own_events
                   FROM facts GROUP BY ALL
             ), inst_feat AS (
-                SELECT process_uid, program, feature, count(*) AS own_events
+                SELECT process_uid, program, feature, sum(events)::BIGINT AS own_events
                   FROM facts GROUP BY ALL
             )
             SELECT f.*,
@@ -379,6 +380,36 @@ class ProgramBaseline:
             setattr(model, name + "_", table)
         model.meta_ = manifest.get("meta") or {}
         return model
+
+
+def with_event_counts(facts: pa.Table) -> pa.Table:
+    """Facts with an ``events`` column: 1 per row for per-event facts; instance-level facts
+    (``instance_facts``) carry how many events each stands for."""
+    if "events" in facts.column_names:
+        return facts
+    return facts.append_column("events", pa.array(np.ones(facts.num_rows, dtype=np.int64)))
+
+
+def instance_facts(facts: pa.Table) -> pa.Table:
+    """One row per (instance, program, feature, value): its first event's ``row`` and the
+    number of events. Baselines count instances, so learning and scoring on this table give
+    the same numbers as on every event, with far fewer rows."""
+    if facts.num_rows == 0:
+        return with_event_counts(facts)
+    agg = facts.group_by(
+        ["process_uid", "program", "feature", "value"], use_threads=False
+    ).aggregate([("row", "min"), ("row", "count")])
+    out = pa.table(
+        {
+            "row": agg["row_min"],
+            "process_uid": agg["process_uid"],
+            "program": agg["program"],
+            "feature": agg["feature"],
+            "value": agg["value"],
+            "events": agg["row_count"],
+        }
+    )
+    return out.sort_by([("row", "ascending"), ("feature", "ascending")])
 
 
 def _sha256(path: Path) -> str:

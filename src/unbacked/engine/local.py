@@ -94,7 +94,7 @@ def load_events(
 
 def learn_baseline(events: pa.Table, *, calibrate: bool = True, **hyper: float) -> ProgramBaseline:
     ctx = DetectionContext.build(events)
-    return ProgramBaseline(**hyper).learn(ctx.facts, calibrate=calibrate)  # type: ignore[arg-type]
+    return ProgramBaseline(**hyper).learn(ctx.instance_facts, calibrate=calibrate)  # type: ignore[arg-type]
 
 
 def detect_events(
@@ -119,7 +119,7 @@ def detect_events(
         self_baselined = baseline is None
     ctx = DetectionContext.build(events, baseline, self_baselined=self_baselined)
     if baseline is None:
-        baseline = ProgramBaseline().learn(ctx.facts, calibrate=False)
+        baseline = ProgramBaseline().learn(ctx.instance_facts, calibrate=False)
         ctx.baseline = baseline
     t1 = time.perf_counter()
     timings["features_baseline"] = t1 - t0
