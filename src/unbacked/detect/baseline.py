@@ -177,8 +177,10 @@ class ProgramBaseline:
                                          count(DISTINCT process_uid) AS instances
                                     FROM facts WHERE feature IN (SELECT denominator FROM a)
                                    GROUP BY ALL),
-                         ev AS (SELECT feature, sum(events)::BIGINT AS events FROM facts GROUP BY ALL)
-                    SELECT feature, count(DISTINCT process_uid) AS instances, sum(events)::BIGINT AS events
+                         ev AS (SELECT feature, sum(events)::BIGINT AS events
+                                  FROM facts GROUP BY ALL)
+                    SELECT feature, count(DISTINCT process_uid) AS instances,
+                           sum(events)::BIGINT AS events
                       FROM facts WHERE feature NOT IN (SELECT feature FROM a)
                      GROUP BY ALL
                     UNION ALL
