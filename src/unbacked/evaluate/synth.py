@@ -262,11 +262,13 @@ def fit(corpora: Sequence[Corpus]) -> FleetModel:
                 matched.add((fkey, id(hit)))
                 if corpus.attacks and any(hit is m for m in labels[fkey].malicious):
                     mal_of[u] = (fkey, hit)
-        # a label naming an instance its file does not hold is stale (the capture was
-        # re-recorded): its attack would silently join the benign pool, so refuse
+        # in the own corpora (labels made from the recording recipe, every labelled instance
+        # acts), a label naming an instance its file does not hold is stale: the capture was
+        # re-recorded and its attack would silently join the benign pool, so refuse. Third-party
+        # labels also list instances seen only as parent or target; they are not checked.
         stale = sorted(
             f"{k} ({i.guid or i.pid})"
-            for k in seen
+            for k in (seen if corpus.attacks else ())
             for i in labels[k].malicious
             if (k, id(i)) not in matched
         )
