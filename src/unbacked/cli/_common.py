@@ -184,8 +184,11 @@ class Progress:
             )  # fmt: skip
 
 
-def print_summary(report: RunReport, alerts: Sequence[Alert], stream: IO[str] | None = None) -> None:
-    """The one-screen summary after a run (stderr)."""
+def print_summary(
+    report: RunReport, alerts: Sequence[Alert], stream: IO[str] | None = None
+) -> None:
+    """The one-screen summary after a run (stderr). File names and error texts come from the
+    input and are printed as text, never as markup."""
     console = Console(file=stream or sys.stderr, highlight=False)
     d = report.to_dict()
     console.print(
@@ -194,12 +197,12 @@ def print_summary(report: RunReport, alerts: Sequence[Alert], stream: IO[str] | 
         f"in {d['seconds']:.1f}s"
     )
     for reason, n in sorted(d["skipped_by_reason"].items(), key=lambda x: -x[1]):
-        console.print(f"  skipped {n:,} × {reason}")
+        console.print(f"  skipped {n:,} × {escape(reason)}")
     for f in report.failed_files:
-        console.print(f"  [red]unreadable file[/] {f.path}: {f.error}")
+        console.print(f"  [red]unreadable file[/] {escape(f.path)}: {escape(str(f.error))}")
     bad = [f for f in report.files.values() if f.skipped]
     for f in bad[:10]:
-        console.print(f"  {f.path}: {sum(f.skipped.values()):,} unreadable records")
+        console.print(f"  {escape(f.path)}: {sum(f.skipped.values()):,} unreadable records")
     if len(bad) > 10:
         console.print(f"  … and {len(bad) - 10} more files with unreadable records")
     if alerts:

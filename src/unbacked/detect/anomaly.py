@@ -40,22 +40,46 @@ def baseline_signals(ctx: DetectionContext) -> pa.Table:
     ev = ctx.events.take(hits["row"])
     k = hits["k"]
     n = hits["n"]
-    msg = pc.binary_join_element_wise(
-        pc.fill_null(hits["program"], "?"),
+    program = pc.fill_null(hits["program"], "?")
+    events_part = pc.if_else(
+        pc.greater(hits["program_feature_events"], 0),
+        pc.binary_join_element_wise(
+            " (",
+            pc.cast(hits["program_events"], pa.string()),
+            " of ",
+            pc.cast(hits["program_feature_events"], pa.string()),
+            " events)",
+            "",
+        ),
+        "",
+    )
+    peers = pc.binary_join_element_wise(
+        program,
         ": ",
         pc.cast(k, pa.string()),
         " of ",
         pc.cast(n, pa.string()),
-        " peer instances (",
-        pc.cast(hits["program_events"], pa.string()),
-        " of ",
-        pc.cast(hits["program_feature_events"], pa.string()),
-        " events) showed ",
+        " peer instances",
+        events_part,
+        " showed ",
         hits["feature"],
         " = ",
         hits["value"],
         "",
     )
+    # a program seen once has no peers: say what the population says instead
+    share = pc.cast(pc.round(pc.multiply(hits["q"], 100.0), 2), pa.string())
+    alone = pc.binary_join_element_wise(
+        program,
+        ": no other instance to compare with; across all programs ",
+        share,
+        "% of instances showed ",
+        hits["feature"],
+        " = ",
+        hits["value"],
+        "",
+    )
+    msg = pc.if_else(pc.equal(n, 0), alone, peers)
     from unbacked.detect.base import SIGNAL_SCHEMA
 
     nrows = hits.num_rows
