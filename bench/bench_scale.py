@@ -32,25 +32,47 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
-_WRAPPER = (
-    "import resource, subprocess, sys\n"
-    "rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n"
-    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, rc)\n"
-)
+#: Runs the command, watches its RSS (the machine is shared: above the cap the command is
+#: stopped by its PID rather than pushing the machine into the OOM killer) and prints its own
+#: peak RSS (RUSAGE_CHILDREN of this wrapper = that one child), exit code, whether it was capped.
+_WRAPPER = """
+import resource, subprocess, sys, time
+cap_kib = int(sys.argv[1])
+p = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL)
+capped = 0
+while p.poll() is None:
+    try:
+        with open(f"/proc/{p.pid}/status") as fh:
+            rss = next(int(x.split()[1]) for x in fh if x.startswith("VmRSS"))
+    except (OSError, StopIteration):
+        rss = 0
+    if cap_kib and rss > cap_kib:
+        p.kill()
+        p.wait()
+        capped = 1
+        break
+    time.sleep(0.2)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, p.returncode, capped)
+"""
+RSS_CAP_GIB = 18.0
 
 
-def measure(argv: list[str]) -> dict[str, Any]:
+def measure(argv: list[str], cap_gib: float = RSS_CAP_GIB) -> dict[str, Any]:
     """Wall time and peak RSS (MiB) of ``argv`` run alone in a fresh process tree."""
     t0 = time.perf_counter()
+    cap = str(int(cap_gib * 2**20))
     proc = subprocess.run(
-        [sys.executable, "-c", _WRAPPER, *argv], capture_output=True, text=True, check=False
+        [sys.executable, "-c", _WRAPPER, cap, *argv], capture_output=True, text=True, check=False
     )
     wall = time.perf_counter() - t0
     last = proc.stdout.strip().splitlines()[-1].split()
-    rss_kib, rc = int(last[0]), int(last[1])
-    if rc not in (0, 3):
+    rss_kib, rc, capped = int(last[0]), int(last[1]), bool(int(last[2]))
+    out = {"seconds": round(wall, 2), "peak_rss_mib": round(rss_kib / 1024, 1), "rc": rc}
+    if capped:
+        out["stopped_at_rss_cap_gib"] = cap_gib
+    elif rc not in (0, 3):
         raise RuntimeError(f"{argv[:3]} exited {rc}: {proc.stderr[-2000:]}")
-    return {"seconds": round(wall, 2), "peak_rss_mib": round(rss_kib / 1024, 1), "rc": rc}
+    return out
 
 
 def fleet(work: Path, events: int, attack_rate: float, seed: int) -> tuple[Path, dict[str, Any]]:
@@ -127,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--skip", default="", help="comma list of commands to skip: train,hunt")
     ap.add_argument("--stages", type=float, help="only: hunt's memory by stage at this size")
+    ap.add_argument(
+        "--rss-cap-gib", type=float, default=RSS_CAP_GIB, help="stop a command above this RSS"
+    )
     args = ap.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     if args.stages:
@@ -149,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         data = str(out / "data")
         row: dict[str, Any] = {"target_events": n, "events": gen["events"], "generate": gen}
         if "train" not in skip:
-            row["train"] = measure([*unbacked, "train", data, "-o", str(out / "baseline"), "-q"])
+            row["train"] = measure(
+                [*unbacked, "train", data, "-o", str(out / "baseline"), "-q"], args.rss_cap_gib
+            )
         if "hunt" not in skip:
             report = out / "hunt-report.json"
             row["hunt"] = measure(
@@ -164,11 +191,13 @@ def main(argv: list[str] | None = None) -> int:
                     str(out / "alerts.jsonl"),
                     "--report",
                     str(report),
-                ]
+                ],
+                args.rss_cap_gib,
             )
-            rep = json.loads(report.read_text())
-            row["hunt"]["stages_s"] = {k: round(v, 2) for k, v in rep["timings"].items()}
-            row["hunt"]["alerts"] = rep["alerts"]
+            if report.exists() and "stopped_at_rss_cap_gib" not in row["hunt"]:
+                rep = json.loads(report.read_text())
+                row["hunt"]["stages_s"] = {k: round(v, 2) for k, v in rep["timings"].items()}
+                row["hunt"]["alerts"] = rep["alerts"]
         if n in _sizes(args.eval_sizes):
             ev_json = out / "eval.json"
             row["eval"] = measure(
@@ -185,9 +214,11 @@ def main(argv: list[str] | None = None) -> int:
                     str(ev_json),
                     "--markdown",
                     str(out / "eval.md"),
-                ]
+                ],
+                args.rss_cap_gib,
             )
-            row["eval"]["totals"] = json.loads(ev_json.read_text())["totals"]
+            if ev_json.exists():
+                row["eval"]["totals"] = json.loads(ev_json.read_text())["totals"]
         rows.append(row)
         print(json.dumps(row), flush=True)
     info = {
@@ -212,7 +243,10 @@ def markdown(info: dict[str, Any]) -> str:
     for r in info["rows"]:
         tr, hu = r.get("train", {}), r.get("hunt", {})
         st = hu.get("stages_s", {})
-        rate = f"{r['events'] / hu['seconds']:,.0f}" if hu else "-"
+        rate = f"{r['events'] / hu['seconds']:,.0f}" if hu and "rc" in hu else "-"
+        for d in (tr, hu):
+            if "stopped_at_rss_cap_gib" in d:
+                d["peak_rss_mib"] = f"> {d['stopped_at_rss_cap_gib'] * 1024:.0f} (stopped)"
         lines.append(
             f"| {r['events']:,} | {r['generate']['seconds']:.1f} s "
             f"| {tr.get('seconds', '-')} s | {tr.get('peak_rss_mib', '-')} MiB "
