@@ -42,6 +42,39 @@ ENC_LOADER = (
 )
 LINUX = {"os": "linux"}
 
+
+def _anon_flip(uid: str, image: str, old: int, new: int, caller: str | None, **kw) -> dict:
+    """A Linux mprotect of an anonymous page, as the sensor records it."""
+    return {
+        "kind": "memory",
+        "activity": "protect",
+        "process_uid": uid,
+        "image": image,
+        "base_address": 0x7F0000001000,
+        "region_size": 0x1000,
+        "protection": new,
+        "old_protection": old,
+        "region_type": "anonymous",
+        "caller_module": caller,
+        "caller_unbacked": caller is None,
+        **LINUX,
+        **kw,
+    }
+
+
+def _connect_linux(uid: str, image: str) -> dict:
+    return {
+        "kind": "network",
+        "activity": "connect",
+        "process_uid": uid,
+        "image": image,
+        "remote_ip": "10.0.0.5",
+        "remote_port": 443,
+        "direction": "outbound",
+        **LINUX,
+    }
+
+
 FIXTURES: dict[str, dict] = {
     "UNB-W-001": {
         "tp": [remote_thread("inj", PS, "victim", NOTEPAD, 0x590000)],
@@ -302,5 +335,25 @@ FIXTURES: dict[str, dict] = {
             )
         ],
         "subject": "raw",
+    },
+    "UNB-L-001": {
+        # ctypes flipping its own page RW -> RX through libffi (a shellcode runner)
+        "tp": [_anon_flip("py", "/usr/bin/python3.11", 0x3, 0x5, "libffi.so.8")],
+        "fp": [
+            _anon_flip("lj", "/usr/bin/luajit", 0x3, 0x5, "luajit"),  # LuaJIT's own toggles
+            _anon_flip("nd", "/usr/bin/node", 0x0, 0x7, "node"),  # V8 carve-out
+        ],
+        "subject": "py",
+    },
+    "UNB-L-002": {
+        "tp": [
+            _anon_flip("ld", "/tmp/loader", 0x3, 0x5, "loader", header_kind="elf"),
+            _connect_linux("ld", "/tmp/loader"),
+        ],
+        "fp": [
+            _connect_linux("cr", "/usr/lib/chromium/chromium"),
+            _anon_flip("cr", "/usr/lib/chromium/chromium", 0x0, 0x7, "chromium"),
+        ],
+        "subject": "ld",
     },
 }

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from unbacked.detect.base import DetectionContext
-from unbacked.detect.rules._linux import (
+from unbacked.detect.rules.linux import (
     LINUX_RULES,
     AnonymousWriteToExecFlip,
     ConnectAfterForeignCode,

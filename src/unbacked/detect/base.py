@@ -144,8 +144,9 @@ class DetectionContext:
             if extra.num_rows:
                 scored = self.baseline.score(extra, exclude_self=self.self_baselined)
                 known = pa.concat_tables([known, scored.select([*cols, "k", "n"])])
-                known = known.group_by(cols).aggregate([("k", "max"), ("n", "max")])
-                known = known.rename_columns([*cols, "k", "n"])
+        # one row per key (an instance that exec'd another image has two programs)
+        known = known.group_by(cols, use_threads=False).aggregate([("k", "max"), ("n", "max")])
+        known = known.rename_columns([*cols, "k", "n"])
         joined = key.join(known, cols, join_type="left outer").sort_by("_i")
         k = pc.fill_null(joined["k"], 0).to_numpy(zero_copy_only=False)
         n = pc.fill_null(joined["n"], 0).to_numpy(zero_copy_only=False)

@@ -12,12 +12,7 @@ rules (image header, unbacked caller, RWX, memfd, syscall outside libc) of ``mem
   non-JIT caller) or after it ran code from a memfd. Supporting evidence (T1105 / stage
   download, C2): weak alone, strong next to the others in the noisy-OR of the incident.
 
-Not yet registered: the module name starts with ``_`` so ``load_rules`` skips it, and the
-classes are not decorated, until their fixtures join ``tests/detect/rule_fixtures.py`` (the
-registry's conformance test requires one per rule). ``LINUX_RULES`` lists them;
-``tests/sensor/test_linux_rules.py::LINUX_RULE_FIXTURES`` holds fixtures in that format. To
-enable: rename this module to ``linux.py``, decorate both classes with ``@register_rule``, and
-merge the fixtures.
+Both rules ship with a true- and a false-positive fixture in ``tests/detect/rule_fixtures.py``.
 """
 
 from __future__ import annotations
@@ -27,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from unbacked.detect.base import DetectionContext, Rule, empty_signals
+from unbacked.detect.base import DetectionContext, Rule, empty_signals, register_rule
 
 #: Calling modules of JIT engines on Linux (basenames as the sensor reports them).
 LINUX_JIT_CALLER_RE = (
@@ -94,6 +89,7 @@ def _rows(ctx: DetectionContext, sql: str) -> pa.Table:
     return ev.take(rows["row"])
 
 
+@register_rule
 class AnonymousWriteToExecFlip(Rule):
     """Anonymous memory that was writable is made executable by a non-JIT caller."""
 
@@ -125,18 +121,27 @@ class AnonymousWriteToExecFlip(Rule):
         k = n = None
         caller = pc.fill_null(hit["caller_module"], "<unbacked>")
         if ctx.baseline is not None:
+            # "normal for this program" = its peers flip pages the same way (the transition),
+            # not merely use the same library (python's libffi also allocates ctypes closures)
+            transitions = ctx.facts.filter(
+                pc.and_(
+                    pc.equal(ctx.facts["feature"], "mem.transition"),
+                    pc.is_in(ctx.facts["row"], hit["row"]),
+                )
+            )
+            by_row = dict(
+                zip(transitions["row"].to_pylist(), transitions["value"].to_pylist(), strict=True)
+            )
             facts = pa.table(
                 {
                     "row": hit["row"],
                     "process_uid": hit["process_uid"],
                     "program": hit["program"],
-                    "feature": pa.array(["mem.caller"] * hit.num_rows),
-                    "value": caller,
+                    "feature": pa.array(["mem.transition"] * hit.num_rows),
+                    "value": pa.array([by_row.get(r, "?") for r in hit["row"].to_pylist()]),
                 }
             )
-            scored = ctx.baseline.score(facts, exclude_self=ctx.self_baselined)
-            k = scored["k"].to_numpy()
-            n = scored["n"].to_numpy()
+            k, n = ctx.peer_counts(facts)
             common = (n >= 3) & (k >= 0.25 * np.maximum(n, 1))
             score = np.where(common, score * 0.3, score)
         return self.signals(
@@ -162,6 +167,7 @@ class AnonymousWriteToExecFlip(Rule):
 CONNECT_WINDOW_S = 300
 
 
+@register_rule
 class ConnectAfterForeignCode(Rule):
     """The process connects out after foreign code became executable in it."""
 
