@@ -56,11 +56,15 @@ def assert_same_alerts(a, b) -> None:
     assert diffs == [], "\n".join(diffs[:20])
 
 
-@pytest.mark.parametrize("which", ["fleet", "shared"])
-def test_self_baselined_hunt_is_identical(which, request, spark):
+@pytest.mark.parametrize(
+    ("which", "chunk_rows"),
+    [("fleet", 0), ("shared", spark_engine.CHUNK_ROWS)],
+    ids=["fleet-one-host-per-call", "shared-hosts-batched"],
+)
+def test_self_baselined_hunt_is_identical(which, chunk_rows, request, spark):
     lake = request.getfixturevalue(f"{which}_lake")
     expected = local.hunt([lake])
-    got = spark_engine.hunt([lake], spark=spark)
+    got = spark_engine.hunt([lake], spark=spark, chunk_rows=chunk_rows)
     assert got.events == expected.events.num_rows
     assert got.baseline is not None and expected.baseline is not None
     assert_same_baseline(expected.baseline, got.baseline)

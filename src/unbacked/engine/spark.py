@@ -7,15 +7,16 @@ Nothing about detection is reimplemented here. Spark only moves data:
    hold every process's whole history (and both ends of an injection). Each host's events are
    sorted into the embedded engine's read order (``lake_seq``), because per-process state depends
    on order.
-2. **Baseline** (``train``; ``hunt`` without ``--baseline``): per host, the embedded code
-   (``DetectionContext.build(...).facts`` and ``ProgramBaseline.learn``) counts that host's
-   process instances. Instance counts are counts of distinct process uids, and a process uid
-   belongs to one host, so the per-host counts *add up* exactly to the counts over all facts; the
-   sums are aggregated by Spark (shuffled by program/feature/value, small) and sorted on the
-   driver the way ``learn`` sorts. What is not additive is recomputed from the summed value
-   counts: ``programs`` of the population table, and event totals (a host may see a feature
-   without its absence-aware denominator). The engine checks the one-host-per-process
-   premise in the same job and refuses data that breaks it.
+2. **Baseline** (``train``; ``hunt`` without ``--baseline``): per group of whole hosts, the
+   embedded code (``engine.local.learn_baseline``: ``DetectionContext`` facts and
+   ``ProgramBaseline.learn``) counts those hosts' process instances. Instance counts are
+   counts of distinct process uids, and a process uid belongs to one host, so the per-host
+   counts *add up* exactly to the counts over all facts; the sums are aggregated by Spark
+   (shuffled by program/feature/value, small) and sorted on the driver the way ``learn``
+   sorts. What is not additive is recomputed from the summed value counts: ``programs`` of
+   the population table, and event totals (a host may see a feature without its
+   absence-aware denominator). The engine checks the one-host-per-process premise in the
+   same job and refuses data that breaks it.
 3. **Calibration** (``train``): the summed baseline is broadcast; per host,
    ``ProgramBaseline.score(..., exclude_self=True)`` (the embedded code) gives each fact's
    leave-one-out surprise; maxima per program/feature are combined with ``max`` (exact).
@@ -31,6 +32,7 @@ once saved) and the same alerts (``tests/spark``).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 import warnings
@@ -48,6 +50,7 @@ import pyarrow.compute as pc
 from unbacked.correlate.incidents import CorrelationConfig
 from unbacked.detect import DetectionContext, ProgramBaseline
 from unbacked.detect.baseline import _TABLE_SCHEMAS
+from unbacked.detect.features import _FACTS_SQL
 from unbacked.errors import DependencyError, InputError
 from unbacked.model.alert import Alert, Alerts, sort_alerts
 from unbacked.model.schema import EVENT_SCHEMA, conform
@@ -68,6 +71,9 @@ DEFAULT_CONF: dict[str, str] = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
 }
+
+#: events per call of the embedded pipeline on an executor (whole hosts; see ``_host_tables``)
+CHUNK_ROWS = 200_000
 
 _PARTIAL_SCHEMA = (
     "tbl string, program string, feature string, value string, instances long, events long"
@@ -165,9 +171,27 @@ def by_host(events: DataFrame) -> DataFrame:
     return events.repartition(parts, "host").sortWithinPartitions("host", *order)
 
 
-def _host_tables(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.Table]:
-    """Cut a host-sorted stream of Arrow batches into one event table per host."""
+def fact_columns(events: DataFrame) -> DataFrame:
+    """Only the columns the facts are computed from (plus host and order), for the passes that
+    need facts only: half the columns, half the shuffle. The names are those the feature SQL
+    mentions, so a feature reading a new column brings it along."""
+    used = {c for c in EVENT_SCHEMA.names if re.search(rf"\b{c}\b", _FACTS_SQL)}
+    used |= {"host", "process_uid", "image", "target_image", "time", "kind", "activity"}
+    used |= set(FALLBACK_ORDER) | {LAKE_SEQ}
+    return events.select(*[c for c in events.columns if c in used])
+
+
+def _host_tables(batches: Iterator[pa.RecordBatch], chunk_rows: int = 0) -> Iterator[pa.Table]:
+    """Cut a host-sorted stream of Arrow batches into event tables of whole hosts.
+
+    A table is closed at the first host boundary after ``chunk_rows`` events (0: one table per
+    host). Several hosts share one table because hosts are independent (the premise of the
+    engine, and what the embedded engine does with every host in one table) while the embedded
+    pipeline has a fixed cost per call (query planning), which one call per small host would
+    pay thousands of times in a fleet. Memory is bounded by ``chunk_rows`` plus one host.
+    """
     pending: list[pa.RecordBatch] = []
+    rows = 0
     current: object = _Unset
     for batch in batches:
         if batch.num_rows == 0:
@@ -176,11 +200,12 @@ def _host_tables(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.Table]:
         runs = pc.run_end_encode(hosts)
         start = 0
         for value, end in zip(runs.values.to_pylist(), runs.run_ends.to_pylist(), strict=True):
-            if current is not _Unset and value != current and pending:
+            if current is not _Unset and value != current and pending and rows >= chunk_rows:
                 yield _events(pending)
-                pending = []
+                pending, rows = [], 0
             current = value
             pending.append(batch.slice(start, end - start))
+            rows += end - start
             start = end
     if pending:
         yield _events(pending)
@@ -229,17 +254,25 @@ def _baseline_from_payload(payload: Mapping[str, Any]) -> ProgramBaseline:
 
 
 # -- per-host work (runs on the executors) ------------------------------------------------------
-def _partial_counts(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """Per host: the embedded ``learn`` over the host's facts, as rows to be summed."""
-    for events in _host_tables(batches):
-        facts = DetectionContext.build(events).facts
-        part = ProgramBaseline().learn(facts, calibrate=False)
+def _partial_counts(chunk_rows: int) -> Any:
+    def work(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        yield from _partial_rows(_host_tables(batches, chunk_rows))
+
+    return work
+
+
+def _partial_rows(tables: Iterator[pa.Table]) -> Iterator[pa.RecordBatch]:
+    """Per group of hosts: the embedded ``learn`` over their facts, as rows to be summed."""
+    from unbacked.engine.local import learn_baseline
+
+    for events in tables:
+        part = learn_baseline(events, calibrate=False)  # the embedded engine's own learning
         rows = [
             _tagged("counts", part.counts_),
             _tagged("totals", part.totals_),
             _tagged("population", part.population_),
             _tagged("population_totals", part.population_totals_),
-            _tagged("facts", pa.table({"events": pa.array([facts.num_rows], pa.int64())})),
+            _tagged("facts", pa.table({"events": pa.array([part.meta_["facts"]], pa.int64())})),
             # one row per process: the driver checks that no process spans two hosts
             _tagged("uid", _uids(events)),
         ]
@@ -277,12 +310,13 @@ def _tagged(tbl: str, table: pa.Table | None) -> pa.Table:
     return pa.Table.from_arrays(cols, names=list(_PARTIAL_COLUMNS))
 
 
-def _calibration_maxima(payload: Any) -> Any:
+def _calibration_maxima(payload: Any, chunk_rows: int) -> Any:
     def work(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         baseline = _baseline_from_payload(payload.value)
         min_n = int(baseline.min_instances_for_calibration)
-        for events in _host_tables(batches):
-            facts = DetectionContext.build(events).facts
+        for events in _host_tables(batches, chunk_rows):
+            # the facts ``learn`` scores its own instances on (``engine.local.learn_baseline``)
+            facts = DetectionContext.build(events).instance_facts
             scored = baseline.score(facts, exclude_self=True, calibrated=False)
             con = duckdb.connect()
             try:
@@ -298,26 +332,28 @@ def _calibration_maxima(payload: Any) -> Any:
     return work
 
 
-def _detect(payload: Any, self_baselined: bool, config: CorrelationConfig | None) -> Any:
+def _detect(
+    payload: Any, self_baselined: bool, config: CorrelationConfig | None, chunk_rows: int
+) -> Any:
     def work(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from unbacked.engine.local import detect_events
 
         baseline = _baseline_from_payload(payload.value)
-        for events in _host_tables(batches):
+        for events in _host_tables(batches, chunk_rows):
             result = detect_events(
                 events, baseline=baseline, config=config, self_baselined=self_baselined
             )
-            host = events.column("host")[0].as_py() if events.num_rows else None
             texts = [
                 orjson.dumps(a.to_ocsf(), option=orjson.OPT_SORT_KEYS).decode()
                 for a in result.alerts
             ]
-            n = len(texts)
+            hosts = pc.unique(events.column("host").cast(pa.string())).to_pylist()
+            events_per_host = [events.num_rows] + [0] * (len(hosts) - 1)
             yield pa.RecordBatch.from_pydict(
                 {
-                    "host": pa.array([host] * (n + 1), pa.string()),
-                    "events": pa.array([events.num_rows] + [0] * n, pa.int64()),
-                    "alert": pa.array([None, *texts], pa.string()),
+                    "host": pa.array(hosts + [None] * len(texts), pa.string()),
+                    "events": pa.array(events_per_host + [0] * len(texts), pa.int64()),
+                    "alert": pa.array([None] * len(hosts) + texts, pa.string()),
                 }
             )
 
@@ -344,13 +380,17 @@ def _collect(df: DataFrame) -> pa.Table:
     return table
 
 
-def learn_counts(events: DataFrame, **hyper: float) -> ProgramBaseline:
+def learn_counts(
+    events: DataFrame, *, chunk_rows: int = CHUNK_ROWS, **hyper: float
+) -> ProgramBaseline:
     """The uncalibrated baseline of the lake: ``ProgramBaseline.learn(facts, calibrate=False)``
     over all facts, computed per host and summed."""
     from pyspark.sql import functions as F
 
     with _quiet():
-        partial = by_host(events).mapInArrow(_partial_counts, _PARTIAL_SCHEMA)
+        partial = by_host(fact_columns(events)).mapInArrow(
+            _partial_counts(chunk_rows), _PARTIAL_SCHEMA
+        )
     summed = (
         partial.groupBy("tbl", "program", "feature", "value")
         .agg(F.sum("instances").alias("instances"), F.sum("events").alias("events"))
@@ -434,7 +474,9 @@ def _set_meta(baseline: ProgramBaseline, n_facts: int) -> None:
     }
 
 
-def calibrate(events: DataFrame, baseline: ProgramBaseline) -> ProgramBaseline:
+def calibrate(
+    events: DataFrame, baseline: ProgramBaseline, *, chunk_rows: int = CHUNK_ROWS
+) -> ProgramBaseline:
     """Per program/feature thresholds, as ``learn(calibrate=True)`` sets them."""
     from pyspark.sql import functions as F
 
@@ -443,8 +485,8 @@ def calibrate(events: DataFrame, baseline: ProgramBaseline) -> ProgramBaseline:
     try:
         with _quiet():
             maxima = (
-                by_host(events)
-                .mapInArrow(_calibration_maxima(payload), _MAX_SCHEMA)
+                by_host(fact_columns(events))
+                .mapInArrow(_calibration_maxima(payload, chunk_rows), _MAX_SCHEMA)
                 .groupBy("program", "feature")
                 .agg(F.max("surprise").alias("surprise"))
             )
@@ -473,14 +515,15 @@ def train(
     master: str = "local[*]",
     conf: Mapping[str, str] | None = None,
     calibrate_thresholds: bool = True,
+    chunk_rows: int = CHUNK_ROWS,
     **hyper: float,
 ) -> ProgramBaseline:
     """``engine.local.train`` on Spark: the same calibrated baseline, saved when ``out_dir``."""
     spark = spark or spark_session(master, conf)
     events = read_lake(spark, lake)
-    baseline = learn_counts(events, **hyper)
+    baseline = learn_counts(events, chunk_rows=chunk_rows, **hyper)
     if calibrate_thresholds:
-        calibrate(events, baseline)
+        calibrate(events, baseline, chunk_rows=chunk_rows)
     if out_dir is not None:
         baseline.save(out_dir)
     return baseline
@@ -494,9 +537,11 @@ def hunt(
     spark: SparkSession | None = None,
     master: str = "local[*]",
     conf: Mapping[str, str] | None = None,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> SparkResult:
     """``engine.local.hunt`` on Spark. Without ``baseline`` the lake baselines itself (learned
-    over every host, each instance left out of its own statistics), as the embedded engine."""
+    over every host, each instance left out of its own statistics), as the embedded engine.
+    ``chunk_rows``: events handed to one call of the embedded pipeline (whole hosts)."""
     spark = spark or spark_session(master, conf)
     if isinstance(baseline, str | Path):
         baseline = ProgramBaseline.load(baseline)
@@ -505,13 +550,13 @@ def hunt(
     events = read_lake(spark, lake)
     self_baselined = baseline is None
     if baseline is None:
-        baseline = learn_counts(events)
+        baseline = learn_counts(events, chunk_rows=chunk_rows)
         timings["baseline"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     payload = spark.sparkContext.broadcast(_baseline_payload(baseline))
     try:
         with _quiet():
-            work = _detect(payload, self_baselined, config)
+            work = _detect(payload, self_baselined, config, chunk_rows)
             table = _collect(by_host(events).mapInArrow(work, _ALERT_SCHEMA))
     finally:
         payload.unpersist()
@@ -522,7 +567,7 @@ def hunt(
         alerts=alerts,
         baseline=baseline,
         events=int(pc.sum(table.column("events")).as_py() or 0),
-        hosts=int(pc.sum(pc.is_null(table.column("alert"))).as_py() or 0),
+        hosts=int(pc.sum(pc.is_valid(table.column("host"))).as_py() or 0),
         timings=timings,
     )
 
