@@ -373,15 +373,13 @@ class SparkResult:
 
 
 def _collect(df: DataFrame) -> pa.Table:
-    to_arrow = getattr(df, "toArrow", None)
-    table = to_arrow() if to_arrow is not None else df._collect_as_arrow()  # Spark 3.5
-    if isinstance(table, list):
-        table = pa.Table.from_batches(table)
-    return table
+    if hasattr(type(df), "toArrow"):  # Spark 4
+        return df.toArrow()
+    return pa.Table.from_batches(df._collect_as_arrow())  # type: ignore[operator]  # Spark 3.5
 
 
 def learn_counts(
-    events: DataFrame, *, chunk_rows: int = CHUNK_ROWS, **hyper: float
+    events: DataFrame, *, chunk_rows: int = CHUNK_ROWS, **hyper: Any
 ) -> ProgramBaseline:
     """The uncalibrated baseline of the lake: ``ProgramBaseline.learn(facts, calibrate=False)``
     over all facts, computed per host and summed."""
@@ -516,7 +514,7 @@ def train(
     conf: Mapping[str, str] | None = None,
     calibrate_thresholds: bool = True,
     chunk_rows: int = CHUNK_ROWS,
-    **hyper: float,
+    **hyper: Any,
 ) -> ProgramBaseline:
     """``engine.local.train`` on Spark: the same calibrated baseline, saved when ``out_dir``."""
     spark = spark or spark_session(master, conf)
