@@ -78,6 +78,12 @@ from unbacked.sensor.live import DEFAULT_RING_MB, SensorOptions
     is_flag=True,
     help="Build and cache the eBPF object, print its path, and exit.",
 )
+@click.option(
+    "--verify/--no-verify",
+    default=True,
+    show_default=True,
+    help="Scan each alert's regions in the still-running process and attach the result.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
 def command(
     output: str | None,
@@ -89,6 +95,7 @@ def command(
     fail_on: str,
     report_path: str | None,
     build_only: bool,
+    verify: bool,
     quiet: bool,
 ) -> None:
     """Run the live eBPF sensor system-wide."""
@@ -123,7 +130,7 @@ def command(
             reported.extend(alerts)
             sink(alerts)
 
-        detector = StreamingDetector(on_alerts, baseline=baseline)
+        detector = StreamingDetector(on_alerts, baseline=baseline, verify=verify)
     if output is not None:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
 

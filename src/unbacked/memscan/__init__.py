@@ -29,7 +29,7 @@ from unbacked.memscan.model import (
     VerificationStatus,
 )
 from unbacked.memscan.scanner import ScannerInterface, SignatureScanner
-from unbacked.memscan.verify import verify_alert, verify_regions
+from unbacked.memscan.verify import verify_alert, verify_local_alerts, verify_regions
 
 __all__ = [
     "Analyzer",
@@ -50,5 +50,6 @@ __all__ = [
     "scan_minidump",
     "scan_pid",
     "verify_alert",
+    "verify_local_alerts",
     "verify_regions",
 ]

@@ -114,3 +114,30 @@ def verify_alert(alert: Any, *, options: Options | None = None) -> Verification:
     if pid is None:
         raise ValueError("the alert names no process id to verify")
     return verify_regions(int(pid), regions, start_time_ns=_start_ns(uid), options=options)
+
+
+def verify_local_alerts(alerts: Iterable[Any], *, hostname: str | None = None) -> list[Any]:
+    """Attach a verification to every alert about a process of *this* Linux host (the live
+    sensor, or ``hunt`` over recordings of this machine); alerts from other hosts, without a
+    pid or without regions are returned unchanged. Never raises for one alert: a failure to
+    verify is recorded as the verification's evidence."""
+    import dataclasses
+    import os
+
+    here = hostname or os.uname().nodename
+    out = []
+    for alert in alerts:
+        if (
+            alert.hostname != here
+            or alert.process is None
+            or alert.process.pid is None
+            or not alert.regions
+        ):
+            out.append(alert)
+            continue
+        try:
+            v = verify_alert(alert).to_dict()
+        except (OSError, ValueError) as exc:  # unreadable /proc entries, odd regions
+            v = {"status": "error", "evidence": [f"{type(exc).__name__}: {exc}"]}
+        out.append(dataclasses.replace(alert, verification=v))
+    return out

@@ -34,8 +34,11 @@ class StreamingDetector:
         window_s: float = 120.0,
         max_rows: int = 200_000,
         interval_s: float = 0.25,
+        verify: bool = False,
     ) -> None:
         self.on_alerts = on_alerts
+        #: scan each new alert's regions in the still-running process (memscan) and attach it
+        self.verify = verify
         self.baseline = baseline
         self.window_s = window_s
         self.max_rows = max_rows
@@ -105,6 +108,10 @@ class StreamingDetector:
             if prev is None and alert.last_seen is not None:
                 # first report of this process: how long after its newest event
                 self.latencies_s.append(time.time() - alert.last_seen.timestamp())
+        if fresh and self.verify:
+            from unbacked.memscan.verify import verify_local_alerts
+
+            fresh = verify_local_alerts(fresh)
         if fresh:
             self.alerts += len(fresh)
             self.on_alerts(fresh)
