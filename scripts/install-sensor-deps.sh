@@ -6,7 +6,7 @@
 #
 #   build of the eBPF object : clang (BPF target), llvm (llvm-strip), bpftool (vmlinux.h), libbpf-dev
 #   run time                 : libbpf1 (libbpf.so.1, loaded through ctypes)
-#   positive controls        : gcc, libc6-dev
+#   positive controls        : gcc, libc6-dev; Windows test programs: gcc-mingw-w64-x86-64
 #   benign JIT suite         : nodejs, openjdk (javac), luajit, pypy3, chromium
 #
 # Usage: scripts/install-sensor-deps.sh [--no-jit]   (--no-jit: skip the benign JIT suite)
@@ -21,7 +21,7 @@ for arg in "$@"; do
   esac
 done
 
-pkgs=(clang llvm bpftool libbpf-dev libbpf1 gcc libc6-dev)
+pkgs=(clang llvm bpftool libbpf-dev libbpf1 gcc libc6-dev gcc-mingw-w64-x86-64)
 if [ "$want_jit" = 1 ]; then
   pkgs+=(nodejs luajit pypy3 chromium)
   # javac: any JDK will do; keep the one already installed rather than pull a second.
