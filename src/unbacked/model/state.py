@@ -98,7 +98,7 @@ WITH refs AS (
     SELECT process_uid AS uid, host, pid, image, cmd_line, user,
            parent_uid, parent_pid, parent_image, parent_cmd_line,
            CASE WHEN activity = 'launch' THEN coalesce(process_start, time) END AS start,
-           time, CASE WHEN activity = 'launch' THEN 3 ELSE 1 END AS weight
+           time, CASE activity WHEN 'exec' THEN 4 WHEN 'launch' THEN 3 ELSE 1 END AS weight
       FROM ev WHERE process_uid IS NOT NULL
     UNION ALL
     SELECT target_uid, host, target_pid, target_image, NULL, NULL,
@@ -112,9 +112,11 @@ WITH refs AS (
 SELECT uid,
        any_value(host) AS host,
        arg_max(pid, weight) AS pid,
-       coalesce(arg_max(image, weight) FILTER (WHERE weight = 3),
+       -- the image it runs: what it exec'd last, else what it was launched as
+       coalesce(arg_max(image, weight * 1e18 + epoch_ns(time)) FILTER (WHERE weight >= 3),
                 mode(image) FILTER (WHERE image IS NOT NULL)) AS image,
-       arg_max(cmd_line, weight) FILTER (WHERE cmd_line IS NOT NULL) AS cmd_line,
+       arg_max(cmd_line, weight * 1e18 + epoch_ns(time)) FILTER (WHERE cmd_line IS NOT NULL)
+           AS cmd_line,
        any_value(user) FILTER (WHERE user IS NOT NULL) AS user,
        arg_max(parent_uid, weight) FILTER (WHERE parent_uid IS NOT NULL) AS parent_uid,
        arg_max(parent_pid, weight) FILTER (WHERE parent_pid IS NOT NULL) AS parent_pid,
