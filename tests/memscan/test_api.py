@@ -10,7 +10,7 @@ def test_public_api_is_pinned() -> None:
         "Analyzer", "Backing", "Confidence", "Indicator", "Options", "ProcessGone", "Region",
         "RegionFinding", "ScanFinding", "ScanResult", "ScanStats", "ScannerInterface",
         "SignatureScanner", "Verification", "VerificationStatus", "scan_minidump", "scan_pid",
-        "verify_alert", "verify_regions",
+        "verify_alert", "verify_local_alerts", "verify_regions",
     ]  # fmt: skip
     for name in memscan.__all__:
         assert getattr(memscan, name) is not None
