@@ -476,17 +476,19 @@ def _plan(
     start = start_ns + day * _DAY_NS + rng.integers(0, _DAY_NS, m)
     pid = rng.integers(300, 4_000_000, m) & ~np.int64(3)  # multiple of 4 (fine on Linux too)
     shape = np.full(m, -1, dtype=np.int64)
+    # exactly round(rate x instances) attacked instances (at least one when the rate is not 0),
+    # drawn among the instances of hosts whose OS has attack shapes
     n_att = 0 if attack_rate <= 0 else max(1, round(attack_rate * m))
+    host_os_arr = np.array(host_os, dtype=object)[host]
+    eligible = np.flatnonzero(
+        np.isin(host_os_arr, np.array([a.os for a in model.attacks], dtype=object))
+    )
+    chosen = rng.choice(eligible, size=min(n_att, eligible.size), replace=False)
     for os_name in sorted(set(host_os)):
         cands = np.array([k for k, a in enumerate(model.attacks) if a.os == os_name])
-        if cands.size == 0:
-            continue
-        eligible = np.flatnonzero(np.array([host_os[h] == os_name for h in host]))
-        share = round(n_att * eligible.size / m)
-        if share == 0 and n_att and eligible.size:
-            share = 1
-        chosen = rng.choice(eligible, size=min(share, eligible.size), replace=False)
-        shape[chosen] = cands[rng.integers(0, cands.size, chosen.size)]
+        mine = chosen[host_os_arr[chosen] == os_name]
+        if cands.size and mine.size:
+            shape[mine] = cands[rng.integers(0, cands.size, mine.size)]
     order = np.lexsort((start, host))
     plan = _Plan(
         host=host[order],
