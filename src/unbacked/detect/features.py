@@ -212,10 +212,12 @@ facts AS (
          CASE WHEN target_uid IS NULL OR target_uid = process_uid THEN 'local' ELSE 'remote' END
     FROM mem
   UNION ALL
-  SELECT min(row), process_uid, any_value(program), 'process.seen', 'yes'
+  SELECT min(row), process_uid, arg_min(program, row) FILTER (program IS NOT NULL),
+         'process.seen', 'yes'
     FROM ev WHERE process_uid IS NOT NULL GROUP BY process_uid
   UNION ALL
-  SELECT min(row), process_uid, any_value(program), 'seen.module', 'yes'
+  SELECT min(row), process_uid, arg_min(program, row) FILTER (program IS NOT NULL),
+         'seen.module', 'yes'
     FROM ev WHERE process_uid IS NOT NULL AND kind = 'module' GROUP BY process_uid
   UNION ALL
   SELECT row, process_uid, program, 'mem.syscall',
