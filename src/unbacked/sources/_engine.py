@@ -70,7 +70,7 @@ CREATE OR REPLACE MACRO ub_ts(x) AS
          ELSE epoch_ns(TRY_CAST(x AS TIMESTAMP_NS)) END;
 CREATE OR REPLACE MACRO ub_ns(x) AS TRY_CAST(x AS BIGINT);
 CREATE OR REPLACE MACRO ub_ms(x) AS
-    CASE WHEN TRY_CAST(x AS BIGINT) BETWEEN -9200000000000000 AND 9200000000000000
+    CASE WHEN TRY_CAST(x AS BIGINT) BETWEEN -9200000000000 AND 9200000000000
          THEN TRY_CAST(x AS BIGINT) * 1000000 END;
 CREATE OR REPLACE MACRO ub_unescape(x) AS
     CASE WHEN contains(x, '&')
@@ -302,6 +302,10 @@ class JsonQuery:
             con.unregister("lines")
         if self._post is not None:
             out = self._post(out)
+        if out is not None and "src_line" in out.column_names and out.num_rows > 1:
+            # DuckDB's parallel scan of a multi-batch table need not keep input order: restore
+            # it (lines/records ascend by construction), so every run yields the same rows
+            out = out.sort_by("src_line")
         return out
 
 
