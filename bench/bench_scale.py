@@ -32,8 +32,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: Runs the command, watches its RSS (the machine is shared: above the cap the command is
-#: stopped by its PID rather than pushing the machine into the OOM killer) and prints its own
+#: Runs the command, watches its RSS (the machine is shared: above the cap, or when less than
+#: 1 GiB is left on the machine, the command is stopped by its PID rather than pushing the
+#: machine into the OOM killer) and prints its own
 #: peak RSS (RUSAGE_CHILDREN of this wrapper = that one child), exit code, whether it was capped.
 _WRAPPER = """
 import resource, subprocess, sys, time
@@ -46,7 +47,12 @@ while p.poll() is None:
             rss = next(int(x.split()[1]) for x in fh if x.startswith("VmRSS"))
     except (OSError, StopIteration):
         rss = 0
-    if cap_kib and rss > cap_kib:
+    try:
+        with open("/proc/meminfo") as fh:
+            avail = next(int(x.split()[1]) for x in fh if x.startswith("MemAvailable"))
+    except (OSError, StopIteration):
+        avail = 1 << 40
+    if (cap_kib and rss > cap_kib) or avail < 1 << 20:  # or under 1 GiB left on the machine
         p.kill()
         p.wait()
         capped = 1
