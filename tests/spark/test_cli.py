@@ -55,3 +55,9 @@ def test_without_pyspark_the_cli_says_what_to_install(lake, monkeypatch, capsys)
     assert main(["hunt", "--engine", "spark", str(lake), "-q"]) == 1
     err = capsys.readouterr().err
     assert "pip install 'unbacked[spark]'" in err
+
+
+def test_an_empty_lake_is_an_input_error(tmp_path, capsys):
+    (tmp_path / "lake").mkdir()
+    assert main(["hunt", "--engine", "spark", str(tmp_path / "lake"), "-q"]) == 1
+    assert "no Parquet files" in capsys.readouterr().err

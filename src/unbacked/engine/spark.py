@@ -138,13 +138,27 @@ def parse_conf(pairs: Sequence[str]) -> dict[str, str]:
 
 
 # -- reading ------------------------------------------------------------------------------------
+def check_lake(paths: Sequence[str | Path]) -> None:
+    """Fail early, before a JVM starts, on local lake paths that are missing or hold no Parquet
+    (object-store URLs are left to Spark)."""
+    for p in paths:
+        if "://" in str(p):
+            continue
+        if not Path(p).exists():
+            raise InputError("no such lake path", source=str(p))
+        if Path(p).is_dir() and next(Path(p).rglob("*.parquet"), None) is None:
+            raise InputError(
+                "no Parquet files in the lake directory",
+                source=str(p),
+                hint="write the lake with `unbacked export --parquet DIR PATH...`",
+            )
+
+
 def read_lake(spark: SparkSession, paths: Sequence[str | Path]) -> DataFrame:
     """The events of a Parquet lake (every ``*.parquet`` below ``paths``), ``EVENT_SCHEMA`` columns
     plus ``lake_seq`` when present. Partition directories are not parsed: the host is a column of
     every file, whatever the layout."""
-    for p in paths:
-        if not Path(p).exists() and "://" not in str(p):
-            raise InputError("no such lake path", source=str(p))
+    check_lake(paths)
     df = (
         spark.read.option("recursiveFileLookup", "true")
         .option("pathGlobFilter", "*.parquet")
@@ -589,6 +603,7 @@ def cli_hunt(
     conf_pairs: Sequence[str],
 ) -> SparkResult:
     """``unbacked hunt|detect --engine spark``: the run, its counts in ``report``."""
+    check_lake(paths)
     result = hunt(paths, baseline=baseline, config=config, spark=cli_session(master, conf_pairs))
     lake = report.file(", ".join(str(p) for p in paths), "unbacked-parquet (spark)")
     lake.records = lake.events = result.events
@@ -602,4 +617,5 @@ def cli_train(
     paths: Sequence[str], out_dir: str, master: str, conf_pairs: Sequence[str]
 ) -> ProgramBaseline:
     """``unbacked train --engine spark``."""
+    check_lake(paths)
     return train(paths, out_dir, spark=cli_session(master, conf_pairs))
