@@ -77,3 +77,15 @@ def test_notebook_tables(run):
     tl = result.alerts.timeline(0)
     assert len(tl) > 0 and tl["file"].notna().all()
     assert len(result.alerts.explanation(result.alerts[0].uid)) > 0
+
+
+def test_runs_are_deterministic(shared_data):
+    """Readers finish in any order; the pipeline does not depend on it."""
+    from unbacked.engine.local import load_events
+
+    a = load_events([shared_data / "windows"], RunReport())
+    b = load_events([shared_data / "windows"], RunReport())
+    assert a.equals(b)
+    first = [x.to_ocsf() for x in hunt([shared_data / "windows"]).alerts]
+    again = [x.to_ocsf() for x in hunt([shared_data / "windows"]).alerts]
+    assert first == again

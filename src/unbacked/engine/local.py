@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from unbacked.correlate.incidents import CorrelationConfig, correlate
 from unbacked.detect import DetectionContext, ProgramBaseline, run_rules
@@ -89,7 +90,24 @@ def load_events(
             progress(str(name or ""), n, report.records)
     if not tables:
         return EVENT_SCHEMA.empty_table()
-    return pa.concat_tables(tables).combine_chunks()
+    return canonical_order(pa.concat_tables(tables))
+
+
+def canonical_order(events: pa.Table) -> pa.Table:
+    """Events in one order whatever order the readers finished in: by file, then by line or
+    record within it. Everything downstream (first events, explanations, ties) is then the
+    same from run to run and engine to engine."""
+    keys = pa.table(
+        {
+            "f": events["src_file"].cast(pa.string()),
+            "l": events["src_line"],
+            "r": events["src_record"],
+        }
+    )
+    order = pc.sort_indices(
+        keys, sort_keys=[("f", "ascending"), ("l", "ascending"), ("r", "ascending")]
+    )
+    return events.take(order).combine_chunks()
 
 
 def learn_baseline(events: pa.Table, *, calibrate: bool = True, **hyper: float) -> ProgramBaseline:

@@ -176,13 +176,23 @@ def read_lake(spark: SparkSession, paths: Sequence[str | Path]) -> DataFrame:
     return df.select(*cols)
 
 
+#: the embedded engine's canonical event order (``engine.local.canonical_order``)
+CANONICAL_ORDER = ("src_file", "src_line", "src_record")
+
+
 def by_host(events: DataFrame) -> DataFrame:
-    """Events shuffled by host and sorted, within each partition, by host then read order."""
-    order = [LAKE_SEQ] if LAKE_SEQ in events.columns else [
-        c for c in FALLBACK_ORDER if c in events.columns
-    ]  # fmt: skip
+    """Events shuffled by host and sorted, within each partition, by host then the embedded
+    engine's canonical order (file, line, record; nulls last as Arrow sorts them)."""
+    from pyspark.sql import functions as F
+
+    if all(c in events.columns for c in CANONICAL_ORDER):
+        order = [F.col(c).asc_nulls_last() for c in CANONICAL_ORDER]
+    elif LAKE_SEQ in events.columns:
+        order = [F.col(LAKE_SEQ).asc()]
+    else:
+        order = [F.col(c).asc_nulls_last() for c in FALLBACK_ORDER if c in events.columns]
     parts = int(events.sparkSession.conf.get("spark.sql.shuffle.partitions") or 200)
-    return events.repartition(parts, "host").sortWithinPartitions("host", *order)
+    return events.repartition(parts, "host").sortWithinPartitions(F.col("host"), *order)
 
 
 def fact_columns(events: DataFrame) -> DataFrame:
@@ -191,7 +201,7 @@ def fact_columns(events: DataFrame) -> DataFrame:
     mentions, so a feature reading a new column brings it along."""
     used = {c for c in EVENT_SCHEMA.names if re.search(rf"\b{c}\b", _FACTS_SQL)}
     used |= {"host", "process_uid", "image", "target_image", "time", "kind", "activity"}
-    used |= set(FALLBACK_ORDER) | {LAKE_SEQ}
+    used |= set(FALLBACK_ORDER) | set(CANONICAL_ORDER) | {LAKE_SEQ}
     return events.select(*[c for c in events.columns if c in used])
 
 

@@ -110,23 +110,28 @@ WITH refs AS (
       FROM ev WHERE parent_uid IS NOT NULL
 )
 SELECT uid,
-       any_value(host) AS host,
-       arg_max(pid, weight) AS pid,
-       -- the image it runs: what it exec'd last, else what it was launched as
-       coalesce(arg_max(image, weight * 1e18 + epoch_ns(time)) FILTER (WHERE weight >= 3),
-                mode(image) FILTER (WHERE image IS NOT NULL)) AS image,
-       arg_max(cmd_line, weight * 1e18 + epoch_ns(time)) FILTER (WHERE cmd_line IS NOT NULL)
+       min(host) AS host,
+       -- every pick is ordered (launch/exec first, then the latest, then the value itself) so
+       -- that the same events give the same answer however DuckDB splits the work
+       first(pid ORDER BY key DESC, pid) FILTER (WHERE pid IS NOT NULL) AS pid,
+       -- the image it runs: what it exec'd last, else what it was launched as, else the
+       -- latest name any event gave it
+       first(image ORDER BY key DESC, image) FILTER (WHERE image IS NOT NULL) AS image,
+       first(cmd_line ORDER BY key DESC, cmd_line) FILTER (WHERE cmd_line IS NOT NULL)
            AS cmd_line,
-       any_value(user) FILTER (WHERE user IS NOT NULL) AS user,
-       arg_max(parent_uid, weight) FILTER (WHERE parent_uid IS NOT NULL) AS parent_uid,
-       arg_max(parent_pid, weight) FILTER (WHERE parent_pid IS NOT NULL) AS parent_pid,
-       arg_max(parent_image, weight) FILTER (WHERE parent_image IS NOT NULL) AS parent_image,
-       arg_max(parent_cmd_line, weight) FILTER (WHERE parent_cmd_line IS NOT NULL)
-           AS parent_cmd_line,
+       first(user ORDER BY key DESC, user) FILTER (WHERE user IS NOT NULL) AS user,
+       first(parent_uid ORDER BY key DESC, parent_uid) FILTER (WHERE parent_uid IS NOT NULL)
+           AS parent_uid,
+       first(parent_pid ORDER BY key DESC, parent_pid) FILTER (WHERE parent_pid IS NOT NULL)
+           AS parent_pid,
+       first(parent_image ORDER BY key DESC, parent_image)
+           FILTER (WHERE parent_image IS NOT NULL) AS parent_image,
+       first(parent_cmd_line ORDER BY key DESC, parent_cmd_line)
+           FILTER (WHERE parent_cmd_line IS NOT NULL) AS parent_cmd_line,
        min(start) AS start,
        min(time) AS first_seen,
        max(time) AS last_seen
-  FROM refs
+  FROM (SELECT *, weight * 1e18 + coalesce(epoch_ns(time), 0) AS key FROM refs)
  GROUP BY uid
 """
 
