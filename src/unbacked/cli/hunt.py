@@ -96,6 +96,7 @@ def run(
     engine="local",
     spark_master="local[*]",
     spark_conf=(),
+    verify=False,
 ) -> int:
     fail_level = parse_fail_on(fail_on)
     report = RunReport(strict=strict)
@@ -113,6 +114,10 @@ def run(
                 config=CorrelationConfig(alert_threshold=threshold),
                 progress=progress,
             )
+    if verify:
+        from unbacked.memscan.verify import verify_local_alerts
+
+        result.alerts = type(result.alerts)(verify_local_alerts(result.alerts))
     with output_stream(output) as out:
         render(result.alerts, fmt, out)
     if html:
@@ -136,12 +141,19 @@ def run(
     help="Score against a trained baseline (default: self-baseline from the data).",
 )
 @click.option("--html", metavar="FILE", help="Also write the offline HTML report.")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="For alerts about processes of this host still running (recordings of this machine), "
+    "scan the alert's regions now and attach the result.",
+)
 @detection_options
 @engine_options
 def command(
     paths,
     baseline,
     html,
+    verify,
     output,
     fmt,
     threshold,
@@ -175,5 +187,6 @@ def command(
             engine,
             spark_master,
             spark_conf,
+            verify,
         )
     )
