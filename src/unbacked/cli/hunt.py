@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,9 +17,13 @@ from unbacked.cli._common import (
     write_run_report,
 )
 from unbacked.correlate.incidents import DEFAULT_ALERT_THRESHOLD, CorrelationConfig
+from unbacked.engine.local import HuntResult
 from unbacked.engine.local import hunt as run_hunt
 from unbacked.render import RENDERERS, render
 from unbacked.runreport import RunReport
+
+if TYPE_CHECKING:
+    from unbacked.engine.spark import SparkResult
 
 
 def engine_options(f):
@@ -100,6 +105,7 @@ def run(
 ) -> int:
     fail_level = parse_fail_on(fail_on)
     report = RunReport(strict=strict)
+    result: HuntResult | SparkResult
     with Progress(enabled=not quiet) as progress:
         if engine == "spark":
             from unbacked.engine.spark import cli_hunt
