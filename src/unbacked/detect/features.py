@@ -108,7 +108,154 @@ CASE
 END
 """
 
-_FACTS_SQL = rf"""
+#: One SELECT per feature, tagged with the kind of event it needs: only the branches whose
+#: events are present run (a Sysmon capture has no memory events, a sensor capture no opens).
+_FACT_BRANCHES: tuple[tuple[str, str], ...] = (
+    (
+        "open",
+        r"""
+  SELECT row, process_uid, program, 'open.unbacked' AS feature, trace_class AS value
+    FROM opens
+""",
+    ),
+    (
+        "open",
+        r"""
+  SELECT row, process_uid, program, 'open.trace_shape', trace_shape FROM opens
+""",
+    ),
+    (
+        "open",
+        r"""
+  SELECT row, process_uid, program, 'open.access',
+         coalesce(target_program, '?') || ':' || printf('0x%x', granted_access)
+    FROM opens WHERE granted_access IS NOT NULL
+""",
+    ),
+    (
+        "thread",
+        r"""
+  SELECT row, process_uid, program, 'thread.remote',
+         coalesce(target_program, '?') || ':' ||
+         coalesce(lower(regexp_replace(start_module, '^.*[\\/]', '')), '<unbacked>')
+    FROM ev WHERE kind = 'thread' AND activity = 'remote_thread'
+""",
+    ),
+    (
+        "module",
+        rf"""
+  SELECT row, process_uid, program, 'module.engine', engine
+    FROM (SELECT *, {ENGINE_SQL} AS engine FROM ev
+           WHERE kind = 'module' AND activity = 'load' AND module_path IS NOT NULL)
+   WHERE engine IS NOT NULL
+""",
+    ),
+    (
+        "network",
+        r"""
+  SELECT row, process_uid, program, 'network.connect', coalesce(direction, 'unknown')
+    FROM ev WHERE kind = 'network'
+""",
+    ),
+    (
+        "launch",
+        r"""
+  SELECT row, parent_uid, lower(regexp_replace(coalesce(parent_image, ''), '^.*[\\/]', '')),
+         'process.child', program
+    FROM (SELECT e.*, x.parent_image FROM ev e JOIN events x USING (row)
+           WHERE e.kind = 'process' AND e.activity = 'launch' AND e.parent_uid IS NOT NULL)
+""",
+    ),
+    (
+        "memory",
+        r"""
+  SELECT row, process_uid, program, 'mem.protection', p_new FROM mem
+""",
+    ),
+    (
+        "memory",
+        r"""
+  SELECT row, process_uid, program, 'mem.transition', p_old || ' -> ' || p_new
+    FROM mem WHERE p_old IS NOT NULL
+""",
+    ),
+    (
+        "memory",
+        r"""
+  SELECT row, process_uid, program, 'mem.size',
+         '2^' || CAST(ceil(log2(greatest(region_size, 1))) AS INTEGER)
+    FROM mem WHERE region_size IS NOT NULL
+""",
+    ),
+    (
+        "memory",
+        r"""
+  SELECT row, process_uid, program, 'mem.align',
+         CASE WHEN base_address % 65536 = 0 THEN '64k'
+              WHEN base_address % 4096 = 0 THEN 'page' ELSE 'unaligned' END
+    FROM mem WHERE base_address IS NOT NULL
+""",
+    ),
+    (
+        "memory",
+        r"""
+  SELECT row, process_uid, program, 'mem.region',
+         coalesce(region_type, '?') || '/' ||
+         CASE WHEN backing_path IS NULL OR backing_path = '' THEN 'none' ELSE 'file' END
+    FROM mem
+""",
+    ),
+    (
+        "memory",
+        r"""
+  SELECT row, process_uid, program, 'mem.caller',
+         CASE WHEN caller_unbacked THEN '<unbacked>'
+              ELSE coalesce(lower(regexp_replace(caller_module, '^.*[\\/]', '')), '?') END
+    FROM mem WHERE caller_unbacked IS NOT NULL OR caller_module IS NOT NULL
+""",
+    ),
+    (
+        "memory",
+        r"""
+  SELECT row, process_uid, program, 'mem.header', header_kind
+    FROM mem WHERE header_kind IS NOT NULL
+""",
+    ),
+    (
+        "memory",
+        r"""
+  SELECT row, process_uid, program, 'mem.scope',
+         CASE WHEN target_uid IS NULL OR target_uid = process_uid THEN 'local' ELSE 'remote' END
+    FROM mem
+""",
+    ),
+    (
+        "always",
+        r"""
+  SELECT min(row), process_uid, arg_min(program, row) FILTER (program IS NOT NULL),
+         'process.seen', 'yes'
+    FROM ev WHERE process_uid IS NOT NULL GROUP BY process_uid
+""",
+    ),
+    (
+        "module",
+        r"""
+  SELECT min(row), process_uid, arg_min(program, row) FILTER (program IS NOT NULL),
+         'seen.module', 'yes'
+    FROM ev WHERE process_uid IS NOT NULL AND kind = 'module' GROUP BY process_uid
+""",
+    ),
+    (
+        "memory",
+        r"""
+  SELECT row, process_uid, program, 'mem.syscall',
+         CASE WHEN syscall_outside_libc THEN 'outside-libc' ELSE 'libc' END
+    FROM mem WHERE syscall_outside_libc IS NOT NULL
+""",
+    ),
+)
+
+_FACTS_TEMPLATE = rf"""
 WITH ev AS (
   SELECT row, process_uid, program, host, kind::VARCHAR AS kind, activity::VARCHAR AS activity,
          os::VARCHAR AS os, call_trace, granted_access, target_program, start_module,
@@ -153,76 +300,8 @@ prot AS (
   FROM ev WHERE kind = 'memory' AND protection IS NOT NULL
 ),
 mem AS (SELECT * FROM prot WHERE p_new LIKE '%X%' OR p_old LIKE '%X%'),
-facts AS (
-  SELECT row, process_uid, program, 'open.unbacked' AS feature, trace_class AS value
-    FROM opens
-  UNION ALL
-  SELECT row, process_uid, program, 'open.trace_shape', trace_shape FROM opens
-  UNION ALL
-  SELECT row, process_uid, program, 'open.access',
-         coalesce(target_program, '?') || ':' || printf('0x%x', granted_access)
-    FROM opens WHERE granted_access IS NOT NULL
-  UNION ALL
-  SELECT row, process_uid, program, 'thread.remote',
-         coalesce(target_program, '?') || ':' ||
-         coalesce(lower(regexp_replace(start_module, '^.*[\\/]', '')), '<unbacked>')
-    FROM ev WHERE kind = 'thread' AND activity = 'remote_thread'
-  UNION ALL
-  SELECT row, process_uid, program, 'module.engine', engine
-    FROM (SELECT *, {ENGINE_SQL} AS engine FROM ev
-           WHERE kind = 'module' AND activity = 'load' AND module_path IS NOT NULL)
-   WHERE engine IS NOT NULL
-  UNION ALL
-  SELECT row, process_uid, program, 'network.connect', coalesce(direction, 'unknown')
-    FROM ev WHERE kind = 'network'
-  UNION ALL
-  SELECT row, parent_uid, lower(regexp_replace(coalesce(parent_image, ''), '^.*[\\/]', '')),
-         'process.child', program
-    FROM (SELECT e.*, x.parent_image FROM ev e JOIN events x USING (row)
-           WHERE e.kind = 'process' AND e.activity = 'launch' AND e.parent_uid IS NOT NULL)
-  UNION ALL
-  SELECT row, process_uid, program, 'mem.protection', p_new FROM mem
-  UNION ALL
-  SELECT row, process_uid, program, 'mem.transition', p_old || ' -> ' || p_new
-    FROM mem WHERE p_old IS NOT NULL
-  UNION ALL
-  SELECT row, process_uid, program, 'mem.size',
-         '2^' || CAST(ceil(log2(greatest(region_size, 1))) AS INTEGER)
-    FROM mem WHERE region_size IS NOT NULL
-  UNION ALL
-  SELECT row, process_uid, program, 'mem.align',
-         CASE WHEN base_address % 65536 = 0 THEN '64k'
-              WHEN base_address % 4096 = 0 THEN 'page' ELSE 'unaligned' END
-    FROM mem WHERE base_address IS NOT NULL
-  UNION ALL
-  SELECT row, process_uid, program, 'mem.region',
-         coalesce(region_type, '?') || '/' ||
-         CASE WHEN backing_path IS NULL OR backing_path = '' THEN 'none' ELSE 'file' END
-    FROM mem
-  UNION ALL
-  SELECT row, process_uid, program, 'mem.caller',
-         CASE WHEN caller_unbacked THEN '<unbacked>'
-              ELSE coalesce(lower(regexp_replace(caller_module, '^.*[\\/]', '')), '?') END
-    FROM mem WHERE caller_unbacked IS NOT NULL OR caller_module IS NOT NULL
-  UNION ALL
-  SELECT row, process_uid, program, 'mem.header', header_kind
-    FROM mem WHERE header_kind IS NOT NULL
-  UNION ALL
-  SELECT row, process_uid, program, 'mem.scope',
-         CASE WHEN target_uid IS NULL OR target_uid = process_uid THEN 'local' ELSE 'remote' END
-    FROM mem
-  UNION ALL
-  SELECT min(row), process_uid, arg_min(program, row) FILTER (program IS NOT NULL),
-         'process.seen', 'yes'
-    FROM ev WHERE process_uid IS NOT NULL GROUP BY process_uid
-  UNION ALL
-  SELECT min(row), process_uid, arg_min(program, row) FILTER (program IS NOT NULL),
-         'seen.module', 'yes'
-    FROM ev WHERE process_uid IS NOT NULL AND kind = 'module' GROUP BY process_uid
-  UNION ALL
-  SELECT row, process_uid, program, 'mem.syscall',
-         CASE WHEN syscall_outside_libc THEN 'outside-libc' ELSE 'libc' END
-    FROM mem WHERE syscall_outside_libc IS NOT NULL
+facts(row, process_uid, program, feature, value) AS (
+{{branches}}
 )
 SELECT row, process_uid, program, feature, value FROM facts
  WHERE process_uid IS NOT NULL AND value IS NOT NULL AND program IS NOT NULL AND program != ''
@@ -237,6 +316,26 @@ ABSENCE_AWARE: dict[str, str] = {
     "thread.remote": "process.seen",
     "process.child": "process.seen",
 }
+
+#: kinds/activities of events each branch group needs
+_GROUP_FILTER = {
+    "open": "kind = 'process' AND activity = 'open'",
+    "thread": "kind = 'thread' AND activity = 'remote_thread'",
+    "module": "kind = 'module'",
+    "network": "kind = 'network'",
+    "launch": "kind = 'process' AND activity = 'launch'",
+    "memory": "kind = 'memory'",
+}
+
+
+def facts_sql(groups: set[str] | None = None) -> str:
+    """The facts query with the branches of ``groups`` (all when None)."""
+    parts = [b for g, b in _FACT_BRANCHES if groups is None or g == "always" or g in groups]
+    return _FACTS_TEMPLATE.replace("{branches}", "\n  UNION ALL\n".join(parts))
+
+
+#: every branch (what the Spark engine and tests read)
+_FACTS_SQL = facts_sql()
 
 FACT_SCHEMA = pa.schema(
     [
@@ -269,6 +368,16 @@ FEATURE_WEIGHT: dict[str, float] = {
 }
 
 
+_GROUP_PRESENT = {
+    "open": lambda k, a: k == "process" and a == "open",
+    "thread": lambda k, a: k == "thread" and a == "remote_thread",
+    "module": lambda k, a: k == "module",
+    "network": lambda k, a: k == "network",
+    "launch": lambda k, a: k == "process" and a == "launch",
+    "memory": lambda k, a: k == "memory",
+}
+
+
 def extract_facts(events: pa.Table) -> pa.Table:
     """Facts of every event of ``events`` (a ``DetectionContext.events`` table: with ``row``,
     ``program`` and ``target_program`` columns)."""
@@ -277,7 +386,19 @@ def extract_facts(events: pa.Table) -> pa.Table:
         con.execute("SET threads TO 2")
         cols = [c for c in events.column_names if c not in ("time",)]
         con.register("events", events.select(cols))
-        table = con.sql(_FACTS_SQL).to_arrow_table()
+        pairs = pa.table(  # plain strings: chunks may carry differing dictionaries
+            {
+                "kind": events["kind"].cast(pa.string()),
+                "activity": events["activity"].cast(pa.string()),
+            }
+        )
+        kinds = pairs.group_by(["kind", "activity"]).aggregate([])
+        present = {
+            (str(k), str(a))
+            for k, a in zip(kinds["kind"].to_pylist(), kinds["activity"].to_pylist(), strict=True)
+        }
+        groups = {g for g, cond in _GROUP_PRESENT.items() if any(cond(k, a) for k, a in present)}
+        table = con.sql(facts_sql(groups)).to_arrow_table()
     finally:
         con.close()
     return table.cast(FACT_SCHEMA)
