@@ -31,7 +31,10 @@ def run_rules(ctx: DetectionContext, rule_ids: Iterable[str] | None = None) -> p
     tables = [t for t in tables if t.num_rows]
     if not tables:
         return empty_signals()
-    return pa.concat_tables(tables).sort_by([("subject_uid", "ascending"), ("time", "ascending")])
+    # a total order: which of two equal-scored signals explains an incident must not depend on
+    # the order rules or threads produced them
+    keys = ["subject_uid", "time", "row", "detector", "feature", "value"]
+    return pa.concat_tables(tables).sort_by([(k, "ascending") for k in keys])
 
 
 __all__ = [

@@ -107,7 +107,15 @@ def canonical_order(events: pa.Table) -> pa.Table:
     order = pc.sort_indices(
         keys, sort_keys=[("f", "ascending"), ("l", "ascending"), ("r", "ascending")]
     )
-    return events.take(order).combine_chunks()
+    events = events.take(order).combine_chunks()
+    # dictionaries in first-appearance order of the canonical rows (readers that finished in
+    # another order built them in another order)
+    for i, column_field in enumerate(events.schema):
+        typ = column_field.type
+        if pa.types.is_dictionary(typ):
+            col = events.column(i).cast(typ.value_type).combine_chunks()
+            events = events.set_column(i, column_field, pc.dictionary_encode(col).cast(typ))
+    return events
 
 
 def learn_baseline(events: pa.Table, *, calibrate: bool = True, **hyper: float) -> ProgramBaseline:
