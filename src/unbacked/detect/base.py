@@ -31,6 +31,13 @@ if TYPE_CHECKING:
 
 SIGNAL_SCHEMA_VERSION = "1"
 
+#: "normal for this program": at least this many peer instances ...
+COMMON_MIN_PEERS = 3
+#: ... of which at least this share show the same value; the indicator's score is then
+#: multiplied by COMMON_FACTOR (evidence, but explained by what the program usually does)
+COMMON_SHARE = 0.25
+COMMON_FACTOR = 0.3
+
 SIGNAL_SCHEMA = pa.schema(
     [
         pa.field("subject_uid", pa.string(), nullable=False),
@@ -151,6 +158,34 @@ class DetectionContext:
         k = pc.fill_null(joined["k"], 0).to_numpy(zero_copy_only=False)
         n = pc.fill_null(joined["n"], 0).to_numpy(zero_copy_only=False)
         return k.astype(np.int64), n.astype(np.int64)
+
+    def discount_common(
+        self,
+        hit: pa.Table,
+        feature: str,
+        values: pa.Array | pa.ChunkedArray | list[str],
+        score: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Lower ``score`` where the program's peers commonly show ``feature = value``
+        ("normal for this program": at least ``COMMON_MIN_PEERS`` peers, ``COMMON_SHARE`` of
+        them). Returns the scores and the peer counts (k, n) for the explanation (None without
+        a baseline)."""
+        if self.baseline is None or hit.num_rows == 0:
+            return score, None, None
+        facts = pa.table(
+            {
+                "row": hit["row"],
+                "process_uid": hit["process_uid"],
+                "program": hit["program"],
+                "feature": pa.array([feature] * hit.num_rows, pa.string()),
+                "value": pa.array(values, pa.string())
+                if isinstance(values, list)
+                else values.cast(pa.string()),
+            }
+        )
+        k, n = self.peer_counts(facts)
+        common = (n >= COMMON_MIN_PEERS) & (k >= COMMON_SHARE * np.maximum(n, 1))
+        return np.where(common, score * COMMON_FACTOR, score), k, n
 
     def select(self, *, kind: str | None = None, activity: Sequence[str] | str | None = None):
         """Events of one kind and/or activities (a filtered view, cached)."""

@@ -132,18 +132,8 @@ class AnonymousWriteToExecFlip(Rule):
             by_row = dict(
                 zip(transitions["row"].to_pylist(), transitions["value"].to_pylist(), strict=True)
             )
-            facts = pa.table(
-                {
-                    "row": hit["row"],
-                    "process_uid": hit["process_uid"],
-                    "program": hit["program"],
-                    "feature": pa.array(["mem.transition"] * hit.num_rows),
-                    "value": pa.array([by_row.get(r, "?") for r in hit["row"].to_pylist()]),
-                }
-            )
-            k, n = ctx.peer_counts(facts)
-            common = (n >= 3) & (k >= 0.25 * np.maximum(n, 1))
-            score = np.where(common, score * 0.3, score)
+            values = [by_row.get(r, "?") for r in hit["row"].to_pylist()]
+            score, k, n = ctx.discount_common(hit, "mem.transition", values, score)
         return self.signals(
             hit,
             subject=hit["process_uid"],

@@ -146,21 +146,9 @@ class RwxPrivateFromNonJit(Rule):
         hit = _query(ctx, sql)
         if hit.num_rows == 0:
             return empty_signals()
-        score = np.full(hit.num_rows, self.score)
-        k = n = None
-        if ctx.baseline is not None:
-            facts = pa.table(
-                {
-                    "row": hit["row"],
-                    "process_uid": hit["process_uid"],
-                    "program": hit["program"],
-                    "feature": pa.array(["mem.protection"] * hit.num_rows),
-                    "value": pa.array(["RWX"] * hit.num_rows),
-                }
-            )
-            k, n = ctx.peer_counts(facts)
-            common = (n >= 3) & (k >= 0.25 * np.maximum(n, 1))
-            score = np.where(common, score * 0.3, score)
+        score, k, n = ctx.discount_common(
+            hit, "mem.protection", ["RWX"] * hit.num_rows, np.full(hit.num_rows, self.score)
+        )
         return self.signals(
             hit,
             subject=pc.coalesce(hit["target_uid"], hit["process_uid"]),
@@ -329,19 +317,9 @@ class SyscallOutsideLibc(Rule):
         hit = ev.filter(flag)
         if hit.num_rows == 0:
             return empty_signals()
-        score = np.full(hit.num_rows, self.score)
-        if ctx.baseline is not None:
-            facts = pa.table(
-                {
-                    "row": hit["row"],
-                    "process_uid": hit["process_uid"],
-                    "program": hit["program"],
-                    "feature": pa.array(["mem.syscall"] * hit.num_rows),
-                    "value": pa.array(["outside-libc"] * hit.num_rows),
-                }
-            )
-            k, n = ctx.peer_counts(facts)
-            score = np.where((n >= 3) & (k >= 0.25 * np.maximum(n, 1)), score * 0.3, score)
+        score, _, _ = ctx.discount_common(
+            hit, "mem.syscall", ["outside-libc"] * hit.num_rows, np.full(hit.num_rows, self.score)
+        )
         return self.signals(
             hit,
             subject=hit["process_uid"],

@@ -89,9 +89,6 @@ TRACE_CLASS_SCORE = {"only": 90.0, "api": 80.0, "truncated": 70.0, "other": 40.0
 SENSITIVE_TARGETS = ("lsass.exe",)
 #: Factor for instances that run managed code (JIT frames explain unbacked frames too).
 MANAGED_FACTOR = 0.4
-#: Factor when the program's peers commonly show the same class ("normal for this program").
-COMMON_FACTOR = 0.3
-COMMON_SHARE = 0.25
 
 
 @register_rule
@@ -139,9 +136,7 @@ class UnbackedCallerInCallTrace(Rule):
         ).to_numpy(zero_copy_only=False)
         excused = is_managed.to_numpy(zero_copy_only=False) & ~sensitive
         score = np.where(excused, score * MANAGED_FACTOR, score)
-        k, n = _peer_share(ctx, hits)
-        common = (n >= 3) & (k >= COMMON_SHARE * np.maximum(n, 1))
-        score = np.where(common, score * COMMON_FACTOR, score)
+        score, k, n = ctx.discount_common(hits, "open.unbacked", hits["value"], score)
         msg = pc.binary_join_element_wise(
             pc.fill_null(ev["program"], "?"),
             " opened ",
@@ -177,12 +172,6 @@ def managed_instances(ctx: DetectionContext) -> set[str]:
         )
         ctx.cache["managed"] = set(facts.filter(mask)["process_uid"].to_pylist())
     return ctx.cache["managed"]
-
-
-def _peer_share(ctx: DetectionContext, hits: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-    """Peer instances of each fact's program that showed the same value (k) of those that could
-    (n); zeros without a baseline."""
-    return ctx.peer_counts(hits)
 
 
 #: In-memory loader idioms in a command line (lower-cased), each with a score.
