@@ -150,7 +150,8 @@ def check_lake(paths: Sequence[str | Path]) -> None:
             raise InputError(
                 "no Parquet files in the lake directory",
                 source=str(p),
-                hint="write the lake with `unbacked export --parquet DIR PATH...`",
+                hint="write the lake with `unbacked export --parquet DIR PATH...` (PATH may be "
+            "OCSF Parquet, e.g. a Security Lake export: it is converted to the event model)",
             )
 
 
@@ -170,7 +171,8 @@ def read_lake(spark: SparkSession, paths: Sequence[str | Path]) -> DataFrame:
         raise InputError(
             f"the lake has no {', '.join(missing)} column: not unbacked event Parquet",
             source=", ".join(str(p) for p in paths),
-            hint="write the lake with `unbacked export --parquet DIR PATH...`",
+            hint="write the lake with `unbacked export --parquet DIR PATH...` (PATH may be "
+            "OCSF Parquet, e.g. a Security Lake export: it is converted to the event model)",
         )
     cols = [c for c in [*EVENT_SCHEMA.names, LAKE_SEQ] if c in present]
     return df.select(*cols)
