@@ -120,3 +120,18 @@ def test_bad_label_file_says_what_is_wrong(tmp_path):
 def test_shared_labels_validate(shared_data):
     labels = load_labels(shared_data / "labels")
     assert len(labels) >= 20
+
+
+def test_threshold_curve_filters_by_risk(root):
+    from dataclasses import replace
+
+    from unbacked.evaluate import threshold_curve
+
+    labels = load_labels(root / "labels")
+    fa = str(root / "data" / "a.evtx")
+    caught = _alert(fa, "H1", "aaaa-1", 10, "notepad.exe")
+    false = replace(_alert(fa, "H1", "xx", 40, "svchost.exe"), risk_score=45)
+    curve = {c["threshold"]: c for c in threshold_curve([caught, false], labels, root, (40, 50))}
+    assert curve[40]["alerts"] == 2 and curve[40]["false_alerts"] == 1
+    assert curve[50]["alerts"] == 1 and curve[50]["false_alerts"] == 0
+    assert curve[40]["caught"] == curve[50]["caught"] == 1
