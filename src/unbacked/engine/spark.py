@@ -166,6 +166,8 @@ def read_lake(spark: SparkSession, paths: Sequence[str | Path]) -> DataFrame:
         .parquet(*[str(p) for p in paths])
     )
     present = set(df.columns)
+    if "class_uid" in present and "kind" not in present:
+        return _ocsf_events(spark, df)
     missing = [c for c in ("time", "kind", "activity") if c not in present]
     if missing:
         raise InputError(
@@ -195,6 +197,81 @@ def by_host(events: DataFrame) -> DataFrame:
         order = [F.col(c).asc_nulls_last() for c in FALLBACK_ORDER if c in events.columns]
     parts = int(events.sparkSession.conf.get("spark.sql.shuffle.partitions") or 200)
     return events.repartition(parts, "host").sortWithinPartitions(F.col("host"), *order)
+
+
+def _lake_schema(spark: SparkSession) -> Any:
+    """How Spark reads an EVENT_SCHEMA Parquet lake (its column types), learned by reading an
+    empty one: what the OCSF path must produce so the rest of the engine sees one kind of lake."""
+    import tempfile
+
+    import pyarrow.parquet as pq
+
+    with tempfile.TemporaryDirectory(prefix="unbacked-schema-") as tmp:
+        path = Path(tmp) / "empty.parquet"
+        pq.write_table(EVENT_SCHEMA.empty_table(), path)
+        return spark.read.parquet(str(path)).schema
+
+
+def _ocsf_events(spark: SparkSession, df: DataFrame) -> DataFrame:
+    """OCSF Parquet (Security Lake layout) as events, through the one OCSF mapping
+    (``sources/ocsf.py``) the embedded engine's ``ocsf-parquet`` source uses: each row becomes a
+    JSON line (times as epoch milliseconds), numbered by its row in its file, and the JSON-lines
+    engine maps the lines per file inside ``mapInArrow``. Provenance (file, row) is the embedded
+    engine's, so both engines order and explain events the same way."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import TimestampNTZType, TimestampType
+
+    cols = [
+        F.unix_millis(F.col(f.name)).alias(f.name)
+        if isinstance(f.dataType, TimestampType | TimestampNTZType) and f.name.endswith("time")
+        else F.col(f.name)
+        for f in df.schema.fields
+    ]
+    lines = df.select(
+        F.to_json(F.struct(*cols)).alias("line"),
+        F.regexp_replace(F.col("_metadata.file_path"), "^file:(//)?", "").alias("file"),
+        (F.col("_metadata.row_index") + 1).alias("ln"),
+    )
+    schema = _lake_schema(spark)
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    arrow_schema = to_arrow_schema(schema)
+
+    def convert(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from unbacked.sources._engine import pooled_connection
+        from unbacked.sources.ocsf import QUERY
+
+        with pooled_connection() as con:
+            for batch in batches:
+                table = pa.Table.from_batches([batch])
+                files = table.column("file").cast(pa.string())
+                for name in pc.unique(files).to_pylist():
+                    part = table.filter(pc.equal(files, name))
+                    res = QUERY.run(
+                        con,
+                        part.column("line").combine_chunks().cast(pa.string()),
+                        part.column("ln").to_numpy(),
+                        src_format="ocsf-parquet",
+                        src_file=name,
+                    )
+                    if res.table is None or res.table.num_rows == 0:
+                        continue
+                    yield from _as_lake(res.table, arrow_schema).to_batches()
+
+    return lines.mapInArrow(convert, schema)
+
+
+def _as_lake(events: pa.Table, arrow_schema: pa.Schema) -> pa.Table:
+    """EVENT_SCHEMA rows in the column types Spark reads a lake with."""
+    cols = []
+    for f in arrow_schema:
+        col = events.column(f.name)
+        if pa.types.is_dictionary(col.type):
+            col = col.cast(col.type.value_type)
+        if pa.types.is_timestamp(col.type) and not pa.types.is_timestamp(f.type):
+            col = col.cast(pa.int64())
+        cols.append(col.cast(f.type))
+    return pa.Table.from_arrays(cols, schema=arrow_schema)
 
 
 def fact_columns(events: DataFrame) -> DataFrame:
