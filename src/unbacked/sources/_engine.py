@@ -566,7 +566,10 @@ def stream_json_lines(
     """
     rep = report.file(name)
     snapshot = (rep.records, rep.events, rep.ignored, rep.skipped.copy(), dict(rep.examples))
-    last_yielded = 0
+    # line numbers the fast pass already mapped (and yielded): the guarded pass must not yield
+    # them again, and must yield every other one. A set, not a maximum: DuckDB's parallel scan
+    # hands batches back out of input order.
+    seen: list[np.ndarray] = []
     for guarded in (False, True):
         if guarded:  # start the counters of this input afresh
             rep.records, rep.events, rep.ignored = snapshot[0], snapshot[1], snapshot[2]
@@ -577,6 +580,7 @@ def stream_json_lines(
             _LINES_SCHEMA, _line_batches(open_stream, name, report, failure, fed)
         )
         con.register("lines", reader)
+        seen_set = pa.array(np.concatenate(seen)) if guarded and seen else None
         out_rows = 0
         result: pa.RecordBatchReader | None = None
         try:
@@ -593,9 +597,9 @@ def stream_json_lines(
                 for reason, (cnt, detail) in res.skipped.items():
                     report.skip(name, reason, cnt, detail=detail)
                 table = res.table
-                if guarded and last_yielded and table is not None:
+                if guarded and seen_set is not None and table is not None:
                     # counted again above, but each event is yielded once only
-                    keep = pc.greater(line_col, last_yielded)
+                    keep = pc.invert(pc.is_in(line_col, value_set=seen_set))
                     table = _account(
                         out.filter(keep),
                         BlockResult(table=None),
@@ -603,7 +607,7 @@ def stream_json_lines(
                         src_file=name,
                     ).table
                 if not guarded and out.num_rows:
-                    last_yielded = int(pc.max(line_col).as_py())
+                    seen.append(line_col.to_numpy(zero_copy_only=False))
                 if table is not None and table.num_rows:
                     yield table
         except (duckdb.Error, pa.ArrowException, OSError):
