@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -186,6 +187,26 @@ class DetectionContext:
         k, n = self.peer_counts(facts)
         common = (n >= COMMON_MIN_PEERS) & (k >= COMMON_SHARE * np.maximum(n, 1))
         return np.where(common, score * COMMON_FACTOR, score), k, n
+
+    def query_rows(self, events: pa.Table, sql: str) -> pa.Table:
+        """The events whose ``row`` ``sql`` selects. ``sql`` reads ``events`` as view ``ev``,
+        its dictionary columns as VARCHAR (DuckDB compares them as plain strings then)."""
+        if events.num_rows == 0:
+            return self.events.slice(0, 0)
+        cols = ", ".join(
+            f'"{c}"::VARCHAR AS "{c}"'
+            if pa.types.is_dictionary(events.schema.field(c).type)
+            else f'"{c}"'
+            for c in events.column_names
+        )
+        con = duckdb.connect()
+        try:
+            con.register("ev_raw", events)
+            con.execute(f"CREATE TEMP VIEW ev AS SELECT {cols} FROM ev_raw")
+            rows = con.sql(sql).to_arrow_table()
+        finally:
+            con.close()
+        return self.events.take(rows["row"]) if rows.num_rows else self.events.slice(0, 0)
 
     def select(self, *, kind: str | None = None, activity: Sequence[str] | str | None = None):
         """Events of one kind and/or activities (a filtered view, cached)."""

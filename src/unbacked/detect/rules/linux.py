@@ -17,7 +17,6 @@ Both rules ship with a true- and a false-positive fixture in ``tests/detect/rule
 
 from __future__ import annotations
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -41,13 +40,6 @@ _FLIP_SQL = """
     AND (protection & 4) = 4
 """
 _NON_JIT = f"NOT regexp_matches(coalesce(caller_module, ''), '{LINUX_JIT_CALLER_RE}')"
-
-
-def _cast(table: pa.Table) -> str:
-    return ", ".join(
-        f"{c}::VARCHAR AS {c}" if pa.types.is_dictionary(table.schema.field(c).type) else c
-        for c in table.column_names
-    )
 
 
 _COLS = [
@@ -76,17 +68,7 @@ def _rows(ctx: DetectionContext, sql: str) -> pa.Table:
     ev = ctx.events
     if ev.num_rows == 0 or "linux" not in set(pc.unique(ev["os"].cast(pa.string())).to_pylist()):
         return ev.slice(0, 0)
-    sub = ev.select(_COLS)
-    con = duckdb.connect()
-    try:
-        con.register("ev_raw", sub)
-        con.sql(f"CREATE TEMP VIEW ev AS SELECT {_cast(sub)} FROM ev_raw")
-        rows = con.sql(sql).to_arrow_table()
-    finally:
-        con.close()
-    if rows.num_rows == 0:
-        return ev.slice(0, 0)
-    return ev.take(rows["row"])
+    return ctx.query_rows(ev.select(_COLS), sql)
 
 
 @register_rule

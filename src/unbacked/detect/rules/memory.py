@@ -23,26 +23,6 @@ _UNBACKED = """(backing_path IS NULL OR backing_path = '')
                AND coalesce(region_type, 'private') NOT IN ('image', 'file')"""
 
 
-def _query(ctx: DetectionContext, sql: str) -> pa.Table:
-    ev = ctx.select(kind="memory")
-    if ev.num_rows == 0:
-        return ev
-    con = duckdb.connect()
-    try:
-        con.register("mem", ev)
-        rows = con.sql(sql).to_arrow_table()
-    finally:
-        con.close()
-    return ctx.events.take(rows["row"]) if rows.num_rows else ctx.events.slice(0, 0)
-
-
-def _cast_str(table: pa.Table) -> str:
-    return ", ".join(
-        f"{c}::VARCHAR AS {c}" if pa.types.is_dictionary(table.schema.field(c).type) else c
-        for c in table.column_names
-    )
-
-
 @register_rule
 class ImageHeaderInUnbackedExec(Rule):
     """A PE or ELF header sits in executable memory that no file backs: a manually mapped
@@ -65,9 +45,9 @@ class ImageHeaderInUnbackedExec(Rule):
         ev = ctx.select(kind="memory")
         if ev.num_rows == 0:
             return empty_signals()
-        sql = f"""SELECT row FROM (SELECT {_cast_str(ev)} FROM mem)
+        sql = f"""SELECT row FROM ev
                    WHERE header_kind IN ('pe', 'elf') AND {_EXEC} AND {_UNBACKED}"""
-        hit = _query(ctx, sql)
+        hit = ctx.query_rows(ev, sql)
         return self.signals(
             hit,
             subject=pc.coalesce(hit["target_uid"], hit["process_uid"]),
@@ -104,9 +84,9 @@ class ExecMemoryFromUnbackedCaller(Rule):
         ev = ctx.select(kind="memory")
         if ev.num_rows == 0:
             return empty_signals()
-        sql = f"""SELECT row FROM (SELECT {_cast_str(ev)} FROM mem)
+        sql = f"""SELECT row FROM ev
                    WHERE caller_unbacked AND {_EXEC}"""
-        hit = _query(ctx, sql)
+        hit = ctx.query_rows(ev, sql)
         return self.signals(
             hit,
             subject=pc.coalesce(hit["target_uid"], hit["process_uid"]),
@@ -140,10 +120,10 @@ class RwxPrivateFromNonJit(Rule):
         ev = ctx.select(kind="memory")
         if ev.num_rows == 0:
             return empty_signals()
-        sql = f"""SELECT row FROM (SELECT {_cast_str(ev)} FROM mem)
+        sql = f"""SELECT row FROM ev
                    WHERE {_RWX} AND {_UNBACKED}
                      AND NOT regexp_matches(coalesce(caller_module, ''), '{JIT_CALLER_RE}')"""
-        hit = _query(ctx, sql)
+        hit = ctx.query_rows(ev, sql)
         if hit.num_rows == 0:
             return empty_signals()
         score, k, n = ctx.discount_common(
