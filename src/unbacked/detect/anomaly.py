@@ -27,15 +27,13 @@ def baseline_signals(ctx: DetectionContext) -> pa.Table:
     hits = ctx.baseline.surprising(scored)
     if hits.num_rows == 0:
         return empty_signals()
-    hits = _first_per_value(hits)
-    features = hits["feature"].to_pylist()
-    surprise = hits["surprise"].to_numpy()
-    threshold = hits["threshold"].to_numpy()
-    score = np.array(
-        [
-            surprise_to_score(s, t, FEATURE_WEIGHT.get(f, 0.0))
-            for s, t, f in zip(surprise, threshold, features, strict=True)
-        ]
+    # ctx.scored is per instance and value (its first event): one signal each already
+    coded = pc.dictionary_encode(hits["feature"]).combine_chunks()
+    weights = np.array([FEATURE_WEIGHT.get(f, 0.0) for f in coded.dictionary.to_pylist()])
+    score = surprise_to_score(
+        hits["surprise"].to_numpy(),
+        hits["threshold"].to_numpy(),
+        weights[coded.indices.to_numpy(zero_copy_only=False)],
     )
     ev = ctx.events.take(hits["row"])
     k = hits["k"]
@@ -107,10 +105,3 @@ def baseline_signals(ctx: DetectionContext) -> pa.Table:
         }
     )
     return table.cast(SIGNAL_SCHEMA)
-
-
-def _first_per_value(hits: pa.Table) -> pa.Table:
-    """One signal per (instance, feature, value): its first event. A process repeating the same
-    unusual act 10,000 times is one piece of evidence (the timeline still shows the events)."""
-    first = hits.group_by(["process_uid", "feature", "value"]).aggregate([("row", "min")])
-    return hits.filter(pc.is_in(hits["row"], first["row_min"]))

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -422,7 +421,8 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def surprise_to_score(surprise: float, threshold: float, weight: float) -> float:
-    """Map bits above threshold to a 0-100 score scaled by the feature's weight."""
-    excess = max(surprise - threshold, 0.0) + 1.0
-    return 100.0 * weight * (1.0 - math.pow(2.0, -excess / 2.0))
+def surprise_to_score(surprise: Any, threshold: Any, weight: Any) -> Any:
+    """Map bits above threshold to a 0-100 score scaled by the feature's weight (scalars or
+    NumPy arrays, elementwise)."""
+    excess = np.maximum(np.subtract(surprise, threshold), 0.0) + 1.0
+    return 100.0 * np.multiply(weight, 1.0 - np.power(2.0, -excess / 2.0))
