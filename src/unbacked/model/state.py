@@ -13,9 +13,8 @@ lookups (``process``, ``regions``, ``modules``) are for the handful of processes
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import duckdb
@@ -355,15 +354,3 @@ def process_table(events: pa.Table) -> pa.Table:
         return con.sql(_PROCESS_SQL).to_arrow_table()
     finally:
         con.close()
-
-
-def epoch_ms(ts: datetime | None) -> int | None:
-    if ts is None:
-        return None
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return int(ts.timestamp() * 1000)
-
-
-def iter_uids(values: Iterable[str | None]) -> list[str]:
-    return sorted({v for v in values if v})
