@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.spark._compare import saved_baseline
-from tests.spark._fleet import fleet
+from tests.support.compare import saved_baseline
+from tests.support.fleet import fleet
 from unbacked.cli.main import main
 from unbacked.sources import write_events
 

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.spark._compare import alert_dicts, differences
+from tests.support.compare import alert_dicts, differences
 from unbacked.engine import local
 from unbacked.engine import spark as spark_engine
 

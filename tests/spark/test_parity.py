@@ -8,8 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from tests.spark._compare import alert_dicts, differences, saved_baseline
-from tests.spark._fleet import INJECTOR_UID, TARGET_UID, fleet
+from tests.support.compare import alert_dicts, differences, saved_baseline
+from tests.support.fleet import INJECTOR_UID, TARGET_UID, fleet
 from unbacked.cli.export import LakeWriter, export_lake
 from unbacked.detect import ProgramBaseline
 from unbacked.engine import local

@@ -196,6 +196,13 @@ def print_summary(
         f"{d['events']:,} events, {d['skipped']:,} skipped, {len(alerts)} alerts "
         f"in {d['seconds']:.1f}s"
     )
+    engine = report.extra.get("engine") or {}
+    if engine.get("name") == "local" and engine.get("partitions"):
+        k = engine["partitions"]
+        console.print(
+            f"  {engine['spilled_events']:,} events spilled to disk (over --memory-events), "
+            f"detected in {k} host group{'s' if k != 1 else ''}"
+        )
     for reason, n in sorted(d["skipped_by_reason"].items(), key=lambda x: -x[1]):
         console.print(f"  skipped {n:,} × {escape(reason)}")
     for f in report.failed_files:

@@ -32,8 +32,6 @@ def command(
     quiet,
     verbose,
     engine,
-    spark_master,
-    spark_conf,
 ) -> None:
     """Detect with a trained baseline (calibrated per program)."""
     sys.exit(
@@ -49,7 +47,5 @@ def command(
             quiet,
             None,
             engine,
-            spark_master,
-            spark_conf,
         )
     )

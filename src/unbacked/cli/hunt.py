@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import click
@@ -17,7 +19,7 @@ from unbacked.cli._common import (
     write_run_report,
 )
 from unbacked.correlate.incidents import DEFAULT_ALERT_THRESHOLD, CorrelationConfig
-from unbacked.engine.local import HuntResult
+from unbacked.engine.local import MEMORY_EVENTS, HuntResult
 from unbacked.engine.local import hunt as run_hunt
 from unbacked.render import RENDERERS, render
 from unbacked.runreport import RunReport
@@ -26,21 +28,54 @@ if TYPE_CHECKING:
     from unbacked.engine.spark import SparkResult
 
 
+@dataclass(frozen=True, slots=True)
+class EngineChoice:
+    """Where and how a command runs: ``--engine`` and the settings of each engine."""
+
+    name: str = "local"
+    spark_master: str = "local[*]"
+    spark_conf: tuple[str, ...] = ()
+    memory_events: int = MEMORY_EVENTS
+    spill_dir: str | None = None
+
+
 def engine_options(f):
-    """``--engine local|spark`` and the Spark settings that pass through (``[spark]`` extra)."""
-    f = click.option(
+    """``--engine local|spark``, the embedded engine's memory settings and the Spark settings
+    (``[spark]`` extra), handed to the command as one ``engine: EngineChoice``."""
+
+    @functools.wraps(f)
+    def command(*args, engine, spark_master, spark_conf, memory_events, spill_dir, **kwargs):
+        choice = EngineChoice(engine, spark_master, tuple(spark_conf), memory_events, spill_dir)
+        return f(*args, engine=choice, **kwargs)
+
+    command = click.option(
+        "--spill-dir",
+        metavar="DIR",
+        type=click.Path(file_okay=False, exists=True),
+        help="Where events go when a run holds more than --memory-events (default: TMPDIR).",
+    )(command)
+    command = click.option(
+        "--memory-events",
+        type=click.IntRange(min=0),
+        default=MEMORY_EVENTS,
+        show_default=True,
+        metavar="N",
+        help="Events held in memory; above that the run is spilled to disk and processed per "
+        "group of whole hosts, with the same results (0: no limit).",
+    )(command)
+    command = click.option(
         "--spark-conf",
         multiple=True,
         metavar="KEY=VALUE",
         help="Spark setting for --engine spark (repeatable).",
-    )(f)
-    f = click.option(
+    )(command)
+    command = click.option(
         "--spark-master",
         default="local[*]",
         show_default=True,
         metavar="URL",
         help="Spark master for --engine spark.",
-    )(f)
+    )(command)
     return click.option(
         "--engine",
         type=click.Choice(["local", "spark"]),
@@ -48,7 +83,7 @@ def engine_options(f):
         show_default=True,
         help="local: embedded; spark: a Parquet event lake (`unbacked export --parquet`) on "
         "Spark, with the same results.",
-    )(f)
+    )(command)
 
 
 def detection_options(f):
@@ -98,27 +133,30 @@ def run(
     report_path,
     quiet,
     html=None,
-    engine="local",
-    spark_master="local[*]",
-    spark_conf=(),
+    engine: EngineChoice | None = None,
     verify=False,
 ) -> int:
     fail_level = parse_fail_on(fail_on)
     report = RunReport(strict=strict)
+    engine = engine or EngineChoice()
+    config = CorrelationConfig(alert_threshold=threshold)
     result: HuntResult | SparkResult
     with Progress(enabled=not quiet) as progress:
-        if engine == "spark":
+        if engine.name == "spark":
             from unbacked.engine.spark import cli_hunt
 
-            config = CorrelationConfig(alert_threshold=threshold)
-            result = cli_hunt(list(paths), baseline, report, config, spark_master, spark_conf)
+            result = cli_hunt(
+                list(paths), baseline, report, config, engine.spark_master, engine.spark_conf
+            )
         else:
             result = run_hunt(
                 list(paths),
                 baseline=baseline,
                 report=report,
-                config=CorrelationConfig(alert_threshold=threshold),
+                config=config,
                 progress=progress,
+                memory_events=engine.memory_events,
+                spill_dir=engine.spill_dir,
             )
     if verify:
         from unbacked.memscan.verify import verify_local_alerts
@@ -169,8 +207,6 @@ def command(
     quiet,
     verbose,
     engine,
-    spark_master,
-    spark_conf,
 ) -> None:
     """Hunt for reflective code loading in telemetry files or directories.
 
@@ -191,8 +227,6 @@ def command(
             quiet,
             html,
             engine,
-            spark_master,
-            spark_conf,
             verify,
         )
     )

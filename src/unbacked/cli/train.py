@@ -21,18 +21,23 @@ from unbacked.runreport import RunReport
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
 @click.option("-v", "--verbose", count=True, help="More detail on errors (-vv: traceback).")
 @engine_options
-def command(
-    paths, output, strict, report_path, quiet, verbose, engine, spark_master, spark_conf
-) -> None:
+def command(paths, output, strict, report_path, quiet, verbose, engine) -> None:
     """Learn what is normal for each program from (benign) telemetry."""
     report = RunReport(strict=strict)
     with Progress(enabled=not quiet) as progress:
-        if engine == "spark":
+        if engine.name == "spark":
             from unbacked.engine.spark import cli_train
 
-            baseline = cli_train(list(paths), output, spark_master, spark_conf)
+            baseline = cli_train(list(paths), output, engine.spark_master, engine.spark_conf)
         else:
-            baseline = run_train(list(paths), output, report=report, progress=progress)
+            baseline = run_train(
+                list(paths),
+                output,
+                report=report,
+                progress=progress,
+                memory_events=engine.memory_events,
+                spill_dir=engine.spill_dir,
+            )
     if not quiet:
         print_summary(report, [])
         Console(stderr=True).print(

@@ -47,7 +47,7 @@ from unbacked.errors import BaselineError
 BASELINE_FORMAT = "unbacked.baseline"
 BASELINE_VERSION = 1
 
-_TABLE_SCHEMAS: dict[str, pa.Schema] = {
+TABLE_SCHEMAS: dict[str, pa.Schema] = {
     "counts": pa.schema(
         [
             ("program", pa.string()),
@@ -142,7 +142,7 @@ class ProgramBaseline:
                 """SELECT program, feature, value, count(DISTINCT process_uid) AS instances,
                           sum(events)::BIGINT AS events
                      FROM facts GROUP BY ALL ORDER BY ALL""",
-            ).cast(_TABLE_SCHEMAS["counts"])
+            ).cast(TABLE_SCHEMAS["counts"])
             absent = ", ".join(f"('{f}', '{d}')" for f, d in ABSENCE_AWARE.items())
             self.totals_ = _sql(
                 con,
@@ -162,13 +162,13 @@ class ProgramBaseline:
                       FROM a JOIN seen s USING (denominator)
                       LEFT JOIN ev e ON e.program = s.program AND e.feature = a.feature
                      ORDER BY ALL""",
-            ).cast(_TABLE_SCHEMAS["totals"])
+            ).cast(TABLE_SCHEMAS["totals"])
             self.population_ = _sql(
                 con,
                 """SELECT feature, value, count(DISTINCT process_uid) AS instances,
                           sum(events)::BIGINT AS events, count(DISTINCT program) AS programs
                      FROM facts GROUP BY ALL ORDER BY ALL""",
-            ).cast(_TABLE_SCHEMAS["population"])
+            ).cast(TABLE_SCHEMAS["population"])
             self.population_totals_ = _sql(
                 con,
                 f"""WITH a(feature, denominator) AS (VALUES {absent}),
@@ -186,10 +186,10 @@ class ProgramBaseline:
                     SELECT a.feature, s.instances, coalesce(e.events, 0)
                       FROM a JOIN seen s USING (denominator) LEFT JOIN ev e USING (feature)
                      ORDER BY ALL""",
-            ).cast(_TABLE_SCHEMAS["population_totals"])
+            ).cast(TABLE_SCHEMAS["population_totals"])
         finally:
             con.close()
-        self.thresholds_ = _TABLE_SCHEMAS["thresholds"].empty_table()
+        self.thresholds_ = TABLE_SCHEMAS["thresholds"].empty_table()
         if calibrate:
             scored = self.score(facts, exclude_self=True, calibrated=False)
             con = duckdb.connect()
@@ -202,7 +202,7 @@ class ProgramBaseline:
                           FROM s
                          WHERE n + 1 >= {int(self.min_instances_for_calibration)}
                          GROUP BY ALL ORDER BY ALL""",
-                ).cast(_TABLE_SCHEMAS["thresholds"])
+                ).cast(TABLE_SCHEMAS["thresholds"])
             finally:
                 con.close()
         self.meta_ = {
@@ -314,7 +314,7 @@ class ProgramBaseline:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         tables: dict[str, Any] = {}
-        for name in _TABLE_SCHEMAS:
+        for name in TABLE_SCHEMAS:
             table: pa.Table = getattr(self, name + "_")
             path = out / f"{name}.parquet"
             pq.write_table(table, path, compression="zstd")
@@ -354,7 +354,7 @@ class ProgramBaseline:
             model = cls(**{k: hyper[k] for k in cls().hyper_parameters() if k in hyper})
         except (TypeError, ValueError) as exc:
             raise BaselineError("invalid hyper-parameters", source=str(mpath)) from exc
-        for name, schema in _TABLE_SCHEMAS.items():
+        for name, schema in TABLE_SCHEMAS.items():
             entry = (manifest.get("tables") or {}).get(name)
             if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
                 raise BaselineError(f"manifest lists no table {name!r}", source=str(mpath))

@@ -5,12 +5,21 @@
 
 ``hunt`` without a baseline *self-baselines*: it learns per-program statistics from the data
 itself and scores each process instance against its peers with that instance left out.
+
+Memory: up to ``memory_events`` events (default ``MEMORY_EVENTS``) are held in one table. Beyond
+that the run is *partitioned*: the events are spilled to disk by host (``engine.spill``), the
+baseline is learned per group of whole hosts and summed (``engine.partitions``, what the Spark
+engine does on its executors), and each group is detected against it in turn, so memory stays
+bounded by about ``group_events`` events whatever the input size. Alerts are the same either
+way (``tests/engine/test_partitioned.py``); only ``HuntResult.events`` is left empty, since the
+events are no longer held.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,11 +28,18 @@ import pyarrow.compute as pc
 
 from unbacked.correlate.incidents import CorrelationConfig, correlate
 from unbacked.detect import DetectionContext, ProgramBaseline, run_rules
-from unbacked.model.alert import Alerts
+from unbacked.engine import partitions
+from unbacked.engine.spill import HostSpill
+from unbacked.model.alert import Alert, Alerts, sort_alerts
 from unbacked.model.schema import EVENT_SCHEMA
 from unbacked.runreport import RunReport
 
 ProgressFn = Callable[[str, int, int], None]  # (file name, events so far, records so far)
+
+#: events a run holds in memory before it partitions by host (~1.7 GiB of peak RSS per 10^6)
+MEMORY_EVENTS = 1_000_000
+#: events per group of whole hosts in a partitioned run
+GROUP_EVENTS = 250_000
 
 
 @dataclass(slots=True)
@@ -32,10 +48,14 @@ class HuntResult:
 
     alerts: Alerts
     signals: pa.Table
+    #: every event read, in canonical order; empty when the run was partitioned
     events: pa.Table
     report: RunReport
     baseline: ProgramBaseline | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    #: groups of whole hosts the run was detected in (0: one table in memory). Signals' ``row``
+    #: indexes ``events`` only when 0.
+    partitions: int = 0
 
     def baseline_table(self, program: str | None = None):  # -> pandas.DataFrame
         """What is normal, as a table: for ``program`` (an image name such as ``notepad.exe``)
@@ -77,20 +97,55 @@ class HuntResult:
 def load_events(
     paths: Sequence[str | Path], report: RunReport, progress: ProgressFn | None = None
 ) -> pa.Table:
-    """Read every input (auto-detected, directories walked, archives read in place)."""
+    """Read every input (auto-detected, directories walked, archives read in place) into one
+    table in canonical order, however many events there are."""
+    with read_inputs(paths, report, progress, memory_events=0) as events:
+        assert isinstance(events, pa.Table)
+        return events
+
+
+@contextmanager
+def read_inputs(
+    paths: Sequence[str | Path],
+    report: RunReport,
+    progress: ProgressFn | None = None,
+    *,
+    memory_events: int = MEMORY_EVENTS,
+    spill_dir: str | Path | None = None,
+) -> Iterator[pa.Table | HostSpill]:
+    """Every input, as one table in canonical order while there are at most ``memory_events``
+    events (0: no limit), else as a ``HostSpill`` (removed when the context ends)."""
     from unbacked.sources import iter_event_tables
 
     tables: list[pa.Table] = []
+    spill: HostSpill | None = None
     n = 0
-    for table in iter_event_tables([str(p) for p in paths], report):
-        tables.append(table)
-        n += table.num_rows
-        if progress is not None:
-            name = table["src_file"][0].as_py() if table.num_rows else ""
-            progress(str(name or ""), n, report.records)
-    if not tables:
-        return EVENT_SCHEMA.empty_table()
-    return canonical_order(pa.concat_tables(tables))
+    try:
+        for table in iter_event_tables([str(p) for p in paths], report):
+            n += table.num_rows
+            if spill is not None:
+                spill.add(table)
+            else:
+                tables.append(table)
+                if memory_events and n > memory_events:
+                    spill = HostSpill(spill_dir)
+                    for held in tables:
+                        spill.add(held)
+                    tables = []
+            if progress is not None:
+                name = table["src_file"][0].as_py() if table.num_rows else ""
+                progress(str(name or ""), n, report.records)
+        if spill is None:
+            if not tables:
+                yield EVENT_SCHEMA.empty_table()
+            else:
+                yield canonical_order(pa.concat_tables(tables))
+        else:
+            spill.finish()
+            yield spill
+    finally:
+        if spill is not None:
+            spill.close()
 
 
 def canonical_order(events: pa.Table) -> pa.Table:
@@ -165,6 +220,56 @@ def detect_events(
     )
 
 
+def detect_partitioned(
+    spill: HostSpill,
+    *,
+    baseline: ProgramBaseline | None = None,
+    config: CorrelationConfig | None = None,
+    report: RunReport | None = None,
+    group_events: int = GROUP_EVENTS,
+) -> HuntResult:
+    """``detect_events`` over spilled events, one group of whole hosts at a time; without
+    ``baseline`` one is learned over every group first (self-baselining, as in memory)."""
+    report = report or RunReport()
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    self_baselined = baseline is None
+    if baseline is None:
+        baseline = partitions.combine(
+            partitions.partial_rows(group) for group in spill.groups(group_events)
+        )
+        timings["baseline"] = time.perf_counter() - t0
+    alerts: list[Alert] = []
+    signals: list[pa.Table] = []
+    groups = 0
+    for group in spill.groups(group_events):
+        part = detect_events(
+            group, baseline=baseline, config=config, self_baselined=self_baselined
+        )
+        alerts.extend(part.alerts)
+        signals.append(part.signals)
+        for stage, seconds in part.timings.items():
+            timings[stage] = timings.get(stage, 0.0) + seconds
+        groups += 1
+    keys = ["subject_uid", "time", "row", "detector", "feature", "value"]
+    report.alerts = len(alerts)
+    report.extra["engine"] = {
+        "name": "local",
+        "partitions": groups,
+        "spilled_events": spill.rows,
+        "spilled_bytes": spill.bytes_on_disk,
+    }
+    return HuntResult(
+        alerts=Alerts(sort_alerts(alerts)),
+        signals=pa.concat_tables(signals).sort_by([(k, "ascending") for k in keys]),
+        events=EVENT_SCHEMA.empty_table(),
+        report=report,
+        baseline=baseline,
+        timings=timings,
+        partitions=groups,
+    )
+
+
 def hunt(
     paths: Sequence[str | Path],
     *,
@@ -172,15 +277,27 @@ def hunt(
     report: RunReport | None = None,
     config: CorrelationConfig | None = None,
     progress: ProgressFn | None = None,
+    memory_events: int = MEMORY_EVENTS,
+    group_events: int = GROUP_EVENTS,
+    spill_dir: str | Path | None = None,
 ) -> HuntResult:
-    """Read ``paths``, detect, correlate. ``baseline``: a learned baseline or its directory."""
+    """Read ``paths``, detect, correlate. ``baseline``: a learned baseline or its directory.
+    Above ``memory_events`` events the run is partitioned by host (module docs); ``spill_dir``
+    is where the events go then (default: the system's temporary directory)."""
     report = report or RunReport()
     if isinstance(baseline, str | Path):
         baseline = ProgramBaseline.load(baseline)
     t0 = time.perf_counter()
-    events = load_events(paths, report, progress)
-    t_read = time.perf_counter() - t0
-    result = detect_events(events, baseline=baseline, config=config, report=report)
+    with read_inputs(
+        paths, report, progress, memory_events=memory_events, spill_dir=spill_dir
+    ) as data:
+        t_read = time.perf_counter() - t0
+        if isinstance(data, HostSpill):
+            result = detect_partitioned(
+                data, baseline=baseline, config=config, report=report, group_events=group_events
+            )
+        else:
+            result = detect_events(data, baseline=baseline, config=config, report=report)
     result.timings = {"read": t_read, **result.timings}
     report.finish()
     return result
@@ -192,11 +309,29 @@ def train(
     *,
     report: RunReport | None = None,
     progress: ProgressFn | None = None,
+    memory_events: int = MEMORY_EVENTS,
+    group_events: int = GROUP_EVENTS,
+    spill_dir: str | Path | None = None,
 ) -> ProgramBaseline:
-    """Learn a calibrated baseline from benign telemetry; save it when ``out_dir`` is given."""
+    """Learn a calibrated baseline from benign telemetry; save it when ``out_dir`` is given.
+    Above ``memory_events`` events it is learned per group of whole hosts and summed (the same
+    tables, ``engine.partitions``)."""
     report = report or RunReport()
-    events = load_events(paths, report, progress)
-    baseline = learn_baseline(events)
+    with read_inputs(
+        paths, report, progress, memory_events=memory_events, spill_dir=spill_dir
+    ) as data:
+        if isinstance(data, HostSpill):
+            baseline = partitions.combine(
+                partitions.partial_rows(group) for group in data.groups(group_events)
+            )
+            partitions.set_thresholds(
+                baseline,
+                (partitions.calibration_maxima(g, baseline) for g in data.groups(group_events)),
+            )
+            report.extra["engine"] = {"name": "local", "partitions": len(
+                data.group_plan(group_events)), "spilled_events": data.rows}  # fmt: skip
+        else:
+            baseline = learn_baseline(data)
     if out_dir is not None:
         baseline.save(out_dir)
     report.finish()

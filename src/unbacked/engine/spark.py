@@ -7,9 +7,9 @@ Nothing about detection is reimplemented here. Spark only moves data:
    hold every process's whole history (and both ends of an injection). Each host's events are
    sorted into the embedded engine's read order (``lake_seq``), because per-process state depends
    on order.
-2. **Baseline** (``train``; ``hunt`` without ``--baseline``): per group of whole hosts, the
-   embedded code (``engine.local.learn_baseline``: ``DetectionContext`` facts and
-   ``ProgramBaseline.learn``) counts those hosts' process instances. Instance counts are
+2. **Baseline** (``train``; ``hunt`` without ``--baseline``; ``engine.partitions``): per group
+   of whole hosts, the embedded code (``engine.local.learn_baseline``: ``DetectionContext``
+   facts and ``ProgramBaseline.learn``) counts those hosts' process instances. Instance counts are
    counts of distinct process uids, and a process uid belongs to one host, so the per-host
    counts *add up* exactly to the counts over all facts; the sums are aggregated by Spark
    (shuffled by program/feature/value, small) and sorted on the driver the way ``learn``
@@ -42,15 +42,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from unbacked.correlate.incidents import CorrelationConfig
-from unbacked.detect import DetectionContext, ProgramBaseline
-from unbacked.detect.baseline import _TABLE_SCHEMAS
+from unbacked.detect import ProgramBaseline
+from unbacked.detect.baseline import TABLE_SCHEMAS
 from unbacked.detect.features import _FACTS_SQL
+from unbacked.engine import partitions
 from unbacked.errors import DependencyError, InputError
 from unbacked.model.alert import Alert, Alerts, sort_alerts
 from unbacked.model.schema import EVENT_SCHEMA, conform
@@ -80,9 +80,6 @@ _PARTIAL_SCHEMA = (
 )
 _MAX_SCHEMA = "program string, feature string, surprise double"
 _ALERT_SCHEMA = "host string, events long, alert string"
-_MAX_ARROW = pa.schema(
-    [("program", pa.string()), ("feature", pa.string()), ("surprise", pa.float64())]
-)
 
 
 # -- session ------------------------------------------------------------------------------------
@@ -339,7 +336,7 @@ def _events(batches: list[pa.RecordBatch]) -> pa.Table:
 def _baseline_payload(baseline: ProgramBaseline) -> dict[str, Any]:
     """A learned baseline as Arrow IPC bytes (what is broadcast to the executors)."""
     tables = {}
-    for name in _TABLE_SCHEMAS:
+    for name in TABLE_SCHEMAS:
         sink = pa.BufferOutputStream()
         table: pa.Table = getattr(baseline, name + "_")
         with pa.ipc.new_stream(sink, table.schema) as writer:
@@ -359,78 +356,17 @@ def _baseline_from_payload(payload: Mapping[str, Any]) -> ProgramBaseline:
 # -- per-host work (runs on the executors) ------------------------------------------------------
 def _partial_counts(chunk_rows: int) -> Any:
     def work(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        yield from _partial_rows(_host_tables(batches, chunk_rows))
+        for events in _host_tables(batches, chunk_rows):
+            yield from partitions.partial_rows(events).to_batches()
 
     return work
-
-
-def _partial_rows(tables: Iterator[pa.Table]) -> Iterator[pa.RecordBatch]:
-    """Per group of hosts: the embedded ``learn`` over their facts, as rows to be summed."""
-    from unbacked.engine.local import learn_baseline
-
-    for events in tables:
-        part = learn_baseline(events, calibrate=False)  # the embedded engine's own learning
-        rows = [
-            _tagged("counts", part.counts_),
-            _tagged("totals", part.totals_),
-            _tagged("population", part.population_),
-            _tagged("population_totals", part.population_totals_),
-            _tagged("facts", pa.table({"events": pa.array([part.meta_["facts"]], pa.int64())})),
-            # one row per process: the driver checks that no process spans two hosts
-            _tagged("uid", _uids(events)),
-        ]
-        yield from pa.concat_tables(rows).to_batches()
-
-
-def _uids(events: pa.Table) -> pa.Table:
-    uids = pc.unique(pc.drop_null(events.column("process_uid")))
-    return pa.table(
-        {"value": uids.cast(pa.string()), "instances": pa.array([1] * len(uids), pa.int64())}
-    )
-
-
-_PARTIAL_COLUMNS = {
-    "tbl": pa.string(),
-    "program": pa.string(),
-    "feature": pa.string(),
-    "value": pa.string(),
-    "instances": pa.int64(),
-    "events": pa.int64(),
-}
-
-
-def _tagged(tbl: str, table: pa.Table | None) -> pa.Table:
-    assert table is not None
-    n = table.num_rows
-    cols = []
-    for name, typ in _PARTIAL_COLUMNS.items():
-        if name == "tbl":
-            cols.append(pa.array([tbl] * n, pa.string()))
-        elif name in table.column_names:
-            cols.append(table.column(name).cast(typ))
-        else:
-            cols.append(pa.nulls(n, typ))
-    return pa.Table.from_arrays(cols, names=list(_PARTIAL_COLUMNS))
 
 
 def _calibration_maxima(payload: Any, chunk_rows: int) -> Any:
     def work(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         baseline = _baseline_from_payload(payload.value)
-        min_n = int(baseline.min_instances_for_calibration)
         for events in _host_tables(batches, chunk_rows):
-            # the facts ``learn`` scores its own instances on (``engine.local.learn_baseline``)
-            facts = DetectionContext.build(events).instance_facts
-            scored = baseline.score(facts, exclude_self=True, calibrated=False)
-            con = duckdb.connect()
-            try:
-                con.register("s", scored)
-                part = con.sql(
-                    f"""SELECT program, feature, max(surprise) AS surprise FROM s
-                         WHERE n + 1 >= {min_n} GROUP BY ALL"""
-                ).to_arrow_table()
-            finally:
-                con.close()
-            yield from part.cast(_MAX_ARROW).to_batches()
+            yield from partitions.calibration_maxima(events, baseline).to_batches()
 
     return work
 
@@ -497,82 +433,7 @@ def learn_counts(
         .agg(F.sum("instances").alias("instances"), F.sum("events").alias("events"))
         .where((F.col("tbl") != "uid") | (F.col("instances") > 1))
     )
-    parts = _collect(summed)
-    con = duckdb.connect()
-    try:
-        con.register("p", parts)
-        spanning = con.sql(
-            "SELECT value, instances FROM p WHERE tbl = 'uid' ORDER BY ALL LIMIT 5"
-        ).fetchall()
-        if spanning:
-            raise InputError(
-                f"process uids appear on more than one host ({spanning[0][0]!r} on "
-                f"{spanning[0][1]}): the Spark engine keeps each process on one host",
-                hint="process uids must be unique per host (Sysmon ProcessGuid, host:pid:start)",
-            )
-        baseline = ProgramBaseline(**hyper)
-        baseline.counts_ = _final(
-            con, "SELECT program, feature, value, instances, events FROM p WHERE tbl = 'counts'",
-            "counts",
-        )  # fmt: skip
-        con.register("counts", baseline.counts_)
-        # Event totals are recounted from the value counts: for an absence-aware feature,
-        # ``learn`` keeps the events of every (program, feature) whose denominator appears
-        # anywhere, which a host that saw the feature but not its denominator would drop.
-        baseline.totals_ = _final(
-            con,
-            """SELECT t.program, t.feature, t.instances, coalesce(e.events, 0) AS events
-                 FROM p t LEFT JOIN (SELECT program, feature, sum(events) AS events
-                                       FROM counts GROUP BY ALL) e
-                   ON t.program IS NOT DISTINCT FROM e.program AND t.feature = e.feature
-                WHERE t.tbl = 'totals'""",
-            "totals",
-        )
-        baseline.population_ = _final(
-            con,
-            """SELECT p.feature, p.value, p.instances, p.events,
-                      coalesce(c.programs, 0) AS programs
-                 FROM p LEFT JOIN (SELECT feature, value, count(DISTINCT program) AS programs
-                                     FROM counts GROUP BY ALL) c
-                   ON p.feature IS NOT DISTINCT FROM c.feature
-                  AND p.value IS NOT DISTINCT FROM c.value
-                WHERE p.tbl = 'population'""",
-            "population",
-        )
-        con.register("population", baseline.population_)
-        baseline.population_totals_ = _final(
-            con,
-            """SELECT t.feature, t.instances, coalesce(e.events, 0) AS events
-                 FROM p t LEFT JOIN (SELECT feature, sum(events) AS events
-                                       FROM population GROUP BY ALL) e USING (feature)
-                WHERE t.tbl = 'population_totals'""",
-            "population_totals",
-        )
-        n_facts = con.sql("SELECT coalesce(sum(events), 0) FROM p WHERE tbl = 'facts'").fetchall()
-    finally:
-        con.close()
-    baseline.thresholds_ = _TABLE_SCHEMAS["thresholds"].empty_table()
-    _set_meta(baseline, int(n_facts[0][0]))
-    return baseline
-
-
-def _final(con: duckdb.DuckDBPyConnection, query: str, name: str) -> pa.Table:
-    """A summed table in ``learn``'s order and types (DuckDB ``ORDER BY ALL``, as ``learn``)."""
-    return (
-        con.sql(f"SELECT * FROM ({query}) ORDER BY ALL").to_arrow_table().cast(_TABLE_SCHEMAS[name])
-    )
-
-
-def _set_meta(baseline: ProgramBaseline, n_facts: int) -> None:
-    """``learn``'s metadata, from the summed tables."""
-    from datetime import UTC, datetime
-
-    assert baseline.totals_ is not None
-    baseline.meta_ = {
-        "learned_at": datetime.now(UTC).isoformat(),
-        "facts": n_facts,
-        "programs": len(set(baseline.totals_.column("program").to_pylist())),
-    }
+    return partitions.combine(_collect(summed), **hyper)
 
 
 def calibrate(
@@ -594,18 +455,7 @@ def calibrate(
             table = _collect(maxima)
     finally:
         payload.unpersist()
-    con = duckdb.connect()
-    try:
-        con.register("m", table)
-        baseline.thresholds_ = _final(
-            con,
-            f"""SELECT program, feature,
-                       surprise + {float(baseline.calibration_margin)} AS threshold FROM m""",
-            "thresholds",
-        )
-    finally:
-        con.close()
-    return baseline
+    return partitions.set_thresholds(baseline, table)
 
 
 def train(

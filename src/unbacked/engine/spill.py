@@ -1,0 +1,184 @@
+"""Events on disk by host, read back as tables of whole hosts: how the embedded engine keeps its
+memory flat when the input is larger than it wants to hold.
+
+Every process lives on one host, so a host's events hold every process's whole history (and
+both ends of an injection): detection over a group of whole hosts is detection over all events
+restricted to those hosts (``engine.partitions`` learns one baseline from such groups). Events
+are appended to one of ``buckets`` Arrow IPC streams (zstd) chosen by a stable hash of the host;
+``groups`` packs consecutive buckets into tables of about ``group_rows`` events and returns
+each in the embedded engine's canonical order (which, restricted to a subset of hosts, is the
+same relative order as over all events).
+
+Memory: the write buffer (``flush_rows`` events) while spilling; one group while reading. Disk:
+the compressed events (a few hundred bytes per event); the directory is removed on ``close``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from unbacked.model.schema import EVENT_SCHEMA
+
+#: hash buckets of hosts (groups are packed from consecutive buckets)
+BUCKETS = 256
+#: events buffered before they are split by bucket and written
+FLUSH_ROWS = 262_144
+_OPTIONS = ipc.IpcWriteOptions(compression="zstd")
+
+
+def host_buckets(hosts: pa.ChunkedArray | pa.Array, buckets: int = BUCKETS) -> np.ndarray:
+    """The bucket of each row's host: CRC-32 of the host name modulo ``buckets`` (stable across
+    runs, machines and Python versions); events without a host share bucket 0."""
+    if isinstance(hosts, pa.Array):
+        hosts = pa.chunked_array([hosts])
+    parts: list[np.ndarray] = []
+    for chunk in hosts.chunks:
+        if not pa.types.is_dictionary(chunk.type):
+            chunk = chunk.dictionary_encode()
+        names = chunk.dictionary.to_pylist()
+        of_name = np.array(
+            [0 if h is None else zlib.crc32(h.encode()) % buckets for h in names] or [0],
+            dtype=np.int32,
+        )
+        idx = chunk.indices.fill_null(0).to_numpy(zero_copy_only=False)
+        b = of_name[idx] if len(names) else np.zeros(len(chunk), np.int32)
+        if chunk.null_count:
+            b = np.where(chunk.is_null().to_numpy(zero_copy_only=False), 0, b)
+        parts.append(b.astype(np.int32, copy=False))
+    return np.concatenate(parts) if parts else np.zeros(0, np.int32)
+
+
+class HostSpill:
+    """A temporary, host-partitioned store of events (see module docs). Use as a context
+    manager, or call ``close`` (removes the files)."""
+
+    def __init__(
+        self,
+        directory: str | Path | None = None,
+        *,
+        buckets: int = BUCKETS,
+        flush_rows: int = FLUSH_ROWS,
+    ) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="unbacked-spill-", dir=directory))
+        self.buckets = buckets
+        self.flush_rows = flush_rows
+        self.rows = 0
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self._writers: dict[int, tuple[ipc.RecordBatchStreamWriter, pa.NativeFile]] = {}
+        self._rows_per_bucket = np.zeros(buckets, np.int64)
+        self._finished = False
+
+    # -- writing ---------------------------------------------------------------------------
+    def add(self, table: pa.Table) -> None:
+        if self._finished:
+            raise RuntimeError("spill already finished")
+        if table.schema != EVENT_SCHEMA:
+            table = table.cast(EVENT_SCHEMA)
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        self.rows += table.num_rows
+        if self._pending_rows >= self.flush_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending_rows:
+            return
+        table = pa.concat_tables(self._pending)
+        self._pending, self._pending_rows = [], 0
+        bucket = host_buckets(table.column("host"), self.buckets)
+        order = np.argsort(bucket, kind="stable")
+        table = table.take(pa.array(order))
+        counts = np.bincount(bucket, minlength=self.buckets)
+        self._rows_per_bucket += counts
+        start = 0
+        for b in np.flatnonzero(counts):
+            n = int(counts[b])
+            self._writer(int(b)).write_table(table.slice(start, n), max_chunksize=65_536)
+            start += n
+
+    def _writer(self, bucket: int) -> ipc.RecordBatchStreamWriter:
+        if bucket not in self._writers:
+            sink = pa.OSFile(str(self._file(bucket)), "wb")
+            self._writers[bucket] = (ipc.new_stream(sink, EVENT_SCHEMA, options=_OPTIONS), sink)
+        return self._writers[bucket][0]
+
+    def _file(self, bucket: int) -> Path:
+        return self.path / f"bucket-{bucket:04d}.arrows"
+
+    def finish(self) -> None:
+        """Write what is buffered and close the files (no more ``add``)."""
+        if self._finished:
+            return
+        self._flush()
+        for writer, sink in self._writers.values():
+            writer.close()
+            sink.close()
+        self._writers.clear()
+        self._finished = True
+
+    @property
+    def bytes_on_disk(self) -> int:
+        return sum(p.stat().st_size for p in self.path.glob("*.arrows"))
+
+    # -- reading ---------------------------------------------------------------------------
+    def group_plan(self, group_rows: int) -> list[list[int]]:
+        """Consecutive non-empty buckets packed into groups of at most ``group_rows`` events
+        (a bucket larger than that is a group of its own: hosts are never split)."""
+        self.finish()
+        plan: list[list[int]] = []
+        current: list[int] = []
+        rows = 0
+        for b in np.flatnonzero(self._rows_per_bucket):
+            n = int(self._rows_per_bucket[b])
+            if current and rows + n > group_rows:
+                plan.append(current)
+                current, rows = [], 0
+            current.append(int(b))
+            rows += n
+        if current:
+            plan.append(current)
+        return plan
+
+    def groups(self, group_rows: int) -> Iterator[pa.Table]:
+        """Tables of whole hosts, each in canonical order, every event exactly once."""
+        from unbacked.engine.local import canonical_order
+
+        self.finish()
+        for buckets in self.group_plan(group_rows):
+            tables = []
+            for b in buckets:
+                with pa.OSFile(str(self._file(b)), "rb") as source:
+                    tables.append(ipc.open_stream(source).read_all())
+            yield canonical_order(pa.concat_tables(tables))
+
+    # -- lifetime --------------------------------------------------------------------------
+    def close(self) -> None:
+        for writer, sink in self._writers.values():
+            with contextlib.suppress(OSError, pa.ArrowException):
+                writer.close()
+            sink.close()
+        self._writers.clear()
+        self._finished = True
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def __enter__(self) -> HostSpill:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

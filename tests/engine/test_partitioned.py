@@ -1,0 +1,189 @@
+"""The embedded engine partitioned by host (inputs larger than ``memory_events``): the spill
+keeps every event once and every host whole, and the alerts and baselines are those of the run
+that holds every event in one table."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from tests.support.compare import alert_dicts, differences, saved_baseline
+from tests.support.fleet import INJECTOR_UID, TARGET_UID, fleet
+from unbacked.engine import local
+from unbacked.engine.spill import HostSpill, host_buckets
+from unbacked.errors import InputError
+from unbacked.model.schema import EVENT_SCHEMA
+from unbacked.runreport import RunReport
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "linux"
+TABLES = ("counts_", "totals_", "population_", "population_totals_", "thresholds_")
+
+
+@pytest.fixture(scope="module")
+def fleet_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("fleet") / "fleet.parquet"
+    pq.write_table(fleet(hosts=8), path, row_group_size=50)
+    return path
+
+
+def assert_same_alerts(a, b) -> None:
+    diffs = differences(alert_dicts(a), alert_dicts(b))
+    assert diffs == [], "\n".join(diffs[:20])
+
+
+def assert_same_baseline(a, b) -> None:
+    for name in TABLES:
+        assert getattr(a, name).equals(getattr(b, name)), name
+    assert {k: v for k, v in a.meta_.items() if k != "learned_at"} == {
+        k: v for k, v in b.meta_.items() if k != "learned_at"
+    }
+
+
+# -- the spill -------------------------------------------------------------------------------
+def test_host_buckets_are_a_stable_hash_and_null_hosts_share_bucket_zero():
+    hosts = pa.array(["ws01", None, "ws02", "ws01"]).dictionary_encode()
+    got = host_buckets(hosts, 64).tolist()
+    assert got == [zlib.crc32(b"ws01") % 64, 0, zlib.crc32(b"ws02") % 64, got[0]]
+    assert host_buckets(pa.array(["ws02"], pa.string()), 64).tolist() == [got[2]]
+
+
+def test_spill_keeps_every_event_once_and_every_host_whole(tmp_path):
+    table = fleet(hosts=8)
+    hosts = table.column("host").cast(pa.string())
+    # events without a host travel too
+    table = table.set_column(
+        table.schema.get_field_index("host"),
+        "host",
+        pc.if_else(pc.equal(hosts, "ws05.corp.example"), pa.scalar(None, pa.string()), hosts)
+        .dictionary_encode()
+        .cast(EVENT_SCHEMA.field("host").type),
+    )
+    with HostSpill(tmp_path, buckets=16, flush_rows=97) as spill:
+        for batch in table.to_batches(max_chunksize=41):
+            spill.add(pa.Table.from_batches([batch]))
+        groups = list(spill.groups(group_rows=table.num_rows // 3))
+        assert spill.rows == table.num_rows
+        assert spill.bytes_on_disk > 0
+        where = spill.path
+    assert not where.exists()  # removed on close
+    assert len(groups) >= 2
+    assert sum(g.num_rows for g in groups) == table.num_rows
+    seen: set[str | None] = set()
+    for g in groups:
+        assert g.schema == EVENT_SCHEMA
+        g_hosts = set(g.column("host").cast(pa.string()).to_pylist())
+        assert not (g_hosts & seen), "a host in two groups"
+        seen |= g_hosts
+        # canonical order within the group
+        assert g.equals(local.canonical_order(g))
+    assert None in seen
+    key = ["src_file", "src_line", "src_record"]
+    every = pa.concat_tables(groups).select(key).cast(
+        pa.schema([("src_file", pa.string()), ("src_line", pa.int64()), ("src_record", pa.int64())])
+    )
+    want = table.select(key).cast(every.schema)
+    assert every.sort_by([(k, "ascending") for k in key]).equals(
+        want.sort_by([(k, "ascending") for k in key])
+    )
+
+
+def test_a_bucket_larger_than_a_group_is_never_split(tmp_path):
+    table = fleet(hosts=3)
+    with HostSpill(tmp_path, buckets=4) as spill:
+        spill.add(table)
+        plan = spill.group_plan(group_rows=1)
+        groups = list(spill.groups(group_rows=1))
+    assert all(len(p) == 1 for p in plan), "one bucket per group when buckets exceed the size"
+    assert len(groups) == len(plan) >= 2
+    assert sum(g.num_rows for g in groups) == table.num_rows
+
+
+# -- the engine ------------------------------------------------------------------------------
+def test_partitioned_hunt_equals_the_in_memory_hunt_on_a_fleet(fleet_file, tmp_path):
+    expected = local.hunt([fleet_file])
+    assert expected.partitions == 0 and expected.events.num_rows > 0
+    report = RunReport()
+    got = local.hunt(
+        [fleet_file], report=report, memory_events=100, group_events=70, spill_dir=tmp_path
+    )
+    assert got.partitions >= 3, "the run should be split into several host groups"
+    assert got.events.num_rows == 0
+    assert report.extra["engine"]["spilled_events"] == expected.events.num_rows
+    assert list(tmp_path.iterdir()) == []  # the spill is gone
+    assert got.baseline is not None and expected.baseline is not None
+    assert_same_baseline(expected.baseline, got.baseline)
+    assert_same_alerts(expected.alerts, got.alerts)
+    assert {TARGET_UID, INJECTOR_UID} <= {a.process.uid for a in got.alerts}
+    assert got.signals.num_rows == expected.signals.num_rows
+
+
+def test_partitioned_train_and_detect_equal_the_in_memory_ones(fleet_file, tmp_path):
+    local.train([fleet_file], tmp_path / "mem")
+    local.train([fleet_file], tmp_path / "part", memory_events=100, group_events=70)
+    # the manifest names every table file with its SHA-256: equal manifests, equal bytes
+    assert saved_baseline(tmp_path / "mem") == saved_baseline(tmp_path / "part")
+    expected = local.hunt([fleet_file], baseline=tmp_path / "mem")
+    got = local.hunt([fleet_file], baseline=tmp_path / "mem", memory_events=100, group_events=70)
+    assert got.partitions >= 3
+    assert_same_alerts(expected.alerts, got.alerts)
+
+
+def test_partitioned_hunt_equals_the_in_memory_hunt_on_the_linux_samples():
+    expected = local.hunt([SAMPLES])
+    got = local.hunt([SAMPLES], memory_events=100, group_events=100)
+    assert got.partitions >= 1
+    assert_same_alerts(expected.alerts, got.alerts)
+    assert len(got.alerts) >= 5
+
+
+def test_partitioned_hunt_equals_the_in_memory_hunt_on_shared_data(shared_data):
+    windows = shared_data / "windows"
+    expected = local.hunt([windows])
+    got = local.hunt([windows], memory_events=2_000, group_events=8_000)
+    assert got.partitions >= 3
+    assert_same_baseline(expected.baseline, got.baseline)
+    assert_same_alerts(expected.alerts, got.alerts)
+    assert len(got.alerts) >= 15
+
+
+def test_a_process_on_two_hosts_is_refused_when_partitioned(tmp_path):
+    table = fleet(hosts=6, notepads=1)
+    uids = [u.replace("ws01.corp.example", "ws00.corp.example") if u else u
+            for u in table.column("process_uid").to_pylist()]  # fmt: skip
+    table = table.set_column(
+        table.schema.get_field_index("process_uid"), "process_uid", pa.array(uids, pa.string())
+    )
+    path = tmp_path / "fleet.parquet"
+    pq.write_table(table, path)
+    spill_dir = tmp_path / "spill"
+    spill_dir.mkdir()
+    # hosts ws00 and ws01 must land in different groups for the split to show
+    with pytest.raises(InputError, match="more than one host"):
+        local.hunt([path], memory_events=10, group_events=1, spill_dir=spill_dir)
+    assert list(spill_dir.iterdir()) == []  # removed on the error path too
+    local.hunt([path])  # one table: counted once, no premise to break
+
+
+def test_cli_memory_limit_gives_the_same_alert_file(fleet_file, tmp_path):
+    from unbacked.cli.main import main
+
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    args = ["hunt", str(fleet_file), "-q", "--fail-on", "none"]
+    assert main([*args, "-o", str(tmp_path / "mem.jsonl")]) == 0
+    assert main([*args, "-o", str(tmp_path / "part.jsonl"), "--memory-events", "50",
+                 "--spill-dir", str(spill), "--report", str(tmp_path / "run.json")]) == 0  # fmt: skip
+    mem = (tmp_path / "mem.jsonl").read_text()
+    assert mem and (tmp_path / "part.jsonl").read_text() == mem
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["engine"]["partitions"] >= 1 and run["engine"]["spilled_events"] == 283
+    assert list(spill.iterdir()) == []
+    assert main(["train", str(fleet_file), "-q", "-o", str(tmp_path / "bl"),
+                 "--memory-events", "50"]) == 0  # fmt: skip
+    assert (tmp_path / "bl" / "manifest.json").is_file()
