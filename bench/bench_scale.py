@@ -156,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip", default="", help="comma list of commands to skip: train,hunt")
     ap.add_argument("--stages", type=float, help="only: hunt's memory by stage at this size")
     ap.add_argument(
+        "--memory-events",
+        type=int,
+        help="pass --memory-events N to train and hunt (default: the CLI's default)",
+    )
+    ap.add_argument(
         "--rss-cap-gib", type=float, default=RSS_CAP_GIB, help="stop a command above this RSS"
     )
     args = ap.parse_args(argv)
@@ -174,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     skip = set(args.skip.split(","))
     unbacked = [sys.executable, "-m", "unbacked.cli.main"]
+    engine = [] if args.memory_events is None else ["--memory-events", str(args.memory_events)]
     rows = []
     for n in _sizes(args.sizes):
         out, gen = fleet(args.work, n, args.attack_rate, args.seed)
@@ -181,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         row: dict[str, Any] = {"target_events": n, "events": gen["events"], "generate": gen}
         if "train" not in skip:
             row["train"] = measure(
-                [*unbacked, "train", data, "-o", str(out / "baseline"), "-q"], args.rss_cap_gib
+                [*unbacked, "train", data, "-o", str(out / "baseline"), "-q", *engine],
+                args.rss_cap_gib,
             )
         if "hunt" not in skip:
             report = out / "hunt-report.json"
@@ -197,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                     str(out / "alerts.jsonl"),
                     "--report",
                     str(report),
+                    *engine,
                 ],
                 args.rss_cap_gib,
             )
@@ -204,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                 rep = json.loads(report.read_text())
                 row["hunt"]["stages_s"] = {k: round(v, 2) for k, v in rep["timings"].items()}
                 row["hunt"]["alerts"] = rep["alerts"]
+                row["hunt"]["partitions"] = (rep.get("engine") or {}).get("partitions", 0)
         if n in _sizes(args.eval_sizes):
             ev_json = out / "eval.json"
             row["eval"] = measure(
@@ -240,11 +249,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+_STAGE_KEYS = ("read", "baseline", "features_baseline", "rules", "correlate")
+
+
 def markdown(info: dict[str, Any]) -> str:
     lines = [
         "| events | generate | train | train peak RSS | hunt | hunt peak RSS | hunt events/s "
-        "| hunt stages (read / features+baseline / rules / correlate) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| hunt host groups | hunt stages (read / baseline / features+baseline / rules / "
+        "correlate) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in info["rows"]:
         tr, hu = r.get("train", {}), r.get("hunt", {})
@@ -257,7 +270,8 @@ def markdown(info: dict[str, Any]) -> str:
             f"| {r['events']:,} | {r['generate']['seconds']:.1f} s "
             f"| {tr.get('seconds', '-')} s | {tr.get('peak_rss_mib', '-')} MiB "
             f"| {hu.get('seconds', '-')} s | {hu.get('peak_rss_mib', '-')} MiB | {rate} "
-            f"| {' / '.join(str(st.get(k, '-')) for k in ('read', 'features_baseline', 'rules', 'correlate'))} |"  # noqa: E501
+            f"| {hu.get('partitions', '-')} "
+            f"| {' / '.join(str(st.get(k, '-')) for k in _STAGE_KEYS)} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -117,7 +117,7 @@ def run_local(lake: Path) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     return {
         "seconds": round(seconds, 1),
-        "events_per_s": round(result.events.num_rows / seconds),
+        "events_per_s": round(result.report.events / seconds),
         "alerts": [a.to_ocsf() for a in result.alerts],
         "timings": {k: round(v, 1) for k, v in result.timings.items()},
     }

@@ -177,8 +177,9 @@ def test_cli_memory_limit_gives_the_same_alert_file(fleet_file, tmp_path):
     spill.mkdir()
     args = ["hunt", str(fleet_file), "-q", "--fail-on", "none"]
     assert main([*args, "-o", str(tmp_path / "mem.jsonl")]) == 0
-    assert main([*args, "-o", str(tmp_path / "part.jsonl"), "--memory-events", "50",
-                 "--spill-dir", str(spill), "--report", str(tmp_path / "run.json")]) == 0  # fmt: skip
+    limited = ["--memory-events", "50", "--spill-dir", str(spill)]
+    report = ["--report", str(tmp_path / "run.json")]
+    assert main([*args, "-o", str(tmp_path / "part.jsonl"), *limited, *report]) == 0
     mem = (tmp_path / "mem.jsonl").read_text()
     assert mem and (tmp_path / "part.jsonl").read_text() == mem
     run = json.loads((tmp_path / "run.json").read_text())

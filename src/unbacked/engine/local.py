@@ -18,7 +18,7 @@ events are no longer held.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +36,8 @@ from unbacked.runreport import RunReport
 
 ProgressFn = Callable[[str, int, int], None]  # (file name, events so far, records so far)
 
-#: events a run holds in memory before it partitions by host (~1.7 GiB of peak RSS per 10^6)
-MEMORY_EVENTS = 1_000_000
+#: events a run holds in memory before it partitions by host (peak RSS ~1.7 GiB either way)
+MEMORY_EVENTS = 500_000
 #: events per group of whole hosts in a partitioned run
 GROUP_EVENTS = 250_000
 
@@ -185,13 +185,16 @@ def detect_events(
     config: CorrelationConfig | None = None,
     report: RunReport | None = None,
     self_baselined: bool | None = None,
+    precomputed: Mapping[str, pa.Table] | None = None,
 ) -> HuntResult:
     """Detect on events already read (the sensor's streaming path calls this per window).
 
     ``self_baselined`` says whether ``baseline`` was learned from data that includes these
     events (then each instance is left out of its own peer statistics). It defaults to True
     when no baseline is given (one is learned here) and False otherwise; a distributed engine
-    that learned one baseline from every partition passes True.
+    that learned one baseline from every partition passes True. ``precomputed``: tables of
+    ``DetectionContext.cache`` (``facts``, ``instance_facts``) already computed for exactly
+    these events, by the pass that learned the baseline.
     """
     report = report or RunReport()
     timings: dict[str, float] = {}
@@ -199,6 +202,7 @@ def detect_events(
     if self_baselined is None:
         self_baselined = baseline is None
     ctx = DetectionContext.build(events, baseline, self_baselined=self_baselined)
+    ctx.cache.update(precomputed or {})
     if baseline is None:
         baseline = ProgramBaseline().learn(ctx.instance_facts, calibrate=False)
         ctx.baseline = baseline
@@ -220,6 +224,25 @@ def detect_events(
     )
 
 
+#: what the learning pass keeps per group for the detection pass (not computed twice): the
+#: group's events in canonical order, its facts, its instance facts
+_KEPT = ("events", "facts", "instance_facts")
+
+
+def _learn_groups(spill: HostSpill, group_events: int, keep: Sequence[str]) -> ProgramBaseline:
+    """The first pass over a spill: per group of whole hosts, the embedded learning
+    (``learn_baseline``) as rows to sum (``engine.partitions``); the ``keep`` tables of each
+    group's detection context are put back into the spill for the next pass."""
+    rows = []
+    for i, group in enumerate(spill.groups(group_events)):
+        ctx = DetectionContext.build(group)
+        part = ProgramBaseline().learn(ctx.instance_facts, calibrate=False)
+        rows.append(partitions.rows_of(part, group))
+        for name in keep:
+            spill.put(i, name, group if name == "events" else ctx.cache[name])
+    return partitions.combine(rows)
+
+
 def detect_partitioned(
     spill: HostSpill,
     *,
@@ -235,16 +258,24 @@ def detect_partitioned(
     t0 = time.perf_counter()
     self_baselined = baseline is None
     if baseline is None:
-        baseline = partitions.combine(
-            partitions.partial_rows(group) for group in spill.groups(group_events)
-        )
+        baseline = _learn_groups(spill, group_events, keep=_KEPT)
         timings["baseline"] = time.perf_counter() - t0
+        groups_again: Iterator[pa.Table] = (
+            spill.get(i, "events") for i in range(len(spill.group_plan(group_events)))
+        )
+    else:
+        groups_again = spill.groups(group_events)
     alerts: list[Alert] = []
     signals: list[pa.Table] = []
     groups = 0
-    for group in spill.groups(group_events):
+    for i, group in enumerate(groups_again):
+        kept = {name: spill.get(i, name) for name in _KEPT[1:]} if self_baselined else None
         part = detect_events(
-            group, baseline=baseline, config=config, self_baselined=self_baselined
+            group,
+            baseline=baseline,
+            config=config,
+            self_baselined=self_baselined,
+            precomputed=kept,
         )
         alerts.extend(part.alerts)
         signals.append(part.signals)
@@ -321,15 +352,18 @@ def train(
         paths, report, progress, memory_events=memory_events, spill_dir=spill_dir
     ) as data:
         if isinstance(data, HostSpill):
-            baseline = partitions.combine(
-                partitions.partial_rows(group) for group in data.groups(group_events)
-            )
+            baseline = _learn_groups(data, group_events, keep=["instance_facts"])
+            n = len(data.group_plan(group_events))
             partitions.set_thresholds(
                 baseline,
-                (partitions.calibration_maxima(g, baseline) for g in data.groups(group_events)),
+                (
+                    partitions.calibration_maxima(
+                        None, baseline, instance_facts=data.get(i, "instance_facts")
+                    )
+                    for i in range(n)
+                ),
             )
-            report.extra["engine"] = {"name": "local", "partitions": len(
-                data.group_plan(group_events)), "spilled_events": data.rows}  # fmt: skip
+            report.extra["engine"] = {"name": "local", "partitions": n, "spilled_events": data.rows}
         else:
             baseline = learn_baseline(data)
     if out_dir is not None:

@@ -52,6 +52,11 @@ def partial_rows(events: pa.Table, **hyper: Any) -> pa.Table:
     from unbacked.engine.local import learn_baseline
 
     part = learn_baseline(events, calibrate=False, **hyper)  # the embedded engine's own learning
+    return rows_of(part, events)
+
+
+def rows_of(part: ProgramBaseline, events: pa.Table) -> pa.Table:
+    """``part``, the uncalibrated baseline learned from ``events`` (one partition), as rows."""
     return pa.concat_tables(
         [
             _tagged("counts", part.counts_),
@@ -142,10 +147,16 @@ def combine(rows: pa.Table | Iterable[pa.Table], **hyper: Any) -> ProgramBaselin
     return baseline
 
 
-def calibration_maxima(events: pa.Table, baseline: ProgramBaseline) -> pa.Table:
+def calibration_maxima(
+    events: pa.Table | None, baseline: ProgramBaseline, *, instance_facts: pa.Table | None = None
+) -> pa.Table:
     """Per program/feature, the highest leave-one-out surprise of one partition's instances
-    (the facts ``learn`` scores its own instances on), for ``set_thresholds``."""
-    facts = DetectionContext.build(events).instance_facts
+    (the facts ``learn`` scores its own instances on), for ``set_thresholds``.
+    ``instance_facts``: those of ``events`` when already computed."""
+    facts = instance_facts
+    if facts is None:
+        assert events is not None, "events or their instance_facts"
+        facts = DetectionContext.build(events).instance_facts
     scored = baseline.score(facts, exclude_self=True, calibrated=False)
     con = duckdb.connect()
     try:

@@ -4,7 +4,7 @@ memory flat when the input is larger than it wants to hold.
 Every process lives on one host, so a host's events hold every process's whole history (and
 both ends of an injection): detection over a group of whole hosts is detection over all events
 restricted to those hosts (``engine.partitions`` learns one baseline from such groups). Events
-are appended to one of ``buckets`` Arrow IPC streams (zstd) chosen by a stable hash of the host;
+are appended to one of ``buckets`` Arrow IPC streams (lz4) chosen by a stable hash of the host;
 ``groups`` packs consecutive buckets into tables of about ``group_rows`` events and returns
 each in the embedded engine's canonical order (which, restricted to a subset of hosts, is the
 same relative order as over all events).
@@ -33,7 +33,10 @@ from unbacked.model.schema import EVENT_SCHEMA
 BUCKETS = 256
 #: events buffered before they are split by bucket and written
 FLUSH_ROWS = 262_144
-_OPTIONS = ipc.IpcWriteOptions(compression="zstd")
+#: lz4: a tenth of zstd's cost to write here, and events are read back once or twice
+_OPTIONS = ipc.IpcWriteOptions(compression="lz4")
+#: gathers run column by column on this many threads (Arrow releases the GIL)
+_TAKE_THREADS = 2
 
 
 def host_buckets(hosts: pa.ChunkedArray | pa.Array, buckets: int = BUCKETS) -> np.ndarray:
@@ -56,6 +59,21 @@ def host_buckets(hosts: pa.ChunkedArray | pa.Array, buckets: int = BUCKETS) -> n
             b = np.where(chunk.is_null().to_numpy(zero_copy_only=False), 0, b)
         parts.append(b.astype(np.int32, copy=False))
     return np.concatenate(parts) if parts else np.zeros(0, np.int32)
+
+
+def _take(table: pa.Table, indices: pa.Array) -> pa.Table:
+    """``table.take(indices)``, columns gathered in parallel (a random gather of string
+    columns is memory-bound, and ``Table.take`` runs one column after the other)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(_TAKE_THREADS) as pool:
+        columns = list(pool.map(lambda c: c.take(indices), table.columns))
+    return pa.Table.from_arrays(columns, schema=table.schema)
+
+
+def _read(path: Path) -> pa.Table:
+    with pa.OSFile(str(path), "rb") as source:
+        return ipc.open_stream(source).read_all()
 
 
 class HostSpill:
@@ -97,8 +115,7 @@ class HostSpill:
         table = pa.concat_tables(self._pending)
         self._pending, self._pending_rows = [], 0
         bucket = host_buckets(table.column("host"), self.buckets)
-        order = np.argsort(bucket, kind="stable")
-        table = table.take(pa.array(order))
+        table = _take(table, pa.array(np.argsort(bucket, kind="stable")))
         counts = np.bincount(bucket, minlength=self.buckets)
         self._rows_per_bucket += counts
         start = 0
@@ -151,16 +168,26 @@ class HostSpill:
         return plan
 
     def groups(self, group_rows: int) -> Iterator[pa.Table]:
-        """Tables of whole hosts, each in canonical order, every event exactly once."""
+        """Tables of whole hosts, each in canonical order, every event exactly once (the same
+        groups in the same order for the same ``group_rows``)."""
         from unbacked.engine.local import canonical_order
 
         self.finish()
         for buckets in self.group_plan(group_rows):
-            tables = []
-            for b in buckets:
-                with pa.OSFile(str(self._file(b)), "rb") as source:
-                    tables.append(ipc.open_stream(source).read_all())
+            tables = [_read(self._file(b)) for b in buckets]
             yield canonical_order(pa.concat_tables(tables))
+
+    # -- what a pass computed per group, for the next pass ---------------------------------
+    def put(self, group: int, name: str, table: pa.Table) -> None:
+        """Keep ``table`` (e.g. a group's facts) on disk for a later pass over the groups."""
+        path = self.path / f"group-{group:05d}.{name}.arrows"
+        with pa.OSFile(str(path), "wb") as sink, ipc.new_stream(
+            sink, table.schema, options=_OPTIONS
+        ) as writer:
+            writer.write_table(table)
+
+    def get(self, group: int, name: str) -> pa.Table:
+        return _read(self.path / f"group-{group:05d}.{name}.arrows")
 
     # -- lifetime --------------------------------------------------------------------------
     def close(self) -> None:
