@@ -65,3 +65,25 @@ def test_facts_cover_memory_and_process_features():
         ("p", "seen.module", "yes"),
     ]:
         assert expected in got, expected
+
+
+@pytest.mark.parametrize(
+    "path, engine",
+    [
+        (r"C:\Windows\assembly\NativeImages\System.Management.Automation.ni.dll", "powershell"),
+        (r"C:\Windows\Microsoft.NET\Framework64\v4.0.30319\clr.dll", "clr"),
+        (r"C:\Windows\Microsoft.NET\Framework\v2.0.50727\mscorwks.dll", "clr"),
+        (r"C:\Program Files\dotnet\shared\Microsoft.NETCore.App\8.0.0\coreclr.dll", "coreclr"),
+        (r"C:\Windows\Microsoft.NET\Framework64\v4.0.30319\clrjit.dll", "clrjit"),
+        ("/usr/lib/jvm/java-17/lib/server/libjvm.so", "hotspot"),
+        ("/usr/lib/x86_64-linux-gnu/libnode.so.108", "v8"),
+        ("/usr/lib/x86_64-linux-gnu/libluajit-5.1.so.2", "luajit"),
+        (r"C:\Windows\System32\kernel32.dll", None),
+        (r"C:\app\clrcompression.dll", None),
+    ],
+)
+def test_engine_of_a_module_load(path, engine):
+    rows = [launch("p", r"C:\x\host.exe"), module_load("p", r"C:\x\host.exe", path)]
+    facts = DetectionContext.build(events(rows)).facts.to_pylist()
+    got = [f["value"] for f in facts if f["feature"] == "module.engine"]
+    assert got == ([engine] if engine else [])

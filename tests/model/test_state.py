@@ -91,3 +91,13 @@ def test_protection_names():
     assert protection_name(0x140) == "PAGE_EXECUTE_READWRITE|GUARD"
     assert protection_name(7, "linux") == "PROT_READ|PROT_WRITE|PROT_EXEC"
     assert is_executable(0x20) and not is_executable(0x04) and is_executable(4, "linux")
+
+
+def test_program_column_is_program_of_on_every_row_small_and_large():
+    values = [r"C:\Windows\System32\NOTEPAD.EXE", None, "/usr/bin/python3.11", "", "a\\b/",
+              r"\\?\C:\x\y.dll"]  # fmt: skip
+    for n in (1, 100):  # below and above the per-distinct-value path
+        column = pa.chunked_array([pa.array(values * n), pa.array(["D.EXE"] * 300)])
+        assert program_column(column).to_pylist() == [program_of(v) for v in column.to_pylist()]
+    dictionary = pa.array(values * 100).dictionary_encode()
+    assert program_column(dictionary).to_pylist() == [program_of(v) for v in values * 100]

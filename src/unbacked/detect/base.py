@@ -19,11 +19,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from unbacked import duck
 from unbacked.model.schema import EVENT_SCHEMA
 from unbacked.model.state import program_column
 
@@ -199,7 +199,7 @@ class DetectionContext:
             else f'"{c}"'
             for c in events.column_names
         )
-        con = duckdb.connect()
+        con = duck.connect()
         try:
             con.register("ev_raw", events)
             con.execute(f"CREATE TEMP VIEW ev AS SELECT {cols} FROM ev_raw")

@@ -41,6 +41,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from unbacked import duck
 from unbacked.detect.features import ABSENCE_AWARE
 from unbacked.errors import BaselineError
 
@@ -134,7 +135,7 @@ class ProgramBaseline:
 
     def learn(self, facts: pa.Table, *, calibrate: bool = True) -> ProgramBaseline:
         """Learn counts from a fact table (``extract_facts``)."""
-        con = duckdb.connect()
+        con = duck.connect()
         try:
             con.register("facts", with_event_counts(facts))
             self.counts_ = _sql(
@@ -192,7 +193,7 @@ class ProgramBaseline:
         self.thresholds_ = TABLE_SCHEMAS["thresholds"].empty_table()
         if calibrate:
             scored = self.score(facts, exclude_self=True, calibrated=False)
-            con = duckdb.connect()
+            con = duck.connect()
             try:
                 con.register("s", scored)
                 self.thresholds_ = _sql(
@@ -218,7 +219,7 @@ class ProgramBaseline:
     ) -> pa.Table:
         """Facts with their surprise (bits) and the threshold that applies to them."""
         self._check_fitted()
-        con = duckdb.connect()
+        con = duck.connect()
         try:
             for name in ("counts", "totals", "population", "population_totals", "thresholds"):
                 con.register(name, getattr(self, name + "_"))
@@ -275,7 +276,7 @@ class ProgramBaseline:
         """What is normal for ``program``: each feature value with its instance and event counts
         and share of the program's instances."""
         self._check_fitted()
-        con = duckdb.connect()
+        con = duck.connect()
         try:
             con.register("counts", self.counts_)
             con.register("totals", self.totals_)

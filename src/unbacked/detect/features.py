@@ -33,8 +33,9 @@ Features (DESIGN.md §5):
 
 from __future__ import annotations
 
-import duckdb
 import pyarrow as pa
+
+from unbacked import duck
 
 #: Modules whose presence in a call trace explains unbacked frames as managed/JIT code.
 MANAGED_MODULE_RE = (
@@ -63,6 +64,9 @@ CASE
   ELSE NULL
 END
 """
+
+#: Matches every module path ``ENGINE_SQL`` names (a superset, tested first).
+ENGINE_PREFILTER = r"automation|clr|mscor|libjvm|libnode|libluajit"
 
 _FRAMES_SQL = r"""
 list_transform(string_split(call_trace, '|'), lambda f:
@@ -146,7 +150,9 @@ _FACT_BRANCHES: tuple[tuple[str, str], ...] = (
         rf"""
   SELECT row, process_uid, program, 'module.engine', engine
     FROM (SELECT *, {ENGINE_SQL} AS engine FROM ev
-           WHERE kind = 'module' AND activity = 'load' AND module_path IS NOT NULL)
+           WHERE kind = 'module' AND activity = 'load' AND module_path IS NOT NULL
+             -- one cheap test first: most loads are none of the engines
+             AND regexp_matches(lower(module_path), '{ENGINE_PREFILTER}'))
    WHERE engine IS NOT NULL
 """,
     ),
@@ -162,8 +168,7 @@ _FACT_BRANCHES: tuple[tuple[str, str], ...] = (
         r"""
   SELECT row, parent_uid, lower(regexp_replace(coalesce(parent_image, ''), '^.*[\\/]', '')),
          'process.child', program
-    FROM (SELECT e.*, x.parent_image FROM ev e JOIN events x USING (row)
-           WHERE e.kind = 'process' AND e.activity = 'launch' AND e.parent_uid IS NOT NULL)
+    FROM ev WHERE kind = 'process' AND activity = 'launch' AND parent_uid IS NOT NULL
 """,
     ),
     (
@@ -262,7 +267,7 @@ WITH ev AS (
          module_path, direction::VARCHAR AS direction, protection, old_protection, region_size,
          base_address, region_type::VARCHAR AS region_type, backing_path, caller_module,
          caller_unbacked, header_kind::VARCHAR AS header_kind, target_uid,
-         syscall_outside_libc, parent_uid, image
+         syscall_outside_libc, parent_uid, parent_image, image
     FROM events
 ),
 traces AS (   -- each distinct call trace parsed once (a fleet repeats a few thousand shapes)
@@ -381,9 +386,8 @@ _GROUP_PRESENT = {
 def extract_facts(events: pa.Table) -> pa.Table:
     """Facts of every event of ``events`` (a ``DetectionContext.events`` table: with ``row``,
     ``program`` and ``target_program`` columns)."""
-    con = duckdb.connect()
+    con = duck.connect()
     try:
-        con.execute("SET threads TO 2")
         cols = [c for c in events.column_names if c not in ("time",)]
         con.register("events", events.select(cols))
         pairs = pa.table(  # plain strings: chunks may carry differing dictionaries
@@ -406,7 +410,7 @@ def extract_facts(events: pa.Table) -> pa.Table:
 
 def trace_class(call_traces: list[str | None]) -> list[str | None]:
     """``TRACE_CLASS_SQL`` for a few traces (tests, explanations)."""
-    con = duckdb.connect()
+    con = duck.connect()
     try:
         con.register("t", pa.table({"call_trace": pa.array(call_traces, pa.string())}))
         rows = con.sql(

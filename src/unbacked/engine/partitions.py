@@ -26,6 +26,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from unbacked import duck
 from unbacked.detect import DetectionContext, ProgramBaseline
 from unbacked.detect.baseline import TABLE_SCHEMAS
 from unbacked.errors import InputError
@@ -77,7 +78,7 @@ def combine(rows: pa.Table | Iterable[pa.Table], **hyper: Any) -> ProgramBaselin
     twice and its history is split: the partitioning premise does not hold for this data)."""
     if not isinstance(rows, pa.Table):
         rows = pa.concat_tables(list(rows)) if rows else PARTIAL_SCHEMA.empty_table()
-    con = duckdb.connect()
+    con = duck.connect()
     try:
         con.register("r", rows)
         con.execute(
@@ -158,7 +159,7 @@ def calibration_maxima(
         assert events is not None, "events or their instance_facts"
         facts = DetectionContext.build(events).instance_facts
     scored = baseline.score(facts, exclude_self=True, calibrated=False)
-    con = duckdb.connect()
+    con = duck.connect()
     try:
         con.register("s", scored)
         return (
@@ -181,7 +182,7 @@ def set_thresholds(
     ``learn(calibrate=True)`` sets them."""
     if not isinstance(maxima, pa.Table):
         maxima = pa.concat_tables(list(maxima)) if maxima else MAXIMA_SCHEMA.empty_table()
-    con = duckdb.connect()
+    con = duck.connect()
     try:
         con.register("m", maxima)
         baseline.thresholds_ = _final(

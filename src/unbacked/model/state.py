@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from unbacked import duck
 from unbacked.model.schema import EVENT_SCHEMA, Activity, Kind, conform
 from unbacked.model.winconst import is_executable, protection_name
 
@@ -35,9 +35,15 @@ def program_of(image: str | None) -> str | None:
 
 
 def program_column(images: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    """Vectorized ``program_of`` over an image column."""
+    """Vectorized ``program_of`` over an image column (computed once per distinct image: a
+    run has thousands of events per image)."""
     if pa.types.is_dictionary(images.type):
         images = images.cast(pa.string())
+    if len(images) > 256:
+        if isinstance(images, pa.ChunkedArray):
+            images = images.combine_chunks()
+        encoded = pc.dictionary_encode(images)
+        return program_column(encoded.dictionary).take(encoded.indices)
     lowered = pc.utf8_lower(pc.replace_substring(images, "\\", "/"))
     base = pc.replace_substring_regex(lowered, r"^.*/", "")
     return pc.if_else(pc.equal(base, ""), pa.scalar(None, pa.string()), base)
@@ -324,7 +330,7 @@ def _merge(old: ProcessInfo, new: ProcessInfo) -> ProcessInfo:
 
 def process_table(events: pa.Table) -> pa.Table:
     """One row per process instance referenced anywhere in ``events`` (columnar)."""
-    con = duckdb.connect()
+    con = duck.connect()
     try:
         cols = [
             "process_uid",

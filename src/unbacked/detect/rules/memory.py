@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from unbacked import duck
 from unbacked.detect.base import DetectionContext, Rule, empty_signals, register_rule
 
 #: Calling modules of JIT engines: executable memory they ask for is expected churn.
@@ -166,7 +166,7 @@ class WrittenThenExecutable(Rule):
         threads = ctx.select(kind="thread")
         if mem.num_rows == 0 or threads.num_rows == 0:
             return empty_signals()
-        con = duckdb.connect()
+        con = duck.connect()
         try:
             con.register("mem", mem.select(_MEM_COLS))
             con.register("thr", threads.select(_THR_COLS))
