@@ -59,3 +59,8 @@ class ScanError(UnbackedError, RuntimeError):
 
 class DependencyError(UnbackedError, ImportError):
     """An optional dependency (extra) is not installed."""
+
+
+class SpillError(UnbackedError, OSError):
+    """Events held on disk during a large run cannot be written or read back (disk full,
+    directory not writable)."""

@@ -188,3 +188,20 @@ def test_cli_memory_limit_gives_the_same_alert_file(fleet_file, tmp_path):
     assert main(["train", str(fleet_file), "-q", "-o", str(tmp_path / "bl"),
                  "--memory-events", "50"]) == 0  # fmt: skip
     assert (tmp_path / "bl" / "manifest.json").is_file()
+
+
+def test_disk_trouble_is_a_spill_error_saying_what_to_do(tmp_path):
+    import shutil
+
+    from unbacked.errors import SpillError
+
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    with pytest.raises(SpillError, match="cannot create the spill directory") as info:
+        HostSpill(not_a_dir)
+    assert "--spill-dir" in (info.value.hint or "")
+    table = fleet(hosts=2)
+    with HostSpill(tmp_path, flush_rows=10) as spill:
+        shutil.rmtree(spill.path)  # the directory vanishes under the run (disk pulled, cleaner)
+        with pytest.raises(SpillError, match="cannot write events to the spill"):
+            spill.add(table)

@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from unbacked.errors import SpillError
 from unbacked.model.schema import EVENT_SCHEMA
 
 #: hash buckets of hosts (groups are packed from consecutive buckets)
@@ -61,6 +62,20 @@ def host_buckets(hosts: pa.ChunkedArray | pa.Array, buckets: int = BUCKETS) -> n
     return np.concatenate(parts) if parts else np.zeros(0, np.int32)
 
 
+@contextlib.contextmanager
+def _disk(what: str, where: str | Path) -> Iterator[None]:
+    """Disk errors of the spill as a ``SpillError`` that says where and what to do."""
+    try:
+        yield
+    except (OSError, pa.ArrowException) as exc:
+        raise SpillError(
+            f"cannot {what}: {exc}",
+            source=str(where),
+            hint="free space there, choose another place with --spill-dir DIR, or hold more "
+            "events in memory with --memory-events N",
+        ) from exc
+
+
 def _take(table: pa.Table, indices: pa.Array) -> pa.Table:
     """``table.take(indices)``, columns gathered in parallel (a random gather of string
     columns is memory-bound, and ``Table.take`` runs one column after the other)."""
@@ -87,7 +102,8 @@ class HostSpill:
         buckets: int = BUCKETS,
         flush_rows: int = FLUSH_ROWS,
     ) -> None:
-        self.path = Path(tempfile.mkdtemp(prefix="unbacked-spill-", dir=directory))
+        with _disk("create the spill directory", directory or tempfile.gettempdir()):
+            self.path = Path(tempfile.mkdtemp(prefix="unbacked-spill-", dir=directory))
         self.buckets = buckets
         self.flush_rows = flush_rows
         self.rows = 0
@@ -107,7 +123,8 @@ class HostSpill:
         self._pending_rows += table.num_rows
         self.rows += table.num_rows
         if self._pending_rows >= self.flush_rows:
-            self._flush()
+            with _disk("write events to the spill", self.path):
+                self._flush()
 
     def _flush(self) -> None:
         if not self._pending_rows:
@@ -137,10 +154,11 @@ class HostSpill:
         """Write what is buffered and close the files (no more ``add``)."""
         if self._finished:
             return
-        self._flush()
-        for writer, sink in self._writers.values():
-            writer.close()
-            sink.close()
+        with _disk("write events to the spill", self.path):
+            self._flush()
+            for writer, sink in self._writers.values():
+                writer.close()
+                sink.close()
         self._writers.clear()
         self._finished = True
 
@@ -174,20 +192,24 @@ class HostSpill:
 
         self.finish()
         for buckets in self.group_plan(group_rows):
-            tables = [_read(self._file(b)) for b in buckets]
-            yield canonical_order(pa.concat_tables(tables))
+            with _disk("read events back from the spill", self.path):
+                tables = [_read(self._file(b)) for b in buckets]
+            yield canonical_order(tables)
 
     # -- what a pass computed per group, for the next pass ---------------------------------
     def put(self, group: int, name: str, table: pa.Table) -> None:
         """Keep ``table`` (e.g. a group's facts) on disk for a later pass over the groups."""
         path = self.path / f"group-{group:05d}.{name}.arrows"
-        with pa.OSFile(str(path), "wb") as sink, ipc.new_stream(
-            sink, table.schema, options=_OPTIONS
-        ) as writer:
+        with (
+            _disk("write to the spill", self.path),
+            pa.OSFile(str(path), "wb") as sink,
+            ipc.new_stream(sink, table.schema, options=_OPTIONS) as writer,
+        ):
             writer.write_table(table)
 
     def get(self, group: int, name: str) -> pa.Table:
-        return _read(self.path / f"group-{group:05d}.{name}.arrows")
+        with _disk("read back from the spill", self.path):
+            return _read(self.path / f"group-{group:05d}.{name}.arrows")
 
     # -- lifetime --------------------------------------------------------------------------
     def close(self) -> None:
