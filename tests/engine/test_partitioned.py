@@ -205,3 +205,17 @@ def test_disk_trouble_is_a_spill_error_saying_what_to_do(tmp_path):
         shutil.rmtree(spill.path)  # the directory vanishes under the run (disk pulled, cleaner)
         with pytest.raises(SpillError, match="cannot write events to the spill"):
             spill.add(table)
+
+
+def test_a_partitioned_run_says_which_pass_over_which_host_group_runs(fleet_file, tmp_path):
+    said: list[tuple[str, str]] = []
+    got = local.hunt([fleet_file], memory_events=100, group_events=70,
+                     stage=lambda what, detail: said.append((what, detail)))  # fmt: skip
+    n = got.partitions
+    assert said == [("learning", f"host group {i} of {n}") for i in range(1, n + 1)] + [
+        ("detecting", f"host group {i} of {n}") for i in range(1, n + 1)
+    ]
+    said.clear()
+    local.train([fleet_file], memory_events=100, group_events=70,
+                stage=lambda what, detail: said.append((what, detail)))  # fmt: skip
+    assert [w for w, _ in said] == ["learning"] * n + ["calibrating"] * n

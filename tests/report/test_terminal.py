@@ -78,6 +78,13 @@ def test_progress_bar_over_input_bytes(tmp_path):
     out = ANSI.sub("", buf.getvalue())
     assert "reading" in out and "events/s" in out and "of 3 files" in out
     assert re.search(r"\d+%", out)
+    # a large run's passes after reading replace the label and say which host group
+    with Progress(True, [str(d)], console=console) as p:
+        p(str(files[0]), 10, 10)
+        p.stage("detecting", "host group 3 of 46")
+        p._bar.refresh()
+    out = ANSI.sub("", buf.getvalue())
+    assert "detecting" in out and "host group 3 of 46" in out
 
 
 def test_progress_defaults_to_the_command_paths_and_stays_quiet_off_a_terminal(tmp_path):

@@ -134,7 +134,7 @@ class Progress:
     def __enter__(self) -> Progress:
         if self.enabled:
             columns: list[Any] = [
-                TextColumn("[bold]reading[/]"),
+                TextColumn("[bold]{task.description}[/]"),
                 BarColumn(bar_width=30),
                 TaskProgressColumn(),
                 TextColumn("{task.fields[files]}"),
@@ -161,6 +161,12 @@ class Progress:
     def _files_text(self) -> str:
         of = f" of {self.total_files:,}" if self.total_files else ""
         return f"{len(self.files):,}{of} files with events"
+
+    def stage(self, what: str, detail: str = "") -> None:
+        """A stage after reading (a large run's passes over host groups): the bar's label and
+        the text beside it change; the byte count stays where reading left it."""
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, description=escape(what), name=escape(detail))
 
     def __call__(self, name: str, events: int, records: int) -> None:
         outer = name.split("!")[0]

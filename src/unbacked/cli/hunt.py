@@ -157,6 +157,7 @@ def run(
                 progress=progress,
                 memory_events=engine.memory_events,
                 spill_dir=engine.spill_dir,
+                stage=progress.stage,
             )
     if verify:
         from unbacked.memscan.verify import verify_local_alerts

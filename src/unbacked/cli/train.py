@@ -37,6 +37,7 @@ def command(paths, output, strict, report_path, quiet, verbose, engine) -> None:
                 progress=progress,
                 memory_events=engine.memory_events,
                 spill_dir=engine.spill_dir,
+                stage=progress.stage,
             )
     if not quiet:
         print_summary(report, [])

@@ -36,6 +36,7 @@ from unbacked.model.schema import EVENT_SCHEMA
 from unbacked.runreport import RunReport
 
 ProgressFn = Callable[[str, int, int], None]  # (file name, events so far, records so far)
+StageFn = Callable[[str, str], None]  # (stage, detail): the passes of a partitioned run
 
 #: events a run holds in memory before it partitions by host (peak RSS ~1.7 GiB either way)
 MEMORY_EVENTS = 500_000
@@ -272,12 +273,17 @@ def detect_events(
 _KEPT = ("events", "facts", "instance_facts")
 
 
-def _learn_groups(spill: HostSpill, group_events: int, keep: Sequence[str]) -> ProgramBaseline:
+def _learn_groups(
+    spill: HostSpill, group_events: int, keep: Sequence[str], stage: StageFn | None = None
+) -> ProgramBaseline:
     """The first pass over a spill: per group of whole hosts, the embedded learning
     (``learn_baseline``) as rows to sum (``engine.partitions``); the ``keep`` tables of each
     group's detection context are put back into the spill for the next pass."""
     rows = []
+    n = len(spill.group_plan(group_events))
     for i, group in enumerate(spill.groups(group_events)):
+        if stage is not None:
+            stage("learning", f"host group {i + 1} of {n}")
         ctx = DetectionContext.build(group)
         part = ProgramBaseline().learn(ctx.instance_facts, calibrate=False)
         rows.append(partitions.rows_of(part, group))
@@ -293,6 +299,7 @@ def detect_partitioned(
     config: CorrelationConfig | None = None,
     report: RunReport | None = None,
     group_events: int = GROUP_EVENTS,
+    stage: StageFn | None = None,
 ) -> HuntResult:
     """``detect_events`` over spilled events, one group of whole hosts at a time; without
     ``baseline`` one is learned over every group first (self-baselining, as in memory)."""
@@ -301,7 +308,7 @@ def detect_partitioned(
     t0 = time.perf_counter()
     self_baselined = baseline is None
     if baseline is None:
-        baseline = _learn_groups(spill, group_events, keep=_KEPT)
+        baseline = _learn_groups(spill, group_events, keep=_KEPT, stage=stage)
         timings["baseline"] = time.perf_counter() - t0
         groups_again: Iterator[pa.Table] = (
             spill.get(i, "events") for i in range(len(spill.group_plan(group_events)))
@@ -311,7 +318,10 @@ def detect_partitioned(
     alerts: list[Alert] = []
     signals: list[pa.Table] = []
     groups = 0
+    n = len(spill.group_plan(group_events))
     for i, group in enumerate(groups_again):
+        if stage is not None:
+            stage("detecting", f"host group {i + 1} of {n}")
         kept = {name: spill.get(i, name) for name in _KEPT[1:]} if self_baselined else None
         part = detect_events(
             group,
@@ -322,8 +332,8 @@ def detect_partitioned(
         )
         alerts.extend(part.alerts)
         signals.append(part.signals)
-        for stage, seconds in part.timings.items():
-            timings[stage] = timings.get(stage, 0.0) + seconds
+        for step, seconds in part.timings.items():
+            timings[step] = timings.get(step, 0.0) + seconds
         groups += 1
     keys = ["subject_uid", "time", "row", "detector", "feature", "value"]
     report.alerts = len(alerts)
@@ -354,10 +364,12 @@ def hunt(
     memory_events: int = MEMORY_EVENTS,
     group_events: int = GROUP_EVENTS,
     spill_dir: str | Path | None = None,
+    stage: StageFn | None = None,
 ) -> HuntResult:
     """Read ``paths``, detect, correlate. ``baseline``: a learned baseline or its directory.
     Above ``memory_events`` events the run is partitioned by host (module docs); ``spill_dir``
-    is where the events go then (default: the system's temporary directory)."""
+    is where the events go then (default: the system's temporary directory), and ``stage`` is
+    told which pass over which host group is running."""
     report = report or RunReport()
     if isinstance(baseline, str | Path):
         baseline = ProgramBaseline.load(baseline)
@@ -368,7 +380,12 @@ def hunt(
         t_read = time.perf_counter() - t0
         if isinstance(data, HostSpill):
             result = detect_partitioned(
-                data, baseline=baseline, config=config, report=report, group_events=group_events
+                data,
+                baseline=baseline,
+                config=config,
+                report=report,
+                group_events=group_events,
+                stage=stage,
             )
         else:
             result = detect_events(data, baseline=baseline, config=config, report=report)
@@ -386,6 +403,7 @@ def train(
     memory_events: int = MEMORY_EVENTS,
     group_events: int = GROUP_EVENTS,
     spill_dir: str | Path | None = None,
+    stage: StageFn | None = None,
 ) -> ProgramBaseline:
     """Learn a calibrated baseline from benign telemetry; save it when ``out_dir`` is given.
     Above ``memory_events`` events it is learned per group of whole hosts and summed (the same
@@ -395,17 +413,16 @@ def train(
         paths, report, progress, memory_events=memory_events, spill_dir=spill_dir
     ) as data:
         if isinstance(data, HostSpill):
-            baseline = _learn_groups(data, group_events, keep=["instance_facts"])
+            baseline = _learn_groups(data, group_events, keep=["instance_facts"], stage=stage)
             n = len(data.group_plan(group_events))
-            partitions.set_thresholds(
-                baseline,
-                (
-                    partitions.calibration_maxima(
-                        None, baseline, instance_facts=data.get(i, "instance_facts")
-                    )
-                    for i in range(n)
-                ),
-            )
+
+            def maxima(i: int) -> pa.Table:
+                if stage is not None:
+                    stage("calibrating", f"host group {i + 1} of {n}")
+                facts = data.get(i, "instance_facts")
+                return partitions.calibration_maxima(None, baseline, instance_facts=facts)
+
+            partitions.set_thresholds(baseline, (maxima(i) for i in range(n)))
             report.extra["engine"] = {"name": "local", "partitions": n, "spilled_events": data.rows}
         else:
             baseline = learn_baseline(data)
