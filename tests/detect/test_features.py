@@ -87,3 +87,25 @@ def test_engine_of_a_module_load(path, engine):
     facts = DetectionContext.build(events(rows)).facts.to_pylist()
     got = [f["value"] for f in facts if f["feature"] == "module.engine"]
     assert got == ([engine] if engine else [])
+
+
+@pytest.mark.parametrize(
+    "caller, jit",
+    [
+        ("chromium", True),  # Debian/Ubuntu: V8 inside /usr/lib/chromium/chromium
+        ("/usr/lib/chromium/chromium", True),
+        ("chrome.dll", True),
+        ("libjvm.so", True),
+        (r"C:\x\clrjit.dll", True),
+        ("chromium-loader", False),
+        ("libevil.so", False),
+        ("acrord32.exe", False),
+        ("", False),
+    ],
+)
+def test_jit_callers(caller, jit):
+    import re
+
+    from unbacked.detect.rules.memory import JIT_CALLER_RE
+
+    assert bool(re.search(JIT_CALLER_RE, caller)) is jit

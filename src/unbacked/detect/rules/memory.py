@@ -11,9 +11,11 @@ from unbacked.detect.base import DetectionContext, Rule, empty_signals, register
 
 #: Calling modules of JIT engines: executable memory they ask for is expected churn.
 JIT_CALLER_RE = (
+    # V8 lives in the browser's own binary: chrome(.exe/.dll), Debian/Ubuntu's chromium
     r"(?i)(^|[\\/])(clrjit|coreclr|clr|mscorwks|mscorjit|libjvm|libnode|node|v8|libv8|"
-    r"chrome|libchrome|msedge|libluajit[-0-9.]*|luajit|libffi|libpypy[-0-9.a-z]*|pypy3?|"
-    r"jscript9|chakra|edgehtml|libmozjs[-0-9.]*|firefox|xul)(\.dll|\.so[.0-9]*|\.exe)?$"
+    r"chrome|chromium|chromium-browser|libchrome|msedge|libluajit[-0-9.]*|luajit|libffi|"
+    r"libpypy[-0-9.a-z]*|pypy3?|jscript9|chakra|edgehtml|libmozjs[-0-9.]*|firefox|xul)"
+    r"(\.dll|\.so[.0-9]*|\.exe)?$"
 )
 
 _EXEC = """CASE WHEN os = 'linux' THEN (protection & 4) > 0 ELSE (protection & 240) > 0 END"""
