@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from tests.support.compare import alert_dicts, differences, saved_baseline
+from tests.support.compare import assert_same_alerts, assert_same_baseline, saved_baseline
 from tests.support.fleet import INJECTOR_UID, TARGET_UID, fleet
 from unbacked.engine import local
 from unbacked.engine.spill import HostSpill, host_buckets
@@ -22,7 +22,6 @@ from unbacked.model.schema import EVENT_SCHEMA
 from unbacked.runreport import RunReport
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "linux"
-TABLES = ("counts_", "totals_", "population_", "population_totals_", "thresholds_")
 
 
 @pytest.fixture(scope="module")
@@ -30,19 +29,6 @@ def fleet_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("fleet") / "fleet.parquet"
     pq.write_table(fleet(hosts=8), path, row_group_size=50)
     return path
-
-
-def assert_same_alerts(a, b) -> None:
-    diffs = differences(alert_dicts(a), alert_dicts(b))
-    assert diffs == [], "\n".join(diffs[:20])
-
-
-def assert_same_baseline(a, b) -> None:
-    for name in TABLES:
-        assert getattr(a, name).equals(getattr(b, name)), name
-    assert {k: v for k, v in a.meta_.items() if k != "learned_at"} == {
-        k: v for k, v in b.meta_.items() if k != "learned_at"
-    }
 
 
 # -- the spill -------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from tests.support.compare import alert_dicts, differences, saved_baseline
+from tests.support.compare import assert_same_alerts, assert_same_baseline, saved_baseline
 from tests.support.fleet import INJECTOR_UID, TARGET_UID, fleet
 from unbacked.cli.export import LakeWriter, export_lake
 from unbacked.detect import ProgramBaseline
@@ -18,7 +18,6 @@ from unbacked.runreport import RunReport
 
 pytestmark = pytest.mark.spark
 
-TABLES = ("counts_", "totals_", "population_", "population_totals_", "thresholds_")
 
 
 @pytest.fixture(scope="module")
@@ -39,21 +38,6 @@ def shared_lake(tmp_path_factory, shared_data) -> Path:
     n = export_lake([str(shared_data / "windows")], lake, report)
     assert n == report.events > 40_000
     return lake
-
-
-def assert_same_baseline(a: ProgramBaseline, b: ProgramBaseline) -> None:
-    for name in TABLES:
-        ta, tb = getattr(a, name), getattr(b, name)
-        assert ta.schema == tb.schema, name
-        assert ta.equals(tb), f"{name}: {ta.num_rows} vs {tb.num_rows} rows differ"
-    assert {k: v for k, v in a.meta_.items() if k != "learned_at"} == {
-        k: v for k, v in b.meta_.items() if k != "learned_at"
-    }
-
-
-def assert_same_alerts(a, b) -> None:
-    diffs = differences(alert_dicts(a), alert_dicts(b))
-    assert diffs == [], "\n".join(diffs[:20])
 
 
 @pytest.mark.parametrize(

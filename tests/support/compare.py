@@ -1,4 +1,5 @@
-"""Compare two runs' alerts and baselines: exact equality, except floats to 1e-9."""
+"""Compare two runs' alerts and baselines: exact equality, except floats to 1e-9 (engine
+parity: Spark vs embedded, partitioned vs in memory)."""
 
 from __future__ import annotations
 
@@ -44,3 +45,23 @@ def saved_baseline(directory: Path) -> dict[str, Any]:
     manifest = json.loads((directory / "manifest.json").read_text())
     manifest["meta"].pop("learned_at", None)
     return manifest
+
+
+#: the learned tables of a ``ProgramBaseline``
+BASELINE_TABLES = ("counts_", "totals_", "population_", "population_totals_", "thresholds_")
+
+
+def assert_same_baseline(a: Any, b: Any) -> None:
+    """Two learned baselines: equal tables (schema and rows) and metadata but the time."""
+    for name in BASELINE_TABLES:
+        ta, tb = getattr(a, name), getattr(b, name)
+        assert ta.schema == tb.schema, name
+        assert ta.equals(tb), f"{name}: {ta.num_rows} vs {tb.num_rows} rows differ"
+    assert {k: v for k, v in a.meta_.items() if k != "learned_at"} == {
+        k: v for k, v in b.meta_.items() if k != "learned_at"
+    }
+
+
+def assert_same_alerts(a: Any, b: Any) -> None:
+    diffs = differences(alert_dicts(a), alert_dicts(b))
+    assert diffs == [], "\n".join(diffs[:20])

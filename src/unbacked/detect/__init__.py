@@ -31,10 +31,16 @@ def run_rules(ctx: DetectionContext, rule_ids: Iterable[str] | None = None) -> p
     tables = [t for t in tables if t.num_rows]
     if not tables:
         return empty_signals()
-    # a total order: which of two equal-scored signals explains an incident must not depend on
-    # the order rules or threads produced them
-    keys = ["subject_uid", "time", "row", "detector", "feature", "value"]
-    return pa.concat_tables(tables).sort_by([(k, "ascending") for k in keys])
+    return sort_signals(pa.concat_tables(tables))
+
+
+#: a total order of signals: which of two equal-scored signals explains an incident must not
+#: depend on the order rules, threads or host groups produced them
+SIGNAL_ORDER = ("subject_uid", "time", "row", "detector", "feature", "value")
+
+
+def sort_signals(signals: pa.Table) -> pa.Table:
+    return signals.sort_by([(k, "ascending") for k in SIGNAL_ORDER])
 
 
 __all__ = [
@@ -49,4 +55,5 @@ __all__ = [
     "load_rules",
     "register_rule",
     "run_rules",
+    "sort_signals",
 ]

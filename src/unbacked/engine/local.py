@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from unbacked.correlate.incidents import CorrelationConfig, correlate
-from unbacked.detect import DetectionContext, ProgramBaseline, run_rules
+from unbacked.detect import DetectionContext, ProgramBaseline, run_rules, sort_signals
 from unbacked.engine import partitions
 from unbacked.engine.spill import HostSpill
 from unbacked.model.alert import Alert, Alerts, sort_alerts
@@ -335,7 +335,6 @@ def detect_partitioned(
         for step, seconds in part.timings.items():
             timings[step] = timings.get(step, 0.0) + seconds
         groups += 1
-    keys = ["subject_uid", "time", "row", "detector", "feature", "value"]
     report.alerts = len(alerts)
     report.extra["engine"] = {
         "name": "local",
@@ -345,7 +344,7 @@ def detect_partitioned(
     }
     return HuntResult(
         alerts=Alerts(sort_alerts(alerts)),
-        signals=pa.concat_tables(signals).sort_by([(k, "ascending") for k in keys]),
+        signals=sort_signals(pa.concat_tables(signals)),
         events=EVENT_SCHEMA.empty_table(),
         report=report,
         baseline=baseline,
