@@ -101,3 +101,14 @@ def test_program_column_is_program_of_on_every_row_small_and_large():
         assert program_column(column).to_pylist() == [program_of(v) for v in column.to_pylist()]
     dictionary = pa.array(values * 100).dictionary_encode()
     assert program_column(dictionary).to_pylist() == [program_of(v) for v in values * 100]
+
+
+def test_program_column_any_number_of_distinct_images() -> None:
+    """More than 256 distinct images (every real fleet) must not recurse: #12."""
+    images = pa.array([f"C:\\Apps\\Tool{i}\\Tool{i}.EXE" for i in range(10_000)] + [None, ""])
+    programs = program_column(images).to_pylist()
+    assert programs[:2] == ["tool0.exe", "tool1.exe"]
+    assert programs[9_999] == "tool9999.exe"
+    assert programs[-2:] == [None, None]
+    repeated = program_column(pa.chunked_array([images, images])).to_pylist()
+    assert repeated == programs + programs

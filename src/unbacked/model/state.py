@@ -43,7 +43,13 @@ def program_column(images: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedA
         if isinstance(images, pa.ChunkedArray):
             images = images.combine_chunks()
         encoded = pc.dictionary_encode(images)
-        return program_column(encoded.dictionary).take(encoded.indices)
+        if len(encoded.dictionary) < len(images):
+            # once per distinct image; never recurse on a dictionary as long as its input
+            return _program_of_strings(encoded.dictionary).take(encoded.indices)
+    return _program_of_strings(images)
+
+
+def _program_of_strings(images: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     lowered = pc.utf8_lower(pc.replace_substring(images, "\\", "/"))
     base = pc.replace_substring_regex(lowered, r"^.*/", "")
     return pc.if_else(pc.equal(base, ""), pa.scalar(None, pa.string()), base)
