@@ -605,7 +605,10 @@ def build(rel: str, d: Data | None = None) -> dict[str, Any]:
             1 for r in s10u if involves(r, src_pairs)),
         "sysmon10_UNKNOWN_by_unlabelled_source_image": dict(unl.most_common()),
     }
-    scope = dec.get("scope") or ("attack" if malicious else "attack-no-injection")
+    scope = dec.get("scope") or (
+        "attack" if malicious else "attack-possible-injection" if possible
+        else "attack-no-injection"
+    )
     if not d.recs and d.fmt.startswith("pcap"):
         scope = "network-capture (no host telemetry)"
     rationale = dec.get("rationale") or default_rationale(rel, d, tri, md)
@@ -661,8 +664,13 @@ def default_rationale(rel: str, d: Data, tri: dict[str, Any], md: dict[str, Any]
     else:
         folder = rel.split("/")[2] if rel.count("/") >= 3 else ""
         what = f"{FOLDER_CONTEXT.get(folder, 'Attack sample')} ({Path(rel).name}). "
-    checks = ("No Sysmon 8 with a start address outside a module, no Sysmon 10 with UNKNOWN "
-              "frames in its call trace")
+    if tri["s8_unbacked"] or tri["s10_unknown"]:
+        checks = ("The Sysmon 8 / Sysmon 10 events that look like code outside a module are "
+                  "explained in benign_noise_notes (JIT-compiled managed code, window-message "
+                  "callbacks)")
+    else:
+        checks = ("No Sysmon 8 with a start address outside a module, no Sysmon 10 with "
+                  "UNKNOWN frames in its call trace")
     if tri["stager_cmdlines"]:
         checks += "; the command lines that match in-memory stager patterns are script-level "
         checks += "(PowerShell/WSH), with no sign of code mapped into memory"

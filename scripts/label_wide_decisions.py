@@ -337,3 +337,378 @@ for _name, _src, _why in (
         f"its child ({_src}).",
         "rationale": f"{_why}: script-level attack, no code mapped in memory.",
     }
+
+# ---------------------------------------------------------------------------------------------
+# EVTX-ATTACK-SAMPLES (the file name and folder are the description)
+
+DECISIONS[EVTX + "Credential Access/CA_keepass_KeeThief_Get-KeePassDatabaseKey.evtx"] = {
+    "malicious": [
+        {
+            "role": "injector",
+            "guid": "365ABB72-A512-5CC4-0000-0010C05E1B00",
+            "image": PS,
+            "technique": "KeeThief Get-KeePassDatabaseKey: PowerShell writes shellcode into "
+            "KeePass.exe and starts it with CreateRemoteThread to read the decrypted master key",
+            "attack_ids": ["T1055.002", "T1555.005", "T1059.001"],
+            "disk_backed": False,
+            "confidence": "confirmed",
+            "evidence": [_ev(8, "CreateRemoteThread into KeePass.exe at 0x06160000, no start "
+                             "module (private memory)", StartAddress="0x06160000")],
+        },
+        {
+            "role": "injected",
+            "guid": "365ABB72-A201-5CC4-0000-00104F500800",
+            "image": "KeePass.exe",
+            "technique": "KeePass.exe runs the KeeThief shellcode in a remote thread",
+            "attack_ids": ["T1055.002", "T1555.005"],
+            "disk_backed": False,
+            "confidence": "confirmed",
+            "evidence": [_ev(8, "remote thread started in KeePass.exe outside any module",
+                             StartAddress="0x06160000")],
+        },
+    ],
+    "must_not_label": [
+        {"reason": "the first S8 (record 7070) starts at ntdll!DbgUiRemoteBreakin: a debugger "
+         "break-in thread, image-backed", "n_events": 1}
+    ],
+    "rationale": "File name: KeeThief Get-KeePassDatabaseKey (harmj0y). Two remote threads from "
+    "powershell.exe into KeePass.exe; the second starts in memory outside any module.",
+}
+DECISIONS[EVTX + "Execution/exec_driveby_cve-2018-15982_sysmon_1_10.evtx"] = {
+    "malicious": [
+        {
+            "role": "self-injected",
+            "guid": "365ABB72-C9C1-5CE4-0000-00100B222E00",
+            "image": "iexplore.exe",
+            "technique": "Drive-by Flash exploit CVE-2018-15982 in Internet Explorer: exploit "
+            "shellcode running in the browser's memory creates cmd.exe",
+            "attack_ids": ["T1189", "T1203"],
+            "disk_backed": False,
+            "confidence": "confirmed",
+            "evidence": [_ev(10, "cmd.exe creation handle from kernel32|UNKNOWN x4 frames "
+                             "(shellcode outside any module), under IEFRAME/user32",
+                             **{"CallTrace~": "UNKNOWN"})],
+        },
+        {
+            "role": "payload-child",
+            "guid": "365ABB72-C9C3-5CE4-0000-00101F422E00",
+            "image": "cmd.exe",
+            "technique": "cmd.exe started by the exploit shellcode",
+            "attack_ids": ["T1059.003"],
+            "disk_backed": None,
+            "confidence": "confirmed",
+            "evidence": [_ev(1, "cmd.exe child of iexplore.exe", **{"ParentImage~": "iexplore"})],
+        },
+    ],
+    "rationale": "File name: drive-by CVE-2018-15982 (Flash use-after-free). iexplore.exe opens "
+    "its new cmd.exe from code outside any module.",
+}
+DECISIONS[EVTX + "Privilege Escalation/CVE-2020-0796_SMBV3Ghost_LocalPrivEsc_Sysmon_3_1_10.evtx"] = {
+    "malicious": [
+        {
+            "role": "injector",
+            "guid": "747F3D96-FF9D-5F1D-0000-00100AC62400",
+            "image": PS,
+            "technique": "SMBGhost (CVE-2020-0796) local privilege escalation: after the kernel "
+            "write over the loopback SMB connection, the exploit opens winlogon.exe with full "
+            "access and injects shellcode that starts a SYSTEM cmd.exe",
+            "attack_ids": ["T1068", "T1055"],
+            "disk_backed": False,
+            "confidence": "confirmed",
+            "evidence": [
+                _ev(10, "winlogon.exe opened 0x1fffff from ntdll|KERNELBASE|UNKNOWN",
+                    **{"TargetImage~": "winlogon"}),
+                _ev(3, "loopback SMB (127.0.0.1:445): the SMBv3 compression exploit",
+                    ProcessId="7400"),
+            ],
+        },
+        {
+            "role": "injected",
+            "guid": "747F3D96-F938-5F1D-0000-00104B500000",
+            "image": "winlogon.exe",
+            "technique": "winlogon.exe runs the injected shellcode, which spawns cmd.exe",
+            "attack_ids": ["T1055"],
+            "disk_backed": False,
+            "confidence": "confirmed",
+            "evidence": [_ev(1, "cmd.exe child of winlogon.exe right after the full-access open "
+                             "(what the target did next)", **{"ParentImage~": "winlogon"})],
+        },
+        {
+            "role": "payload-child",
+            "guid": "747F3D96-0306-5F1E-0000-0010E15F3100",
+            "image": "cmd.exe",
+            "technique": "SYSTEM shell created by the shellcode in winlogon.exe",
+            "attack_ids": ["T1059.003"],
+            "disk_backed": None,
+            "confidence": "confirmed",
+            "evidence": [_ev(1, "cmd.exe child of winlogon.exe", **{"ParentImage~": "winlogon"})],
+        },
+    ],
+    "rationale": "File name: SMBGhost local privilege escalation. The public exploits end by "
+    "injecting shellcode into winlogon.exe; the capture shows the full-access open from UNKNOWN "
+    "frames and winlogon's cmd.exe child.",
+}
+DECISIONS[EVTX + "Execution/Exec_sysmon_meterpreter_reversetcp_msipackage.evtx"] = {
+    "malicious": [
+        {
+            "role": "self-injected",
+            "guid": "365ABB72-D0E4-5CC8-0000-00103CB73E00",
+            "image": "MSI4FFD.tmp",
+            "technique": "Meterpreter reverse_tcp in an MSI package (msfvenom -f msi): the "
+            "embedded stager executable runs the Meterpreter stage from memory",
+            "attack_ids": ["T1218.007", "T1620"],
+            "disk_backed": False,
+            "confidence": "probable",
+            "evidence": [
+                _ev(1, "MSI4FFD.tmp started by msiexec /V (the package's payload)",
+                    **{"Image~": "MSI4FFD.tmp"}),
+            ],
+            "notes": "No S8/S10 of the stage; labelled from the file name and the shell it opens.",
+        },
+        {
+            "role": "payload-child",
+            "guid": "365ABB72-D0E5-5CC8-0000-0010DADF3E00",
+            "image": "cmd.exe",
+            "technique": "Meterpreter shell",
+            "attack_ids": ["T1059.003"],
+            "disk_backed": None,
+            "confidence": "probable",
+            "evidence": [_ev(1, "cmd child of MSI4FFD.tmp", **{"ParentImage~": "MSI4FFD.tmp"})],
+        },
+    ],
+    "other": [{"cmd": r"^whoami$", "reason": "whoami from the Meterpreter shell"}],
+    "rationale": "File name: Meterpreter reverse TCP from an MSI package.",
+}
+DECISIONS[EVTX + "Privilege Escalation/sysmon_13_1_meterpreter_getsystem_NamedPipeImpersonation.evtx"] = {
+    "scope": "attack (the in-memory payload's process is not in this capture)",
+    "other": [{"cmd": r"echo msdhch", "reason": "getsystem technique 1: service cmd.exe writing "
+               "to the named pipe the Meterpreter process impersonates"}],
+    "rationale": "File name: Meterpreter getsystem (named-pipe impersonation). Only the service "
+    "side is logged (services.exe and its cmd.exe); the Meterpreter process itself has no event.",
+}
+DECISIONS[EVTX + "Credential Access/babyshark_mimikatz_powershell.evtx"] = {
+    "malicious": [
+        {
+            "role": "self-injected",
+            "guid": "365ABB72-AC28-5CB8-0000-0010F3F70700",
+            "image": PS,
+            "technique": "Invoke-Mimikatz (BabyShark's PowerShell mimikatz): reflective PE load "
+            "of mimikatz inside powershell.exe",
+            "attack_ids": ["T1620", "T1003.001", "T1059.001"],
+            "disk_backed": False,
+            "confidence": "probable",
+            "evidence": [
+                _ev(7, "powershell.exe loads mimikatz' dependency set (cryptdll, samlib, hid, "
+                    "WinSCard, vaultcli)", ProcessId="1200", **{"ImageLoaded~": "cryptdll"}),
+                _ev(7, "samlib.dll load", ProcessId="1200", **{"ImageLoaded~": "samlib"}),
+                _ev(10, "lsass.exe opened 0x1010 (x86 stack walk stops after KERNELBASE)",
+                    **{"TargetImage~": "lsass"}),
+            ],
+            "notes": "Like the curated Invoke-Mimikatz sample: no event shows the mapping itself.",
+        }
+    ],
+    "rationale": "File name: BabyShark mimikatz in PowerShell. powershell 1200 loads the DLLs "
+    "mimikatz imports and reads lsass.",
+}
+DECISIONS[EVTX + "Credential Access/CA_Mimikatz_Memssp_Default_Logs_Sysmon_11.evtx"] = {
+    "malicious": [
+        {
+            "role": "injected",
+            "guid": "747F3D96-672C-5F5B-0D00-00000000FC00",
+            "image": "lsass.exe",
+            "technique": "mimikatz misc::memssp: writes an SSP hook into lsass.exe's memory (no "
+            "DLL); lsass then logs credentials to mimilsa.log",
+            "attack_ids": ["T1547.005", "T1055", "T1003.001"],
+            "disk_backed": False,
+            "confidence": "probable",
+            "evidence": [_ev(11, "lsass.exe creates C:\\Windows\\System32\\mimilsa.log (the "
+                             "memssp default log): the patched code runs", **{"TargetFilename~":
+                                                                              "mimilsa.log"})],
+            "notes": "The injecting mimikatz process is not in this capture.",
+        }
+    ],
+    "rationale": "File name: mimikatz memssp default log. Only lsass' write of mimilsa.log is "
+    "logged; it shows code written into lsass is running.",
+}
+DECISIONS[EVTX + "Credential Access/ppl_bypass_ppldump_knowdll_hijack_sysmon_security.evtx"] = {
+    "malicious": [
+        {
+            "role": "injector",
+            "guid": "747F3D96-F415-6081-0000-001040FE4900",
+            "image": "PPLdump.exe",
+            "technique": "PPLdump: KnownDlls hijack - a section object of a transacted file is "
+            "planted as \\KnownDlls\\EventAggregation.dll and a protected services.exe is started "
+            "to load it",
+            "attack_ids": ["T1055", "T1574", "T1003.001"],
+            "disk_backed": True,
+            "confidence": "confirmed",
+            "evidence": [
+                _ev(1, "PPLdump.exe -v lsass lsass.dmp", **{"Image~": "PPLdump.exe"}),
+                _ev(1, "protected services.exe started by PPLdump with the dump arguments",
+                    **{"ParentImage~": "PPLdump.exe"}),
+            ],
+        },
+        {
+            "role": "injected",
+            "guid": "747F3D96-F416-6081-0000-001033034A00",
+            "image": "services.exe",
+            "technique": "services.exe (PPL) runs the planted EventAggregation.dll and dumps lsass",
+            "attack_ids": ["T1055", "T1003.001"],
+            "disk_backed": True,
+            "confidence": "confirmed",
+            "evidence": [
+                _ev(10, "lsass.exe opened from EventAggregation.dll frames, then dbgcore "
+                    "MiniDump", SourceProcessId="7188"),
+                _ev(11, "lsass.dmp written by services.exe", **{"TargetFilename~": "lsass.dmp"}),
+            ],
+        },
+    ],
+    "rationale": "File name: PPL bypass with PPLdump (KnownDlls hijack). The code runs from an "
+    "image section (disk-backed contrast case: no unbacked start address is expected).",
+}
+DECISIONS[EVTX + "AutomatedTestingTools/Malware/DE_timestomp_and_dll_sideloading_and_RunPersist.evtx"] = {
+    "malicious": [
+        {
+            "role": "self-injected",
+            "guid": "365ABB72-7C01-5CC4-0000-0010F9530C00",
+            "image": "NvSmart.exe",
+            "technique": "PlugX-style side-loading: signed NvSmart.exe loads the unsigned "
+            "NvSmartMax.dll, which runs a decrypted payload from private memory (0x0020xxxx)",
+            "attack_ids": ["T1574.002", "T1620", "T1055"],
+            "disk_backed": False,
+            "confidence": "confirmed",
+            "evidence": [
+                _ev(7, "NvSmart.exe loads the unsigned NvSmartMax.dll",
+                    **{"ImageLoaded~": "NvSmartMax.dll"}),
+                _ev(10, "cmd.exe creation from UNKNOWN(100013EA..) -> UNKNOWN(0020082A..) frames: "
+                    "code outside any module", **{"CallTrace~": "UNKNOWN(0020"}),
+            ],
+        },
+        {
+            "role": "payload-child",
+            "guid": "365ABB72-7C01-5CC4-0000-00105C5C0C00",
+            "image": "cmd.exe",
+            "technique": "cmd.exe /A started by the in-memory payload",
+            "attack_ids": ["T1059.003"],
+            "disk_backed": None,
+            "confidence": "confirmed",
+            "evidence": [_ev(1, "cmd.exe /A child of NvSmart.exe", CommandLine="cmd.exe /A")],
+        },
+    ],
+    "other": [
+        {"guid": "365ABB72-7C01-5CC4-0000-00102B3E0C00", "reason": "Flash_update.exe dropper "
+         "(writes NvSmart.exe + NvSmartMax.dll, timestomps them, deletes itself)"},
+        {"guid": "365ABB72-7C02-5CC4-0000-0010FD6E0C00", "reason": "cmd /c del of the dropper"},
+    ],
+    "rationale": "File name: time-stomping, DLL side-loading and Run-key persistence (malware "
+    "run). NvSmart.exe's child is created from frames in private memory.",
+}
+DECISIONS[EVTX + "Credential Access/CA_teamviewer-dumper_sysmon_10.evtx"] = {
+    "malicious": [
+        {
+            "role": "injector",
+            "guid": "00247C92-185D-5F1B-0000-0010667A1211",
+            "image": "frida-winjector-helper-32.exe",
+            "technique": "Frida's injector opens TeamViewer.exe for thread creation and memory "
+            "writes to load the Frida agent that reads the stored credentials",
+            "attack_ids": ["T1055.001", "T1555"],
+            "disk_backed": True,
+            "confidence": "probable",
+            "evidence": [_ev(10, "TeamViewer.exe opened 0x147a (CREATE_THREAD|VM_OPERATION|"
+                             "VM_WRITE|VM_READ|QUERY)", **{"TargetImage~": "TeamViewer"})],
+            "notes": "Frida writes a small bootstrap into the target and loads frida-agent.dll "
+            "from disk; the remote thread itself is not logged.",
+        },
+        {
+            "role": "injected",
+            "guid": "00247C92-1562-5F1B-0000-0010318FFE10",
+            "image": "TeamViewer.exe",
+            "technique": "target of the Frida agent injection",
+            "attack_ids": ["T1055.001"],
+            "disk_backed": True,
+            "confidence": "probable",
+            "evidence": [_ev(10, "opened for injection by frida-winjector-helper",
+                             **{"TargetImage~": "TeamViewer"})],
+        },
+    ],
+    "rationale": "File name: TeamViewer credential dumper (Frida-based).",
+}
+DECISIONS[EVTX + "Lateral Movement/LM_DCOM_MSHTA_LethalHTA_Sysmon_3_1.evtx"] = {
+    "possible": [
+        {
+            "role": "self-injected",
+            "guid": "365ABB72-19E0-5CDA-0000-001006711000",
+            "image": "mshta.exe",
+            "technique": "LethalHTA: mshta.exe started over DCOM runs an HTA whose script "
+            "(DotNetToJScript) loads a .NET payload from memory",
+            "attack_ids": ["T1021.003", "T1218.005", "T1620"],
+            "disk_backed": False,
+            "confidence": "possible",
+            "evidence": [_ev(1, "mshta.exe -Embedding started by DcomLaunch",
+                             **{"Image~": "mshta.exe"}),
+                         _ev(3, "inbound connection to mshta.exe from the attacker",
+                             **{"Image~": "mshta.exe"})],
+            "notes": "Only process creation and the DCOM connection are logged.",
+        }
+    ],
+    "rationale": "File name: DCOM + mshta LethalHTA lateral movement.",
+}
+DECISIONS[EVTX + "Execution/revshell_cmd_svchost_sysmon_1.evtx"] = {
+    "possible": [
+        {
+            "role": "injected",
+            "guid": "747F3D96-3821-5EBB-0000-001040690000",
+            "image": "svchost.exe",
+            "technique": "reverse shell cmd.exe whose parent is the DcomLaunch/PlugPlay svchost: "
+            "code running inside svchost (exploit or injection) started it",
+            "attack_ids": ["T1055", "T1059.003"],
+            "disk_backed": None,
+            "confidence": "possible",
+            "evidence": [_ev(1, "cmd.exe child of svchost -k DcomLaunch -p -s PlugPlay",
+                             **{"ParentCommandLine~": "PlugPlay"})],
+            "notes": "Only the shell's creation is logged; how the code got into svchost is not.",
+        }
+    ],
+    "other": [{"guid": "747F3D96-3F20-5EBB-0000-0010035E3600", "reason": "the reverse shell"}],
+    "rationale": "File name: reverse shell cmd.exe from svchost.",
+}
+DECISIONS[EVTX + "Privilege Escalation/Sysmon_UACME_22.evtx"] = {
+    "other": [
+        {"cmd": r"^UACME\.exe", "reason": "UACME method 22 launcher"},
+        {"guid": "747F3D96-7930-5D45-0000-001055DE0601", "reason": "consent.exe loading the "
+         "planted comctl32.dll from consent.exe.local (DLL hijack from disk, not injection)"},
+        {"guid": "747F3D96-7934-5D45-0000-0010CAB90701", "reason": "consent.exe loading the "
+         "planted comctl32.dll (DLL hijack); its cmd.exe is opened from UNKNOWN frames of the "
+         "hijack DLL's code"},
+    ],
+    "rationale": "File name: UACME method 22 (consent.exe .local side-by-side DLL hijack). The "
+    "code comes from a DLL on disk (T1574.001 / T1548.002), not injection.",
+}
+DECISIONS[EVTX + "Privilege Escalation/Sysmon_UACME_63.evtx"] = {
+    "other": [{"guid": "00247C92-9E03-5F7B-0000-0010A645272C", "reason": "mmc.exe (WF.msc) "
+               "abused by UACME method 63; its cmd.exe is opened from .NET JIT frames "
+               "(Accessibility.ni.dll|UNKNOWN)"}],
+    "rationale": "File name: UACME method 63 (elevated mmc.exe snap-in). Managed code of mmc, "
+    "not injection.",
+}
+for _name, _why in (
+    ("Defense Evasion/sysmon_10_1_ppid_spoofing.evtx",
+     "PPID spoofing from PowerShell: the S10 with UNKNOWN frames are PowerShell JIT code"),
+    ("Lateral Movement/LM_typical_IIS_webshell_sysmon_1_10_traces.evtx",
+     "IIS web shell: w3wp.exe (ASP.NET, JIT) starts cmd.exe"),
+    ("Lateral Movement/lm_sysmon_18_remshell_over_namedpipe.evtx",
+     "remote PowerShell over a named pipe: the S10 with UNKNOWN frames are mscorwks/System.ni "
+     "JIT frames"),
+    ("Lateral Movement/powercat_revShell_sysmon_1_3.evtx",
+     "powercat (PowerShell) reverse shell: JIT frames open its children"),
+    ("Privilege Escalation/Sysmon_13_1_UACBypass_SDCLTBypass.evtx",
+     "sdclt UAC bypass from PowerShell (JIT frames)"),
+    ("Privilege Escalation/Sysmon_13_1_UAC_Bypass_EventVwrBypass.evtx",
+     "eventvwr UAC bypass from PowerShell (JIT frames)"),
+    ("Privilege Escalation/privesc_spoolsv_spl_file_write_sysmon11.evtx",
+     "spooler .SPL file write; explorer.exe's S10 with UNKNOWN frames are window-message "
+     "callbacks"),
+    ("Privilege Escalation/sysmon_1_7_elevate_uacbypass_sysprep.evtx",
+     "sysprep cryptbase.dll hijack UAC bypass from PowerShell (JIT frames; the DLL is on disk)"),
+):
+    DECISIONS[EVTX + _name] = {"rationale": f"File name: {_why}. Not injection."}
