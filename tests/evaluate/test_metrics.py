@@ -135,3 +135,30 @@ def test_threshold_curve_filters_by_risk(root):
     assert curve[40]["alerts"] == 2 and curve[40]["false_alerts"] == 1
     assert curve[50]["alerts"] == 1 and curve[50]["false_alerts"] == 0
     assert curve[40]["caught"] == curve[50]["caught"] == 1
+
+
+def test_per_corpus_rows(root):
+    """Each file belongs to the longest given corpus path holding it; rows sum to the totals."""
+    from unbacked.evaluate.metrics import corpus_markdown, corpus_of
+
+    assert corpus_of("wide/x/a.evtx", ["windows", "wide"]) == "wide"
+    assert corpus_of("wide/x/a.evtx", ["wide", "wide/x"]) == "wide/x"
+    assert corpus_of("wide/x/a.evtx", ["widex"]) == "wide"  # no prefix match: top folder
+    assert corpus_of("a.evtx", []) == "."
+    _label(root, "sub/c.evtx", [("H3", None, 7, r"C:\x\notepad.exe")], instances=4)
+    labels = load_labels(root / "labels")
+    fa = str(root / "data" / "a.evtx")
+    alerts = [_alert(fa, "H1", "aaaa-1", 10, "notepad.exe"), _alert(fa, "H1", "x", 4, "a.exe")]
+    ev = evaluate(alerts, labels, root, corpora=["data/sub", "data"])
+    assert [f.corpus for f in ev.files] == ["data/sub", "data", "data"]  # in the given order
+    rows = ev.corpora
+    assert list(rows) == ["data/sub", "data"]
+    assert rows["data/sub"]["files"] == 1 and rows["data/sub"]["benign_instances"] == 3
+    assert rows["data"]["caught"] == 1 and rows["data"]["malicious"] == 3
+    assert rows["data"]["false_alerts"] == 1 and rows["data"]["benign_instances"] == 7 + 9
+    assert rows["data"]["false_per_10k_benign"] == round(10_000 / 16, 3)
+    for k in ("malicious", "caught", "required", "false_alerts", "benign_instances"):
+        assert sum(r[k] for r in rows.values()) == ev.totals[k]
+    md = corpus_markdown(ev)
+    assert "| data/sub | 1 | 0/1 | 0/1 | 0 | 0.0 | 3 |" in md
+    assert "| **all** | 3 |" in md

@@ -107,6 +107,14 @@ def test_eval_on_own_corpora_arithmetic(eval_report):
     assert t["unlabelled_alerts"] == 0
 
 
+def test_eval_reports_each_input_path_as_a_corpus(eval_report):
+    rows = eval_report["corpora"]
+    assert list(rows) == ["samples/linux", "tests/fixtures/windows"]
+    assert {f["corpus"] for f in eval_report["files"]} == set(rows)
+    for k in ("malicious", "caught", "false_alerts", "benign_instances"):
+        assert sum(r[k] for r in rows.values()) == eval_report["totals"][k]
+
+
 def test_alert_provenance_maps_to_label_keys():
     """Captures store their path relative to the repository: eval from the root finds them."""
     from unbacked.sources import read_events

@@ -27,15 +27,16 @@ from unbacked.runreport import RunReport
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option(
     "--labels",
-    "labels_dir",
+    "labels_dirs",
     required=True,
+    multiple=True,
     type=click.Path(exists=True, file_okay=False),
-    help="Directory of label files (shared/data/labels layout).",
+    help="Directory of label files (shared/data/labels layout); repeat to combine label sets.",
 )
 @click.option(
     "--data-root",
     type=click.Path(exists=True, file_okay=False),
-    help="Folder the labels' 'file' paths are relative to (default: parent of --labels).",
+    help="Folder the labels' 'file' paths are relative to (default: parent of the first --labels).",
 )
 @click.option(
     "--baseline",
@@ -60,11 +61,22 @@ from unbacked.runreport import RunReport
 @click.option("-q", "--quiet", is_flag=True)
 @click.option("-v", "--verbose", count=True)
 def command(
-    paths, labels_dir, data_root, baseline, threshold, output, md_path, curve, quiet, verbose
+    paths, labels_dirs, data_root, baseline, threshold, output, md_path, curve, quiet, verbose
 ) -> None:
-    """Measure caught / missed / false alerts against ground-truth labels."""
-    labels = load_labels(labels_dir)
-    root = Path(data_root) if data_root else Path(labels_dir).resolve().parent
+    """Measure caught / missed / false alerts against ground-truth labels.
+
+    Only the labelled files under PATHS are scored, and each PATH is reported as a corpus of
+    its own (one row each, beside the per-file rows)."""
+    root = Path(data_root) if data_root else Path(labels_dirs[0]).resolve().parent
+    labels = {}
+    for d in labels_dirs:
+        labels.update(load_labels(d))
+    corpora = [_corpus_name(p, root) for p in paths]
+    labels = {
+        k: v
+        for k, v in labels.items()
+        if any(c == "." or k == c or k.startswith(c + "/") for c in corpora)
+    }
     report = RunReport()
     run_threshold = min(threshold, 20.0) if curve else threshold
     with Progress(enabled=not quiet) as progress:
@@ -81,15 +93,15 @@ def command(
         strict=True,
     )
     alerts = [a for a in result.alerts if a.risk_score >= threshold]
-    ev = evaluate(alerts, labels, root, signalled=pairs)
+    ev = evaluate(alerts, labels, root, signalled=pairs, corpora=corpora)
     curve_rows = threshold_curve(result.alerts, labels, root) if curve else None
     console = Console()
     table = Table(title="unbacked eval", header_style="bold")
     for col in ("file", "malicious", "caught", "required", "false", "benign inst.", "missed"):
         table.add_column(col, overflow="fold")
     for f in ev.files:
-        if f.malicious == 0 and not f.false_alerts and f.benign_instances == 0:
-            continue
+        if f.malicious == 0 and not f.false_alerts:
+            continue  # counted in the corpus rows
         table.add_row(
             f.file.split("/")[-1],
             str(f.malicious),
@@ -102,6 +114,28 @@ def command(
             ),
         )
     console.print(table)
+    ctable = Table(title="per corpus", header_style="bold")
+    for col in (
+        "corpus",
+        "files",
+        "required caught",
+        "all caught",
+        "false alerts",
+        "false / 10k benign",
+        "benign inst.",
+    ):
+        ctable.add_column(col, overflow="fold")
+    for name, c in ev.corpora.items():
+        ctable.add_row(
+            name,
+            str(c["files"]),
+            f"{c['required_caught']}/{c['required']}",
+            f"{c['caught']}/{c['malicious']}",
+            str(c["false_alerts"]),
+            str(c["false_per_10k_benign"] if c["false_per_10k_benign"] is not None else "-"),
+            str(c["benign_instances"]),
+        )
+    console.print(ctable)
     t = ev.totals
     console.print(
         f"recall {t['caught']}/{t['malicious']} · required {t['required_caught']}/{t['required']}"
@@ -129,3 +163,13 @@ def command(
             text += "\n" + curve_markdown(curve_rows)
         Path(md_path).write_text(text)
     sys.exit(0)
+
+
+def _corpus_name(path: str, root: Path) -> str:
+    """``path`` relative to the data root (``.`` for the root itself); a path outside the root
+    keeps its own name and so holds no labelled file."""
+    try:
+        rel = Path(path).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
+    return rel or "."

@@ -26,6 +26,7 @@ from unbacked.model.alert import Alert, ProcessRef
 class FileResult:
     file: str
     scope: str
+    corpus: str = ""
     malicious: int = 0
     required: int = 0
     caught: list[Instance] = field(default_factory=list)
@@ -43,6 +44,7 @@ class FileResult:
         return {
             "file": self.file,
             "scope": self.scope,
+            "corpus": self.corpus,
             "malicious": self.malicious,
             "caught": len(self.caught),
             "required": self.required,
@@ -82,29 +84,23 @@ class EvalResult:
 
     @property
     def totals(self) -> dict[str, Any]:
-        mal = sum(f.malicious for f in self.files)
-        caught = sum(len(f.caught) for f in self.files)
-        req = sum(f.required for f in self.files)
-        req_caught = sum(f.required_caught for f in self.files)
-        false = sum(len(f.false_alerts) for f in self.files)
-        benign = sum(f.benign_instances for f in self.files)
-        tta = sorted(t for f in self.files for t in f.time_to_alert)
         return {
-            "malicious": mal,
-            "caught": caught,
-            "recall": round(caught / mal, 4) if mal else None,
-            "required": req,
-            "required_caught": req_caught,
-            "false_alerts": false,
-            "benign_instances": benign,
-            "false_per_10k_benign": round(10_000 * false / benign, 3) if benign else None,
+            **_totals(self.files),
             "unlabelled_alerts": len(self.unlabelled_alerts),
-            "median_time_to_alert_s": tta[len(tta) // 2] if tta else None,
         }
+
+    @property
+    def corpora(self) -> dict[str, dict[str, Any]]:
+        """The totals of each corpus (the input path a labelled file lies under), in order."""
+        groups: dict[str, list[FileResult]] = {}
+        for f in self.files:
+            groups.setdefault(f.corpus, []).append(f)
+        return {name: {"files": len(fs), **_totals(fs)} for name, fs in groups.items()}
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "totals": self.totals,
+            "corpora": self.corpora,
             "by_technique": self.by_technique,
             "files": [f.to_dict() for f in self.files],
             "unlabelled_alerts": [
@@ -117,6 +113,41 @@ class EvalResult:
                 for a in self.unlabelled_alerts
             ],
         }
+
+
+def _totals(files: Sequence[FileResult]) -> dict[str, Any]:
+    mal = sum(f.malicious for f in files)
+    caught = sum(len(f.caught) for f in files)
+    req = sum(f.required for f in files)
+    req_caught = sum(f.required_caught for f in files)
+    false = sum(len(f.false_alerts) for f in files)
+    benign = sum(f.benign_instances for f in files)
+    tta = sorted(t for f in files for t in f.time_to_alert)
+    return {
+        "malicious": mal,
+        "caught": caught,
+        "recall": round(caught / mal, 4) if mal else None,
+        "required": req,
+        "required_caught": req_caught,
+        "required_recall": round(req_caught / req, 4) if req else None,
+        "false_alerts": false,
+        "benign_instances": benign,
+        "false_per_10k_benign": round(10_000 * false / benign, 3) if benign else None,
+        "median_time_to_alert_s": tta[len(tta) // 2] if tta else None,
+    }
+
+
+def corpus_of(key: str, corpora: Sequence[str]) -> str:
+    """The corpus of a label key: the longest of ``corpora`` (paths relative to the data root)
+    that contains it, else the key's top folder."""
+    best = ""
+    for c in corpora:
+        c = c.strip("/")
+        if (not c or key == c or key.startswith(c + "/")) and len(c) >= len(best):
+            best = c or "."
+    if best:
+        return best
+    return key.split("/", 1)[0] if "/" in key else "."
 
 
 def data_file_of(src_file: str, data_root: Path) -> str | None:
@@ -152,9 +183,12 @@ def evaluate(
     data_root: Path,
     *,
     signalled: Iterable[tuple[str | None, str | None]] = (),
+    corpora: Sequence[str] = (),
 ) -> EvalResult:
     """Score ``alerts`` against ``labels``. ``signalled`` lists (subject, actor) uids of every
-    signal of the run, to tell "no telemetry signal" from "scored below threshold"."""
+    signal of the run, to tell "no telemetry signal" from "scored below threshold". Each file is
+    assigned to the corpus of ``corpora`` (paths relative to ``data_root``) that holds it, or to
+    its top folder."""
     from unbacked.evaluate.labels import norm_guid
 
     signalled_uids = {norm_guid(u) for pair in signalled for u in pair if u}
@@ -171,7 +205,12 @@ def evaluate(
     results = []
     by_tech: dict[str, dict[str, int]] = defaultdict(lambda: {"malicious": 0, "caught": 0})
     for key, lab in sorted(labels.items()):
-        res = FileResult(file=key, scope=lab.scope, malicious=len(lab.malicious))
+        res = FileResult(
+            file=key,
+            scope=lab.scope,
+            corpus=corpus_of(key, corpora),
+            malicious=len(lab.malicious),
+        )
         res.required = sum(1 for i in lab.malicious if i.required)
         file_alerts = per_file.get(key, [])
         for inst in lab.malicious:
@@ -202,20 +241,44 @@ def evaluate(
                 res.false_alerts.append(alert)
         res.benign_instances = max(lab.process_instances - len(lab.malicious) - len(lab.other), 0)
         results.append(res)
+    order = {c.strip("/") or ".": i for i, c in enumerate(corpora)}
+    results.sort(key=lambda r: order.get(r.corpus, len(order)))  # stable: keys stay sorted
     return EvalResult(files=results, unlabelled_alerts=unlabelled, by_technique=dict(by_tech))
 
 
+def corpus_markdown(result: EvalResult) -> str:
+    """One row per corpus: recall on the required and on all labelled instances, false alerts,
+    false alerts per 10,000 benign process instances and the benign instance count."""
+    lines = [
+        "| corpus | files | required caught (confirmed, not disk-backed) | all labelled caught "
+        "| false alerts | false / 10k benign | benign instances |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    rows = list(result.corpora.items())
+    if len(rows) > 1:
+        rows.append(("**all**", {"files": len(result.files), **_totals(result.files)}))
+    for name, c in rows:
+        lines.append(
+            f"| {name} | {c['files']} | {c['required_caught']}/{c['required']} | "
+            f"{c['caught']}/{c['malicious']} | {c['false_alerts']} | "
+            f"{c['false_per_10k_benign'] if c['false_per_10k_benign'] is not None else '-'} | "
+            f"{c['benign_instances']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def markdown(result: EvalResult) -> str:
-    """The per-file and per-technique tables of ``docs/detection.md``."""
+    """The per-corpus, per-file and per-technique tables of ``docs/detection.md``."""
     t = result.totals
     lines = [
+        corpus_markdown(result),
         "| file | malicious | caught | required (confirmed, not disk-backed) | false alerts "
         "| benign instances | missed (why) |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
     for f in result.files:
-        if f.malicious == 0 and not f.false_alerts and f.benign_instances == 0:
-            continue
+        if f.malicious == 0 and not f.false_alerts:
+            continue  # counted in the corpus rows
         missed = "; ".join(
             f"{Path((i.image or '?').replace(chr(92), '/')).name} {i.pid} ({i.confidence}, {why})"
             for i, why in f.missed
