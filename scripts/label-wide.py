@@ -30,8 +30,7 @@ import json
 import re
 import sys
 import zipfile
-from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,9 +179,7 @@ def read_otrf(path: Path, rel: str) -> Data:
     d = Data(rel=rel, fmt="otrf-jsonl/nxlog")
     with zipfile.ZipFile(path) as zf:
         members = [
-            i
-            for i in zf.infolist()
-            if not i.is_dir() and not i.filename.startswith("__MACOSX/")
+            i for i in zf.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX/")
         ]
         if not members or not members[0].filename.endswith(".json"):
             d.fmt = "pcap (network capture in a zip, no host telemetry)"
@@ -258,9 +255,12 @@ def instances(d: Data) -> tuple[dict[tuple[str, str], Proc], dict[tuple[str, int
                 p = by_guid.get((host, g))
                 if p is None:
                     p = by_guid[(host, g)] = Proc(r.host, g, str(f.get(gk)), pid, None)
-                if img and (p.image is None or "\\" in str(img)):
-                    if not p.image or str(img) != "\u3100" and len(str(img)) > 2:
-                        p.image = str(img)
+                if (
+                    img
+                    and (p.image is None or "\\" in str(img))
+                    and (not p.image or (str(img) != "\u3100" and len(str(img)) > 2))
+                ):
+                    p.image = str(img)
                 if p.pid is None:
                     p.pid = pid
                 if id(p) not in seen:
@@ -268,7 +268,9 @@ def instances(d: Data) -> tuple[dict[tuple[str, str], Proc], dict[tuple[str, int
                     seen.add(id(p))
             elif pid:
                 loose.append((host, pid, _base(img), img, pos))
-        if r.channel == "Windows PowerShell" or r.channel.startswith("Microsoft-Windows-PowerShell"):
+        if r.channel == "Windows PowerShell" or r.channel.startswith(
+            "Microsoft-Windows-PowerShell"
+        ):
             continue
         if any(gk in f for gk, _, _ in GUID_FIELDS):
             continue
@@ -278,8 +280,13 @@ def instances(d: Data) -> tuple[dict[tuple[str, str], Proc], dict[tuple[str, int
                 loose.append((host, pid, _base(f.get(ik)), f.get(ik), pos))
         if r.event_id == 4688 and _num(f.get("ProcessId")) and f.get("ParentProcessName"):
             loose.append(
-                (host, _num(f.get("ProcessId")), _base(f["ParentProcessName"]),
-                 f["ParentProcessName"], pos)
+                (
+                    host,
+                    _num(f.get("ProcessId")),
+                    _base(f["ParentProcessName"]),
+                    f["ParentProcessName"],
+                    pos,
+                )
             )
     guid_index: dict[tuple[str, int, str], Proc] = {}
     for p in by_guid.values():
@@ -309,8 +316,10 @@ def _s8_unbacked(r: Rec) -> bool:
 
 
 def _s10_unknown(r: Rec) -> bool:
-    return r.event_id == 10 and r.channel == SYSMON and "UNKNOWN" in str(
-        r.fields.get("CallTrace") or ""
+    return (
+        r.event_id == 10
+        and r.channel == SYSMON
+        and "UNKNOWN" in str(r.fields.get("CallTrace") or "")
     )
 
 
@@ -323,22 +332,39 @@ def triage(d: Data) -> dict[str, Any]:
     for r in d.recs:
         f = r.fields
         if r.event_id == 8 and r.channel == SYSMON:
-            key = (_base(f.get("SourceImage")), f.get("SourceProcessId"),
-                   _base(f.get("TargetImage")), f.get("TargetProcessId"))
+            key = (
+                _base(f.get("SourceImage")),
+                f.get("SourceProcessId"),
+                _base(f.get("TargetImage")),
+                f.get("TargetProcessId"),
+            )
             s8_all[key] += 1
             if _s8_unbacked(r):
                 s8[key] += 1
         if _s10_unknown(r):
-            s10[(_base(f.get("SourceImage")), f.get("SourceProcessId"),
-                 _base(f.get("TargetImage")))] += 1
+            s10[
+                (_base(f.get("SourceImage")), f.get("SourceProcessId"), _base(f.get("TargetImage")))
+            ] += 1
         if r.event_id == 7 and r.channel == SYSMON and _base(f.get("ImageLoaded")) in CLR_MODULES:
             clr[(_base(f.get("Image")), f.get("ProcessId"))] += 1
         cmd = f.get("CommandLine") or f.get("ProcessCommandLine") or ""
         if cmd and STAGER_RE.search(str(cmd)):
-            stagers.append((r.index, r.record_id, r.event_id, f.get("ProcessId") or
-                            f.get("NewProcessId"), str(cmd)[:300]))
-    return {"s8_unbacked": s8, "s8_all": s8_all, "s10_unknown": s10, "clr_loads": clr,
-            "stager_cmdlines": stagers}
+            stagers.append(
+                (
+                    r.index,
+                    r.record_id,
+                    r.event_id,
+                    f.get("ProcessId") or f.get("NewProcessId"),
+                    str(cmd)[:300],
+                )
+            )
+    return {
+        "s8_unbacked": s8,
+        "s8_all": s8_all,
+        "s10_unknown": s10,
+        "clr_loads": clr,
+        "stager_cmdlines": stagers,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -385,10 +411,24 @@ KEY_FIELDS = {
     1: ("ProcessId", "Image", "CommandLine", "ParentProcessId", "ParentImage"),
     3: ("ProcessId", "Image", "DestinationIp", "DestinationPort", "DestinationHostname"),
     7: ("ProcessId", "Image", "ImageLoaded", "Signed"),
-    8: ("SourceProcessId", "SourceImage", "TargetProcessId", "TargetImage", "NewThreadId",
-        "StartAddress", "StartModule", "StartFunction"),
-    10: ("SourceProcessId", "SourceImage", "TargetProcessId", "TargetImage", "GrantedAccess",
-         "CallTrace"),
+    8: (
+        "SourceProcessId",
+        "SourceImage",
+        "TargetProcessId",
+        "TargetImage",
+        "NewThreadId",
+        "StartAddress",
+        "StartModule",
+        "StartFunction",
+    ),
+    10: (
+        "SourceProcessId",
+        "SourceImage",
+        "TargetProcessId",
+        "TargetImage",
+        "GrantedAccess",
+        "CallTrace",
+    ),
     11: ("ProcessId", "Image", "TargetFilename"),
     4688: ("NewProcessId", "NewProcessName", "CommandLine", "ProcessId", "ParentProcessName"),
     4104: ("ScriptBlockText", "Path"),
@@ -414,8 +454,7 @@ def _evidence(d: Data, sel: dict[str, Any]) -> list[dict[str, Any]]:
                 continue
             v = str(v)
             fields[k] = v if len(v) <= 400 else v[:400] + "..."
-        e: dict[str, Any] = {"event_id": r.event_id, "channel": r.channel,
-                             "record_id": r.record_id}
+        e: dict[str, Any] = {"event_id": r.event_id, "channel": r.channel, "record_id": r.record_id}
         e["file_record_index" if d.fmt == "evtx" else "file_line"] = r.index
         e["utc_time"] = r.utc_time
         e["time_created"] = r.time_created
@@ -436,9 +475,13 @@ def _find_proc(d: Data, procs, sel: dict[str, Any]) -> Proc:
                 return p
         raise SystemExit(f"{d.rel}: no process with GUID {sel['guid']}")
     pid, base = sel["pid"], _base(sel["image"])
-    cands = [p for p in list(by_guid.values()) + list(by_pid.values())
-             if p.pid == pid and _base(p.image) == base
-             and (host is None or p.host.lower() == host.lower())]
+    cands = [
+        p
+        for p in list(by_guid.values()) + list(by_pid.values())
+        if p.pid == pid
+        and _base(p.image) == base
+        and (host is None or p.host.lower() == host.lower())
+    ]
     if len(cands) != 1:
         raise SystemExit(f"{d.rel}: {len(cands)} processes match {sel}")
     return cands[0]
@@ -449,8 +492,12 @@ def _inst(d: Data, procs, entry: dict[str, Any], full: bool) -> tuple[dict[str, 
     out: dict[str, Any] = {}
     if "role" in entry:
         out["role"] = entry["role"]
-    out.update(host=p.host, process_guid=p.raw_guid, pid=p.pid,
-               image=entry.get("image_as_written") or p.image)
+    out.update(
+        host=p.host,
+        process_guid=p.raw_guid,
+        pid=p.pid,
+        image=entry.get("image_as_written") or p.image,
+    )
     if full:
         out["technique"] = entry["technique"]
         out["attack_ids"] = entry["attack_ids"]
@@ -485,9 +532,14 @@ def _procs_by_cmd(d: Data, procs, pattern: str, host: str | None = None) -> list
         elif r.event_id == 4688:
             pid = _num(r.fields.get("NewProcessId"))
             base = _base(r.fields.get("NewProcessName"))
-            p = next((q for q in by_guid.values() if q.host.lower() == r.host.lower()
-                      and q.pid == pid and _base(q.image) == base), None) or by_pid.get(
-                (r.host.lower(), pid or 0, base))
+            p = next(
+                (
+                    q
+                    for q in by_guid.values()
+                    if q.host.lower() == r.host.lower() and q.pid == pid and _base(q.image) == base
+                ),
+                None,
+            ) or by_pid.get((r.host.lower(), pid or 0, base))
         if p is not None and p not in out:
             out.append(p)
     return out
@@ -522,8 +574,11 @@ def metadata_for(rel: str) -> tuple[str | None, dict[str, Any] | None]:
             desc = re.search(r"^description:\s*(.+)$", text, re.M)
             return (
                 y.relative_to(DATA / WIDE).as_posix(),
-                {"title": m.group(1).strip() if m else None,
-                 "description": desc.group(1).strip() if desc else None, "text": text},
+                {
+                    "title": m.group(1).strip() if m else None,
+                    "description": desc.group(1).strip() if desc else None,
+                    "text": text,
+                },
             )
     return None, None
 
@@ -567,8 +622,15 @@ def build(rel: str, d: Data | None = None) -> dict[str, Any]:
                 if id(p) in other_seen:
                     continue
                 other_seen.add(id(p))
-                other.append({"host": p.host, "process_guid": p.raw_guid, "pid": p.pid,
-                              "image": p.image, "reason": e["reason"]})
+                other.append(
+                    {
+                        "host": p.host,
+                        "process_guid": p.raw_guid,
+                        "pid": p.pid,
+                        "image": p.image,
+                        "reason": e["reason"],
+                    }
+                )
         else:
             inst, p = _inst(d, procs, e, False)
             if id(p) not in other_seen:
@@ -580,7 +642,10 @@ def build(rel: str, d: Data | None = None) -> dict[str, Any]:
             inst, _p = _inst(d, procs, e, False)
             must_not.append(inst)
         else:
-            must_not.append(dict(e))
+            entry = {k: v for k, v in e.items() if k != "count"}
+            if "count" in e:  # n_events from a record selector
+                entry["n_events"] = len(_select(d, e["count"]))
+            must_not.append(entry)
     lab_keys = {(p.host.lower(), p.pid, _base(p.image)) for p in labelled}
     lab_guids = {p.guid for p in labelled if p.guid}
 
@@ -602,11 +667,15 @@ def build(rel: str, d: Data | None = None) -> dict[str, Any]:
         "sysmon8_involving_labelled_processes": sum(1 for r in s8 if involves(r, GUID_FIELDS)),
         "sysmon10_with_UNKNOWN_calltrace_total": len(s10u),
         "sysmon10_with_UNKNOWN_from_labelled_processes": sum(
-            1 for r in s10u if involves(r, src_pairs)),
+            1 for r in s10u if involves(r, src_pairs)
+        ),
         "sysmon10_UNKNOWN_by_unlabelled_source_image": dict(unl.most_common()),
     }
     scope = dec.get("scope") or (
-        "attack" if malicious else "attack-possible-injection" if possible
+        "attack"
+        if malicious
+        else "attack-possible-injection"
+        if possible
         else "attack-no-injection"
     )
     if not d.recs and d.fmt.startswith("pcap"):
@@ -643,21 +712,21 @@ def default_noise(tri: dict[str, Any]) -> str:
     parts = []
     if tri["s8_all"]:
         parts.append(
-            "Sysmon 8: " + ", ".join(f"{a}->{c} x{n}" for (a, _b, c, _d), n in
-                                     tri["s8_all"].most_common(5))
+            "Sysmon 8: "
+            + ", ".join(f"{a}->{c} x{n}" for (a, _b, c, _d), n in tri["s8_all"].most_common(5))
             + " (all with a start module or a kernel start address)"
         )
     if tri["clr_loads"]:
-        parts.append(
-            "CLR loaded by: " + ", ".join(sorted({k[0] for k in tri["clr_loads"]}))
-        )
+        parts.append("CLR loaded by: " + ", ".join(sorted({k[0] for k in tri["clr_loads"]})))
     return "; ".join(parts) or "None."
 
 
 def default_rationale(rel: str, d: Data, tri: dict[str, Any], md: dict[str, Any] | None) -> str:
     if d.fmt.startswith("pcap"):
-        return ("Network capture of the dataset (pcap in the zip): no host telemetry, no process "
-                "instances; nothing to label.")
+        return (
+            "Network capture of the dataset (pcap in the zip): no host telemetry, no process "
+            "instances; nothing to label."
+        )
     what = ""
     if md:
         what = f"Metadata {md['title']!r}: {md['description']} "
@@ -665,12 +734,16 @@ def default_rationale(rel: str, d: Data, tri: dict[str, Any], md: dict[str, Any]
         folder = rel.split("/")[2] if rel.count("/") >= 3 else ""
         what = f"{FOLDER_CONTEXT.get(folder, 'Attack sample')} ({Path(rel).name}). "
     if tri["s8_unbacked"] or tri["s10_unknown"]:
-        checks = ("The Sysmon 8 / Sysmon 10 events that look like code outside a module are "
-                  "explained in benign_noise_notes (JIT-compiled managed code, window-message "
-                  "callbacks)")
+        checks = (
+            "The Sysmon 8 / Sysmon 10 events that look like code outside a module are "
+            "explained in benign_noise_notes (JIT-compiled managed code, window-message "
+            "callbacks)"
+        )
     else:
-        checks = ("No Sysmon 8 with a start address outside a module, no Sysmon 10 with "
-                  "UNKNOWN frames in its call trace")
+        checks = (
+            "No Sysmon 8 with a start address outside a module, no Sysmon 10 with "
+            "UNKNOWN frames in its call trace"
+        )
     if tri["stager_cmdlines"]:
         checks += "; the command lines that match in-memory stager patterns are script-level "
         checks += "(PowerShell/WSH), with no sign of code mapped into memory"
@@ -701,8 +774,10 @@ def print_triage(rel: str) -> None:
     d = read_data(rel)
     tri = triage(d)
     procs = instances(d)
-    print(f"== {rel}  events={len(d.recs)} errors={d.parse_errors} "
-          f"instances={len(procs[0]) + len(procs[1])} hosts={dict(Counter(r.host for r in d.recs))}")
+    print(
+        f"== {rel}  events={len(d.recs)} errors={d.parse_errors} "
+        f"instances={len(procs[0]) + len(procs[1])} hosts={dict(Counter(r.host for r in d.recs))}"
+    )
     for k in ("s8_unbacked", "s10_unknown", "clr_loads"):
         if tri[k]:
             print(f"  {k}: {dict(tri[k].most_common(12))}")

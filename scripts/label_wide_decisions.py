@@ -85,7 +85,9 @@ def _mimikatz_agent(
 
 
 def _lsass_unknown(pid: int, what: str) -> dict[str, Any]:
-    return _ev(10, what, SourceProcessId=str(pid), **{"TargetImage~": "lsass", "CallTrace~": "UNKNOWN"})
+    return _ev(
+        10, what, SourceProcessId=str(pid), **{"TargetImage~": "lsass", "CallTrace~": "UNKNOWN"}
+    )
 
 
 def _agent_events(pid: int, what: str) -> dict[str, Any]:
@@ -100,11 +102,18 @@ DECISIONS: dict[str, dict[str, Any]] = {}
 DECISIONS[OTRF + "credential_access/host/empire_mimikatz_logonpasswords.zip"] = {
     "malicious": [
         _mimikatz_agent(
-            W5, 1648, "credentials/mimikatz/logonpasswords (agent B7Y8G4XC, powershell 1648)",
+            W5,
+            1648,
+            "credentials/mimikatz/logonpasswords (agent B7Y8G4XC, powershell 1648)",
             "confirmed",
-            [_lsass_unknown(1648, "lsass.exe opened 0x1010 from ntdll|KERNELBASE|UNKNOWN: "
-                            "the caller is code outside any module and outside the CLR "
-                            "(sekurlsa::logonpasswords of the mapped mimikatz)")],
+            [
+                _lsass_unknown(
+                    1648,
+                    "lsass.exe opened 0x1010 from ntdll|KERNELBASE|UNKNOWN: "
+                    "the caller is code outside any module and outside the CLR "
+                    "(sekurlsa::logonpasswords of the mapped mimikatz)",
+                )
+            ],
         )
     ],
     "other": [EMPIRE_AGENT, EMPIRE_TASKED],
@@ -116,10 +125,17 @@ DECISIONS[OTRF + "credential_access/host/empire_mimikatz_logonpasswords.zip"] = 
 DECISIONS[OTRF + "credential_access/host/empire_mimikatz_lsadump_patch.zip"] = {
     "malicious": [
         _mimikatz_agent(
-            W5, 1648, "credentials/mimikatz/lsadump (agent B7Y8G4XC, powershell 1648)",
+            W5,
+            1648,
+            "credentials/mimikatz/lsadump (agent B7Y8G4XC, powershell 1648)",
             "confirmed",
-            [_lsass_unknown(1648, "lsass.exe opened 0x1438 (VM_READ|VM_WRITE|VM_OPERATION) from "
-                            "ntdll|KERNELBASE|UNKNOWN: lsadump::lsa /patch of the mapped mimikatz")],
+            [
+                _lsass_unknown(
+                    1648,
+                    "lsass.exe opened 0x1438 (VM_READ|VM_WRITE|VM_OPERATION) from "
+                    "ntdll|KERNELBASE|UNKNOWN: lsadump::lsa /patch of the mapped mimikatz",
+                )
+            ],
         )
     ],
     "other": [EMPIRE_AGENT, EMPIRE_TASKED],
@@ -130,9 +146,17 @@ DECISIONS[OTRF + "credential_access/host/empire_mimikatz_lsadump_patch.zip"] = {
 DECISIONS[OTRF + "credential_access/host/empire_over_pth_patch_lsass.zip"] = {
     "malicious": [
         _mimikatz_agent(
-            W6, 5056, "credentials/mimikatz/pth (agent 4EH9PC5S, powershell 5056)", "confirmed",
-            [_lsass_unknown(5056, "lsass.exe opened 0x1010 / 0x1038 from ntdll|KERNELBASE|UNKNOWN "
-                            "(sekurlsa::pth patches the logon session in lsass)")],
+            W6,
+            5056,
+            "credentials/mimikatz/pth (agent 4EH9PC5S, powershell 5056)",
+            "confirmed",
+            [
+                _lsass_unknown(
+                    5056,
+                    "lsass.exe opened 0x1010 / 0x1038 from ntdll|KERNELBASE|UNKNOWN "
+                    "(sekurlsa::pth patches the logon session in lsass)",
+                )
+            ],
         ),
         {
             "role": "payload-child",
@@ -144,8 +168,14 @@ DECISIONS[OTRF + "credential_access/host/empire_over_pth_patch_lsass.zip"] = {
             "attack_ids": ["T1550.002", "T1059.003"],
             "disk_backed": None,
             "confidence": "confirmed",
-            "evidence": [_ev(1, "cmd.exe, parent powershell 5056 (the agent running mimikatz pth)",
-                             ParentProcessId="5056", **{"Image~": "cmd.exe"})],
+            "evidence": [
+                _ev(
+                    1,
+                    "cmd.exe, parent powershell 5056 (the agent running mimikatz pth)",
+                    ParentProcessId="5056",
+                    **{"Image~": "cmd.exe"},
+                )
+            ],
         },
     ],
     "other": [EMPIRE_AGENT, EMPIRE_TASKED],
@@ -157,20 +187,33 @@ DECISIONS[OTRF + "credential_access/host/empire_over_pth_patch_lsass.zip"] = {
 DECISIONS[OTRF + "credential_access/host/empire_mimikatz_sam_access.zip"] = {
     "malicious": [
         _mimikatz_agent(
-            W5, 5972, "credentials/mimikatz/sam (agent WE8XYD3K, powershell 5972)", "confirmed",
+            W5,
+            5972,
+            "credentials/mimikatz/sam (agent WE8XYD3K, powershell 5972)",
+            "confirmed",
             [
-                _lsass_unknown(5972, "lsass.exe opened from ntdll|KERNELBASE|UNKNOWN (token::elevate "
-                               "/ lsadump::sam of the mapped mimikatz)"),
-                _ev(10, "process enumeration (0x40 / 0x1400) of svchost/winlogon/... from "
+                _lsass_unknown(
+                    5972,
+                    "lsass.exe opened from ntdll|KERNELBASE|UNKNOWN (token::elevate "
+                    "/ lsadump::sam of the mapped mimikatz)",
+                ),
+                _ev(
+                    10,
+                    "process enumeration (0x40 / 0x1400) of svchost/winlogon/... from "
                     "ntdll|KERNELBASE|UNKNOWN: mimikatz token::elevate looking for a SYSTEM token",
-                    SourceProcessId="5972", **{"TargetImage~": "svchost", "CallTrace~": "UNKNOWN"}),
+                    SourceProcessId="5972",
+                    **{"TargetImage~": "svchost", "CallTrace~": "UNKNOWN"},
+                ),
             ],
         )
     ],
     "other": [EMPIRE_AGENT, EMPIRE_TASKED],
     "must_not_label": [
-        {"reason": "the svchost/lsass/winlogon/logonui/fontdrvhost instances opened by the agent "
-         "(0x40 / 0x1400, token enumeration) are read, not injected", "n_events": 4500}
+        {
+            "reason": "the svchost/lsass/winlogon/logonui/fontdrvhost instances opened by the "
+            "agent from UNKNOWN frames (0x40 / 0x1400, token enumeration) are read, not injected",
+            "count": {"event_id": 10, "SourceProcessId": "5972", "CallTrace~": "UNKNOWN"},
+        }
     ],
     "noise_notes": JIT_NOTE,
     "rationale": "Metadata SDWIN-190625103712: agent WE8XYD3K (powershell 5972) runs "
@@ -178,17 +221,32 @@ DECISIONS[OTRF + "credential_access/host/empire_mimikatz_sam_access.zip"] = {
     "frames directly after KERNELBASE are the mapped mimikatz.",
 }
 for _name, _pid, _meta, _mod in (
-    ("empire_mimikatz_extract_keys.zip", 5972, "SDWIN-190518230752",
-     "credentials/mimikatz/extract_tickets (agent WE8XYD3K, powershell 5972)"),
-    ("empire_mimikatz_backupkeys_dcerpc_smb_lsarpc.zip", 4380, "SDWIN-190518235535",
-     "credentials/mimikatz/command lsadump::backupkeys (agent ALYH6ZB2, powershell 4380)"),
-    ("empire_dcsync_dcerpc_drsuapi_DsGetNCChanges.zip", 7456, "SDWIN-190301174830",
-     "credentials/mimikatz/dcsync (agent 1EHYPBVC, powershell 7456)"),
+    (
+        "empire_mimikatz_extract_keys.zip",
+        5972,
+        "SDWIN-190518230752",
+        "credentials/mimikatz/extract_tickets (agent WE8XYD3K, powershell 5972)",
+    ),
+    (
+        "empire_mimikatz_backupkeys_dcerpc_smb_lsarpc.zip",
+        4380,
+        "SDWIN-190518235535",
+        "credentials/mimikatz/command lsadump::backupkeys (agent ALYH6ZB2, powershell 4380)",
+    ),
+    (
+        "empire_dcsync_dcerpc_drsuapi_DsGetNCChanges.zip",
+        7456,
+        "SDWIN-190301174830",
+        "credentials/mimikatz/dcsync (agent 1EHYPBVC, powershell 7456)",
+    ),
 ):
     DECISIONS[OTRF + "credential_access/host/" + _name] = {
         "malicious": [
             _mimikatz_agent(
-                W5, _pid, _mod, "probable",
+                W5,
+                _pid,
+                _mod,
+                "probable",
                 [_agent_events(_pid, "events of the agent process named in the metadata")],
                 notes="No event shows the mapping itself: the module works over RPC/LSA APIs and "
                 "this capture has no S8/S10 from mimikatz code. Labelled from the metadata.",
@@ -220,8 +278,11 @@ DECISIONS[OTRF + "credential_access/host/covenant_dcsync_dcerpc_drsuapi_DsGetNCC
             "disk_backed": False,
             "confidence": "probable",
             "evidence": [
-                _ev(3, "GruntHTTP.exe talks RPC (135 / dynamic port) to the DC: DsGetNCChanges",
-                    **{"Image~": "GruntHTTP.exe"}),
+                _ev(
+                    3,
+                    "GruntHTTP.exe talks RPC (135 / dynamic port) to the DC: DsGetNCChanges",
+                    **{"Image~": "GruntHTTP.exe"},
+                ),
             ],
             "notes": "No S7/S8/S10 of the mapping in this capture; labelled from the metadata "
             "(adversary view shows mimikatz(powershell) # lsadump::dcsync output).",
@@ -242,8 +303,11 @@ DECISIONS[OTRF + "discovery/host/covenant_getdomaingroup_ldap_searchrequest_doma
             "disk_backed": False,
             "confidence": "possible",
             "evidence": [
-                _ev(3, "GruntHTTP.exe LDAP (389) to the DC: the domain-group query",
-                    **{"Image~": "GruntHTTP.exe"}),
+                _ev(
+                    3,
+                    "GruntHTTP.exe LDAP (389) to the DC: the domain-group query",
+                    **{"Image~": "GruntHTTP.exe"},
+                ),
             ],
             "notes": "In-memory .NET assembly load; whether that counts as reflective code "
             "loading for a native-memory detector is a matter of definition.",
@@ -288,10 +352,16 @@ for _name in (
         "frames between USER32 or CLR frames are window-message callbacks and .NET JIT (benign).",
     }
 for _name, _img, _why in (
-    ("credential_access/host/empire_shell_rubeus_asktgt_createnetonly.zip", "rubeus",
-     "Rubeus.exe (.NET executable on disk) started through the agent's shell"),
-    ("credential_access/host/empire_shell_rubeus_asktgt_ptt.zip", "rubeus",
-     "Rubeus.exe (.NET executable on disk) started through the agent's shell"),
+    (
+        "credential_access/host/empire_shell_rubeus_asktgt_createnetonly.zip",
+        "rubeus",
+        "Rubeus.exe (.NET executable on disk) started through the agent's shell",
+    ),
+    (
+        "credential_access/host/empire_shell_rubeus_asktgt_ptt.zip",
+        "rubeus",
+        "Rubeus.exe (.NET executable on disk) started through the agent's shell",
+    ),
 ):
     DECISIONS[OTRF + _name] = {
         "other": [EMPIRE_AGENT, EMPIRE_TASKED, {"cmd": _img, "reason": _why}],
@@ -301,23 +371,31 @@ DECISIONS[OTRF + "persistence/host/proxylogon_ssrf_rce_poc.zip"] = {
     "noise_notes": "hostcontrollerservice.exe -> noderunner.exe and MSExchangeHMWorker -> netsh "
     "S10 with UNKNOWN frames are Exchange's own .NET (JIT) code opening its child processes.",
     "must_not_label": [
-        {"reason": "Exchange .NET services (hostcontrollerservice.exe, msexchangehmworker.exe) "
-         "opening their own children from JIT frames: managed code, not injection",
-         "n_events": 49, "targets": {"noderunner.exe": 48, "netsh.exe": 1}}
+        {
+            "reason": "Exchange .NET services (hostcontrollerservice.exe, msexchangehmworker.exe) "
+            "opening their own children from JIT frames: managed code, not injection",
+            "n_events": 49,
+            "targets": {"noderunner.exe": 48, "netsh.exe": 1},
+        }
     ],
     "rationale": "ProxyLogon SSRF + RCE proof of concept: an ASPX web shell written through "
     "Exchange and run by w3wp.exe. Script/web-shell execution, no code mapped in memory.",
 }
-for _name in (
-    "collection/host/msf_record_mic.zip",
-):
+for _name in ("collection/host/msf_record_mic.zip",):
     pass
 for _name, _why in (
-    ("credential_access/host/cmd_dumping_ntds_dit_file_ntdsutil.zip", "ntdsutil IFM copy of ntds.dit"),
-    ("credential_access/host/cmd_dumping_ntds_dit_file_volume_shadow_copy.zip",
-     "vssadmin shadow copy of ntds.dit"),
-    ("credential_access/host/rdp_interactive_taskmanager_lsass_dump.zip",
-     "Task Manager 'Create dump file' of lsass over RDP"),
+    (
+        "credential_access/host/cmd_dumping_ntds_dit_file_ntdsutil.zip",
+        "ntdsutil IFM copy of ntds.dit",
+    ),
+    (
+        "credential_access/host/cmd_dumping_ntds_dit_file_volume_shadow_copy.zip",
+        "vssadmin shadow copy of ntds.dit",
+    ),
+    (
+        "credential_access/host/rdp_interactive_taskmanager_lsass_dump.zip",
+        "Task Manager 'Create dump file' of lsass over RDP",
+    ),
 ):
     DECISIONS[OTRF + _name] = {
         "noise_notes": "explorer.exe / ctfmon.exe / taskmgr.exe S10 with UNKNOWN frames between "
@@ -325,11 +403,21 @@ for _name, _why in (
         "rationale": f"{_why}: a LOLBin / GUI credential dump, no code mapped in memory.",
     }
 for _name, _src, _why in (
-    ("credential_access/host/psh_input_capture_promptforcreds.zip", "raccine",
-     "PowerShell Get-Credential prompt"),
-    ("credential_access/host/psh_lsass_memory_dump_comsvcs.zip", "rundll32",
-     "rundll32 comsvcs.dll MiniDump of lsass started from PowerShell"),
-    ("execution/host/psh_python_webserver.zip", "python", "python http.server started from PowerShell"),
+    (
+        "credential_access/host/psh_input_capture_promptforcreds.zip",
+        "raccine",
+        "PowerShell Get-Credential prompt",
+    ),
+    (
+        "credential_access/host/psh_lsass_memory_dump_comsvcs.zip",
+        "rundll32",
+        "rundll32 comsvcs.dll MiniDump of lsass started from PowerShell",
+    ),
+    (
+        "execution/host/psh_python_webserver.zip",
+        "python",
+        "python http.server started from PowerShell",
+    ),
 ):
     DECISIONS[OTRF + _name] = {
         "noise_notes": "powershell.exe S10 with UNKNOWN frames (System.ni.dll / "
@@ -352,8 +440,14 @@ DECISIONS[EVTX + "Credential Access/CA_keepass_KeeThief_Get-KeePassDatabaseKey.e
             "attack_ids": ["T1055.002", "T1555.005", "T1059.001"],
             "disk_backed": False,
             "confidence": "confirmed",
-            "evidence": [_ev(8, "CreateRemoteThread into KeePass.exe at 0x06160000, no start "
-                             "module (private memory)", StartAddress="0x06160000")],
+            "evidence": [
+                _ev(
+                    8,
+                    "CreateRemoteThread into KeePass.exe at 0x06160000, no start "
+                    "module (private memory)",
+                    StartAddress="0x06160000",
+                )
+            ],
         },
         {
             "role": "injected",
@@ -363,13 +457,21 @@ DECISIONS[EVTX + "Credential Access/CA_keepass_KeeThief_Get-KeePassDatabaseKey.e
             "attack_ids": ["T1055.002", "T1555.005"],
             "disk_backed": False,
             "confidence": "confirmed",
-            "evidence": [_ev(8, "remote thread started in KeePass.exe outside any module",
-                             StartAddress="0x06160000")],
+            "evidence": [
+                _ev(
+                    8,
+                    "remote thread started in KeePass.exe outside any module",
+                    StartAddress="0x06160000",
+                )
+            ],
         },
     ],
     "must_not_label": [
-        {"reason": "the first S8 (record 7070) starts at ntdll!DbgUiRemoteBreakin: a debugger "
-         "break-in thread, image-backed", "n_events": 1}
+        {
+            "reason": "the first S8 (record 7070) starts at ntdll!DbgUiRemoteBreakin: a debugger "
+            "break-in thread, image-backed",
+            "n_events": 1,
+        }
     ],
     "rationale": "File name: KeeThief Get-KeePassDatabaseKey (harmj0y). Two remote threads from "
     "powershell.exe into KeePass.exe; the second starts in memory outside any module.",
@@ -385,9 +487,14 @@ DECISIONS[EVTX + "Execution/exec_driveby_cve-2018-15982_sysmon_1_10.evtx"] = {
             "attack_ids": ["T1189", "T1203"],
             "disk_backed": False,
             "confidence": "confirmed",
-            "evidence": [_ev(10, "cmd.exe creation handle from kernel32|UNKNOWN x4 frames "
-                             "(shellcode outside any module), under IEFRAME/user32",
-                             **{"CallTrace~": "UNKNOWN"})],
+            "evidence": [
+                _ev(
+                    10,
+                    "cmd.exe creation handle from kernel32|UNKNOWN x4 frames "
+                    "(shellcode outside any module), under IEFRAME/user32",
+                    **{"CallTrace~": "UNKNOWN"},
+                )
+            ],
         },
         {
             "role": "payload-child",
@@ -403,7 +510,9 @@ DECISIONS[EVTX + "Execution/exec_driveby_cve-2018-15982_sysmon_1_10.evtx"] = {
     "rationale": "File name: drive-by CVE-2018-15982 (Flash use-after-free). iexplore.exe opens "
     "its new cmd.exe from code outside any module.",
 }
-DECISIONS[EVTX + "Privilege Escalation/CVE-2020-0796_SMBV3Ghost_LocalPrivEsc_Sysmon_3_1_10.evtx"] = {
+DECISIONS[
+    EVTX + "Privilege Escalation/CVE-2020-0796_SMBV3Ghost_LocalPrivEsc_Sysmon_3_1_10.evtx"
+] = {
     "malicious": [
         {
             "role": "injector",
@@ -416,10 +525,16 @@ DECISIONS[EVTX + "Privilege Escalation/CVE-2020-0796_SMBV3Ghost_LocalPrivEsc_Sys
             "disk_backed": False,
             "confidence": "confirmed",
             "evidence": [
-                _ev(10, "winlogon.exe opened 0x1fffff from ntdll|KERNELBASE|UNKNOWN",
-                    **{"TargetImage~": "winlogon"}),
-                _ev(3, "loopback SMB (127.0.0.1:445): the SMBv3 compression exploit",
-                    ProcessId="7400"),
+                _ev(
+                    10,
+                    "winlogon.exe opened 0x1fffff from ntdll|KERNELBASE|UNKNOWN",
+                    **{"TargetImage~": "winlogon"},
+                ),
+                _ev(
+                    3,
+                    "loopback SMB (127.0.0.1:445): the SMBv3 compression exploit",
+                    ProcessId="7400",
+                ),
             ],
         },
         {
@@ -430,8 +545,14 @@ DECISIONS[EVTX + "Privilege Escalation/CVE-2020-0796_SMBV3Ghost_LocalPrivEsc_Sys
             "attack_ids": ["T1055"],
             "disk_backed": False,
             "confidence": "confirmed",
-            "evidence": [_ev(1, "cmd.exe child of winlogon.exe right after the full-access open "
-                             "(what the target did next)", **{"ParentImage~": "winlogon"})],
+            "evidence": [
+                _ev(
+                    1,
+                    "cmd.exe child of winlogon.exe right after the full-access open "
+                    "(what the target did next)",
+                    **{"ParentImage~": "winlogon"},
+                )
+            ],
         },
         {
             "role": "payload-child",
@@ -460,8 +581,11 @@ DECISIONS[EVTX + "Execution/Exec_sysmon_meterpreter_reversetcp_msipackage.evtx"]
             "disk_backed": False,
             "confidence": "probable",
             "evidence": [
-                _ev(1, "MSI4FFD.tmp started by msiexec /V (the package's payload)",
-                    **{"Image~": "MSI4FFD.tmp"}),
+                _ev(
+                    1,
+                    "MSI4FFD.tmp started by msiexec /V (the package's payload)",
+                    **{"Image~": "MSI4FFD.tmp"},
+                ),
             ],
             "notes": "No S8/S10 of the stage; labelled from the file name and the shell it opens.",
         },
@@ -479,10 +603,17 @@ DECISIONS[EVTX + "Execution/Exec_sysmon_meterpreter_reversetcp_msipackage.evtx"]
     "other": [{"cmd": r"^whoami$", "reason": "whoami from the Meterpreter shell"}],
     "rationale": "File name: Meterpreter reverse TCP from an MSI package.",
 }
-DECISIONS[EVTX + "Privilege Escalation/sysmon_13_1_meterpreter_getsystem_NamedPipeImpersonation.evtx"] = {
+DECISIONS[
+    EVTX + "Privilege Escalation/sysmon_13_1_meterpreter_getsystem_NamedPipeImpersonation.evtx"
+] = {
     "scope": "attack (the in-memory payload's process is not in this capture)",
-    "other": [{"cmd": r"echo msdhch", "reason": "getsystem technique 1: service cmd.exe writing "
-               "to the named pipe the Meterpreter process impersonates"}],
+    "other": [
+        {
+            "cmd": r"echo msdhch",
+            "reason": "getsystem technique 1: service cmd.exe writing "
+            "to the named pipe the Meterpreter process impersonates",
+        }
+    ],
     "rationale": "File name: Meterpreter getsystem (named-pipe impersonation). Only the service "
     "side is logged (services.exe and its cmd.exe); the Meterpreter process itself has no event.",
 }
@@ -498,11 +629,19 @@ DECISIONS[EVTX + "Credential Access/babyshark_mimikatz_powershell.evtx"] = {
             "disk_backed": False,
             "confidence": "probable",
             "evidence": [
-                _ev(7, "powershell.exe loads mimikatz' dependency set (cryptdll, samlib, hid, "
-                    "WinSCard, vaultcli)", ProcessId="1200", **{"ImageLoaded~": "cryptdll"}),
+                _ev(
+                    7,
+                    "powershell.exe loads mimikatz' dependency set (cryptdll, samlib, hid, "
+                    "WinSCard, vaultcli)",
+                    ProcessId="1200",
+                    **{"ImageLoaded~": "cryptdll"},
+                ),
                 _ev(7, "samlib.dll load", ProcessId="1200", **{"ImageLoaded~": "samlib"}),
-                _ev(10, "lsass.exe opened 0x1010 (x86 stack walk stops after KERNELBASE)",
-                    **{"TargetImage~": "lsass"}),
+                _ev(
+                    10,
+                    "lsass.exe opened 0x1010 (x86 stack walk stops after KERNELBASE)",
+                    **{"TargetImage~": "lsass"},
+                ),
             ],
             "notes": "Like the curated Invoke-Mimikatz sample: no event shows the mapping itself.",
         }
@@ -521,9 +660,14 @@ DECISIONS[EVTX + "Credential Access/CA_Mimikatz_Memssp_Default_Logs_Sysmon_11.ev
             "attack_ids": ["T1547.005", "T1055", "T1003.001"],
             "disk_backed": False,
             "confidence": "probable",
-            "evidence": [_ev(11, "lsass.exe creates C:\\Windows\\System32\\mimilsa.log (the "
-                             "memssp default log): the patched code runs", **{"TargetFilename~":
-                                                                              "mimilsa.log"})],
+            "evidence": [
+                _ev(
+                    11,
+                    "lsass.exe creates C:\\Windows\\System32\\mimilsa.log (the "
+                    "memssp default log): the patched code runs",
+                    **{"TargetFilename~": "mimilsa.log"},
+                )
+            ],
             "notes": "The injecting mimikatz process is not in this capture.",
         }
     ],
@@ -544,8 +688,11 @@ DECISIONS[EVTX + "Credential Access/ppl_bypass_ppldump_knowdll_hijack_sysmon_sec
             "confidence": "confirmed",
             "evidence": [
                 _ev(1, "PPLdump.exe -v lsass lsass.dmp", **{"Image~": "PPLdump.exe"}),
-                _ev(1, "protected services.exe started by PPLdump with the dump arguments",
-                    **{"ParentImage~": "PPLdump.exe"}),
+                _ev(
+                    1,
+                    "protected services.exe started by PPLdump with the dump arguments",
+                    **{"ParentImage~": "PPLdump.exe"},
+                ),
             ],
         },
         {
@@ -557,8 +704,11 @@ DECISIONS[EVTX + "Credential Access/ppl_bypass_ppldump_knowdll_hijack_sysmon_sec
             "disk_backed": True,
             "confidence": "confirmed",
             "evidence": [
-                _ev(10, "lsass.exe opened from EventAggregation.dll frames, then dbgcore "
-                    "MiniDump", SourceProcessId="7188"),
+                _ev(
+                    10,
+                    "lsass.exe opened from EventAggregation.dll frames, then dbgcore MiniDump",
+                    SourceProcessId="7188",
+                ),
                 _ev(11, "lsass.dmp written by services.exe", **{"TargetFilename~": "lsass.dmp"}),
             ],
         },
@@ -566,7 +716,9 @@ DECISIONS[EVTX + "Credential Access/ppl_bypass_ppldump_knowdll_hijack_sysmon_sec
     "rationale": "File name: PPL bypass with PPLdump (KnownDlls hijack). The code runs from an "
     "image section (disk-backed contrast case: no unbacked start address is expected).",
 }
-DECISIONS[EVTX + "AutomatedTestingTools/Malware/DE_timestomp_and_dll_sideloading_and_RunPersist.evtx"] = {
+DECISIONS[
+    EVTX + "AutomatedTestingTools/Malware/DE_timestomp_and_dll_sideloading_and_RunPersist.evtx"
+] = {
     "malicious": [
         {
             "role": "self-injected",
@@ -578,10 +730,17 @@ DECISIONS[EVTX + "AutomatedTestingTools/Malware/DE_timestomp_and_dll_sideloading
             "disk_backed": False,
             "confidence": "confirmed",
             "evidence": [
-                _ev(7, "NvSmart.exe loads the unsigned NvSmartMax.dll",
-                    **{"ImageLoaded~": "NvSmartMax.dll"}),
-                _ev(10, "cmd.exe creation from UNKNOWN(100013EA..) -> UNKNOWN(0020082A..) frames: "
-                    "code outside any module", **{"CallTrace~": "UNKNOWN(0020"}),
+                _ev(
+                    7,
+                    "NvSmart.exe loads the unsigned NvSmartMax.dll",
+                    **{"ImageLoaded~": "NvSmartMax.dll"},
+                ),
+                _ev(
+                    10,
+                    "cmd.exe creation from UNKNOWN(100013EA..) -> UNKNOWN(0020082A..) frames: "
+                    "code outside any module",
+                    **{"CallTrace~": "UNKNOWN(0020"},
+                ),
             ],
         },
         {
@@ -596,8 +755,11 @@ DECISIONS[EVTX + "AutomatedTestingTools/Malware/DE_timestomp_and_dll_sideloading
         },
     ],
     "other": [
-        {"guid": "365ABB72-7C01-5CC4-0000-00102B3E0C00", "reason": "Flash_update.exe dropper "
-         "(writes NvSmart.exe + NvSmartMax.dll, timestomps them, deletes itself)"},
+        {
+            "guid": "365ABB72-7C01-5CC4-0000-00102B3E0C00",
+            "reason": "Flash_update.exe dropper "
+            "(writes NvSmart.exe + NvSmartMax.dll, timestomps them, deletes itself)",
+        },
         {"guid": "365ABB72-7C02-5CC4-0000-0010FD6E0C00", "reason": "cmd /c del of the dropper"},
     ],
     "rationale": "File name: time-stomping, DLL side-loading and Run-key persistence (malware "
@@ -614,8 +776,14 @@ DECISIONS[EVTX + "Credential Access/CA_teamviewer-dumper_sysmon_10.evtx"] = {
             "attack_ids": ["T1055.001", "T1555"],
             "disk_backed": True,
             "confidence": "probable",
-            "evidence": [_ev(10, "TeamViewer.exe opened 0x147a (CREATE_THREAD|VM_OPERATION|"
-                             "VM_WRITE|VM_READ|QUERY)", **{"TargetImage~": "TeamViewer"})],
+            "evidence": [
+                _ev(
+                    10,
+                    "TeamViewer.exe opened 0x147a (CREATE_THREAD|VM_OPERATION|"
+                    "VM_WRITE|VM_READ|QUERY)",
+                    **{"TargetImage~": "TeamViewer"},
+                )
+            ],
             "notes": "Frida writes a small bootstrap into the target and loads frida-agent.dll "
             "from disk; the remote thread itself is not logged.",
         },
@@ -627,8 +795,13 @@ DECISIONS[EVTX + "Credential Access/CA_teamviewer-dumper_sysmon_10.evtx"] = {
             "attack_ids": ["T1055.001"],
             "disk_backed": True,
             "confidence": "probable",
-            "evidence": [_ev(10, "opened for injection by frida-winjector-helper",
-                             **{"TargetImage~": "TeamViewer"})],
+            "evidence": [
+                _ev(
+                    10,
+                    "opened for injection by frida-winjector-helper",
+                    **{"TargetImage~": "TeamViewer"},
+                )
+            ],
         },
     ],
     "rationale": "File name: TeamViewer credential dumper (Frida-based).",
@@ -644,10 +817,14 @@ DECISIONS[EVTX + "Lateral Movement/LM_DCOM_MSHTA_LethalHTA_Sysmon_3_1.evtx"] = {
             "attack_ids": ["T1021.003", "T1218.005", "T1620"],
             "disk_backed": False,
             "confidence": "possible",
-            "evidence": [_ev(1, "mshta.exe -Embedding started by DcomLaunch",
-                             **{"Image~": "mshta.exe"}),
-                         _ev(3, "inbound connection to mshta.exe from the attacker",
-                             **{"Image~": "mshta.exe"})],
+            "evidence": [
+                _ev(1, "mshta.exe -Embedding started by DcomLaunch", **{"Image~": "mshta.exe"}),
+                _ev(
+                    3,
+                    "inbound connection to mshta.exe from the attacker",
+                    **{"Image~": "mshta.exe"},
+                ),
+            ],
             "notes": "Only process creation and the DCOM connection are logged.",
         }
     ],
@@ -664,8 +841,13 @@ DECISIONS[EVTX + "Execution/revshell_cmd_svchost_sysmon_1.evtx"] = {
             "attack_ids": ["T1055", "T1059.003"],
             "disk_backed": None,
             "confidence": "possible",
-            "evidence": [_ev(1, "cmd.exe child of svchost -k DcomLaunch -p -s PlugPlay",
-                             **{"ParentCommandLine~": "PlugPlay"})],
+            "evidence": [
+                _ev(
+                    1,
+                    "cmd.exe child of svchost -k DcomLaunch -p -s PlugPlay",
+                    **{"ParentCommandLine~": "PlugPlay"},
+                )
+            ],
             "notes": "Only the shell's creation is logged; how the code got into svchost is not.",
         }
     ],
@@ -675,40 +857,67 @@ DECISIONS[EVTX + "Execution/revshell_cmd_svchost_sysmon_1.evtx"] = {
 DECISIONS[EVTX + "Privilege Escalation/Sysmon_UACME_22.evtx"] = {
     "other": [
         {"cmd": r"^UACME\.exe", "reason": "UACME method 22 launcher"},
-        {"guid": "747F3D96-7930-5D45-0000-001055DE0601", "reason": "consent.exe loading the "
-         "planted comctl32.dll from consent.exe.local (DLL hijack from disk, not injection)"},
-        {"guid": "747F3D96-7934-5D45-0000-0010CAB90701", "reason": "consent.exe loading the "
-         "planted comctl32.dll (DLL hijack); its cmd.exe is opened from UNKNOWN frames of the "
-         "hijack DLL's code"},
+        {
+            "guid": "747F3D96-7930-5D45-0000-001055DE0601",
+            "reason": "consent.exe loading the "
+            "planted comctl32.dll from consent.exe.local (DLL hijack from disk, not injection)",
+        },
+        {
+            "guid": "747F3D96-7934-5D45-0000-0010CAB90701",
+            "reason": "consent.exe loading the "
+            "planted comctl32.dll (DLL hijack); its cmd.exe is opened from UNKNOWN frames of the "
+            "hijack DLL's code",
+        },
     ],
     "rationale": "File name: UACME method 22 (consent.exe .local side-by-side DLL hijack). The "
     "code comes from a DLL on disk (T1574.001 / T1548.002), not injection.",
 }
 DECISIONS[EVTX + "Privilege Escalation/Sysmon_UACME_63.evtx"] = {
-    "other": [{"guid": "00247C92-9E03-5F7B-0000-0010A645272C", "reason": "mmc.exe (WF.msc) "
-               "abused by UACME method 63; its cmd.exe is opened from .NET JIT frames "
-               "(Accessibility.ni.dll|UNKNOWN)"}],
+    "other": [
+        {
+            "guid": "00247C92-9E03-5F7B-0000-0010A645272C",
+            "reason": "mmc.exe (WF.msc) "
+            "abused by UACME method 63; its cmd.exe is opened from .NET JIT frames "
+            "(Accessibility.ni.dll|UNKNOWN)",
+        }
+    ],
     "rationale": "File name: UACME method 63 (elevated mmc.exe snap-in). Managed code of mmc, "
     "not injection.",
 }
 for _name, _why in (
-    ("Defense Evasion/sysmon_10_1_ppid_spoofing.evtx",
-     "PPID spoofing from PowerShell: the S10 with UNKNOWN frames are PowerShell JIT code"),
-    ("Lateral Movement/LM_typical_IIS_webshell_sysmon_1_10_traces.evtx",
-     "IIS web shell: w3wp.exe (ASP.NET, JIT) starts cmd.exe"),
-    ("Lateral Movement/lm_sysmon_18_remshell_over_namedpipe.evtx",
-     "remote PowerShell over a named pipe: the S10 with UNKNOWN frames are mscorwks/System.ni "
-     "JIT frames"),
-    ("Lateral Movement/powercat_revShell_sysmon_1_3.evtx",
-     "powercat (PowerShell) reverse shell: JIT frames open its children"),
-    ("Privilege Escalation/Sysmon_13_1_UACBypass_SDCLTBypass.evtx",
-     "sdclt UAC bypass from PowerShell (JIT frames)"),
-    ("Privilege Escalation/Sysmon_13_1_UAC_Bypass_EventVwrBypass.evtx",
-     "eventvwr UAC bypass from PowerShell (JIT frames)"),
-    ("Privilege Escalation/privesc_spoolsv_spl_file_write_sysmon11.evtx",
-     "spooler .SPL file write; explorer.exe's S10 with UNKNOWN frames are window-message "
-     "callbacks"),
-    ("Privilege Escalation/sysmon_1_7_elevate_uacbypass_sysprep.evtx",
-     "sysprep cryptbase.dll hijack UAC bypass from PowerShell (JIT frames; the DLL is on disk)"),
+    (
+        "Defense Evasion/sysmon_10_1_ppid_spoofing.evtx",
+        "PPID spoofing from PowerShell: the S10 with UNKNOWN frames are PowerShell JIT code",
+    ),
+    (
+        "Lateral Movement/LM_typical_IIS_webshell_sysmon_1_10_traces.evtx",
+        "IIS web shell: w3wp.exe (ASP.NET, JIT) starts cmd.exe",
+    ),
+    (
+        "Lateral Movement/lm_sysmon_18_remshell_over_namedpipe.evtx",
+        "remote PowerShell over a named pipe: the S10 with UNKNOWN frames are mscorwks/System.ni "
+        "JIT frames",
+    ),
+    (
+        "Lateral Movement/powercat_revShell_sysmon_1_3.evtx",
+        "powercat (PowerShell) reverse shell: JIT frames open its children",
+    ),
+    (
+        "Privilege Escalation/Sysmon_13_1_UACBypass_SDCLTBypass.evtx",
+        "sdclt UAC bypass from PowerShell (JIT frames)",
+    ),
+    (
+        "Privilege Escalation/Sysmon_13_1_UAC_Bypass_EventVwrBypass.evtx",
+        "eventvwr UAC bypass from PowerShell (JIT frames)",
+    ),
+    (
+        "Privilege Escalation/privesc_spoolsv_spl_file_write_sysmon11.evtx",
+        "spooler .SPL file write; explorer.exe's S10 with UNKNOWN frames are window-message "
+        "callbacks",
+    ),
+    (
+        "Privilege Escalation/sysmon_1_7_elevate_uacbypass_sysprep.evtx",
+        "sysprep cryptbase.dll hijack UAC bypass from PowerShell (JIT frames; the DLL is on disk)",
+    ),
 ):
     DECISIONS[EVTX + _name] = {"rationale": f"File name: {_why}. Not injection."}
