@@ -921,3 +921,17 @@ for _name, _why in (
     ),
 ):
     DECISIONS[EVTX + _name] = {"rationale": f"File name: {_why}. Not injection."}
+DECISIONS[EVTX + "Lateral Movement/LM_regsvc_DirectoryServiceExtPt_Lsass_NTDS_AdamXpn.evtx"] = {
+    "other": [
+        {
+            "host": "02694w-win10.threebeesco.com",
+            "pid": 632,
+            "image": "lsass.exe",
+            "reason": "lsass.exe loads the attacker's lsadb.dll from a remote share through the "
+            "NTDS DirectoryServiceExtPt value set over remote registry, then connects back: "
+            "attacker code from a DLL file (disk-backed, loaded by lsass itself), not injection",
+        }
+    ],
+    "rationale": "File name: remote-registry DirectoryServiceExtPt -> lsass loads an NTDS "
+    "extension DLL (Adam Chester's technique). A DLL file loaded by the process itself.",
+}
