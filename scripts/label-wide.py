@@ -583,6 +583,19 @@ def metadata_for(rel: str) -> tuple[str | None, dict[str, Any] | None]:
     return None, None
 
 
+#: a row of Empire's "agents" table: name, language, internal IP, machine, user, process, pid
+_AGENT_ROW = re.compile(
+    r"^\s*([A-Z0-9]{8})\s+ps\s+[\d.]+\s+(\S+)\s+\S+\s+powershell\s+(\d+)\s", re.M
+)
+
+
+def metadata_agents(md: dict[str, Any] | None) -> list[tuple[str, str, int]]:
+    """(agent, machine, pid) of every PowerShell agent the metadata's console view lists."""
+    if not md:
+        return []
+    return sorted({(a, m, int(p)) for a, m, p in _AGENT_ROW.findall(md["text"])})
+
+
 def build(rel: str, d: Data | None = None) -> dict[str, Any]:
     d = d or read_data(rel)
     procs = instances(d)
@@ -636,6 +649,27 @@ def build(rel: str, d: Data | None = None) -> dict[str, Any]:
             if id(p) not in other_seen:
                 other_seen.add(id(p))
                 other.append(inst)
+    for agent, machine, pid in metadata_agents(md):
+        found = [
+            p
+            for p in list(by_guid.values()) + list(by_pid.values())
+            if p.pid == pid
+            and _base(p.image) == "powershell.exe"
+            and p.host.lower().split(".")[0] == machine.lower()
+        ]
+        for p in found:
+            if id(p) not in other_seen:
+                other_seen.add(id(p))
+                other.append(
+                    {
+                        "host": p.host,
+                        "process_guid": p.raw_guid,
+                        "pid": p.pid,
+                        "image": p.image,
+                        "reason": f"Empire agent {agent} (agents table of the dataset "
+                        "metadata): PowerShell C2, script-level; not injection",
+                    }
+                )
     must_not = []
     for e in dec.get("must_not_label", []):
         if "pid" in e or "guid" in e:

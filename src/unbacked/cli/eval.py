@@ -20,6 +20,7 @@ from unbacked.evaluate import (
     markdown,
     threshold_curve,
 )
+from unbacked.model.alert import Alert
 from unbacked.runreport import RunReport
 
 
@@ -58,10 +59,26 @@ from unbacked.runreport import RunReport
     is_flag=True,
     help="Also report recall and false alerts at thresholds 20..95 (one run).",
 )
+@click.option(
+    "--separately",
+    is_flag=True,
+    help="Hunt each PATH on its own (each corpus self-baselined as a fleet of its own) "
+    "instead of all PATHS together.",
+)
 @click.option("-q", "--quiet", is_flag=True)
 @click.option("-v", "--verbose", count=True)
 def command(
-    paths, labels_dirs, data_root, baseline, threshold, output, md_path, curve, quiet, verbose
+    paths,
+    labels_dirs,
+    data_root,
+    baseline,
+    threshold,
+    output,
+    md_path,
+    curve,
+    separately,
+    quiet,
+    verbose,
 ) -> None:
     """Measure caught / missed / false alerts against ground-truth labels.
 
@@ -79,22 +96,27 @@ def command(
     }
     report = RunReport()
     run_threshold = min(threshold, 20.0) if curve else threshold
+    runs = [[p] for p in paths] if separately else [list(paths)]
+    all_alerts: list[Alert] = []
+    pairs: list[tuple[str | None, str | None]] = []
     with Progress(enabled=not quiet) as progress:
-        result = hunt(
-            list(paths),
-            baseline=baseline,
-            report=report,
-            config=CorrelationConfig(alert_threshold=run_threshold),
-            progress=progress,
-        )
-    pairs = zip(
-        result.signals["subject_uid"].to_pylist(),
-        result.signals["actor_uid"].to_pylist(),
-        strict=True,
-    )
-    alerts = [a for a in result.alerts if a.risk_score >= threshold]
+        for run in runs:
+            result = hunt(
+                run,
+                baseline=baseline,
+                report=report,
+                config=CorrelationConfig(alert_threshold=run_threshold),
+                progress=progress,
+            )
+            all_alerts += result.alerts
+            pairs += zip(
+                result.signals["subject_uid"].to_pylist(),
+                result.signals["actor_uid"].to_pylist(),
+                strict=True,
+            )
+    alerts = [a for a in all_alerts if a.risk_score >= threshold]
     ev = evaluate(alerts, labels, root, signalled=pairs, corpora=corpora)
-    curve_rows = threshold_curve(result.alerts, labels, root) if curve else None
+    curve_rows = threshold_curve(all_alerts, labels, root) if curve else None
     console = Console()
     table = Table(title="unbacked eval", header_style="bold")
     for col in ("file", "malicious", "caught", "required", "false", "benign inst.", "missed"):
@@ -150,6 +172,7 @@ def command(
                 {
                     **ev.to_dict(),
                     "threshold": threshold,
+                    "separately": separately,
                     "curve": curve_rows,
                     "run": report.to_dict(),
                 },
