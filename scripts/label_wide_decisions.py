@@ -935,3 +935,67 @@ DECISIONS[EVTX + "Lateral Movement/LM_regsvc_DirectoryServiceExtPt_Lsass_NTDS_Ad
     "rationale": "File name: remote-registry DirectoryServiceExtPt -> lsass loads an NTDS "
     "extension DLL (Adam Chester's technique). A DLL file loaded by the process itself.",
 }
+
+#: the attack commands of the OTRF command-line datasets, as their metadata console view shows
+#: them: attack processes, not injection
+for _name, _rx, _why in (
+    (
+        "credential_access/host/cmd_dumping_ntds_dit_file_ntdsutil.zip",
+        r"ntdsutil",
+        "ntdsutil IFM copy of ntds.dit",
+    ),
+    (
+        "credential_access/host/cmd_dumping_ntds_dit_file_volume_shadow_copy.zip",
+        r"vssadmin|HarddiskVolumeShadowCopy|ntds\.dit",
+        "shadow-copy copy of ntds.dit",
+    ),
+    (
+        "credential_access/host/cmd_lsass_memory_dumpert_syscalls.zip",
+        r"Dumpert",
+        "Outflank-Dumpert.exe (lsass dump with direct syscalls, executable on disk)",
+    ),
+    (
+        "credential_access/host/cmd_psexec_lsa_secrets_dump.zip",
+        r"PsExec|reg(\.exe)?\s+save",
+        "PsExec -s reg save of the LSA secrets",
+    ),
+    ("credential_access/host/cmd_sam_copy_esentutl.zip", r"esentutl", "esentutl /vss SAM copy"),
+    (
+        "credential_access/host/psh_lsass_memory_dump_comsvcs.zip",
+        r"comsvcs",
+        "rundll32 comsvcs.dll MiniDump of lsass",
+    ),
+    (
+        "discovery/host/cmd_discover_iexplorer_version_registry.zip",
+        r"reg(\.exe)?\s+query.*Internet Explorer",
+        "reg query of the IE version",
+    ),
+    (
+        "discovery/host/cmd_seatbelt_group_user.zip",
+        r"Seatbelt",
+        "Seatbelt.exe (.NET executable on disk)",
+    ),
+    (
+        "execution/host/cmd_sharpview_pcre_net.zip",
+        r"SharpView",
+        "SharpView.exe (.NET executable on disk)",
+    ),
+    (
+        "execution/host/psh_python_webserver.zip",
+        r"http\.server|advfirewall",
+        "python http.server and its firewall rule",
+    ),
+    (
+        "persistence/host/cmd_userinitmprlogonscript_batch.zip",
+        r"UserInitMprLogonScript|art\.bat",
+        "logon-script persistence",
+    ),
+    (
+        "privilege_escalation/host/cmd_service_mod_fax.zip",
+        r"\bsc(\.exe)?\s.*Fax|T1543\.003",
+        "Fax service binPath modification and the PowerShell it starts",
+    ),
+):
+    DECISIONS.setdefault(OTRF + _name, {}).setdefault("other", []).append(
+        {"cmd": _rx, "reason": f"{_why} (metadata console view); not injection", "optional": True}
+    )
