@@ -583,6 +583,11 @@ def metadata_for(rel: str) -> tuple[str | None, dict[str, Any] | None]:
     return None, None
 
 
+#: executables run from a user's Desktop or Downloads: in these lab captures, the attack's tools
+#: (sysmon.exe installed from the Desktop is the capture's own sensor, not a tool)
+_USER_TOOL = re.compile(
+    r"(?i)\\Users\\[^\\]+\\(Desktop|Downloads)\\(.+\\)?(?!sysmon(64)?\.exe)[^\\]+\.exe$"
+)
 #: a row of Empire's "agents" table: name, language, internal IP, machine, user, process, pid
 _AGENT_ROW = re.compile(
     r"^\s*([A-Z0-9]{8})\s+ps\s+[\d.]+\s+(\S+)\s+\S+\s+powershell\s+(\d+)\s", re.M
@@ -649,6 +654,20 @@ def build(rel: str, d: Data | None = None) -> dict[str, Any]:
             if id(p) not in other_seen:
                 other_seen.add(id(p))
                 other.append(inst)
+    if "EVTX-ATTACK-SAMPLES" in rel:
+        for p in list(by_guid.values()) + list(by_pid.values()):
+            if id(p) not in other_seen and _USER_TOOL.search(str(p.image or "")):
+                other_seen.add(id(p))
+                other.append(
+                    {
+                        "host": p.host,
+                        "process_guid": p.raw_guid,
+                        "pid": p.pid,
+                        "image": p.image,
+                        "reason": "tool of the attack sample, run from the user's Desktop / "
+                        "Downloads; not injection",
+                    }
+                )
     for agent, machine, pid in metadata_agents(md):
         found = [
             p
