@@ -43,6 +43,46 @@ ENC_LOADER = (
 LINUX = {"os": "linux"}
 
 
+def _xwrite(actor: str, target: str, base: int, size: int, *, vm_flags: int = 0x75, **kw) -> dict:
+    """A write into a process's memory (ptrace POKE, process_vm_writev, /proc/PID/mem)."""
+    return {
+        "kind": "memory",
+        "activity": "write",
+        "event_code": kw.pop("event_code", "linux:ptrace_poketext"),
+        "process_uid": actor,
+        "pid": kw.pop("pid", 200),
+        "image": kw.pop("image", "/tmp/inject"),
+        "target_uid": target,
+        "target_pid": kw.pop("target_pid", 300),
+        "target_image": kw.pop("target_image", "/usr/bin/sleep"),
+        "target_parent_pid": kw.pop("target_parent_pid", 1),
+        "base_address": base,
+        "region_size": size,
+        "region_type": kw.pop("region_type", "file"),
+        "backing_path": kw.pop("backing_path", "/usr/bin/sleep"),
+        "vm_flags": vm_flags,
+        **LINUX,
+        **kw,
+    }
+
+
+def _setregs(actor: str, target: str, ip: int, **kw) -> dict:
+    return {
+        "kind": "thread",
+        "activity": "set_context",
+        "event_code": "linux:ptrace_setregs",
+        "process_uid": actor,
+        "image": kw.pop("image", "/tmp/inject"),
+        "target_uid": target,
+        "start_address": ip,
+        **LINUX,
+        **kw,
+    }
+
+
+TEXT = 0x5555_5555_5000
+
+
 def _anon_flip(uid: str, image: str, old: int, new: int, caller: str | None, **kw) -> dict:
     """A Linux mprotect of an anonymous page, as the sensor records it."""
     return {
@@ -344,6 +384,71 @@ FIXTURES: dict[str, dict] = {
             _anon_flip("nd", "/usr/bin/node", 0x0, 0x7, "node"),  # V8 carve-out
         ],
         "subject": "py",
+    },
+    "UNB-L-003": {
+        # DDexec: the shell writes a stub into its own libc text through /proc/self/mem
+        "tp": [
+            _xwrite(
+                "sh",
+                "sh",
+                0x7F00_0000_12AD,
+                80,
+                event_code="linux:write_mem",
+                image="/usr/bin/bash",
+                backing_path="/usr/lib/x86_64-linux-gnu/libc.so.6",
+            )
+        ],
+        "fp": [
+            # a write into its own data (not code), and a debugger's write into its tracee
+            _xwrite(
+                "db",
+                "db",
+                0x7F00_0000_0000,
+                64,
+                vm_flags=0x73,
+                event_code="linux:write_mem",
+                image="/usr/bin/python3",
+                region_type="heap",
+            ),
+            _xwrite("gdb", "tr", TEXT, 1, event_code="linux:pwrite_mem", image="/usr/bin/gdb"),
+        ],
+        "subject": "sh",
+    },
+    "UNB-L-004": {
+        # linux-inject: stub poked word by word into a non-child's text, RIP set into it
+        "tp": [
+            _setregs("inj", "victim", TEXT + 2),
+            *[_xwrite("inj", "victim", TEXT + 8 * i, 8) for i in range(12)],
+        ],
+        "fp": [
+            # gdb -p: one-byte breakpoints in a non-child, RIP moved back onto its own code
+            *[
+                _xwrite(
+                    "gdb",
+                    "prog",
+                    TEXT + 0x100 * i,
+                    1,
+                    event_code="linux:pwrite_mem",
+                    image="/usr/bin/gdb",
+                )
+                for i in range(8)
+            ],
+            _setregs("gdb", "prog", TEXT + 0x100, image="/usr/bin/gdb"),
+            # a tracer patching a few words of its own child (rr-style), no redirect into them
+            *[
+                _xwrite(
+                    "rr",
+                    "kid",
+                    TEXT + 8 * i,
+                    8,
+                    image="/usr/bin/rr",
+                    pid=500,
+                    target_parent_pid=500,
+                )
+                for i in range(8)
+            ],
+        ],
+        "subject": "victim",
     },
     "UNB-L-002": {
         "tp": [

@@ -12,7 +12,7 @@ from unbacked.model.winconst import is_executable, protection_name, short_protec
 
 
 def test_schema_is_versioned_and_conform_fills_and_casts():
-    assert EVENT_SCHEMA.metadata[b"unbacked.schema.version"] == b"1"
+    assert EVENT_SCHEMA.metadata[b"unbacked.schema.version"] == b"2"
     t = conform(
         {
             "time": pa.array([0], pa.timestamp("ns", tz="UTC")),

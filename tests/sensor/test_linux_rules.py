@@ -184,9 +184,10 @@ def _fixture_ctx(rows: list[dict]) -> DetectionContext:
 
 @pytest.mark.parametrize("rule", LINUX_RULES, ids=lambda r: r.id)
 def test_fixture_true_and_false_positive(rule: type) -> None:
+    from tests.detect.rule_fixtures import FIXTURES
     from unbacked.detect import SIGNAL_SCHEMA
 
-    fx = LINUX_RULE_FIXTURES[rule.id]
+    fx = LINUX_RULE_FIXTURES.get(rule.id) or FIXTURES[rule.id]
     out = rule().evaluate(_fixture_ctx(fx["tp"]))
     assert out.schema.equals(SIGNAL_SCHEMA, check_metadata=False)
     assert fx["subject"] in set(out["subject_uid"].to_pylist())

@@ -30,7 +30,9 @@ from typing import Any
 
 import pyarrow as pa
 
-EVENT_SCHEMA_VERSION = "1"
+#: Version 2 appended the file identity of the actor's image and the target's parent; files of
+#: version 1 read unchanged (``conform`` fills the new columns with nulls).
+EVENT_SCHEMA_VERSION = "2"
 
 
 class Kind(StrEnum):
@@ -155,6 +157,14 @@ EVENT_FIELDS: list[pa.Field] = [
     pa.field("src_file", _DSTR),
     pa.field("src_record", pa.int64()),
     pa.field("src_line", pa.int64()),
+    # -- v2: file identity of the actor's image (program identity beyond the name)
+    pa.field("image_device", pa.uint64()),  # Linux: device of the executable file
+    pa.field("image_inode", pa.uint64()),  # Linux: inode of the executable file
+    pa.field("image_build_id", _STR),  # ELF NT_GNU_BUILD_ID, hex
+    pa.field("image_hash", _STR),  # "sha256:<hex>" (Sysmon Hashes; Linux when no build-id)
+    pa.field("image_signature", _STR),  # Windows: signer / signature status of the image
+    # -- v2: the target's parent (is the target the actor's own child?)
+    pa.field("target_parent_pid", pa.int64()),
 ]
 
 EVENT_SCHEMA: pa.Schema = pa.schema(

@@ -30,11 +30,13 @@ import pwd
 import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
 
 from unbacked.model.schema import EVENT_SCHEMA, conform
+from unbacked.sensor.fileid import FileIdentities, kernel_dev_to_st_dev
 from unbacked.sensor.layout import (
     COMP_LEN,
     EVENT_DTYPE,
@@ -42,6 +44,7 @@ from unbacked.sensor.layout import (
     STR_LEN,
     EvType,
     Header,
+    PtraceReq,
     VmaKind,
 )
 
@@ -53,8 +56,20 @@ LIBC_MODULES = frozenset(
     {"libc.so.6", "ld-linux-x86-64.so.2", "libc.so", "ld-musl-x86_64.so.1", "libc.musl-x86_64.so.1"}
 )
 
-_KINDS = ["memory", "process", "network"]
-_ACTIVITIES = ["allocate", "protect", "map_view", "memfd", "exec", "launch", "terminate", "connect"]
+_KINDS = ["memory", "process", "network", "thread"]
+_ACTIVITIES = [
+    "allocate",
+    "protect",
+    "map_view",
+    "memfd",
+    "exec",
+    "launch",
+    "terminate",
+    "connect",
+    "write",
+    "open",
+    "set_context",
+]
 _REGION_TYPES = {
     VmaKind.ANON: "anonymous",
     VmaKind.FILE: "file",
@@ -72,9 +87,25 @@ _CODES = {
     EvType.CONNECT: "linux:connect",
     EvType.FORK: "linux:fork",
     EvType.EXIT: "linux:exit",
+    EvType.PTRACE: "linux:ptrace",
+    EvType.VM_WRITE: "linux:process_vm_writev",
+    EvType.MEM_OPEN: "linux:open_mem",
+    EvType.MEM_WRITE: "linux:write_mem",
 }
+#: event codes of the cross-process acts, by ptrace request / write syscall
+_PTRACE_CODES = {
+    PtraceReq.TRACEME: "linux:ptrace_traceme",
+    PtraceReq.POKETEXT: "linux:ptrace_poketext",
+    PtraceReq.POKEDATA: "linux:ptrace_pokedata",
+    PtraceReq.SETREGS: "linux:ptrace_setregs",
+    PtraceReq.ATTACH: "linux:ptrace_attach",
+    PtraceReq.SETREGSET: "linux:ptrace_setregset",
+    PtraceReq.SEIZE: "linux:ptrace_seize",
+}
+_WRITE_CODES = ["linux:write_mem", "linux:pwrite_mem", "linux:writev_mem", "linux:pwritev_mem"]
 _MEM_TYPES = (EvType.MMAP, EvType.MPROTECT, EvType.PKEY_MPROTECT)
 _SYSCALL_TYPES = (*_MEM_TYPES, EvType.MEMFD_CREATE, EvType.CONNECT)
+_XPROC_TYPES = (EvType.PTRACE, EvType.VM_WRITE, EvType.MEM_OPEN, EvType.MEM_WRITE)
 PAGE = 4096
 
 
@@ -92,6 +123,7 @@ def _dict_array(
     return pa.DictionaryArray.from_arrays(idx, dictionary)
 
 
+_T = TypeVar("_T")
 Groups = tuple[np.ndarray, np.ndarray]  # (first row of each distinct key, code per row)
 
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
@@ -121,9 +153,7 @@ def _row_keys(*parts: np.ndarray) -> Groups:
     return first, inverse.reshape(-1).astype(np.int32)
 
 
-def _unique_render(
-    groups: Groups, render: Callable[[int], str | None]
-) -> tuple[np.ndarray, list[str | None]]:
+def _unique_render(groups: Groups, render: Callable[[int], _T]) -> tuple[np.ndarray, list[_T]]:
     """Render each distinct key once: returns (codes per row, rendered values)."""
     first, codes = groups
     return codes, [render(int(i)) for i in first]
@@ -165,6 +195,7 @@ class EventDecoder:
         self._cmdlines: dict[tuple[int, int, str | None], str | None] = {}
         self._images: dict[tuple[int, int], str] = {}
         self._users: dict[int, str] = {}
+        self._files = FileIdentities()
 
     # -- per-process lookups (per distinct process, not per event) ------------------------
     def _cmdline(self, pid: int, start: int, image: str | None) -> str | None:
@@ -198,7 +229,7 @@ class EventDecoder:
             raise TypeError(f"expected EVENT_DTYPE records, got {recs.dtype}")
         typ = recs["type"]
         ret = recs["ret"]
-        keep = ~(np.isin(typ, [*_MEM_TYPES, EvType.MEMFD_CREATE]) & (ret < 0))
+        keep = ~(np.isin(typ, [*_MEM_TYPES, EvType.MEMFD_CREATE, *_XPROC_TYPES]) & (ret < 0))
         keep &= np.isin(typ, list(_CODES))
         recs = recs[keep].copy()
         n = len(recs)
@@ -213,6 +244,13 @@ class EventDecoder:
         is_memfd = typ == EvType.MEMFD_CREATE
         is_exec = typ == EvType.EXEC
         is_conn = typ == EvType.CONNECT
+        is_xproc = np.isin(typ, _XPROC_TYPES)
+        req = recs["flags"]
+        is_ptrace = typ == EvType.PTRACE
+        is_poke = is_ptrace & np.isin(req, [PtraceReq.POKETEXT, PtraceReq.POKEDATA])
+        is_setctx = is_ptrace & np.isin(req, [PtraceReq.SETREGS, PtraceReq.SETREGSET])
+        is_write = is_poke | (typ == EvType.VM_WRITE) | (typ == EvType.MEM_WRITE)
+        is_open = (is_ptrace & ~is_poke & ~is_setctx) | (typ == EvType.MEM_OPEN)
         vkind = recs["vma_kind"]
         vma_found = vkind != VmaKind.UNKNOWN
         off = np.int64(self.clock_offset_ns)
@@ -222,7 +260,7 @@ class EventDecoder:
             recs["ts"].astype(np.int64) + off, type=pa.timestamp("ns", tz="UTC")
         )
 
-        kind = np.select([is_mem | is_memfd, is_conn], [0, 2], default=1)
+        kind = np.select([is_mem | is_memfd | is_write, is_conn, is_setctx], [0, 2, 3], default=1)
         cols["kind"] = _dict_array(kind, _KINDS)
         act = np.select(
             [
@@ -234,14 +272,24 @@ class EventDecoder:
                 typ == EvType.FORK,
                 typ == EvType.EXIT,
                 is_conn,
+                is_write,
+                is_open,
+                is_setctx,
             ],
-            [2, 0, 1, 3, 4, 5, 6, 7],
+            [2, 0, 1, 3, 4, 5, 6, 7, 8, 9, 10],
         )
         cols["activity"] = _dict_array(act, _ACTIVITIES)
         code_names = [_CODES[t] for t in EvType]
         code = np.searchsorted([int(t) for t in EvType], typ)
+        extra = ["linux:execveat", *_PTRACE_CODES.values(), *_WRITE_CODES]
         code = np.where(is_exec & (recs["len"] == 1), len(code_names), code)
-        cols["event_code"] = _dict_array(code, [*code_names, "linux:execveat"])
+        base = len(code_names) + 1
+        for j, r in enumerate(_PTRACE_CODES):
+            code = np.where(is_ptrace & (req == r), base + j, code)
+        base += len(_PTRACE_CODES)
+        is_mw = typ == EvType.MEM_WRITE
+        code = np.where(is_mw, base + np.minimum(req, 3).astype(np.int64), code)
+        cols["event_code"] = _dict_array(code, [*code_names, *extra])
         cols["os"] = _dict_array(np.zeros(n, np.int32), ["linux"])
         cols["host"] = _dict_array(np.zeros(n, np.int32), [self.host])
 
@@ -259,6 +307,28 @@ class EventDecoder:
         )
         image_arr = _dict_array(exe_codes, exe_vals)
         cols["image"] = image_arr
+
+        # file identity of the executable: device and inode from the kernel, build-id or
+        # content hash read once per distinct file
+        ino = recs["exe_ino"]
+        has_ino = ino != 0
+        st_dev = _st_dev_vec(recs["exe_dev"])
+        cols["image_device"] = pa.array(st_dev, mask=~has_ino)
+        cols["image_inode"] = pa.array(ino, mask=~has_ino)
+        files = self._files
+
+        def file_id(i: int) -> tuple[str | None, str | None]:
+            if not ino[i]:
+                return (None, None)
+            img = exe_vals[exe_codes[i]]
+            ident = files.get(img, int(st_dev[i]), int(ino[i]), int(recs["pid"][i]) or None)
+            return (ident.build_id, ident.sha256)
+
+        fid_codes, fid_vals = _unique_render(_row_keys(st_dev, ino), file_id)
+        cols["image_build_id"] = _dict_array(fid_codes, [v[0] for v in fid_vals])
+        cols["image_hash"] = _dict_array(
+            fid_codes, [None if v[1] is None else "sha256:" + v[1] for v in fid_vals]
+        )
 
         # process identity, command line, user: per distinct (pid, start, image)
         pkeys = _row_keys(pid, start, exe_codes)
@@ -310,47 +380,79 @@ class EventDecoder:
         picodes, pivals = _unique_render(pp_keys, parent_image)
         cols["parent_image"] = _dict_array(picodes, pivals, mask=ppid == 0)
 
-        # memory region
+        # target of a cross-process act (ptrace, process_vm_writev, /proc/PID/mem)
+        tpid_known = recs["target_pid"] != 0
+        tpid = np.where(tpid_known, recs["target_pid"], recs["target_tid"]).astype(np.int64)
+        tstart = recs["target_start"].astype(np.int64) + off
+        has_target = is_xproc & (tpid != 0)
+        cols["target_pid"] = pa.array(tpid, mask=~has_target)
+        cols["target_tid"] = pa.array(recs["target_tid"].astype(np.int64), mask=~has_target)
+        tkeys = _row_keys(tpid, tstart)
+        tcodes, tvals = _unique_render(tkeys, lambda i: f"{host}:{int(tpid[i])}:{int(tstart[i])}")
+        cols["target_uid"] = _dict_array(tcodes, tvals, mask=~(has_target & tpid_known))
+
+        def target_image(i: int) -> str | None:
+            img = self._images.get((int(tpid[i]), int(tstart[i])))
+            if img is None and self.read_proc and tpid[i] > 0:
+                try:
+                    img = os.readlink(f"/proc/{int(tpid[i])}/exe")
+                except OSError:
+                    img = None
+            return img
+
+        ticodes, tivals = _unique_render(tkeys, target_image)
+        cols["target_image"] = _dict_array(ticodes, tivals, mask=~has_target)
+        tppid = recs["target_ppid"].astype(np.int64)
+        cols["target_parent_pid"] = pa.array(tppid, mask=~(has_target & tpid_known))
+
+        # memory region (cross-process acts: the target's mapping at the address)
         addr = recs["addr"]
-        cols["base_address"] = pa.array(addr, mask=~is_mem)
-        cols["region_size"] = pa.array(recs["len"], mask=~is_mem)
+        is_region = is_mem | is_write
+        cols["base_address"] = pa.array(addr, mask=~is_region)
+        cols["region_size"] = pa.array(recs["len"], mask=~is_region)
         alloc = np.where(recs["alloc_start"] != 0, recs["alloc_start"], recs["vma_start"])
         cols["alloc_base"] = pa.array(alloc, mask=~(is_mem & vma_found))
         cols["alloc_type"] = pa.array(recs["flags"].astype(np.uint32), mask=~is_mmap)
         cols["protection"] = pa.array(recs["prot"], mask=~is_mem)
         cols["old_protection"] = pa.array(recs["old_prot"], mask=~is_protect)
         rt_vals = [_REGION_TYPES.get(VmaKind(k)) for k in range(6)]
-        cols["region_type"] = _dict_array(
-            vkind.astype(np.int32), rt_vals, mask=~(is_mem & vma_found)
-        )
+        in_vma = (is_mem | is_write | is_setctx) & vma_found
+        cols["region_type"] = _dict_array(vkind.astype(np.int32), rt_vals, mask=~in_vma)
         bcodes, bvals = _unique_render(
             _row_keys(recs["path"], recs["path_depth"], recs["path_trunc"], typ, recs["str"]),
             lambda i: self._backing(recs[i]),
         )
         cols["backing_path"] = _dict_array(bcodes, bvals)
-        cols["reservation_size"] = pa.array(
-            recs["vma_end"] - recs["vma_start"], mask=~(is_mem & vma_found)
-        )
+        cols["reservation_size"] = pa.array(recs["vma_end"] - recs["vma_start"], mask=~in_vma)
         fd = recs["fd"]
         fd_valid = (is_mmap & (fd >= 0)) | is_memfd | is_conn | (is_exec & (recs["len"] == 1))
+        fd_valid |= np.isin(typ, [EvType.MEM_OPEN, EvType.MEM_WRITE])
         cols["fd"] = pa.array(fd, mask=~fd_valid)
-        cols["vm_flags"] = pa.array(recs["vma_flags"], mask=~(is_mem & vma_found))
+        cols["vm_flags"] = pa.array(recs["vma_flags"], mask=~in_vma)
+        # set_context: the new instruction pointer and the module it lies in (null: no file)
+        cols["start_address"] = pa.array(addr, mask=~is_setctx)
+        cols["start_module"] = _dict_array(
+            bcodes,
+            [None if v is None else v.rsplit("/", 1)[-1] for v in bvals],
+            mask=~(is_setctx & (vkind == VmaKind.FILE)),
+        )
         hk = recs["header_kind"].astype(np.int32)
         cols["header_kind"] = _dict_array(
             hk, [_HEADERS.get(Header(k)) for k in range(4)], mask=~is_mem
         )
 
-        # who asked
+        # who asked (syscall_outside_libc: executable-memory syscalls only)
+        is_sys_any = is_sys | is_xproc
         ck = recs["caller_kind"]
         sk = recs["sc_kind"]
         cmod_codes, cmod_vals = _module_names(recs["caller_name"], ck)
-        cols["caller_module"] = _dict_array(cmod_codes, cmod_vals, mask=~is_sys)
+        cols["caller_module"] = _dict_array(cmod_codes, cmod_vals, mask=~is_sys_any)
         caller_off = recs["caller_ip"] - recs["caller_vma_start"] + recs["caller_pgoff"] * PAGE
-        cols["caller_offset"] = pa.array(caller_off, mask=~(is_sys & (ck == VmaKind.FILE)))
+        cols["caller_offset"] = pa.array(caller_off, mask=~(is_sys_any & (ck == VmaKind.FILE)))
         unbacked = np.isin(ck, [VmaKind.ANON, VmaKind.HEAP, VmaKind.STACK])
-        cols["caller_unbacked"] = pa.array(unbacked, mask=~(is_sys & (ck != VmaKind.UNKNOWN)))
+        cols["caller_unbacked"] = pa.array(unbacked, mask=~(is_sys_any & (ck != VmaKind.UNKNOWN)))
         smod_codes, smod_vals = _module_names(recs["sc_name"], sk)
-        cols["syscall_module"] = _dict_array(smod_codes, smod_vals, mask=~is_sys)
+        cols["syscall_module"] = _dict_array(smod_codes, smod_vals, mask=~is_sys_any)
         in_libc = np.array([v in LIBC_MODULES for v in smod_vals], dtype=bool)
         outside = ~in_libc[smod_codes] if len(smod_vals) else np.zeros(n, bool)
         cols["syscall_outside_libc"] = pa.array(outside, mask=~(is_sys & (sk != VmaKind.UNKNOWN)))
@@ -360,7 +462,7 @@ class EventDecoder:
             f"{smod_vals[smod_codes[i]] or 'unbacked'}|{cmod_vals[cmod_codes[i]] or 'unbacked'}"
             for i in pfirst
         ]
-        cols["call_stack_summary"] = _dict_array(sum_codes.reshape(-1), sum_vals, mask=~is_sys)
+        cols["call_stack_summary"] = _dict_array(sum_codes.reshape(-1), sum_vals, mask=~is_sys_any)
 
         # network
         cols["direction"] = _dict_array(np.zeros(n, np.int32), ["outbound"], mask=~is_conn)
@@ -387,6 +489,11 @@ class EventDecoder:
             "syscall_module",
             "call_stack_summary",
             "remote_ip",
+            "target_uid",
+            "target_image",
+            "start_module",
+            "image_build_id",
+            "image_hash",
         ):
             cols[name] = cols[name].cast(pa.string())
         return conform(cols)
@@ -414,6 +521,13 @@ def _sanitize(recs: np.ndarray) -> None:
         col = recs[field]
         col[col > limit] = limit
     recs["addr"][(recs["type"] == EvType.EXEC) & (recs["addr"] > STR_LEN)] = STR_LEN
+
+
+def _st_dev_vec(dev: np.ndarray) -> np.ndarray:
+    """``kernel_dev_to_st_dev`` over an array, once per distinct device."""
+    uniq, inv = np.unique(dev, return_inverse=True)
+    conv = np.array([kernel_dev_to_st_dev(int(d)) for d in uniq], dtype=np.uint64)
+    return conv[inv.reshape(-1)] if len(uniq) else np.zeros(0, np.uint64)
 
 
 def _module_names(names: np.ndarray, kinds: np.ndarray) -> tuple[np.ndarray, list[str | None]]:

@@ -30,6 +30,22 @@ class EvType(IntEnum):
     CONNECT = 6
     FORK = 7
     EXIT = 8
+    PTRACE = 9
+    VM_WRITE = 10
+    MEM_OPEN = 11
+    MEM_WRITE = 12
+
+
+class PtraceReq(IntEnum):
+    """The ptrace requests the sensor records (x86-64 numbers)."""
+
+    TRACEME = 0
+    POKETEXT = 4
+    POKEDATA = 5
+    SETREGS = 13
+    ATTACH = 16
+    SETREGSET = 0x4205
+    SEIZE = 0x4206
 
 
 class VmaKind(IntEnum):
@@ -118,6 +134,13 @@ EVENT_DTYPE = np.dtype(
         ("str", f"S{STR_LEN}"),
         ("exe", f"S{COMP_LEN}", (PATH_COMPS,)),
         ("path", f"S{COMP_LEN}", (PATH_COMPS,)),
+        # record layout v2: executable file identity, target of a cross-process act
+        ("exe_ino", _U64),
+        ("target_start", _U64),
+        ("exe_dev", _U32),
+        ("target_pid", _U32),
+        ("target_tid", _U32),
+        ("target_ppid", _U32),
     ],
     align=True,
 )

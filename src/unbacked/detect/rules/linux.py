@@ -12,7 +12,21 @@ rules (image header, unbacked caller, RWX, memfd, syscall outside libc) of ``mem
   non-JIT caller) or after it ran code from a memfd. Supporting evidence (T1105 / stage
   download, C2): weak alone, strong next to the others in the noisy-OR of the incident.
 
-Both rules ship with a true- and a false-positive fixture in ``tests/detect/rule_fixtures.py``.
+* ``UNB-L-003`` self-modification through ``/proc/self/mem``: a process writes into its own
+  executable memory through its mem file (or ``process_vm_writev`` on itself). Nothing
+  benign patches its own code that way: W^X-respecting JITs mprotect or double-map; debuggers
+  write into their tracees, never into themselves. DDexec's stager lands so.
+* ``UNB-L-004`` cross-process code write (Sysmon 8/10's question on Linux: who writes into
+  whom, into which mapping): a process writes a run of at least ``CODE_RUN_BYTES`` contiguous
+  bytes into an *executable* mapping of another process (ptrace POKETEXT/POKEDATA,
+  ``process_vm_writev``, ``/proc/PID/mem``), and either the target is not its own child, or it
+  redirects the target's instruction pointer (SETREGS) into what it wrote. Debuggers behave
+  otherwise: breakpoints are one byte (int3) per write, displaced stepping copies one
+  instruction (< 16 bytes), and a debugger points the instruction pointer back at the
+  program's own code. linux-inject writes a ~80-byte stub into the target's text and sets RIP
+  into it; the target then maps the library.
+
+Every rule ships with a true- and a false-positive fixture in ``tests/detect/rule_fixtures.py``.
 """
 
 from __future__ import annotations
@@ -199,4 +213,213 @@ class ConnectAfterForeignCode(Rule):
         )
 
 
-LINUX_RULES: tuple[type[Rule], ...] = (AnonymousWriteToExecFlip, ConnectAfterForeignCode)
+#: a write run into executable memory at least this long is code, not a breakpoint
+CODE_RUN_BYTES = 32
+#: SETREGS into the written run within this many seconds of the write
+REDIRECT_WINDOW_S = 30
+
+_VIA = """CASE
+    WHEN event_code IN ('linux:ptrace_poketext', 'linux:ptrace_pokedata') THEN 'ptrace POKE'
+    WHEN event_code = 'linux:process_vm_writev' THEN 'process_vm_writev'
+    ELSE '/proc/PID/mem' END"""
+_MAPPING = """CASE
+    WHEN region_type = 'file' THEN 'the text of ' || coalesce(backing_path, '?')
+    WHEN region_type = 'stack' THEN 'the stack'
+    WHEN region_type IS NULL THEN 'unknown memory'
+    ELSE region_type || ' executable memory' END"""
+_XCOLS = [
+    *_COLS,
+    "pid",
+    "target_uid",
+    "target_pid",
+    "target_image",
+    "target_parent_pid",
+    "base_address",
+    "region_size",
+    "vm_flags",
+    "start_address",
+]
+
+
+def _xrows(ctx: DetectionContext, sql: str) -> pa.Table:
+    ev = ctx.events
+    if ev.num_rows == 0 or "linux" not in set(pc.unique(ev["os"].cast(pa.string())).to_pylist()):
+        return ev.slice(0, 0)
+    return ctx.query_rows(ev.select(_XCOLS), sql)
+
+
+@register_rule
+class SelfCodeWriteProcMem(Rule):
+    """A process writes into its own executable memory through its mem file."""
+
+    id = "UNB-L-003"
+    title = "Process wrote into its own code through /proc/self/mem"
+    description = (
+        "A write through /proc/self/mem (or /proc/PID/mem of itself, or process_vm_writev on "
+        "itself) landed in an executable mapping of the writing process: code patched in place "
+        "behind the page protections (DDexec-style in-memory execution: the shell overwrites "
+        "its own code with a loader stub). Neither JIT engines nor debuggers do this."
+    )
+    severity = 5
+    score = 92.0
+    attack = ("T1055.009", "T1620")
+    references = (
+        "https://attack.mitre.org/techniques/T1055/009/",
+        "https://github.com/arget13/DDexec",
+    )
+    kinds = ("memory",)
+    requires = ("vm_flags",)
+    os = ("linux",)
+
+    def evaluate(self, ctx: DetectionContext) -> pa.Table:
+        sql = """SELECT row FROM ev
+                  WHERE os = 'linux' AND kind = 'memory' AND activity = 'write'
+                    AND target_uid = process_uid AND (vm_flags & 4) = 4
+                  ORDER BY row"""
+        hit = _xrows(ctx, sql)
+        if hit.num_rows == 0:
+            return empty_signals()
+        con_rows = hit.to_pylist()
+        where = [
+            "the text of " + (r["backing_path"] or "?")
+            if r["region_type"] == "file"
+            else f"{r['region_type'] or 'unknown'} executable memory"
+            for r in con_rows
+        ]
+        size = [r["region_size"] or 0 for r in con_rows]
+        return self.signals(
+            hit,
+            subject=hit["process_uid"],
+            feature="xproc.write",
+            value=pa.array([f"self:{w}" for w in where], pa.string()),
+            message=pa.array(
+                [
+                    f"wrote {n} bytes into {w} of its own process through /proc/self/mem"
+                    for n, w in zip(size, where, strict=True)
+                ],
+                pa.string(),
+            ),
+        )
+
+
+@register_rule
+class CrossProcessCodeWrite(Rule):
+    """A process writes code into another process's executable memory (ptrace injection)."""
+
+    id = "UNB-L-004"
+    title = "Code written into another process's executable memory"
+    description = (
+        f"A process wrote a run of at least {CODE_RUN_BYTES} contiguous bytes into an "
+        "executable mapping (file text or anonymous) of another process through ptrace "
+        "POKETEXT/POKEDATA, process_vm_writev or /proc/PID/mem, and either the target is not "
+        "its own child or it then set the target's instruction pointer into what it wrote "
+        "(linux-inject, ptrace shellcode injectors). Debuggers write one-byte breakpoints and "
+        "point the instruction pointer at the program's own code."
+    )
+    severity = 5
+    score = 88.0
+    attack = ("T1055.008", "T1055.009", "T1620")
+    references = (
+        "https://attack.mitre.org/techniques/T1055/008/",
+        "https://github.com/gaffe23/linux-inject",
+    )
+    kinds = ("memory",)
+    requires = ("target_uid",)
+    os = ("linux",)
+
+    def evaluate(self, ctx: DetectionContext) -> pa.Table:
+        sql = f"""
+        WITH w AS (
+            SELECT row, time, process_uid, pid, target_uid, target_parent_pid,
+                   base_address AS lo, base_address + coalesce(region_size, 0) AS hi,
+                   {_VIA} AS via, {_MAPPING} AS mapping
+              FROM ev
+             WHERE os = 'linux' AND kind = 'memory' AND activity = 'write'
+               AND target_uid IS NOT NULL AND target_uid != process_uid
+               AND (vm_flags & 4) = 4 AND base_address IS NOT NULL),
+        starts AS (
+            SELECT *, CASE WHEN lo <= max(hi) OVER (
+                               PARTITION BY process_uid, target_uid ORDER BY lo, row
+                               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+                           THEN 0 ELSE 1 END AS fresh
+              FROM w),
+        runs AS (
+            SELECT *, sum(fresh) OVER (PARTITION BY process_uid, target_uid ORDER BY lo, row)
+                        AS run
+              FROM starts),
+        spans AS (
+            SELECT process_uid, target_uid, run, min(row) AS row, min(lo) AS lo, max(hi) AS hi,
+                   min(time) AS t0, max(time) AS t1, any_value(pid) AS pid,
+                   any_value(target_parent_pid) AS tppid, arg_min(via, row) AS via,
+                   arg_min(mapping, row) AS mapping
+              FROM runs GROUP BY process_uid, target_uid, run),
+        ctxs AS (
+            SELECT process_uid, target_uid, start_address, time FROM ev
+             WHERE os = 'linux' AND kind = 'thread' AND activity = 'set_context'
+               AND start_address IS NOT NULL)
+        SELECT s.row, s.hi - s.lo AS bytes, s.via, s.mapping,
+               EXISTS (SELECT 1 FROM ctxs c
+                        WHERE c.process_uid = s.process_uid AND c.target_uid = s.target_uid
+                          AND c.start_address >= s.lo AND c.start_address < s.hi
+                          AND c.time >= s.t0 - INTERVAL {REDIRECT_WINDOW_S} SECOND
+                          AND c.time <= s.t1 + INTERVAL {REDIRECT_WINDOW_S} SECOND)
+                 AS redirected,
+               coalesce(s.tppid, -1) = s.pid AS own_child
+          FROM spans s
+         WHERE s.hi - s.lo >= {CODE_RUN_BYTES}
+        """
+        con_sql = f"""WITH found AS ({sql})
+                      SELECT f.row AS row FROM found f
+                       WHERE f.redirected OR NOT f.own_child ORDER BY f.row"""
+        hit = _xrows(ctx, con_sql)
+        if hit.num_rows == 0:
+            return empty_signals()
+        detail = {r["row"]: r for r in _xrows_detail(ctx, sql)}
+        msgs, vals, scores = [], [], []
+        for r in hit.to_pylist():
+            d = detail[r["row"]]
+            target = (r["target_image"] or "?").rsplit("/", 1)[-1]
+            msg = (
+                f"wrote {d['bytes']} bytes into {d['mapping']} of {target} "
+                f"(pid {r['target_pid']}) through {d['via']}"
+            )
+            if d["redirected"]:
+                msg += " and set its instruction pointer into them"
+            msgs.append(msg)
+            vals.append(f"{target}:{d['mapping']}")
+            scores.append(self.score + (7.0 if d["redirected"] else 0.0))
+        return self.signals(
+            hit,
+            subject=hit["target_uid"],
+            actor=hit["process_uid"],
+            score=np.array(scores),
+            feature="xproc.write",
+            value=pa.array(vals, pa.string()),
+            message=pa.array(msgs, pa.string()),
+        )
+
+
+def _xrows_detail(ctx: DetectionContext, sql: str) -> list[dict[str, object]]:
+    """The detail columns (bytes, via, mapping, redirected) of the cross-process query."""
+    from unbacked import duck
+
+    ev = ctx.events.select(_XCOLS)
+    cols = ", ".join(
+        f'"{c}"::VARCHAR AS "{c}"' if pa.types.is_dictionary(ev.schema.field(c).type) else f'"{c}"'
+        for c in ev.column_names
+    )
+    con = duck.connect()
+    try:
+        con.register("ev_raw", ev)
+        con.sql(f"CREATE TEMP VIEW ev AS SELECT {cols} FROM ev_raw")
+        return con.sql(sql).to_arrow_table().to_pylist()
+    finally:
+        con.close()
+
+
+LINUX_RULES: tuple[type[Rule], ...] = (
+    AnonymousWriteToExecFlip,
+    ConnectAfterForeignCode,
+    SelfCodeWriteProcMem,
+    CrossProcessCodeWrite,
+)

@@ -127,7 +127,9 @@ struct exe_path {
     char comps[UB_PATH_COMPS][UB_COMP_LEN];
     __u8 depth;
     __u8 trunc;
-    __u8 pad[6];
+    __u8 pad[2];
+    __u32 dev;
+    __u64 ino;
 };
 
 struct {
@@ -143,6 +145,20 @@ struct {
     __type(key, __u32);
     __type(value, struct exe_path);
 } ub_exe_scratch SEC(".maps");
+
+/* processes holding a /proc/PID/mem descriptor open for writing (tgid -> 1): only their writes
+ * are looked at; inherited through fork, dropped at exit */
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 8192);
+    __type(key, __u32);
+    __type(value, __u8);
+} ub_mem_writers SEC(".maps");
+
+/* the target of a cross-process act: its task by pid (kernel >= 6.1; without it the records
+ * carry the pid the call named and no mapping) */
+extern struct task_struct *bpf_task_from_pid(s32 pid) __ksym __weak;
+extern void bpf_task_release(struct task_struct *p) __ksym __weak;
 
 struct vma_info {
     __u64 start, end, flags, pgoff;
@@ -271,18 +287,24 @@ static __always_inline void fill_task(struct ub_event *e, struct task_struct *ta
         __builtin_memcpy(e->exe, cached->comps, sizeof(e->exe));
         e->exe_depth = cached->depth;
         e->exe_trunc = cached->trunc;
+        e->exe_ino = cached->ino;
+        e->exe_dev = cached->dev;
         return;
     }
-    __u64 exe = (__u64)BPF_CORE_READ(task, mm, exe_file);
+    struct file *exe = BPF_CORE_READ(task, mm, exe_file);
     if (!exe)
         return;
-    file_path(exe, e->exe, &e->exe_depth, &e->exe_trunc);
+    file_path((__u64)exe, e->exe, &e->exe_depth, &e->exe_trunc);
+    e->exe_ino = BPF_CORE_READ(exe, f_inode, i_ino);
+    e->exe_dev = BPF_CORE_READ(exe, f_inode, i_sb, s_dev);
     __u32 zero = 0;
     struct exe_path *slot = bpf_map_lookup_elem(&ub_exe_scratch, &zero);
     if (slot) {
         __builtin_memcpy(slot->comps, e->exe, sizeof(slot->comps));
         slot->depth = e->exe_depth;
         slot->trunc = e->exe_trunc;
+        slot->ino = e->exe_ino;
+        slot->dev = e->exe_dev;
         bpf_map_update_elem(&ub_exe_cache, &tgid, slot, BPF_ANY);
     }
 }
@@ -737,6 +759,371 @@ int ub_exit_connect(struct trace_event_raw_sys_exit *ctx)
     return 0;
 }
 
+/* ------------------------------------------------------------------ cross-process acts
+ *
+ * Who writes into whom, and into which mapping (the Linux side of Sysmon 8/10 and ETW-TI's
+ * WRITEVM / SETTHREADCONTEXT): ptrace attach/seize/traceme, POKETEXT/POKEDATA, SETREGS and
+ * SETREGSET (the new instruction pointer), process_vm_writev, opens of /proc/PID/mem for
+ * writing and writes through such descriptors (the position of the write is the target
+ * address: DDexec seeks its own mem file with tail/dd, then writes a stub into its text).
+ * The target's mapping at the address is looked up in the target's own address space. */
+
+#define PROC_SUPER_MAGIC 0x9fa0
+#define FMODE_WRITE 0x2
+#define NT_PRSTATUS 1
+#define REGS_IP_OFF 128 /* offsetof(struct user_regs_struct, ip) */
+
+enum { UB_W_WRITE = 0, UB_W_PWRITE = 1, UB_W_WRITEV = 2, UB_W_PWRITEV = 3 };
+
+static __always_inline void put_vma(struct ub_event *e, struct vma_info *vi)
+{
+    e->vma_kind = vi->kind;
+    e->vma_start = vi->start;
+    e->vma_end = vi->end;
+    e->vma_flags = vi->flags;
+    e->vma_pgoff = vi->pgoff;
+    if (vi->file)
+        file_path(vi->file, e->path, &e->path_depth, &e->path_trunc);
+}
+
+/* Fill the target fields (and, with want_vma, the target's mapping at addr). */
+static __always_inline void fill_target(struct ub_event *e, __u32 pid, __u64 addr, int want_vma)
+{
+    e->target_tid = pid;
+    if (!bpf_task_from_pid || !pid)
+        return;
+    struct task_struct *t = bpf_task_from_pid((s32)pid);
+    if (!t)
+        return;
+    e->target_pid = t->tgid;
+    e->target_start = BPF_CORE_READ(t, group_leader, start_time);
+    e->target_ppid = BPF_CORE_READ(t, real_parent, tgid);
+    if (want_vma) {
+        struct vma_info vi;
+        if (lookup_vma(t, addr, &vi) == 0)
+            put_vma(e, &vi);
+    }
+    bpf_task_release(t);
+}
+
+/* The pid whose memory descriptor fd is of task (/proc/PID/mem opened for writing), else 0;
+ * *pos gets the descriptor's file position. */
+static __always_inline __u32 mem_target(struct task_struct *task, long fd, __u64 *pos)
+{
+    struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+    unsigned int max = BPF_CORE_READ(fdt, max_fds);
+    if (fd < 0 || fd >= max)
+        return 0;
+    struct file **fds = BPF_CORE_READ(fdt, fd);
+    struct file *f = 0;
+    if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) != 0 || !f)
+        return 0;
+    struct inode *ino = BPF_CORE_READ(f, f_inode);
+    if (BPF_CORE_READ(ino, i_sb, s_magic) != PROC_SUPER_MAGIC)
+        return 0;
+    if (!(BPF_CORE_READ(f, f_mode) & FMODE_WRITE))
+        return 0;
+    char name[4] = {};
+    bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(f, f_path.dentry, d_name.name));
+    if (name[0] != 'm' || name[1] != 'e' || name[2] != 'm' || name[3] != 0)
+        return 0;
+    *pos = BPF_CORE_READ(f, f_pos);
+    struct proc_inode *pi =
+        (struct proc_inode *)((void *)ino - bpf_core_field_offset(struct proc_inode, vfs_inode));
+    struct pid *p = BPF_CORE_READ(pi, pid);
+    return BPF_CORE_READ(p, numbers[0].nr);
+}
+
+/* record mode: an act of an untracked process on a tracked one is recorded too */
+static __always_inline int wanted_xproc(struct ub_config *cfg, __u32 tgid, __u32 target)
+{
+    if (wanted(cfg, tgid))
+        return 1;
+    if (!cfg || tgid == cfg->self_tgid || !cfg->filter_tree || !target)
+        return 0;
+    return bpf_map_lookup_elem(&ub_tracked, &target) != 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_ptrace")
+int ub_enter_ptrace(struct trace_event_raw_sys_enter *ctx)
+{
+    __u64 req = ctx->args[0], addr = ctx->args[2], data = ctx->args[3];
+    __u32 pid = (__u32)ctx->args[1];
+    if (req != UB_PTRACE_TRACEME && req != UB_PTRACE_POKETEXT && req != UB_PTRACE_POKEDATA &&
+        req != UB_PTRACE_SETREGS && req != UB_PTRACE_ATTACH && req != UB_PTRACE_SETREGSET &&
+        req != UB_PTRACE_SEIZE)
+        return 0;
+    struct task_struct *task = bpf_get_current_task_btf();
+    if (req == UB_PTRACE_TRACEME)
+        pid = BPF_CORE_READ(task, real_parent, tgid);
+    if (!wanted_xproc(get_config(), bpf_get_current_pid_tgid() >> 32, pid))
+        return 0;
+    struct inflight *fl = new_inflight();
+    if (!fl)
+        return 0;
+    __u64 ip = 0;
+    if (req == UB_PTRACE_SETREGS) {
+        bpf_probe_read_user(&ip, sizeof(ip), (const void *)(data + REGS_IP_OFF));
+    } else if (req == UB_PTRACE_SETREGSET) {
+        __u64 iov[2] = {};
+        if (addr == NT_PRSTATUS && bpf_probe_read_user(iov, sizeof(iov), (const void *)data) == 0 &&
+            iov[1] >= REGS_IP_OFF + 8)
+            bpf_probe_read_user(&ip, sizeof(ip), (const void *)(iov[0] + REGS_IP_OFF));
+    }
+    fl->ts = bpf_ktime_get_ns();
+    fl->type = UB_PTRACE;
+    fl->args[0] = req;
+    fl->args[1] = pid;
+    fl->args[2] = (req == UB_PTRACE_SETREGS || req == UB_PTRACE_SETREGSET) ? ip : addr;
+    fl->args[3] = (req == UB_PTRACE_POKETEXT || req == UB_PTRACE_POKEDATA) ? 8 : 0;
+    save_inflight(fl);
+    return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_process_vm_writev")
+int ub_enter_process_vm_writev(struct trace_event_raw_sys_enter *ctx)
+{
+    __u32 pid = (__u32)ctx->args[0];
+    if (!wanted_xproc(get_config(), bpf_get_current_pid_tgid() >> 32, pid))
+        return 0;
+    struct inflight *fl = new_inflight();
+    if (!fl)
+        return 0;
+    __u64 iov[2] = {};
+    bpf_probe_read_user(iov, sizeof(iov), (const void *)ctx->args[3]); /* first remote iovec */
+    fl->ts = bpf_ktime_get_ns();
+    fl->type = UB_VM_WRITE;
+    fl->args[1] = pid;
+    fl->args[2] = iov[0];
+    fl->args[3] = ctx->args[4]; /* number of remote iovecs */
+    save_inflight(fl);
+    return 0;
+}
+
+/* opens: only write opens of a path under /proc/ (or a bare "mem" relative to a /proc/PID
+ * directory descriptor) are looked at; the exit confirms through the descriptor */
+static __always_inline int enter_open(const char *path, __u64 flags)
+{
+    if (!(flags & 3)) /* O_WRONLY | O_RDWR */
+        return 0;
+    if (!wanted(get_config(), bpf_get_current_pid_tgid() >> 32))
+        return 0;
+    char p[8] = {};
+    if (bpf_probe_read_user(p, sizeof(p), path) < 0)
+        bpf_probe_read_user_str(p, sizeof(p), path);
+    int proc = p[0] == '/' && p[1] == 'p' && p[2] == 'r' && p[3] == 'o' && p[4] == 'c' &&
+               p[5] == '/';
+    int bare = p[0] == 'm' && p[1] == 'e' && p[2] == 'm' && p[3] == 0;
+    if (!proc && !bare)
+        return 0;
+    struct inflight *fl = new_inflight();
+    if (!fl)
+        return 0;
+    fl->ts = bpf_ktime_get_ns();
+    fl->type = UB_MEM_OPEN;
+    fl->args[0] = flags;
+    save_inflight(fl);
+    return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_openat")
+int ub_enter_openat(struct trace_event_raw_sys_enter *ctx)
+{
+    return enter_open((const char *)ctx->args[1], ctx->args[2]);
+}
+
+SEC("tracepoint/syscalls/sys_enter_open")
+int ub_enter_open(struct trace_event_raw_sys_enter *ctx)
+{
+    return enter_open((const char *)ctx->args[0], ctx->args[1]);
+}
+
+static __always_inline int exit_open(struct trace_event_raw_sys_exit *ctx)
+{
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    struct inflight *fl = bpf_map_lookup_elem(&ub_inflight, &tid);
+    if (!fl || fl->type != UB_MEM_OPEN)
+        return 0;
+    __u64 flags = fl->args[0];
+    bpf_map_delete_elem(&ub_inflight, &tid);
+    long ret = ctx->ret;
+    if (ret < 0)
+        return 0;
+    struct task_struct *task = bpf_get_current_task_btf();
+    __u64 pos = 0;
+    __u32 target = mem_target(task, ret, &pos);
+    if (!target)
+        return 0;
+    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    __u8 one = 1;
+    bpf_map_update_elem(&ub_mem_writers, &tgid, &one, BPF_ANY);
+    struct ub_event *e = reserve();
+    if (!e)
+        return 0;
+    e->type = UB_MEM_OPEN;
+    e->ret = ret;
+    e->fd = ret;
+    e->flags = flags;
+    fill_task(e, task);
+    fill_target(e, target, 0, 0);
+    locate_callers(e, task);
+    submit(e);
+    return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_openat")
+int ub_exit_openat(struct trace_event_raw_sys_exit *ctx)
+{
+    return exit_open(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_open")
+int ub_exit_open(struct trace_event_raw_sys_exit *ctx)
+{
+    return exit_open(ctx);
+}
+
+static __always_inline int enter_write(struct trace_event_raw_sys_enter *ctx, __u32 how)
+{
+    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    if (!bpf_map_lookup_elem(&ub_mem_writers, &tgid)) /* the common case: one hash miss */
+        return 0;
+    if (!wanted(get_config(), tgid))
+        return 0;
+    struct task_struct *task = bpf_get_current_task_btf();
+    __u64 pos = 0;
+    __u32 target = mem_target(task, (long)ctx->args[0], &pos);
+    if (!target)
+        return 0;
+    if (how == UB_W_PWRITE || how == UB_W_PWRITEV)
+        pos = ctx->args[3];
+    struct inflight *fl = new_inflight();
+    if (!fl)
+        return 0;
+    fl->ts = bpf_ktime_get_ns();
+    fl->type = UB_MEM_WRITE;
+    fl->args[0] = ctx->args[0];
+    fl->args[1] = target;
+    fl->args[2] = pos;
+    fl->args[3] = how;
+    save_inflight(fl);
+    return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_write")
+int ub_enter_write(struct trace_event_raw_sys_enter *ctx)
+{
+    return enter_write(ctx, UB_W_WRITE);
+}
+
+SEC("tracepoint/syscalls/sys_enter_pwrite64")
+int ub_enter_pwrite64(struct trace_event_raw_sys_enter *ctx)
+{
+    return enter_write(ctx, UB_W_PWRITE);
+}
+
+SEC("tracepoint/syscalls/sys_enter_writev")
+int ub_enter_writev(struct trace_event_raw_sys_enter *ctx)
+{
+    return enter_write(ctx, UB_W_WRITEV);
+}
+
+SEC("tracepoint/syscalls/sys_enter_pwritev")
+int ub_enter_pwritev(struct trace_event_raw_sys_enter *ctx)
+{
+    return enter_write(ctx, UB_W_PWRITEV);
+}
+
+/* exit of ptrace, process_vm_writev and mem writes: one record with the target's mapping */
+static __always_inline int exit_xproc(struct trace_event_raw_sys_exit *ctx, __u32 want)
+{
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    struct inflight *fl = bpf_map_lookup_elem(&ub_inflight, &tid);
+    if (!fl || fl->type != want)
+        return 0;
+    struct ub_config *cfg = get_config();
+    __u32 type = fl->type;
+    __u64 a0 = fl->args[0], a1 = fl->args[1], a2 = fl->args[2], a3 = fl->args[3];
+    bpf_map_delete_elem(&ub_inflight, &tid);
+    long ret = ctx->ret;
+    __u64 carried = 0;
+    /* rate limit per (actor, act, target): a debugger single-stepping sets registers often */
+    if (!rate_ok(cfg, (__u32)(bpf_get_current_pid_tgid() >> 32), type, (a1 << 32) | (a0 & 0xffff),
+                 bpf_ktime_get_ns(), &carried))
+        return 0;
+    struct ub_event *e = reserve();
+    if (!e)
+        return 0;
+    struct task_struct *task = bpf_get_current_task_btf();
+    e->type = type;
+    e->ret = ret;
+    e->suppressed = carried;
+    e->fd = -1;
+    __u64 addr = 0, len = 0;
+    int want_vma = 1;
+    if (type == UB_PTRACE) {
+        e->flags = a0; /* the request */
+        addr = a2;
+        len = a3;
+        want_vma = a0 == UB_PTRACE_POKETEXT || a0 == UB_PTRACE_POKEDATA ||
+                   a0 == UB_PTRACE_SETREGS || a0 == UB_PTRACE_SETREGSET;
+    } else if (type == UB_VM_WRITE) {
+        addr = a2;
+        len = ret > 0 ? ret : 0;
+        e->flags = a3;
+    } else { /* UB_MEM_WRITE */
+        e->fd = (long long)a0;
+        e->flags = a3;
+        addr = a2;
+        len = ret > 0 ? ret : 0;
+    }
+    e->addr = addr;
+    e->len = len;
+    if (ret < 0)
+        stat_add(UB_STAT_FAILED, 1);
+    fill_task(e, task);
+    fill_target(e, (__u32)a1, addr, want_vma && addr);
+    locate_callers(e, task);
+    submit(e);
+    return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_ptrace")
+int ub_exit_ptrace(struct trace_event_raw_sys_exit *ctx)
+{
+    return exit_xproc(ctx, UB_PTRACE);
+}
+
+SEC("tracepoint/syscalls/sys_exit_process_vm_writev")
+int ub_exit_process_vm_writev(struct trace_event_raw_sys_exit *ctx)
+{
+    return exit_xproc(ctx, UB_VM_WRITE);
+}
+
+SEC("tracepoint/syscalls/sys_exit_write")
+int ub_exit_write(struct trace_event_raw_sys_exit *ctx)
+{
+    return exit_xproc(ctx, UB_MEM_WRITE);
+}
+
+SEC("tracepoint/syscalls/sys_exit_pwrite64")
+int ub_exit_pwrite64(struct trace_event_raw_sys_exit *ctx)
+{
+    return exit_xproc(ctx, UB_MEM_WRITE);
+}
+
+SEC("tracepoint/syscalls/sys_exit_writev")
+int ub_exit_writev(struct trace_event_raw_sys_exit *ctx)
+{
+    return exit_xproc(ctx, UB_MEM_WRITE);
+}
+
+SEC("tracepoint/syscalls/sys_exit_pwritev")
+int ub_exit_pwritev(struct trace_event_raw_sys_exit *ctx)
+{
+    return exit_xproc(ctx, UB_MEM_WRITE);
+}
+
 /* ------------------------------------------------------------------ process lifecycle */
 
 SEC("tp_btf/sched_process_fork")
@@ -753,6 +1140,10 @@ int BPF_PROG(ub_fork, struct task_struct *parent, struct task_struct *child)
             return 0;
         __u8 one = 1;
         bpf_map_update_elem(&ub_tracked, &ctgid, &one, BPF_ANY);
+    }
+    if (bpf_map_lookup_elem(&ub_mem_writers, &ptgid)) {
+        __u8 one = 1; /* the child inherits the parent's descriptors */
+        bpf_map_update_elem(&ub_mem_writers, &ctgid, &one, BPF_ANY);
     }
     struct ub_event *e = reserve();
     if (!e)
@@ -828,6 +1219,7 @@ int BPF_PROG(ub_exit, struct task_struct *p)
         submit(e);
     }
     bpf_map_delete_elem(&ub_exe_cache, &tgid);
+    bpf_map_delete_elem(&ub_mem_writers, &tgid);
     if (cfg && cfg->filter_tree)
         bpf_map_delete_elem(&ub_tracked, &tgid);
     return 0;

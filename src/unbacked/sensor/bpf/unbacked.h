@@ -21,7 +21,21 @@ enum ub_type {
     UB_CONNECT = 6,
     UB_FORK = 7, /* a new process (not a thread) */
     UB_EXIT = 8, /* the last thread of a process exited */
+    /* cross-process and self-modification acts (record layout v2) */
+    UB_PTRACE = 9,    /* ptrace ATTACH/SEIZE/TRACEME, POKETEXT/POKEDATA, SETREGS/SETREGSET */
+    UB_VM_WRITE = 10, /* process_vm_writev */
+    UB_MEM_OPEN = 11, /* open of /proc/PID/mem (or /proc/self/mem) for writing */
+    UB_MEM_WRITE = 12, /* write/pwrite64/writev/pwritev through such a descriptor */
 };
+
+/* ptrace requests the sensor records (x86-64 numbers) */
+#define UB_PTRACE_TRACEME 0
+#define UB_PTRACE_POKETEXT 4
+#define UB_PTRACE_POKEDATA 5
+#define UB_PTRACE_SETREGS 13
+#define UB_PTRACE_ATTACH 16
+#define UB_PTRACE_SETREGSET 0x4205
+#define UB_PTRACE_SEIZE 0x4206
 
 enum ub_vma_kind {
     UB_VMA_UNKNOWN = 0, /* no VMA at the address, or the lookup failed */
@@ -98,6 +112,13 @@ struct ub_event {
     char str[UB_STR_LEN];          /* memfd name; exec: argv (NUL-separated, truncated) */
     char exe[UB_PATH_COMPS][UB_COMP_LEN];  /* executable path, innermost component first */
     char path[UB_PATH_COMPS][UB_COMP_LEN]; /* backing file of the target VMA / exec'd file */
+    /* v2: file identity of the executable, and the target of a cross-process act */
+    unsigned long long exe_ino;      /* inode of mm->exe_file */
+    unsigned long long target_start; /* target group leader start_time (monotonic ns) */
+    unsigned int exe_dev;            /* device of mm->exe_file (kernel dev_t) */
+    unsigned int target_pid;         /* target tgid (0: none, or not found) */
+    unsigned int target_tid;         /* target thread as named by the call */
+    unsigned int target_ppid;        /* target's parent tgid (is the target the actor's child?) */
 };
 
 #endif
