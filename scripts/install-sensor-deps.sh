@@ -6,7 +6,9 @@
 #
 #   build of the eBPF object : clang (BPF target), llvm (llvm-strip), bpftool (vmlinux.h), libbpf-dev
 #   run time                 : libbpf1 (libbpf.so.1, loaded through ctypes)
-#   positive controls        : gcc, libc6-dev; Windows test programs: gcc-mingw-w64-x86-64
+#   positive controls        : gcc, libc6-dev, make (public tools built in the tests);
+#                              Windows test programs: gcc-mingw-w64-x86-64
+#   benign debuggers         : gdb, strace (ptrace and /proc/PID/mem look-alikes)
 #   benign JIT suite         : nodejs, openjdk (javac), luajit, pypy3, chromium
 #
 # Usage: scripts/install-sensor-deps.sh [--no-jit]   (--no-jit: skip the benign JIT suite)
@@ -16,12 +18,12 @@ want_jit=1
 for arg in "$@"; do
   case "$arg" in
     --no-jit) want_jit=0 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
 
-pkgs=(clang llvm bpftool libbpf-dev libbpf1 gcc libc6-dev gcc-mingw-w64-x86-64)
+pkgs=(clang llvm bpftool libbpf-dev libbpf1 gcc libc6-dev make gcc-mingw-w64-x86-64 gdb strace)
 if [ "$want_jit" = 1 ]; then
   pkgs+=(nodejs luajit pypy3 chromium)
   # javac: any JDK will do; keep the one already installed rather than pull a second.
