@@ -450,6 +450,12 @@ FIXTURES: dict[str, dict] = {
         ],
         "subject": "victim",
     },
+    "UNB-L-005": {
+        # a loader copied as `node` into /tmp: not Node.js
+        "tp": [_anon_flip("fk", "/tmp/x/node", 0x0, 0x7, "node")],
+        "fp": [_anon_flip("nd", "/usr/bin/node", 0x0, 0x7, "node")],
+        "subject": "fk",
+    },
     "UNB-L-002": {
         "tp": [
             _anon_flip("ld", "/tmp/loader", 0x3, 0x5, "loader", header_kind="elf"),

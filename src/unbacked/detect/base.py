@@ -95,7 +95,10 @@ class DetectionContext:
 
             events = conform(events)
         events = events.append_column("row", pa.array(np.arange(events.num_rows, dtype=np.int64)))
-        events = events.append_column("program", program_column(events["image"]))
+        from unbacked.model.identity import apply_identity
+
+        events, program = apply_identity(events, program_column(events["image"]), baseline)
+        events = events.append_column("program", program)
         events = events.append_column("target_program", program_column(events["target_image"]))
         return cls(events=events, baseline=baseline, self_baselined=self_baselined)
 

@@ -27,6 +27,8 @@ Features (DESIGN.md §5):
 ``network.connect``    direction of connections
 ``process.child``      program of each child launched
 ``process.seen``       one per instance (denominator of the absence-aware features)
+``process.image``      Linux: the image path of each instance (where the program lives)
+``process.file``       Linux: its ELF build-id or content hash (what the program is)
 ``seen.module``        one per instance with logged module loads
 =====================  ======================================================================
 """
@@ -243,6 +245,25 @@ _FACT_BRANCHES: tuple[tuple[str, str], ...] = (
 """,
     ),
     (
+        "always",
+        r"""
+  SELECT min(row), process_uid, arg_min(program, row) FILTER (program IS NOT NULL),
+         'process.image', lower(arg_min(image, row) FILTER (image IS NOT NULL))
+    FROM ev WHERE process_uid IS NOT NULL AND os = 'linux' AND image IS NOT NULL
+   GROUP BY process_uid
+""",
+    ),
+    (
+        "always",
+        r"""
+  SELECT min(row), process_uid, arg_min(program, row) FILTER (program IS NOT NULL),
+         'process.file', arg_min(coalesce(image_build_id, image_hash), row)
+                           FILTER (coalesce(image_build_id, image_hash) IS NOT NULL)
+    FROM ev WHERE process_uid IS NOT NULL AND os = 'linux'
+   GROUP BY process_uid
+""",
+    ),
+    (
         "module",
         r"""
   SELECT min(row), process_uid, arg_min(program, row) FILTER (program IS NOT NULL),
@@ -267,7 +288,7 @@ WITH ev AS (
          module_path, direction::VARCHAR AS direction, protection, old_protection, region_size,
          base_address, region_type::VARCHAR AS region_type, backing_path, caller_module,
          caller_unbacked, header_kind::VARCHAR AS header_kind, target_uid,
-         syscall_outside_libc, parent_uid, parent_image, image
+         syscall_outside_libc, parent_uid, parent_image, image, image_build_id, image_hash
     FROM events
 ),
 traces AS (   -- each distinct call trace parsed once (a fleet repeats a few thousand shapes)

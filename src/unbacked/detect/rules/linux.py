@@ -417,9 +417,65 @@ def _xrows_detail(ctx: DetectionContext, sql: str) -> list[dict[str, object]]:
         con.close()
 
 
+@register_rule
+class ForeignProgramImage(Rule):
+    """An executable takes a known program's name from another file (masquerading)."""
+
+    id = "UNB-L-005"
+    title = "Executable takes a known program's name from another file"
+    description = (
+        "The process's image has the name of a program the baseline knows (or of a JIT engine) "
+        "but another path or other contents (ELF build-id / content hash): it is a different "
+        "program, gets no baseline and no JIT allowance of that name. Supporting evidence "
+        "(T1036.005): weak alone, it explains why a JIT-like caller was not trusted."
+    )
+    severity = 2
+    score = 30.0
+    attack = ("T1036.005",)
+    references = ("https://attack.mitre.org/techniques/T1036/005/",)
+    kinds = ("memory", "process", "network")
+    requires = ()
+    os = ("linux",)
+
+    def evaluate(self, ctx: DetectionContext) -> pa.Table:
+        from unbacked.model.identity import SEP, known_identities
+
+        sql = f"""SELECT min(row) AS row FROM ev
+                   WHERE os = 'linux' AND contains(program, '{SEP}')
+                   GROUP BY process_uid ORDER BY row"""
+        hit = _rows(ctx, sql)
+        if hit.num_rows == 0:
+            return empty_signals()
+        paths, _ = known_identities(ctx.baseline)
+        known: dict[str, list[str]] = {}
+        for prog, path in zip(
+            paths["program"].to_pylist(), paths["value"].to_pylist(), strict=True
+        ):
+            known.setdefault(prog, []).append(path)
+        msgs, vals = [], []
+        for r in hit.to_pylist():
+            name = r["program"].split(SEP, 1)[0]
+            where = known.get(name)
+            seen = (
+                f"the {name} the baseline knows is {', '.join(sorted(where)[:3])}"
+                if where
+                else (f"{name} is a JIT engine's name, run from a temporary directory")
+            )
+            msgs.append(f"image {r['image']} takes the name {name}; {seen}")
+            vals.append(r["image"] or "?")
+        return self.signals(
+            hit,
+            subject=hit["process_uid"],
+            feature="process.image",
+            value=pa.array(vals, pa.string()),
+            message=pa.array(msgs, pa.string()),
+        )
+
+
 LINUX_RULES: tuple[type[Rule], ...] = (
     AnonymousWriteToExecFlip,
     ConnectAfterForeignCode,
     SelfCodeWriteProcMem,
     CrossProcessCodeWrite,
+    ForeignProgramImage,
 )

@@ -1,0 +1,118 @@
+"""Program identity by file identity, not by name alone.
+
+Programs are baselined and trusted (JIT allowances) by their normalized name, the image's
+basename. A binary that takes a known program's name — a loader copied to ``/tmp/x/node`` — must
+not inherit that program's baseline or its JIT allowance. An instance is *foreign* to its name:
+
+* with a learned baseline that knows where the program lives (``process.image`` facts: the
+  image paths seen, ``process.file``: ELF build-ids or content hashes seen), when its image
+  path is none of those paths, or its file identity is known and none of those identities;
+* always, when the name is a JIT engine's (whose allowances are the prize) and the image runs
+  from a temporary, world-writable place (``/tmp``, ``/var/tmp``, ``/dev/shm``, ``/run/user``)
+  or from a memfd.
+
+Foreign instances get the program key ``NAME [PATH]`` (a program of its own for the baseline:
+it backs off to the population) and their own executable as calling module stops matching the
+JIT patterns. Linux rows only: Windows images are judged by their own rules.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    from unbacked.detect.baseline import ProgramBaseline
+
+#: executable names of JIT engines (their allowances are what a masquerading loader wants)
+JIT_PROGRAM_RE = (
+    r"^(node|nodejs|chrome|chromium|chromium-browser|java|luajit[-0-9.]*|pypy3?[.0-9]*|"
+    r"firefox(-esr)?|dotnet|qemu-[a-z0-9_]+)$"
+)
+#: places anyone may write to: a JIT engine's name there is not the engine
+TEMP_PATH_RE = r"^(/tmp/|/var/tmp/|/dev/shm/|/run/user/|/memfd:)"
+SEP = " ["  # "node [/tmp/x/node]": the path closed, so no name pattern matches its end
+
+
+def known_identities(baseline: ProgramBaseline | None) -> tuple[pa.Table, pa.Table]:
+    """(program, value) of the image paths and file identities a baseline learned."""
+    empty = pa.table({"program": pa.array([], pa.string()), "value": pa.array([], pa.string())})
+    counts = getattr(baseline, "counts_", None)
+    if counts is None or counts.num_rows == 0:
+        return empty, empty
+    feat = counts["feature"].cast(pa.string())
+    paths = counts.filter(pc.equal(feat, "process.image")).select(["program", "value"])
+    files = counts.filter(pc.equal(feat, "process.file")).select(["program", "value"])
+    return paths, files
+
+
+def foreign_mask(
+    events: pa.Table, program: pa.Array | pa.ChunkedArray, baseline: ProgramBaseline | None
+) -> pa.Array:
+    """Per event: the actor's image is foreign to its program name (see the module doc)."""
+    n = events.num_rows
+    if n == 0:
+        return pa.array([], pa.bool_())
+    os_col = pc.fill_null(events["os"].cast(pa.string()), "")
+    linux = pc.equal(os_col, "linux")
+    if not pc.any(linux).as_py():
+        return pa.array([False] * n, pa.bool_())
+    image = pc.fill_null(events["image"].cast(pa.string()), "")
+    prog = pc.fill_null(program, "")
+    jit_name = pc.match_substring_regex(prog, JIT_PROGRAM_RE)
+    foreign = pc.and_(jit_name, pc.match_substring_regex(image, TEMP_PATH_RE))
+    paths, files = known_identities(baseline)
+    if paths.num_rows:
+        known_prog = pc.is_in(prog, value_set=paths["program"].unique())
+        key = pc.binary_join_element_wise(prog, pc.utf8_lower(image), "\x00")
+        known_key = pc.binary_join_element_wise(
+            paths["program"], pc.utf8_lower(paths["value"]), "\x00"
+        )
+        unseen = pc.invert(pc.is_in(key, value_set=known_key))
+        foreign = pc.or_(foreign, pc.and_(known_prog, unseen))
+    if files.num_rows:
+        fid = pc.coalesce(events["image_build_id"], events["image_hash"])
+        known_prog = pc.is_in(prog, value_set=files["program"].unique())
+        key = pc.binary_join_element_wise(prog, fid, "\x00")
+        known_key = pc.binary_join_element_wise(files["program"], files["value"], "\x00")
+        other = pc.and_(pc.is_valid(fid), pc.invert(pc.is_in(key, value_set=known_key)))
+        foreign = pc.or_(foreign, pc.and_(known_prog, pc.fill_null(other, False)))
+    out = pc.and_(linux, pc.and_(pc.not_equal(image, ""), pc.fill_null(foreign, False)))
+    return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
+
+
+def _tag(name: pa.Array | pa.ChunkedArray, image: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``NAME [PATH]``."""
+    return pc.binary_join_element_wise(pc.binary_join_element_wise(name, image, SEP), "]", "")
+
+
+def apply_identity(
+    events: pa.Table, program: pa.Array | pa.ChunkedArray, baseline: ProgramBaseline | None
+) -> tuple[pa.Table, pa.Array | pa.ChunkedArray]:
+    """Events with ``image_foreign`` and, for foreign instances, the program key ``NAME [PATH]``
+    and their own executable as caller renamed the same way (no JIT allowance by name)."""
+    mask = foreign_mask(events, program, baseline)
+    if events.num_rows == 0 or not pc.any(mask).as_py():
+        return events, program
+    image = events["image"].cast(pa.string())
+    tagged = _tag(program, image)
+    program = pc.if_else(mask, tagged, program)
+    col = events.schema.get_field_index("caller_module")
+    caller = events["caller_module"].cast(pa.string())
+    own = pc.equal(
+        pc.utf8_lower(caller), pc.utf8_lower(pc.replace_substring_regex(image, r"^.*/", ""))
+    )
+    renamed = pc.if_else(
+        pc.and_(mask, pc.fill_null(own, False)),
+        _tag(caller, image),
+        caller,
+    )
+    events = events.set_column(
+        col, events.schema.field(col), renamed.cast(events.schema.field(col).type)
+    )
+    return events, program
+
+
+__all__ = ["JIT_PROGRAM_RE", "TEMP_PATH_RE", "apply_identity", "foreign_mask", "known_identities"]
