@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from unbacked.model.schema import EVENT_SCHEMA
@@ -179,7 +179,7 @@ def test_bulk_decode_is_columnar() -> None:
     assert isinstance(t["kind"].type, pa.DictionaryType)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.large_base_example])
 @given(
     st.binary(min_size=EVENT_DTYPE.itemsize * 3, max_size=EVENT_DTYPE.itemsize * 3),
     st.lists(st.sampled_from(list(EvType)), min_size=3, max_size=3),

@@ -253,6 +253,18 @@ class EventDecoder:
         is_open = (is_ptrace & ~is_poke & ~is_setctx) | (typ == EvType.MEM_OPEN)
         vkind = recs["vma_kind"]
         vma_found = vkind != VmaKind.UNKNOWN
+        bcodes, bvals = _unique_render(
+            _row_keys(recs["path"], recs["path_depth"], recs["path_trunc"], typ, recs["str"]),
+            lambda i: self._backing(recs[i]),
+        )
+        # shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS, SysV shm) has a shmem file behind
+        # its VMA ("/dev/zero", "/SYSV…"): no file on disk backs it, it is anonymous
+        shm_val = np.array([_is_shared_anon(v) for v in bvals], dtype=bool)
+        shared_anon = (shm_val[bcodes] if len(bvals) else np.zeros(n, bool)) & (
+            vkind == VmaKind.FILE
+        )
+        shared_anon &= is_mem | is_write | is_setctx
+        vkind = np.where(shared_anon, np.uint8(VmaKind.ANON), vkind)
         off = np.int64(self.clock_offset_ns)
 
         cols: dict[str, pa.Array] = {}
@@ -418,11 +430,7 @@ class EventDecoder:
         rt_vals = [_REGION_TYPES.get(VmaKind(k)) for k in range(6)]
         in_vma = (is_mem | is_write | is_setctx) & vma_found
         cols["region_type"] = _dict_array(vkind.astype(np.int32), rt_vals, mask=~in_vma)
-        bcodes, bvals = _unique_render(
-            _row_keys(recs["path"], recs["path_depth"], recs["path_trunc"], typ, recs["str"]),
-            lambda i: self._backing(recs[i]),
-        )
-        cols["backing_path"] = _dict_array(bcodes, bvals)
+        cols["backing_path"] = _dict_array(bcodes, bvals, mask=shared_anon)
         cols["reservation_size"] = pa.array(recs["vma_end"] - recs["vma_start"], mask=~in_vma)
         fd = recs["fd"]
         fd_valid = (is_mmap & (fd >= 0)) | is_memfd | is_conn | (is_exec & (recs["len"] == 1))
@@ -464,6 +472,13 @@ class EventDecoder:
         ]
         cols["call_stack_summary"] = _dict_array(sum_codes.reshape(-1), sum_vals, mask=~is_sys_any)
 
+        # the user stack of exec-memory events: "module+0xoffset" / "UNKNOWN(0xaddr)" frames
+        has_frames = is_mem & (recs["frame_ip"][:, 0] != 0)
+        if has_frames.any():
+            fkeys = _row_keys(recs["frame_ip"], recs["frame_off"], recs["frame_kind"])
+            f_codes, f_vals = _unique_render(fkeys, lambda i: _frames(recs[i]))
+            cols["call_trace"] = _dict_array(f_codes, f_vals, mask=~has_frames)
+
         # network
         cols["direction"] = _dict_array(np.zeros(n, np.int32), ["outbound"], mask=~is_conn)
         ip_codes, ip_vals = _unique_render(
@@ -494,8 +509,10 @@ class EventDecoder:
             "start_module",
             "image_build_id",
             "image_hash",
+            "call_trace",
         ):
-            cols[name] = cols[name].cast(pa.string())
+            if name in cols:
+                cols[name] = cols[name].cast(pa.string())
         return conform(cols)
 
     @staticmethod
@@ -521,6 +538,27 @@ def _sanitize(recs: np.ndarray) -> None:
         col = recs[field]
         col[col > limit] = limit
     recs["addr"][(recs["type"] == EvType.EXEC) & (recs["addr"] > STR_LEN)] = STR_LEN
+
+
+def _is_shared_anon(path: str | None) -> bool:
+    return path is not None and (path == "/dev/zero" or path.startswith("/SYSV"))
+
+
+def _frames(rec: np.void) -> str | None:
+    """One record's stack frames, innermost first, ``|``-joined like Windows call traces."""
+    out = []
+    for ip, off, kind, name in zip(
+        rec["frame_ip"], rec["frame_off"], rec["frame_kind"], rec["frame_name"], strict=True
+    ):
+        if not ip:
+            break
+        if kind == VmaKind.FILE:
+            out.append(f"{_cstr(name) or '?'}+0x{int(off):x}")
+        elif kind == VmaKind.VDSO:
+            out.append(f"[vdso]+0x{int(ip) & 0xFFF:x}")
+        else:
+            out.append(f"UNKNOWN(0x{int(ip):x})")
+    return "|".join(out) or None
 
 
 def _st_dev_vec(dev: np.ndarray) -> np.ndarray:

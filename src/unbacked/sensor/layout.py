@@ -17,6 +17,7 @@ COMP_LEN = 32
 NAME_LEN = 32
 STR_LEN = 128
 HDR_PAGES = 16
+FRAMES = 8
 
 
 class EvType(IntEnum):
@@ -141,6 +142,10 @@ EVENT_DTYPE = np.dtype(
         ("target_pid", _U32),
         ("target_tid", _U32),
         ("target_ppid", _U32),
+        ("frame_ip", _U64, (FRAMES,)),
+        ("frame_off", _U64, (FRAMES,)),
+        ("frame_kind", _U8, (FRAMES,)),
+        ("frame_name", f"S{NAME_LEN}", (FRAMES,)),
     ],
     align=True,
 )

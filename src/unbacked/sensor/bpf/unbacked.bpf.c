@@ -316,7 +316,14 @@ static __always_inline struct ub_event *reserve(void)
         stat_add(UB_STAT_LOST, 1);
         return 0;
     }
-    __builtin_memset(e, 0, sizeof(*e));
+    /* zeroed in pieces: clang inlines memset only up to a size */
+    _Static_assert(sizeof(*e) > 1024 && sizeof(*e) <= 1536, "record size for the zeroing");
+    __u64 *w = (__u64 *)e;
+    __builtin_memset(w, 0, 512);
+    asm volatile("" ::: "memory"); /* keep clang from merging the pieces back into one */
+    __builtin_memset(w + 64, 0, 512);
+    asm volatile("" ::: "memory");
+    __builtin_memset(w + 128, 0, sizeof(*e) - 1024);
     __u32 zero = 0;
     __u64 *s = bpf_map_lookup_elem(&ub_seqno, &zero);
     if (s)
@@ -600,6 +607,92 @@ static __always_inline void locate_callers(struct ub_event *e, struct task_struc
     }
 }
 
+/* ------------------------------------------------------------------ user stack
+ *
+ * No frame pointers to rely on in user space: the stack above the syscall's return address is
+ * scanned for words that are return addresses, i.e. point into executable memory right after a
+ * call instruction (call rel32, call reg, call [mem]). Each is resolved to its mapping: the
+ * file and offset, or anonymous memory (JIT code, or code no file backs). */
+
+struct stack_scan {
+    __u64 words[UB_SCAN_WORDS];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct stack_scan);
+} ub_stack_scratch SEC(".maps");
+
+static __always_inline int after_call(__u64 ret)
+{
+    __u8 b[7] = {}; /* b[i] is the byte at ret - 7 + i */
+    if (bpf_probe_read_user(b, sizeof(b), (const void *)(ret - 7)) != 0)
+        return 0;
+    if (b[2] == 0xe8)                                  /* call rel32 */
+        return 1;
+    if (b[5] == 0xff && ((b[6] & 0xf8) == 0xd0 || (b[6] & 0xf8) == 0x10))
+        return 1;                                      /* call reg / call [reg] */
+    if (b[4] == 0xff && (b[5] & 0xf8) == 0x50)         /* call [reg + disp8] */
+        return 1;
+    if (b[1] == 0xff && (b[2] == 0x15 || (b[2] & 0xf8) == 0x90))
+        return 1;                                      /* call [rip + disp32] / [reg + disp32] */
+    return 0;
+}
+
+struct frame_ctx {
+    struct ub_event *e;
+    struct task_struct *task;
+    struct stack_scan *scan;
+    __u64 sp;
+    __u32 n;
+};
+
+static long frame_step(__u64 i, void *data)
+{
+    struct frame_ctx *fc = data;
+    if (fc->n >= UB_FRAMES)
+        return 1;
+    __u64 w = fc->scan->words[i & (UB_SCAN_WORDS - 1)];
+    if (w < 0x10000 || w >= 0x800000000000ULL || (w >= fc->sp - (1ULL << 20) && w < fc->sp + (8ULL << 20)))
+        return 0;
+    if (!after_call(w))
+        return 0;
+    struct vma_info vi;
+    if (lookup_vma(fc->task, w, &vi) != 0 || !(vi.flags & VM_EXEC))
+        return 0;
+    __u32 k = fc->n & (UB_FRAMES - 1);
+    struct ub_event *e = fc->e;
+    e->frame_ip[k] = w;
+    e->frame_kind[k] = vi.kind;
+    if (vi.file) {
+        e->frame_off[k] = w - vi.start + vi.pgoff * PAGE_SIZE;
+        file_name(vi.file, e->frame_name[k]);
+    }
+    fc->n++;
+    return 0;
+}
+
+static __always_inline void user_stack(struct ub_event *e, struct task_struct *task)
+{
+    struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+    __u64 sp = BPF_CORE_READ(regs, sp);
+    __u32 zero = 0;
+    struct stack_scan *scan = bpf_map_lookup_elem(&ub_stack_scratch, &zero);
+    if (!scan)
+        return;
+    if (bpf_probe_read_user(scan->words, sizeof(scan->words), (const void *)sp) != 0) {
+        /* near the top of the stack: read what there is, 64 bytes at a time */
+        __builtin_memset(scan->words, 0, sizeof(scan->words));
+        for (int j = 0; j < UB_SCAN_WORDS / 8; j++)
+            if (bpf_probe_read_user(&scan->words[j * 8], 64, (const void *)(sp + j * 64)) != 0)
+                break;
+    }
+    struct frame_ctx fc = {.e = e, .task = task, .scan = scan, .sp = sp, .n = 0};
+    bpf_loop(UB_SCAN_WORDS, frame_step, &fc, 0);
+}
+
 static __always_inline int exit_mem(struct trace_event_raw_sys_exit *ctx)
 {
     __u32 tid = (__u32)bpf_get_current_pid_tgid();
@@ -668,6 +761,8 @@ static __always_inline int exit_mem(struct trace_event_raw_sys_exit *ctx)
         stat_add(UB_STAT_FAILED, 1);
     fill_task(e, task);
     locate_callers(e, task);
+    if (ret >= 0 && (prot & PROT_EXEC))
+        user_stack(e, task);
     submit(e);
     bpf_map_delete_elem(&ub_inflight, &tid);
     return 0;

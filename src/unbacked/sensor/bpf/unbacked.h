@@ -11,6 +11,8 @@
 #define UB_NAME_LEN 32
 #define UB_STR_LEN 128
 #define UB_HDR_PAGES 16 /* pages probed at and below a region for an ELF/PE header */
+#define UB_FRAMES 8       /* user stack frames kept on exec-memory events */
+#define UB_SCAN_WORDS 64  /* stack words scanned for return addresses (512 bytes) */
 
 enum ub_type {
     UB_MMAP = 1,
@@ -119,6 +121,11 @@ struct ub_event {
     unsigned int target_pid;         /* target tgid (0: none, or not found) */
     unsigned int target_tid;         /* target thread as named by the call */
     unsigned int target_ppid;        /* target's parent tgid (is the target the actor's child?) */
+    /* v2: user stack of an exec-memory event, innermost first (see user_stack()) */
+    unsigned long long frame_ip[UB_FRAMES];
+    unsigned long long frame_off[UB_FRAMES]; /* file offset (file-backed frames) */
+    unsigned char frame_kind[UB_FRAMES];     /* enum ub_vma_kind of the frame's mapping */
+    char frame_name[UB_FRAMES][UB_NAME_LEN]; /* basename of the frame's file */
 };
 
 #endif
