@@ -625,6 +625,29 @@ struct {
     __type(value, struct stack_scan);
 } ub_stack_scratch SEC(".maps");
 
+/* the frames found for a (process, stack contents): a caller that asks again from the same
+ * stack (a JIT flipping pages in a loop, a flood) costs one hash of the stack words and one
+ * lookup, not a scan. Same layout as the frame_* fields of struct ub_event. */
+struct frames {
+    __u64 ip[UB_FRAMES];
+    __u64 off[UB_FRAMES];
+    __u8 kind[UB_FRAMES];
+    char name[UB_FRAMES][UB_NAME_LEN];
+};
+
+struct frame_key {
+    __u32 tgid;
+    __u32 pad;
+    __u64 hash;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 4096);
+    __type(key, struct frame_key);
+    __type(value, struct frames);
+} ub_frame_cache SEC(".maps");
+
 static __always_inline int after_call(__u64 ret)
 {
     __u8 b[7] = {}; /* b[i] is the byte at ret - 7 + i */
@@ -689,8 +712,18 @@ static __always_inline void user_stack(struct ub_event *e, struct task_struct *t
             if (bpf_probe_read_user(&scan->words[j * 8], 64, (const void *)(sp + j * 64)) != 0)
                 break;
     }
+    __u64 h = 0xcbf29ce484222325ULL ^ sp;
+    for (int j = 0; j < UB_SCAN_WORDS; j++)
+        h = (h ^ scan->words[j]) * 0x100000001b3ULL;
+    struct frame_key key = {.tgid = e->pid, .hash = h};
+    struct frames *hit = bpf_map_lookup_elem(&ub_frame_cache, &key);
+    if (hit) {
+        __builtin_memcpy((void *)e->frame_ip, hit, sizeof(*hit));
+        return;
+    }
     struct frame_ctx fc = {.e = e, .task = task, .scan = scan, .sp = sp, .n = 0};
     bpf_loop(UB_SCAN_WORDS, frame_step, &fc, 0);
+    bpf_map_update_elem(&ub_frame_cache, &key, (void *)e->frame_ip, BPF_ANY);
 }
 
 static __always_inline int exit_mem(struct trace_event_raw_sys_exit *ctx)
@@ -1315,6 +1348,7 @@ int BPF_PROG(ub_exit, struct task_struct *p)
     }
     bpf_map_delete_elem(&ub_exe_cache, &tgid);
     bpf_map_delete_elem(&ub_mem_writers, &tgid);
+    /* (frame cache entries of the process age out of the LRU map) */
     if (cfg && cfg->filter_tree)
         bpf_map_delete_elem(&ub_tracked, &tgid);
     return 0;
