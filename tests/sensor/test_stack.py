@@ -57,3 +57,20 @@ def test_libffi_closure_vs_mmap_module(live: None, tmp_path: Path) -> None:
     assert hit["row"].to_pylist() and all(
         ctx.events["caller_module"][r].as_py().startswith("mmap.") for r in hit["row"].to_pylist()
     )
+
+
+@pytest.mark.live
+def test_ctypes_shellcode_rwx_is_caught(record_control) -> None:
+    """ctypes calling libc's mmap for an RWX page reaches mmap through libffi's foreign-call
+    trampoline (an indirect call): not libffi's closure allocator, so no JIT allowance."""
+    from unbacked.engine.local import detect_events
+
+    table, info, _ = record_control("shellcode_py", "rwx")
+    rwx = [
+        r
+        for r in table.to_pylist()
+        if r["kind"] == "memory" and r["protection"] == 7 and r["pid"] == info["pid"]
+    ]
+    assert any(r["call_trace"].split("|")[0].endswith("(indirect)") for r in rwx), rwx
+    alerts = [a for a in detect_events(table).alerts if a.process.pid == info["pid"]]
+    assert alerts and "UNB-M-003" in alerts[0].detectors

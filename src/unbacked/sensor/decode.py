@@ -40,6 +40,7 @@ from unbacked.sensor.fileid import FileIdentities, kernel_dev_to_st_dev
 from unbacked.sensor.layout import (
     COMP_LEN,
     EVENT_DTYPE,
+    FRAME_INDIRECT,
     PATH_COMPS,
     STR_LEN,
     EvType,
@@ -552,8 +553,10 @@ def _frames(rec: np.void) -> str | None:
     ):
         if not ip:
             break
+        indirect = " (indirect)" if int(kind) & FRAME_INDIRECT else ""
+        kind = int(kind) & (FRAME_INDIRECT - 1)
         if kind == VmaKind.FILE:
-            out.append(f"{_cstr(name) or '?'}+0x{int(off):x}")
+            out.append(f"{_cstr(name) or '?'}+0x{int(off):x}{indirect}")
         elif kind == VmaKind.VDSO:
             out.append(f"[vdso]+0x{int(ip) & 0xFFF:x}")
         else:

@@ -18,6 +18,8 @@ NAME_LEN = 32
 STR_LEN = 128
 HDR_PAGES = 16
 FRAMES = 8
+#: ``frame_kind`` flag: the frame's return address follows an indirect call (call reg/[mem])
+FRAME_INDIRECT = 0x80
 
 
 class EvType(IntEnum):

@@ -21,6 +21,11 @@ JIT_CALLER_RE = (
 _EXEC = """CASE WHEN os = 'linux' THEN (protection & 4) > 0 ELSE (protection & 240) > 0 END"""
 _RWX = """CASE WHEN os = 'linux' THEN (protection & 6) = 6 ELSE (protection & 255) IN (64, 128)
           END"""
+#: Linux sensor stacks: libffi reached mmap through an *indirect* call, i.e. its foreign-call
+#: trampoline (ctypes calling libc's mmap for Python code), not its closure allocator (which
+#: calls mmap directly): no JIT allowance then.
+_FFI_TRAMPOLINE = r"""(os = 'linux' AND regexp_matches(coalesce(caller_module, ''), '^libffi')
+                      AND regexp_matches(coalesce(call_trace, ''), '^libffi[^|]*\(indirect\)'))"""
 _UNBACKED = """(backing_path IS NULL OR backing_path = '')
                AND coalesce(region_type, 'private') NOT IN ('image', 'file')"""
 
@@ -124,7 +129,8 @@ class RwxPrivateFromNonJit(Rule):
             return empty_signals()
         sql = f"""SELECT row FROM ev
                    WHERE {_RWX} AND {_UNBACKED}
-                     AND NOT regexp_matches(coalesce(caller_module, ''), '{JIT_CALLER_RE}')"""
+                     AND (NOT regexp_matches(coalesce(caller_module, ''), '{JIT_CALLER_RE}')
+                          OR {_FFI_TRAMPOLINE})"""
         hit = ctx.query_rows(ev, sql)
         if hit.num_rows == 0:
             return empty_signals()

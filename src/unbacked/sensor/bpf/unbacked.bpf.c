@@ -648,19 +648,21 @@ struct {
     __type(value, struct frames);
 } ub_frame_cache SEC(".maps");
 
+/* 1: ret follows a direct call (call rel32), 2: an indirect one (call reg / call [mem]),
+ * 0: no call instruction ends right before ret */
 static __always_inline int after_call(__u64 ret)
 {
     __u8 b[7] = {}; /* b[i] is the byte at ret - 7 + i */
     if (bpf_probe_read_user(b, sizeof(b), (const void *)(ret - 7)) != 0)
         return 0;
-    if (b[2] == 0xe8)                                  /* call rel32 */
+    if (b[2] == 0xe8) /* call rel32 */
         return 1;
     if (b[5] == 0xff && ((b[6] & 0xf8) == 0xd0 || (b[6] & 0xf8) == 0x10))
-        return 1;                                      /* call reg / call [reg] */
-    if (b[4] == 0xff && (b[5] & 0xf8) == 0x50)         /* call [reg + disp8] */
-        return 1;
+        return 2; /* call reg / call [reg] */
+    if (b[4] == 0xff && (b[5] & 0xf8) == 0x50) /* call [reg + disp8] */
+        return 2;
     if (b[1] == 0xff && (b[2] == 0x15 || (b[2] & 0xf8) == 0x90))
-        return 1;                                      /* call [rip + disp32] / [reg + disp32] */
+        return 2; /* call [rip + disp32] / [reg + disp32] */
     return 0;
 }
 
@@ -680,7 +682,8 @@ static long frame_step(__u64 i, void *data)
     __u64 w = fc->scan->words[i & (UB_SCAN_WORDS - 1)];
     if (w < 0x10000 || w >= 0x800000000000ULL || (w >= fc->sp - (1ULL << 20) && w < fc->sp + (8ULL << 20)))
         return 0;
-    if (!after_call(w))
+    int call = after_call(w);
+    if (!call)
         return 0;
     struct vma_info vi;
     if (lookup_vma(fc->task, w, &vi) != 0 || !(vi.flags & VM_EXEC))
@@ -688,7 +691,7 @@ static long frame_step(__u64 i, void *data)
     __u32 k = fc->n & (UB_FRAMES - 1);
     struct ub_event *e = fc->e;
     e->frame_ip[k] = w;
-    e->frame_kind[k] = vi.kind;
+    e->frame_kind[k] = vi.kind | (call == 2 ? UB_FRAME_INDIRECT : 0);
     if (vi.file) {
         e->frame_off[k] = w - vi.start + vi.pgoff * PAGE_SIZE;
         file_name(vi.file, e->frame_name[k]);

@@ -13,6 +13,7 @@
 #define UB_HDR_PAGES 16 /* pages probed at and below a region for an ELF/PE header */
 #define UB_FRAMES 8       /* user stack frames kept on exec-memory events */
 #define UB_SCAN_WORDS 64  /* stack words scanned for return addresses (512 bytes) */
+#define UB_FRAME_INDIRECT 0x80 /* frame_kind flag: reached by an indirect call */
 
 enum ub_type {
     UB_MMAP = 1,
@@ -124,7 +125,7 @@ struct ub_event {
     /* v2: user stack of an exec-memory event, innermost first (see user_stack()) */
     unsigned long long frame_ip[UB_FRAMES];
     unsigned long long frame_off[UB_FRAMES]; /* file offset (file-backed frames) */
-    unsigned char frame_kind[UB_FRAMES];     /* enum ub_vma_kind of the frame's mapping */
+    unsigned char frame_kind[UB_FRAMES];     /* ub_vma_kind of the mapping | UB_FRAME_INDIRECT */
     char frame_name[UB_FRAMES][UB_NAME_LEN]; /* basename of the frame's file */
 };
 
