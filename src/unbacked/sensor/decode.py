@@ -19,6 +19,13 @@ Conventions of the Linux rows (see docs/sensor.md):
   instruction ran (for libc's leaf wrappers: the code that called ``mmap``/``mprotect``);
   ``syscall_module`` the file holding the syscall instruction; ``caller_unbacked`` /
   ``syscall_outside_libc`` are derived from them.
+* Cross-process acts (ptrace, process_vm_writev, /proc/PID/mem): ``process``/``open``,
+  ``memory``/``write`` and ``thread``/``set_context`` rows with ``target_*`` set; their region
+  columns describe the *target's* mapping at the address (docs/sensor.md).
+* ``call_trace`` of exec-memory events: up to eight scanned stack frames, ``module+0xoffset``
+  or ``UNKNOWN(0xaddr)``, `` (indirect)`` after one reached by an indirect call.
+* ``image_device``/``image_inode`` from the kernel, ``image_build_id``/``image_hash`` read once
+  per distinct file (``sensor/fileid.py``).
 * Memory syscalls that failed are left out of the table (and counted in the sensor stats):
   the schema has no status column yet.
 """
