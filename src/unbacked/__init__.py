@@ -10,11 +10,12 @@ from unbacked.errors import (
     UnbackedError,
     UnknownFormatError,
 )
-from unbacked.model.schema import EVENT_SCHEMA, EVENT_SCHEMA_VERSION
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    "EVENT_SCHEMA": ("unbacked.model.schema", "EVENT_SCHEMA"),
+    "EVENT_SCHEMA_VERSION": ("unbacked.model.schema", "EVENT_SCHEMA_VERSION"),
     "hunt": ("unbacked.engine.local", "hunt"),
     "train": ("unbacked.engine.local", "train"),
     "detect_events": ("unbacked.engine.local", "detect_events"),
@@ -25,7 +26,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):  # PEP 562: the pipeline loads on first use, not on import
+def __getattr__(name: str):  # PEP 562: pyarrow and the pipeline load on first use
     if name in _LAZY:
         import importlib
 

@@ -11,32 +11,60 @@ import importlib
 import sys
 
 import click
+from click.utils import make_default_short_help
 
 from unbacked import __version__
 from unbacked.errors import UnbackedError
 
-#: subcommand modules, each exposing a click command named ``command``
-SUBCOMMANDS = ("hunt", "train", "detect", "sensor", "record", "scan", "report", "eval", "export")
+#: subcommand modules, each exposing a click command named ``command``, with the one-line
+#: summary ``unbacked --help`` lists (pinned to the command's own by tests/cli/test_startup.py).
+#: A subcommand's module is imported only when that subcommand runs: ``--help`` loads none and
+#: ``hunt`` never loads the memory scanner, the sensor or the report's plotting.
+SUBCOMMANDS: dict[str, str] = {
+    "detect": "Detect with a trained baseline (calibrated per program).",
+    "eval": "Measure caught / missed / false alerts against ground-truth labels.",
+    "export": "Write telemetry as a host-partitioned Parquet event lake (for `--engine spark`).",
+    "hunt": "Hunt for reflective code loading in telemetry files or directories.",
+    "record": "Record CMD and its descendants into OUTPUT (Parquet or JSON lines).",
+    "report": "Write ALERTS (OCSF JSON lines from `unbacked hunt -o FILE`) as one HTML file.",
+    "scan": "Scan minidumps or live processes for executable memory that no file backs.",
+    "sensor": "Run the live eBPF sensor system-wide.",
+    "train": "Learn what is normal for each program from (benign) telemetry.",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use (``SUBCOMMANDS``)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*SUBCOMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in SUBCOMMANDS:
+            mod = importlib.import_module(f"unbacked.cli.{cmd_name}")
+            self.add_command(mod.command, cmd_name)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """As click's, with the summaries of the commands not imported taken from
+        ``SUBCOMMANDS`` (shortened to the width as click shortens a command's help)."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = []
+        for name in names:
+            cmd = self.commands.get(name)
+            if cmd is None:
+                rows.append((name, make_default_short_help(SUBCOMMANDS[name], limit).strip()))
+            elif not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="unbacked")
 def cli() -> None:
     """Catch reflective code loading: executable memory that no file backs."""
-
-
-def _register() -> None:
-    for name in SUBCOMMANDS:
-        try:
-            mod = importlib.import_module(f"unbacked.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"unbacked.cli.{name}":
-                continue  # not built yet
-            raise
-        cli.add_command(mod.command, name)
-
-
-_register()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,6 +36,7 @@ Features (DESIGN.md §5):
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from unbacked import duck
 
@@ -411,17 +412,14 @@ def extract_facts(events: pa.Table) -> pa.Table:
     try:
         cols = [c for c in events.column_names if c not in ("time",)]
         con.register("events", events.select(cols))
-        pairs = pa.table(  # plain strings: chunks may carry differing dictionaries
-            {
-                "kind": events["kind"].cast(pa.string()),
-                "activity": events["activity"].cast(pa.string()),
-            }
+        # the distinct (kind, activity) pairs, as plain strings (chunks may carry differing
+        # dictionaries); joined and hashed rather than grouped, which would load Acero
+        pairs = pc.unique(
+            pc.binary_join_element_wise(
+                events["kind"].cast(pa.string()), events["activity"].cast(pa.string()), "\x1f"
+            )
         )
-        kinds = pairs.group_by(["kind", "activity"]).aggregate([])
-        present = {
-            (str(k), str(a))
-            for k, a in zip(kinds["kind"].to_pylist(), kinds["activity"].to_pylist(), strict=True)
-        }
+        present = {tuple(p.split("\x1f", 1)) for p in pairs.to_pylist() if p is not None}
         groups = {g for g, cond in _GROUP_PRESENT.items() if any(cond(k, a) for k, a in present)}
         table = con.sql(facts_sql(groups)).to_arrow_table()
     finally:

@@ -124,6 +124,18 @@ class NativeJsonlSource(Source):
             )
 
 
+class _ParquetExamples:
+    """``NativeParquetSource.examples``, built on first use: writing Parquet at import time
+    would cost every command that imports the sources (pyarrow loads pandas to write it)."""
+
+    _value: tuple[bytes, ...] | None = None
+
+    def __get__(self, obj: object, owner: type | None = None) -> tuple[bytes, ...]:
+        if self._value is None:
+            type(self)._value = (_parquet_example(),)
+        return self._value  # type: ignore[return-value]
+
+
 def _parquet_example() -> bytes:
     buf = pa.BufferOutputStream()
     table = conform(
@@ -146,7 +158,7 @@ class NativeParquetSource(Source):
     name: ClassVar[str] = "unbacked-parquet"
     description: ClassVar[str] = "unbacked event Parquet (schema metadata unbacked.schema=event)"
     priority: ClassVar[int] = 60
-    examples: ClassVar[tuple[bytes, ...]] = (_parquet_example(),)
+    examples: ClassVar[tuple[bytes, ...]] = _ParquetExamples()  # type: ignore[assignment]
 
     @classmethod
     def sniff(cls, head: bytes, name: str) -> bool:
