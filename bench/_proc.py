@@ -78,7 +78,9 @@ class Runs:
         return min(xs), statistics.median(xs), max(xs)
 
 
-def run_once(argv: Sequence[str], *, stdout_path: str = os.devnull) -> tuple[float, float, float, int]:
+def run_once(
+    argv: Sequence[str], *, stdout_path: str = os.devnull
+) -> tuple[float, float, float, int]:
     """Wall s, CPU s (user + system, children included), peak RSS MiB and exit code of one run."""
     with open(stdout_path, "wb") as out:
         t0 = time.perf_counter()
@@ -89,7 +91,9 @@ def run_once(argv: Sequence[str], *, stdout_path: str = os.devnull) -> tuple[flo
     return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024, proc.returncode
 
 
-def interleaved(commands: dict[str, list[str]], runs: int, *, warmup: bool = True) -> dict[str, Runs]:
+def interleaved(
+    commands: dict[str, list[str]], runs: int, *, warmup: bool = True
+) -> dict[str, Runs]:
     """Each command ``runs`` times, A/B/C, B/C/A, ... (the order rotates every round)."""
     out = {name: Runs(name, argv) for name, argv in commands.items()}
     names = list(commands)
@@ -166,6 +170,8 @@ def importtime_summary(argv: Sequence[str], top: int = 12) -> list[str]:
         key = ".".join(parts[:2]) if parts[0] == "unbacked" else parts[0]
         by[key] += int(m[1])
         total += int(m[1])
-    lines = [f"imports, self time summed: {total / 1000:.0f} ms (with -X importtime's own overhead)"]
+    lines = [
+        f"imports, self time summed: {total / 1000:.0f} ms (with -X importtime's own overhead)"
+    ]
     lines += [f"  {v / 1000:7.1f} ms  {k}" for k, v in by.most_common(top)]
     return lines

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _proc import (  # noqa: E402
+from _proc import (
     EVTX_DIRS,
     LSASS_ZIP,
     fmt3,
