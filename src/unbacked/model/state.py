@@ -160,6 +160,10 @@ class StateTracker:
         self._rows = 0
         self._events: pa.Table | None = None
         self._processes: dict[str, ProcessInfo] = {}
+        #: the latest process table's rows not yet turned into ``ProcessInfo`` (by uid, in
+        #: table order): most runs ask about a few processes, not about every one
+        self._pending: pa.Table | None = None
+        self._pending_rows: dict[str, list[int]] = {}
         self._dirty = False
         self._lock = threading.RLock()
 
@@ -197,25 +201,51 @@ class StateTracker:
 
     # -- processes -------------------------------------------------------------------------
     def _refresh_processes(self) -> None:
+        """Learn the processes of the events held now. The table's rows become
+        ``ProcessInfo`` when asked for (``process``), each merged into what earlier tables
+        taught exactly as if every row had been merged in table order right away."""
         if not self._dirty:
             return
+        self._materialize_all()  # what the previous table taught comes first
         table = process_table(self.events)
-        for row in table.to_pylist():
-            old = self._processes.get(row["uid"])
-            info = ProcessInfo(**row)
-            if old is not None:
-                info = _merge(old, info)
-            self._processes[row["uid"]] = info
+        rows: dict[str, list[int]] = {}
+        for i, uid in enumerate(table.column("uid").to_pylist()):
+            rows.setdefault(uid, []).append(i)
+        self._pending, self._pending_rows = table, rows
         self._dirty = False
+
+    def _materialize(self, uid: str) -> None:
+        idx = self._pending_rows.pop(uid, None)
+        if idx is None or self._pending is None:
+            return
+        for i in idx:
+            row = self._pending.slice(i, 1).to_pylist()[0]
+            old = self._processes.get(uid)
+            info = ProcessInfo(**row)
+            self._processes[uid] = _merge(old, info) if old is not None else info
+
+    def _materialize_all(self) -> None:
+        if self._pending is None:
+            return
+        if self._pending_rows:
+            keep = sorted(i for idx in self._pending_rows.values() for i in idx)
+            rest = self._pending.take(pa.array(keep, pa.int64()))
+            for row in rest.to_pylist():
+                old = self._processes.get(row["uid"])
+                info = ProcessInfo(**row)
+                self._processes[row["uid"]] = _merge(old, info) if old is not None else info
+        self._pending, self._pending_rows = None, {}
 
     def processes(self) -> dict[str, ProcessInfo]:
         with self._lock:
             self._refresh_processes()
+            self._materialize_all()
             return dict(self._processes)
 
     def process(self, uid: str) -> ProcessInfo | None:
         with self._lock:
             self._refresh_processes()
+            self._materialize(uid)
             return self._processes.get(uid)
 
     def parent_chain(self, uid: str, limit: int = 16) -> list[ProcessInfo]:
