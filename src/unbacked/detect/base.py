@@ -70,6 +70,12 @@ def empty_signals() -> pa.Table:
     return SIGNAL_SCHEMA.empty_table()
 
 
+def _max_per_key(table: pa.Table, cols: list[str]) -> pa.Table:
+    """``table`` (``cols`` + ``k``, ``n``) with one row per key: the largest k and n."""
+    out = table.group_by(cols, use_threads=False).aggregate([("k", "max"), ("n", "max")])
+    return out.rename_columns([*cols, "k", "n"])
+
+
 def arange(n: int) -> pa.Array:
     """0, 1, ..., n-1 as int64, built on NumPy's buffer (``pa.array`` of an ndarray would
     first load ``numpy.ma`` to check for a masked array: 20 ms on the first call)."""
@@ -150,8 +156,16 @@ class DetectionContext:
         cols = ["process_uid", "feature", "value"]
         key = facts.select(cols).append_column("_i", arange(n_rows))
         known = self.scored.select([*cols, "k", "n"])
-        # counts are per instance and value: any event of the instance finds them
-        probe = key.join(known, cols, join_type="left outer")
+        # one row per key (an instance that exec'd another image has two programs), computed
+        # once per context: every rule that weighs peers asks
+        if "peer_max" not in self.cache:
+            self.cache["peer_max"] = _max_per_key(known, cols)
+        peer_max = self.cache["peer_max"]
+        # counts are per instance and value: any event of the instance finds them (a key is
+        # missing from the scored facts exactly when it is missing from their maxima, as long
+        # as no scored count is null)
+        exact = known["k"].null_count == 0
+        probe = key.join(peer_max if exact else known, cols, join_type="left outer")
         missing_idx = probe.filter(pc.is_null(probe["k"]))["_i"]
         if len(missing_idx):
             # facts a rule made up itself: score them directly (facts without a program, which
@@ -160,11 +174,10 @@ class DetectionContext:
             extra = extra.filter(pc.is_valid(extra["program"]))
             if extra.num_rows:
                 scored = self.baseline.score(extra, exclude_self=self.self_baselined)
-                known = pa.concat_tables([known, scored.select([*cols, "k", "n"])])
-        # one row per key (an instance that exec'd another image has two programs)
-        known = known.group_by(cols, use_threads=False).aggregate([("k", "max"), ("n", "max")])
-        known = known.rename_columns([*cols, "k", "n"])
-        joined = key.join(known, cols, join_type="left outer").sort_by("_i")
+                extra_max = _max_per_key(scored.select([*cols, "k", "n"]), cols)
+                # the maximum over both is the maximum of the two maxima
+                peer_max = _max_per_key(pa.concat_tables([peer_max, extra_max]), cols)
+        joined = key.join(peer_max, cols, join_type="left outer").sort_by("_i")
         k = pc.fill_null(joined["k"], 0).to_numpy(zero_copy_only=False)
         n = pc.fill_null(joined["n"], 0).to_numpy(zero_copy_only=False)
         return k.astype(np.int64), n.astype(np.int64)
