@@ -20,9 +20,28 @@ W = r"C:\Windows\System32"
         (rf"{W}\ntdll.dll+1|{W}\KERNELBASE.dll+2|UNKNOWN(000002BAA10DAD1E)", "api"),
         ("UNKNOWN(000001F3C35A0014)", "only"),  # direct syscall from unbacked code
         (rf"{W}\ntdll.dll+4595c|{W}\KERNELBASE.dll+8185", "truncated"),
-        # a security product's hook trampoline: the application's own frames above it
-        (rf"{W}\ntdll.dll+1|UNKNOWN(7FF812345678)|{W}\KERNELBASE.dll+2|C:\app\app.exe+3|"
+        # a hook trampoline called back from a system DLL, away from the image range
+        (rf"{W}\ntdll.dll+1|UNKNOWN(12345678)|{W}\KERNELBASE.dll+2|C:\app\app.exe+3|"
          rf"{W}\kernel32.dll+4|{W}\ntdll.dll+5", "other"),
+        # the same next to the modules (trampolines and JIT code heaps are placed there)
+        (rf"{W}\ntdll.dll+1|UNKNOWN(7FF812345678)|{W}\KERNELBASE.dll+2|C:\app\app.exe+3|"
+         rf"{W}\kernel32.dll+4|{W}\ntdll.dll+5", "image-range"),
+        # an Exchange service's JIT code opening its worker (16-digit Sysmon x64 address)
+        (rf"{W}\ntdll.dll+a6084|{W}\KERNELBASE.dll+221bd|UNKNOWN(00007FFE7CEE9C00)",
+         "image-range"),
+        # image range only when every user-mode unbacked frame is there
+        (rf"{W}\ntdll.dll+1|{W}\KERNELBASE.dll+2|UNKNOWN(00007FFE7CEE9C00)|"
+         "UNKNOWN(000002BAA10DAD1E)", "api"),
+        # a service's own binary calling into generated code, which starts a process
+        (rf"{W}\ntdll.dll+1|{W}\KERNELBASE.dll+2|{W}\KERNEL32.DLL+3|UNKNOWN(24F64B7B7A1)|"
+         rf"UNKNOWN(24F64B7B7A1)|C:\P\agent.exe+4|C:\P\agent.exe+5|{W}\sechost.dll+6|"
+         rf"{W}\KERNEL32.DLL+7|{W}\ntdll.dll+8", "hosted"),
+        # exploit shellcode run from a window-message callback (user32 calls it): not hosted
+        (rf"{W}\ntdll.dll+1|{W}\kernel32.dll+2|UNKNOWN(966AF6DA)|UNKNOWN(82678E06)|"
+         rf"{W}\user32.DLL+3|C:\P\IEFRAME.dll+4|C:\P\iertutil.dll+5", "other"),
+        # unbacked code at the outer end of the walk (nothing called it that Sysmon saw)
+        (rf"{W}\ntdll.dll+1|{W}\KERNELBASE.dll+2|C:\W\advapi32.dll+3|UNKNOWN(0338CA29)",
+         "other"),
         # JIT code of .NET, V8
         (rf"{W}\ntdll.dll+1|{W}\KERNELBASE.dll+2|C:\n\clr.dll+3|UNKNOWN(7FFF31F61C82)", "managed"),
         (rf"{W}\ntdll.dll+1|{W}\KERNELBASE.dll+2|C:\c\chrome.dll+3|UNKNOWN(2022934003D)",

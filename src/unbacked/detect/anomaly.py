@@ -8,7 +8,7 @@ import pyarrow.compute as pc
 
 from unbacked.detect.base import DetectionContext, empty_signals
 from unbacked.detect.baseline import surprise_to_score
-from unbacked.detect.features import FEATURE_WEIGHT
+from unbacked.detect.features import EXPLAINED_TRACE_CLASSES, FEATURE_WEIGHT
 
 DETECTOR_ID = "UNB-B-001"
 TITLE = "Executable-memory behaviour unusual for this program"
@@ -25,6 +25,14 @@ def baseline_signals(ctx: DetectionContext) -> pa.Table:
     scored = ctx.scored
     scored = scored.filter(pc.is_in(scored["feature"], pa.array(list(FEATURE_WEIGHT))))
     hits = ctx.baseline.surprising(scored)
+    # a call-trace class that explains its unbacked frames (JIT code, kernel frames, a host
+    # calling its own code) is no evidence of foreign code, however rare among the peers:
+    # "ctfmon.exe: 0 of 3 peers showed kernel frames" says nothing about injection
+    explained = pc.and_(
+        pc.equal(hits["feature"], "open.unbacked"),
+        pc.is_in(hits["value"], pa.array(EXPLAINED_TRACE_CLASSES)),
+    )
+    hits = hits.filter(pc.invert(explained))
     if hits.num_rows == 0:
         return empty_signals()
     # ctx.scored is per instance and value (its first event): one signal each already

@@ -40,16 +40,32 @@ import pyarrow.compute as pc
 
 from unbacked import duck
 
-#: Modules whose presence in a call trace explains unbacked frames as managed/JIT code.
+#: The JIT engines (code generators) unbacked knows, as module-name stems: a module of one of
+#: these in a call trace explains unbacked frames as generated code, and executable memory it
+#: asks for is expected churn. One list feeds both ``MANAGED_MODULE_RE`` (call traces) and
+#: ``rules.memory.JIT_CALLER_RE`` (calling modules of memory events), so the two stay in step.
+JIT_ENGINE_STEMS: tuple[str, ...] = (
+    # .NET Framework / .NET: runtime and JIT
+    "clr", "coreclr", "clrjit", "mscorwks", "mscorsvr", "mscorjit",
+    # V8 (in Node, Chromium, Edge, Electron, CEF apps; Chromium's own binary on Linux)
+    "node", "libnode", "v8", "libv8", "chrome", "chromium", "chromium-browser", "libchrome",
+    "msedge", "libcef", "electron",
+    # HotSpot
+    "jvm", "libjvm", "java", "javaw",
+    # SpiderMonkey, Chakra
+    "xul", "mozjs", "libmozjs[-0-9.]*", "firefox", "jscript9", "chakra", "edgehtml",
+    # LuaJIT, PyPy
+    "lua51", "luajit", "libluajit[-0-9.]*", "pypy3?", "libpypy[-0-9.a-z]*",
+)  # fmt: skip
+JIT_STEMS_RE = "|".join(JIT_ENGINE_STEMS)
+
+#: Modules whose presence in a call trace explains unbacked frames as managed/JIT code: the JIT
+#: engines, plus .NET's own assemblies and native images and CPython ctypes / libffi callbacks
+#: (frames of code a managed runtime called or was called by).
 MANAGED_MODULE_RE = (
-    # .NET: runtime, JIT, native images
-    r"^((mscorwks|mscorsvr|clr|coreclr|clrjit|mscorjit|mscoree|mscorlib(\.ni)?|"
-    r"system\.management\.automation(\.ni)?|system(\.[a-z0-9]+)*(\.ni)?|"
-    r"[a-z0-9_.]+\.ni)\.dll"
-    # V8 / Chromium / Electron, HotSpot, SpiderMonkey, Chakra, LuaJIT, CPython ctypes / libffi
-    r"|(chrome|chrome_elf|msedge|libcef|v8|node|electron|jvm|xul|mozjs|jscript9|chakra|"
-    r"lua51|luajit|_ctypes|libffi[-0-9]*)\.(dll|exe|pyd)"
-    r"|(node|java|javaw|electron|code)\.exe)$"
+    r"^((mscoree|mscorlib(\.ni)?|system\.management\.automation(\.ni)?|"
+    r"system(\.[a-z0-9]+)*(\.ni)?|[a-z0-9_.]+\.ni)\.dll"
+    rf"|({JIT_STEMS_RE}|chrome_elf|code|_ctypes|libffi[-0-9]*)\.(dll|exe|pyd))$"
 )
 #: System DLLs through which user code calls the kernel.
 SYSTEM_API_RE = r"^(ntdll|kernelbase|kernel32|wow64|wow64win|wow64cpu|win32u|user32)\.dll$"
@@ -81,16 +97,34 @@ list_transform(string_split(call_trace, '|'), lambda f:
   END)
 """
 
+#: User-mode ``UNKNOWN`` frames of a call trace all lie in the x64 range where Windows maps
+#: images (0x7FF0'0000'0000 and up): code the runtime placed next to its modules (.NET keeps
+#: its code heaps and stubs within reach of clr.dll/coreclr.dll) or a module Sysmon had not
+#: named yet. Memory an injector allocates without an address hint lies far below it.
+_IMAGE_RANGE_SQL = r"""
+(len(list_filter(regexp_extract_all(upper(call_trace), 'UNKNOWN\(([0-9A-F]+)\)', 1),
+                 lambda a: NOT a LIKE 'FFFF%')) > 0
+ AND len(list_filter(regexp_extract_all(upper(call_trace), 'UNKNOWN\(([0-9A-F]+)\)', 1),
+                     lambda a: NOT a LIKE 'FFFF%'
+                               AND NOT lpad(a, 16, '0') BETWEEN '00007FF000000000'
+                                                            AND '00007FFFFFFFFFFF')) = 0)
+"""
+
 #: Classify a call trace by where its unbacked frames lie.
 #:  none    no unbacked frame
 #:  kernel  only kernel-address UNKNOWN frames (e.g. explorer -> child, benign)
 #:  managed unbacked frames in a trace that also has managed-runtime modules (JIT code)
 #:  only    every frame unbacked (direct syscall from unbacked code)
+#:  image-range  every user-mode unbacked frame lies in the x64 image range
+#:          (``_IMAGE_RANGE_SQL``): a runtime's code next to its modules, not an injector's
 #:  api     an unbacked frame right above a system API DLL frame, and nothing but unbacked or
 #:          system frames further out (shellcode calling Win32; not a hook trampoline, which
 #:          has the application's own modules above it)
 #:  truncated  only system API DLL frames, and no thread-start frames: the walk stopped at a
 #:          caller it could not unwind (manually mapped code has no registered unwind data)
+#:  hosted  every run of unbacked frames was called by an application module (neither a
+#:          system DLL nor the kernel): a program calling code it generated or hosts (an
+#:          embedded runtime, interop thunks into JIT code)
 #:  other   unbacked frames elsewhere (hook trampolines of security products, callbacks)
 TRACE_CLASS_SQL = rf"""
 CASE
@@ -105,15 +139,26 @@ CASE
   WHEN len(list_filter(frames, lambda f: f NOT IN ('<unbacked>', '<kernel>'))) = 0 THEN 'only'
   WHEN len(list_filter(frames, lambda f: regexp_matches(f, '{MANAGED_MODULE_RE}'))) > 0
        THEN 'managed'
+  WHEN {_IMAGE_RANGE_SQL} THEN 'image-range'
   WHEN len(list_filter(list_zip(frames[2:], frames[1:len(frames) - 1]),
            lambda p: p[1] = '<unbacked>' AND regexp_matches(p[2], '{SYSTEM_API_RE}'))) > 0
        AND len(list_filter(frames[list_position(frames, '<unbacked>') + 1:],
            lambda f: f NOT IN ('<unbacked>', '<kernel>')
                      AND NOT regexp_matches(f, '{SYSTEM_API_RE}'))) = 0
        THEN 'api'
+  WHEN frames[-1] != '<unbacked>'
+       AND len(list_filter(list_zip(frames[1:len(frames) - 1], frames[2:]),
+           lambda p: p[1] = '<unbacked>' AND p[2] != '<unbacked>'
+                     AND (p[2] = '<kernel>' OR regexp_matches(p[2], '{SYSTEM_API_RE}')))) = 0
+       THEN 'hosted'
   ELSE 'other'
 END
 """
+
+#: Call-trace classes that say no foreign code ran: the benign side of ``open.unbacked``. A
+#: program showing one its peers do not is no evidence of injection (the baseline detector
+#: leaves them out; ``UNB-W-002`` scores only the others).
+EXPLAINED_TRACE_CLASSES = ("none", "kernel", "managed", "image-range", "hosted")
 
 #: One SELECT per feature, tagged with the kind of event it needs: only the branches whose
 #: events are present run (a Sysmon capture has no memory events, a sensor capture no opens).

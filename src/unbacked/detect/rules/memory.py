@@ -8,15 +8,12 @@ import pyarrow.compute as pc
 
 from unbacked import duck
 from unbacked.detect.base import DetectionContext, Rule, empty_signals, register_rule
+from unbacked.detect.features import JIT_STEMS_RE
 
-#: Calling modules of JIT engines: executable memory they ask for is expected churn.
-JIT_CALLER_RE = (
-    # V8 lives in the browser's own binary: chrome(.exe/.dll), Debian/Ubuntu's chromium
-    r"(?i)(^|[\\/])(clrjit|coreclr|clr|mscorwks|mscorjit|libjvm|libnode|node|v8|libv8|"
-    r"chrome|chromium|chromium-browser|libchrome|msedge|libluajit[-0-9.]*|luajit|libffi|"
-    r"libpypy[-0-9.a-z]*|pypy3?|jscript9|chakra|edgehtml|libmozjs[-0-9.]*|firefox|xul)"
-    r"(\.dll|\.so[.0-9]*|\.exe)?$"
-)
+#: Calling modules of JIT engines (``features.JIT_ENGINE_STEMS``, the list call traces use too)
+#: and libffi (closures allocate executable pages): executable memory they ask for is expected
+#: churn. Matched against the calling module's path or name, with or without its extension.
+JIT_CALLER_RE = rf"(?i)(^|[\\/])({JIT_STEMS_RE}|libffi)(\.dll|\.so[.0-9]*|\.exe)?$"
 
 _EXEC = """CASE WHEN os = 'linux' THEN (protection & 4) > 0 ELSE (protection & 240) > 0 END"""
 _RWX = """CASE WHEN os = 'linux' THEN (protection & 6) = 6 ELSE (protection & 255) IN (64, 128)

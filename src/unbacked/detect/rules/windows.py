@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from unbacked.detect.base import DetectionContext, Rule, empty_signals, register_rule
+from unbacked.detect.features import JIT_STEMS_RE
 
 #: Start addresses at or above this lie in kernel space on x64 (dwm -> csrss, csrss internals).
 KERNEL_SPACE_X64 = 0xFFFF800000000000
@@ -87,6 +88,8 @@ def _hex(values: pa.ChunkedArray) -> pa.Array:
 TRACE_CLASS_SCORE = {"only": 90.0, "api": 80.0, "truncated": 70.0, "other": 40.0}
 #: Targets whose opening from unbacked code is not excused by managed code (credential theft).
 SENSITIVE_TARGETS = ("lsass.exe",)
+#: Module loads that show a process hosts a JIT engine (``features.JIT_ENGINE_STEMS``).
+JIT_MODULE_RE = rf"^({JIT_STEMS_RE})\.(dll|exe)$"
 #: Factor for instances that run managed code (JIT frames explain unbacked frames too).
 MANAGED_FACTOR = 0.4
 
@@ -103,9 +106,11 @@ class UnbackedCallerInCallTrace(Rule):
         "Sysmon 10 call trace with user-mode UNKNOWN frames that managed (JIT) code does not "
         "explain: 'only' (every frame unbacked: direct syscall), 'api' (an unbacked caller of "
         "ntdll/kernelbase/kernel32), 'truncated' (only system DLL frames: the walk stopped at a "
-        "caller without unwind data), 'other'. Kernel-address frames are ignored. Instances that "
-        "run managed code (unless the target is lsass), and programs whose peers commonly show "
-        "the same class, score lower."
+        "caller without unwind data), 'other'. Kernel-address frames, JIT frames ('managed'), "
+        "frames in the x64 image range ('image-range') and unbacked code called by the "
+        "application's own modules ('hosted') are not scored. Instances that run managed code "
+        "(a JIT engine loaded or in a trace; unless the target is lsass), and programs whose "
+        "peers commonly show the same class, score lower."
     )
     severity = 4
     score = 80.0
@@ -160,8 +165,11 @@ class UnbackedCallerInCallTrace(Rule):
 
 
 def managed_instances(ctx: DetectionContext) -> set[str]:
-    """Instances that run managed code: they loaded a CLR/PowerShell engine, or one of their
-    call traces runs through managed-runtime modules."""
+    """Instances that run managed code, known by what they loaded and ran: a CLR/PowerShell
+    engine load (``module.engine``), a load of any JIT engine's module (``JIT_MODULE_RE``:
+    the CLR, HotSpot's jvm.dll, V8 in node/chrome/msedge/libcef/electron, ...), or a call trace
+    that runs through managed-runtime modules. No program names: a renamed host is known by
+    its modules."""
     if "managed" not in ctx.cache:
         facts = ctx.facts
         mask = pc.or_(
@@ -170,7 +178,15 @@ def managed_instances(ctx: DetectionContext) -> set[str]:
                 pc.equal(facts["feature"], "open.unbacked"), pc.equal(facts["value"], "managed")
             ),
         )
-        ctx.cache["managed"] = set(facts.filter(mask)["process_uid"].to_pylist())
+        uids = set(facts.filter(mask)["process_uid"].to_pylist())
+        loads = ctx.select(kind="module", activity=["load"])
+        if loads.num_rows:
+            base = pc.utf8_lower(
+                pc.replace_substring_regex(pc.fill_null(loads["module_path"], ""), r"^.*[\\/]", "")
+            )
+            jit = loads.filter(pc.match_substring_regex(base, JIT_MODULE_RE))
+            uids |= {u for u in jit["process_uid"].to_pylist() if u is not None}
+        ctx.cache["managed"] = uids
     return ctx.cache["managed"]
 
 
