@@ -6,7 +6,10 @@ from __future__ import annotations
 import base64
 
 from tests.support.events import (
+    CALLBACK_TRACE,
     CLEAN_TRACE,
+    HOSTED_TRACE,
+    IMAGE_RANGE_TRACE,
     KERNEL_TRACE,
     MANAGED_TRACE,
     ONLY_TRACE,
@@ -20,6 +23,11 @@ from tests.support.events import (
 PS = r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe"
 NOTEPAD = r"C:\Windows\System32\notepad.exe"
 CSRSS = r"C:\Windows\System32\csrss.exe"
+IE = r"C:\Program Files\Internet Explorer\iexplore.exe"
+EXCHANGE = r"C:\Program Files\Microsoft\Exchange Server\V15\Bin\Search\Ceres"
+EXCHANGE_HOST = EXCHANGE + r"\HostController\hostcontrollerservice.exe"
+EXCHANGE_WORKER = EXCHANGE + r"\Runtime\1.0\NodeRunner.exe"
+AGENT = r"C:\Packages\Agent\agent.exe"
 STAGER = (
     "powershell.exe -nop -w hidden -c &([scriptblock]::create((New-Object IO.StreamReader("
     "New-Object IO.Compression.GzipStream((New-Object IO.MemoryStream(,[Convert]::"
@@ -134,11 +142,21 @@ FIXTURES: dict[str, dict] = {
         "actor": "inj",
     },
     "UNB-W-002": {
-        "tp": [open_process("sc", r"C:\Users\Public\za3bollo.exe", "n", NOTEPAD, ONLY_TRACE)],
+        "tp": [
+            open_process("sc", r"C:\Users\Public\za3bollo.exe", "n", NOTEPAD, ONLY_TRACE),
+            # exploit shellcode in a browser run from a callback, opening its own child
+            launch("cmd", r"C:\Windows\System32\cmd.exe", parent="ie", parent_image=IE),
+            open_process("ie", IE, "cmd", r"C:\Windows\System32\cmd.exe", CALLBACK_TRACE),
+        ],
         "fp": [
             open_process("ex", r"C:\Windows\explorer.exe", "n", NOTEPAD, KERNEL_TRACE),
             open_process("svc", r"C:\Windows\System32\svchost.exe", "n", NOTEPAD, CLEAN_TRACE),
             open_process("ps", PS, "n", NOTEPAD, MANAGED_TRACE),
+            # a .NET service's JIT code in the image range, querying its worker process
+            open_process("hc", EXCHANGE_HOST, "w", EXCHANGE_WORKER, IMAGE_RANGE_TRACE, 0x101400),
+            # an agent's own binary calling generated code that starts its child
+            launch("ns", r"C:\Windows\System32\netsh.exe", parent="ag", parent_image=AGENT),
+            open_process("ag", AGENT, "ns", r"C:\Windows\System32\netsh.exe", HOSTED_TRACE),
         ],
         "subject": "sc",
     },

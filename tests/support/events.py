@@ -174,3 +174,31 @@ MANAGED_TRACE = "|".join(
         "UNKNOWN(00007FFF31F61C82)",
     ]
 )
+#: JIT code of a .NET service in the x64 image range (next to its runtime), no module named
+IMAGE_RANGE_TRACE = "|".join([NTDLL, KBASE, "UNKNOWN(00007FFE7CEE9C00)"])
+#: a service's own binary calling into code it generated, which starts a process
+HOSTED_TRACE = "|".join(
+    [
+        NTDLL,
+        KBASE,
+        K32,
+        "UNKNOWN(0000024F64B7B7A1)",
+        "UNKNOWN(0000024F64B7B7A1)",
+        r"C:\Packages\Agent\agent.exe+56529",
+        r"C:\Packages\Agent\agent.exe+4dfbc",
+        SYS + r"\sechost.dll+2de2",
+        K32,
+        SYS + r"\ntdll.dll+6ce51",
+    ]
+)
+#: exploit shellcode started from a window-message callback (user32 calls into it)
+CALLBACK_TRACE = "|".join(
+    [
+        SYS + r"\ntdll.dll+4534c",
+        SYS + r"\kernel32.dll+5112b",
+        "UNKNOWN(966AF6DA)",
+        "UNKNOWN(82678E06)",
+        SYS + r"\user32.DLL+15cdc",
+        SYS + r"\IEFRAME.dll+1a9cc",
+    ]
+)

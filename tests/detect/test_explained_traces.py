@@ -1,0 +1,102 @@
+"""False-alert classes of the wide public corpus, each beside the true positive it must keep:
+call traces whose unbacked frames something benign explains (JIT code next to its runtime, a
+program calling code it generated, kernel frames), managed hosts known by the modules they
+loaded, and single instances whose scores back off to the population."""
+
+from __future__ import annotations
+
+from tests.support.events import (
+    API_TRACE,
+    CALLBACK_TRACE,
+    CLEAN_TRACE,
+    HOSTED_TRACE,
+    IMAGE_RANGE_TRACE,
+    KERNEL_TRACE,
+    events,
+    launch,
+    module_load,
+    open_process,
+)
+from unbacked.detect import DetectionContext, ProgramBaseline
+from unbacked.detect.anomaly import baseline_signals
+from unbacked.detect.rules.windows import MANAGED_FACTOR, UnbackedCallerInCallTrace
+from unbacked.engine.local import detect_events
+
+CTF = r"C:\Windows\System32\ctfmon.exe"
+EXPLORER = r"C:\Windows\explorer.exe"
+LSASS = r"C:\Windows\System32\lsass.exe"
+APP = r"C:\Program Files\Tool\tool.exe"
+IE = r"C:\Program Files\Internet Explorer\iexplore.exe"
+CMD = r"C:\Windows\System32\cmd.exe"
+
+
+def _ctx(rows) -> DetectionContext:
+    ctx = DetectionContext.build(events(rows), self_baselined=True)
+    ctx.baseline = ProgramBaseline().learn(ctx.instance_facts, calibrate=False)
+    return ctx
+
+
+def _peers(image: str, trace: str, n: int = 8) -> list[dict]:
+    return [open_process(f"peer{i}", image, f"t{i}", EXPLORER, trace, 0x1000) for i in range(n)]
+
+
+def test_kernel_frames_are_no_evidence_however_rare_among_peers():
+    rows = [
+        *_peers(CTF, CLEAN_TRACE),
+        open_process("odd", CTF, "x", EXPLORER, KERNEL_TRACE, 0x1000),
+    ]
+    ctx = _ctx(rows)
+    assert ctx.baseline is not None
+    # the baseline does find it rare; the detector does not call that foreign code
+    rare = ctx.baseline.surprising(ctx.scored).to_pylist()
+    assert ("odd", "kernel") in {(f["process_uid"], f["value"]) for f in rare}
+    sig = baseline_signals(ctx)
+    got = [
+        (s["subject_uid"], s["value"]) for s in sig.to_pylist() if s["feature"] == "open.unbacked"
+    ]
+    assert got == []
+
+
+def test_unbacked_api_caller_among_clean_peers_is_still_surprising():
+    rows = [*_peers(CTF, CLEAN_TRACE), open_process("odd", CTF, "x", EXPLORER, API_TRACE, 0x1000)]
+    sig = baseline_signals(_ctx(rows))
+    got = [
+        (s["subject_uid"], s["value"]) for s in sig.to_pylist() if s["feature"] == "open.unbacked"
+    ]
+    assert got == [("odd", "api")]
+
+
+def test_a_jit_engine_module_makes_a_managed_host_whatever_its_name():
+    jvm = r"C:\Program Files\Java\jre\bin\server\jvm.dll"
+    rows = [
+        module_load("j", APP, jvm),
+        open_process("j", APP, "x", EXPLORER, API_TRACE, 0x1000),
+        open_process("j", APP, "l", LSASS, API_TRACE, 0x1010),
+        open_process("n", r"C:\x\other.exe", "x", EXPLORER, API_TRACE, 0x1000),
+    ]
+    out = UnbackedCallerInCallTrace().evaluate(_ctx(rows))
+    by = {(s["subject_uid"], s["message"].split(" opened ")[1].split(" ")[0]): s["score"]
+          for s in out.to_pylist()}  # fmt: skip
+    assert by[("j", "explorer.exe")] == 80.0 * MANAGED_FACTOR
+    assert by[("j", "lsass.exe")] == 80.0  # credential theft is not excused by JIT code
+    assert by[("n", "explorer.exe")] == 80.0
+
+
+def test_single_instances_alert_only_on_foreign_code():
+    """Each program seen once (its scores back off to the population): the Exchange-like
+    service and the agent opening their own child stay quiet, the browser whose shellcode
+    starts cmd.exe from a callback alerts."""
+    rows = [
+        # a background of other programs, so the population has rates to back off to
+        *[open_process(f"bg{i}", rf"C:\bg\p{i}.exe", f"t{i}", EXPLORER, CLEAN_TRACE, 0x1000)
+          for i in range(30)],
+        open_process("hc", r"C:\Exchange\hostcontrollerservice.exe", "w",
+                     r"C:\Exchange\NodeRunner.exe", IMAGE_RANGE_TRACE, 0x101400),
+        launch("ns", r"C:\Windows\System32\netsh.exe", parent="ag", parent_image=APP),
+        open_process("ag", APP, "ns", r"C:\Windows\System32\netsh.exe", HOSTED_TRACE),
+        launch("cmd", CMD, parent="ie", parent_image=IE),
+        open_process("ie", IE, "cmd", CMD, CALLBACK_TRACE),
+    ]  # fmt: skip
+    result = detect_events(events(rows))
+    alerted = {a.process.uid for a in result.alerts}
+    assert alerted == {"ie"}
