@@ -34,6 +34,9 @@ LAKE_SEQ = "lake_seq"
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 LAKE_SCHEMA = EVENT_SCHEMA.append(pa.field(LAKE_SEQ, pa.int64(), nullable=False))
 _ROWS_PER_FILE = 4_000_000
+#: rows held back before they are written: a write per host and input batch made one tiny row
+#: group each (6 ms apiece: a 1,000-host export of 40,000 events took a minute)
+_BUFFER_ROWS = 262_144
 
 
 def host_directory(host: str | None) -> str:
@@ -59,6 +62,8 @@ class LakeWriter:
         self.root.mkdir(parents=True, exist_ok=True)
         self.rows = 0
         self._writers: dict[str | None, tuple[pq.ParquetWriter, int, int]] = {}
+        self._pending: dict[str | None, list[pa.Table]] = {}
+        self._buffered = 0
 
     def write(self, table: pa.Table) -> None:
         from unbacked.model.schema import conform
@@ -70,10 +75,26 @@ class LakeWriter:
         seq = pa.array(range(self.rows, self.rows + n), pa.int64())
         table = pa.Table.from_arrays([*table.columns, seq], schema=LAKE_SCHEMA)
         self.rows += n
-        hosts = table.column("host").cast(pa.string())
-        for host in pc.unique(hosts).to_pylist():
-            mask = pc.is_null(hosts) if host is None else pc.equal(hosts, host)
-            self._append(host, table.filter(mask))
+        # one stable sort by host, then a slice per host (not a filter of the whole table per
+        # host: that is hosts x rows)
+        hosts = pc.fill_null(table.column("host").cast(pa.string()), "\0")
+        order = pc.sort_indices(hosts)
+        table = table.take(order)
+        runs = pc.run_end_encode(hosts.take(order).combine_chunks())
+        start = 0
+        for value, end in zip(runs.values.to_pylist(), runs.run_ends.to_pylist(), strict=True):
+            host = None if value == "\0" else value
+            self._pending.setdefault(host, []).append(table.slice(start, end - start))
+            start = end
+        self._buffered += n
+        if self._buffered >= _BUFFER_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        for host, parts in self._pending.items():
+            self._append(host, pa.concat_tables(parts))
+        self._pending.clear()
+        self._buffered = 0
 
     def _append(self, host: str | None, part: pa.Table) -> None:
         writer, file_no, rows = self._writers.get(host, (None, -1, _ROWS_PER_FILE))
@@ -89,6 +110,7 @@ class LakeWriter:
         self._writers[host] = (writer, file_no, rows + part.num_rows)
 
     def close(self) -> None:
+        self._flush()
         for writer, _, _ in self._writers.values():
             writer.close()
         self._writers.clear()
