@@ -260,7 +260,16 @@ def test_time_falls_back_to_record_time_and_skips_without_any() -> None:
     table, rep = read_bytes(SysmonJsonSource, jsonl(no_utc, none, bad))
     (r,) = rows(table)
     assert r["time"] == 1_692_093_226_119_000_000  # TimeCreated 2023-08-15T09:53:46.119Z
-    assert rep.skipped == {"no valid timestamp": 2} and accounted(rep)
+    # the report names the field that was missing or unreadable
+    assert rep.skipped == {
+        "no valid timestamp: no UtcTime, no record time": 1,
+        "no valid timestamp: UtcTime unreadable, no record time": 1,
+    }
+    assert accounted(rep)
+    odd = export(5, ProcessGuid=G1, ProcessId="1", TimeCreated="12/12/2021 3:18:07 AM")
+    del odd["UtcTime"], odd["@timestamp"]
+    _, rep = read_bytes(SysmonJsonSource, jsonl(odd))
+    assert rep.skipped == {"no valid timestamp: no UtcTime, record time unreadable": 1}
 
 
 def test_bad_lines_are_counted_with_reasons() -> None:

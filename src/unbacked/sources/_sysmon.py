@@ -121,7 +121,13 @@ SELECT
               THEN 'not a Windows event record'
          WHEN is_sysmon AND eid IS NULL THEN 'invalid EventID'
          WHEN NOT is_sysmon OR eid NOT IN ({_IDS}) THEN 'ignored'
-         WHEN t_ns IS NULL THEN 'no valid timestamp'
+         -- name what was missing or unreadable: the run report then says which time field a
+         -- flavour lacks (the record time is TimeCreated / @timestamp / the EVTX system time)
+         WHEN t_ns IS NULL THEN 'no valid timestamp: '
+              || CASE WHEN nullif(trim("UtcTime"), '') IS NULL THEN 'no UtcTime'
+                      ELSE 'UtcTime unreadable' END
+              || CASE WHEN nullif(trim("RecordTime"), '') IS NULL THEN ', no record time'
+                      ELSE ', record time unreadable' END
          ELSE 'ok' END AS _status,
     t_ns AS time,
     CASE eid WHEN 1 THEN 'process' WHEN 3 THEN 'network' WHEN 5 THEN 'process'
