@@ -127,3 +127,61 @@ def test_surprise_is_finite_and_nonnegative(rows):
     for exclude in (False, True):
         s = b.score(facts, exclude_self=exclude)["surprise"].to_pylist()
         assert all(x >= 0 and x < 64 for x in s)
+
+
+def _xwrite(uid: str, image: str, target: str, *, code: bool = True) -> dict:
+    """A Linux write into another process (ptrace POKETEXT) — into its text when ``code``."""
+    return {
+        "kind": "memory",
+        "activity": "write",
+        "event_code": "linux:ptrace_poketext",
+        "os": "linux",
+        "process_uid": uid,
+        "image": image,
+        "target_uid": target,
+        "target_image": "/usr/bin/sleep",
+        "base_address": 0x5555_5555_5000,
+        "region_size": 8,
+        "region_type": "file",
+        "backing_path": "/usr/bin/sleep",
+        "vm_flags": 0x75 if code else 0x73,
+    }
+
+
+def _linux_launch(uid: str, image: str) -> dict:
+    return {
+        "kind": "process",
+        "activity": "launch",
+        "os": "linux",
+        "process_uid": uid,
+        "image": image,
+    }
+
+
+def test_cross_process_writes_are_learned_per_program():
+    """Who writes into whom on Linux: a program that never writes into other processes' code is
+    surprising when it does; a debugger that always does stays quiet."""
+    from unbacked.detect.anomaly import baseline_signals
+
+    rows = []
+    for i in range(40):  # a fleet: shells and services that never write, a few debuggers
+        rows.append(_linux_launch(f"sh{i}", "/usr/bin/bash"))
+        rows.append(_linux_launch(f"py{i}", "/usr/bin/python3"))
+    for i in range(10):
+        rows.append(_linux_launch(f"gdb{i}", "/usr/bin/gdb"))
+        rows.append(_xwrite(f"gdb{i}", "/usr/bin/gdb", f"t{i}"))
+    base = ProgramBaseline().learn(_facts(rows))
+    prof = {(r["feature"], r["value"]) for r in base.profile("gdb").to_pylist()}
+    assert ("xproc.write", "other code/file") in prof
+    scored_rows = [
+        _linux_launch("evil", "/usr/bin/bash"),
+        _xwrite("evil", "/usr/bin/bash", "victim"),
+        _linux_launch("dbg", "/usr/bin/gdb"),
+        _xwrite("dbg", "/usr/bin/gdb", "prog"),
+    ]
+    ctx = DetectionContext.build(events(scored_rows), base)
+    sig = baseline_signals(ctx).to_pylist()
+    hit = [s for s in sig if s["feature"] == "xproc.write"]
+    assert [s["subject_uid"] for s in hit] == ["evil"], sig
+    assert hit[0]["value"] == "other code/file"
+    assert "0 of 40 peer instances" in hit[0]["message"]

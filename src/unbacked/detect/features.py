@@ -18,6 +18,9 @@ Features (DESIGN.md §5):
 ``mem.header``         PE/ELF header found in the region
 ``mem.scope``          ``local`` or ``remote`` (into another process)
 ``mem.syscall``        ``outside-libc`` when the syscall instruction is not in the C library
+``xproc.write``        Linux: a write through ptrace POKE, ``process_vm_writev`` or a mem file,
+                       ``own``/``other`` process, ``code``/``data`` mapping, its type
+                       (``other code/file``: into another process's program text)
 ``open.unbacked``      call-trace class: ``none``, ``kernel``, ``managed``, ``api``, ``only``,
                        ``other`` (see ``TRACE_CLASS_SQL``)
 ``open.trace_shape``   module sequence of the call trace, offsets stripped, repeats collapsed
@@ -283,6 +286,16 @@ _FACT_BRANCHES: tuple[tuple[str, str], ...] = (
 """,
     ),
     (
+        "memory",
+        r"""
+  SELECT row, process_uid, program, 'xproc.write',
+         CASE WHEN target_uid IS NULL OR target_uid = process_uid THEN 'own' ELSE 'other' END
+         || ' ' || CASE WHEN vm_flags & 4 = 4 THEN 'code' ELSE 'data' END
+         || '/' || coalesce(region_type, '?')
+    FROM ev WHERE os = 'linux' AND kind = 'memory' AND activity = 'write'
+""",
+    ),
+    (
         "always",
         r"""
   SELECT min(row), process_uid, arg_min(program, row) FILTER (program IS NOT NULL),
@@ -334,7 +347,8 @@ WITH ev AS (
          module_path, direction::VARCHAR AS direction, protection, old_protection, region_size,
          base_address, region_type::VARCHAR AS region_type, backing_path, caller_module,
          caller_unbacked, header_kind::VARCHAR AS header_kind, target_uid,
-         syscall_outside_libc, parent_uid, parent_image, image, image_build_id, image_hash
+         syscall_outside_libc, parent_uid, parent_image, image, image_build_id, image_hash,
+         vm_flags
     FROM events
 ),
 traces AS (   -- each distinct call trace parsed once (a fleet repeats a few thousand shapes)
@@ -387,6 +401,7 @@ ABSENCE_AWARE: dict[str, str] = {
     "module.engine": "seen.module",
     "thread.remote": "process.seen",
     "process.child": "process.seen",
+    "xproc.write": "process.seen",
 }
 
 #: kinds/activities of events each branch group needs
@@ -429,6 +444,7 @@ FEATURE_WEIGHT: dict[str, float] = {
     "mem.scope": 0.7,
     "mem.region": 0.6,
     "mem.syscall": 0.8,
+    "xproc.write": 0.7,
     "module.engine": 0.3,
     "thread.remote": 0.5,
     "mem.align": 0.4,
