@@ -434,3 +434,48 @@ def test_malformed_line_late_in_a_big_input_counts_once_and_yields_once() -> Non
     assert len(lines) == len(set(lines)) == 70_010  # nothing yielded twice
     assert rep.events == 70_010 and rep.skipped == {"malformed JSON": 1}
     assert rep.records == 70_011 and accounted(rep)
+
+
+SHA = "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08"
+
+
+def test_image_hash_and_signature_of_the_process_image() -> None:
+    """Event 1's Hashes are the image's; event 7's only when the loaded image is the process's
+    own executable (then its signature is the image's too). Garbage digests are dropped."""
+    img = "C:\\Windows\\System32\\svchost.exe"
+    launch = export(
+        1, ProcessGuid=G1, ProcessId="920", Image=img, Hashes=f"MD5=0123,SHA256={SHA},IMPHASH=AB"
+    )
+    md5_only = export(1, ProcessGuid=G2, ProcessId="921", Image=img, Hashes="MD5=" + "ab" * 16)
+    garbage = export(1, ProcessGuid=G2, ProcessId="922", Image=img, Hashes="SHA256=\u3100xyz")
+    own = export(
+        7,
+        ProcessGuid=G1,
+        ProcessId="920",
+        Image=img,
+        ImageLoaded=img.upper(),
+        Hashes=f"SHA256={SHA}",
+        Signed="true",
+        Signature="Microsoft Windows",
+        SignatureStatus="Valid",
+    )
+    dll = export(
+        7,
+        ProcessGuid=G1,
+        ProcessId="920",
+        Image=img,
+        ImageLoaded="C:\\Users\\x\\evil.dll",
+        Hashes=f"SHA256={'0' * 64}",
+        Signed="false",
+    )
+    unsigned = {**own, "Signed": "false", "Signature": "-", "SignatureStatus": "Unavailable"}
+    a, b, c, d, e, f = rows(
+        read_bytes(SysmonJsonSource, jsonl(launch, md5_only, garbage, own, dll, unsigned))[0]
+    )
+    assert a["image_hash"] == "sha256:" + SHA.lower() and "image_signature" not in a
+    assert b["image_hash"] == "md5:" + "ab" * 16
+    assert "image_hash" not in c
+    assert d["image_hash"] == a["image_hash"]
+    assert d["image_signature"] == "Microsoft Windows (Valid)"
+    assert "image_hash" not in e and "image_signature" not in e  # the module's, not the image's
+    assert f["image_signature"] == "unsigned"

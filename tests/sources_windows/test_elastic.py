@@ -324,3 +324,30 @@ def test_sniff(head: bytes, expected: bool) -> None:
 def test_discovery_picks_this_source() -> None:
     data = jsonl(api_doc())
     assert choose_source(InputFile.from_bytes("defend.ndjson", data), data) is ElasticDefendSource
+
+
+def test_process_hash_and_code_signature_are_the_image_identity() -> None:
+    sha = "AB" * 32
+    doc = api_doc()
+    doc["process"] = {
+        **doc["process"],
+        "hash": {"sha256": sha, "md5": "cd" * 16},
+        "code_signature": {
+            "exists": True,
+            "subject_name": "Microsoft Corporation",
+            "trusted": True,
+            "status": "trusted",
+        },
+    }
+    bad = api_doc()
+    bad["process"] = {
+        **bad["process"],
+        "hash": {"sha256": "not-a-digest", "md5": "cd" * 16},
+        "code_signature": {"exists": False},
+    }
+    none = api_doc()
+    (a, b, c), _ = read(ElasticDefendSource, jsonl(doc, bad, none))
+    assert a["image_hash"] == "sha256:" + sha.lower()
+    assert a["image_signature"] == "Microsoft Corporation (trusted)"
+    assert b["image_hash"] == "md5:" + "cd" * 16 and b["image_signature"] == "unsigned"
+    assert "image_hash" not in c and "image_signature" not in c

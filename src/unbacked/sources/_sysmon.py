@@ -53,6 +53,8 @@ DATA_FIELDS: dict[str, tuple[str, ...]] = {
     "ImageLoaded": ("ImageLoaded",),
     "Signed": ("Signed",),
     "Signature": ("Signature",),
+    "SignatureStatus": ("SignatureStatus",),
+    "Hashes": ("Hashes",),
     "Description": ("Description",),
     "Protocol": ("Protocol",),
     "Initiated": ("Initiated",),
@@ -83,6 +85,30 @@ def fields_for(
             paths.extend(data_path(n))
         out.append((canon, paths))
     return out
+
+
+def _hash_sql(x: str) -> str:
+    """``sha256:<hex>`` (else ``sha1:``/``md5:``) from a Sysmon ``Hashes`` value
+    (``SHA1=..,MD5=..,SHA256=..,IMPHASH=..``); a value without a well-formed digest (32-bit
+    Sysmon on Win7 writes garbage into some fields) is NULL. IMPHASH is not the file."""
+    out = []
+    for algo, hexlen in (("sha256", 64), ("sha1", 40), ("md5", 32)):
+        rx = f"(?i)(?:^|[,;\\s]){algo}=([0-9a-f]{{{hexlen}}})(?:[,;\\s]|$)"
+        out.append(
+            f"WHEN regexp_matches({x}, '{rx}') "
+            f"THEN '{algo}:' || lower(regexp_extract({x}, '{rx}', 1))"
+        )
+    return f"CASE WHEN {x} IS NULL OR NOT contains({x}, '=') THEN NULL " + " ".join(out) + " END"
+
+
+#: Event 7 describes the process's own image when the loaded image is the process image (Sysmon
+#: logs the executable itself among the loads): its hash and signature are then the image's.
+_OWN_LOAD = 'eid = 7 AND lower("ImageLoaded") = lower("Image")'
+_SIGNATURE_SQL = f"""CASE WHEN {_OWN_LOAD} THEN
+        CASE WHEN ub_bool("Signed") = false THEN 'unsigned'
+             WHEN ub_str("Signature") IS NOT NULL
+             THEN ub_str("Signature") || coalesce(' (' || ub_str("SignatureStatus") || ')', '')
+        END END"""
 
 
 def _xp(a: str, b: str) -> str:
@@ -182,6 +208,8 @@ SELECT
         ELSE "DestinationPort" END) END AS remote_port,
     CASE WHEN eid = 3 THEN ub_str(CASE WHEN inbound THEN "SourceHostname"
         ELSE "DestinationHostname" END) END AS remote_host,
+    CASE WHEN eid = 1 OR ({_OWN_LOAD}) THEN {_hash_sql('ub_str("Hashes")')} END AS image_hash,
+    {_SIGNATURE_SQL} AS image_signature,
     ub_int("RecordID") AS src_record,
     ln AS src_line
     {{extra}}

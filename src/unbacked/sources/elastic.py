@@ -191,7 +191,41 @@ def _actor(doc: Mapping[str, Any], row: dict[str, Any]) -> None:
         parent_image=text(get(doc, "process.parent.executable"))
         or text(get(doc, "process.parent.name")),
         parent_cmd_line=text(get(doc, "process.parent.command_line")),
+        image_hash=_image_hash(doc),
+        image_signature=_image_signature(doc),
     )
+
+
+_HEX = {"sha256": 64, "sha1": 40, "md5": 32}
+
+
+def _image_hash(doc: Mapping[str, Any]) -> str | None:
+    """``sha256:<hex>`` (else sha1/md5) of the process executable (ECS ``process.hash.*``);
+    a malformed digest is dropped."""
+    for algo, n in _HEX.items():
+        v = text(get(doc, f"process.hash.{algo}"))
+        if v and len(v) == n and all(c in "0123456789abcdefABCDEF" for c in v):
+            return f"{algo}:{v.lower()}"
+    return None
+
+
+def _image_signature(doc: Mapping[str, Any]) -> str | None:
+    """Signer and status of the process executable (ECS ``process.code_signature.*``), in the
+    Sysmon shape: ``Subject (Status)`` or ``unsigned``."""
+    if get(doc, "process.code_signature.exists") is False:
+        return "unsigned"
+    subject = text(get(doc, "process.code_signature.subject_name"))
+    if subject is None:
+        return None
+    status = text(get(doc, "process.code_signature.status"))
+    if status is None:
+        trusted = get(doc, "process.code_signature.trusted")
+        status = (
+            {True: "trusted", False: "untrusted"}.get(trusted)
+            if isinstance(trusted, bool)
+            else None
+        )
+    return f"{subject} ({status})" if status else subject
 
 
 def _api(doc: Mapping[str, Any], row: dict[str, Any], api_name: str) -> dict[str, Any] | None:
