@@ -474,6 +474,33 @@ FIXTURES: dict[str, dict] = {
         "fp": [_anon_flip("nd", "/usr/bin/node", 0x0, 0x7, "node")],
         "subject": "fk",
     },
+    "UNB-W-007": {
+        # a loader named svchost.exe in a user's profile; a JIT engine's name in Temp
+        "tp": [
+            launch(
+                "fake", r"C:\Users\bob\AppData\Roaming\svchost.exe", image_hash="md5:" + "1" * 32
+            ),
+            memory(
+                "fake",
+                r"C:\Users\bob\AppData\Roaming\svchost.exe",
+                "protect",
+                0x10000,
+                4096,
+                0x40,
+                0x04,
+            ),
+            launch("nd", r"C:\Users\bob\AppData\Local\Temp\x\node.exe"),
+        ],
+        "fp": [
+            # the real ones, a new hash of svchost at its usual place, a name without a path
+            launch("svc", r"C:\Windows\System32\svchost.exe", image_hash="md5:" + "2" * 32),
+            launch("wow", r"\Device\HarddiskVolume2\Windows\SysWOW64\rundll32.exe"),
+            launch("ex", r"C:\Windows\explorer.exe"),
+            launch("node", r"C:\Program Files\nodejs\node.exe"),
+            launch("bare", "svchost.exe"),
+        ],
+        "subject": "fake",
+    },
     "UNB-L-002": {
         "tp": [
             _anon_flip("ld", "/tmp/loader", 0x3, 0x5, "loader", header_kind="elf"),

@@ -11,9 +11,23 @@ not inherit that program's baseline or its JIT allowance. An instance is *foreig
   from a temporary, world-writable place (``/tmp``, ``/var/tmp``, ``/dev/shm``, ``/run/user``)
   or from a memfd.
 
+On Windows, what telemetry says of an image (its path; Sysmon/Elastic hashes and signature) is
+not enough to learn paths or contents per program: the same program legitimately has several
+hashes across hosts and versions, and user profiles put the same program under many paths. So
+only what is abnormal everywhere makes an instance foreign:
+
+* the name of a Windows system program (``svchost.exe``, ``lsass.exe``, ``rundll32.exe``,
+  ``powershell.exe``, ...) on an image outside the system directories (``\\Windows\\System32``,
+  ``SysWOW64``, ``WinSxS``; ``explorer.exe`` in ``\\Windows``);
+* a JIT engine's name (``node.exe``, ``java.exe``, ``chrome.exe``, ...) on an image in a
+  temporary place (``AppData\\Local\\Temp``, ``\\Windows\\Temp``, ``\\Users\\Public``,
+  the recycle bin).
+
+Images known by name only (no directory) are never foreign.
+
 Foreign instances get the program key ``NAME [PATH]`` (a program of its own for the baseline:
 it backs off to the population) and their own executable as calling module stops matching the
-JIT patterns. Linux rows only: Windows images are judged by their own rules.
+JIT patterns (rules ``UNB-L-005`` / ``UNB-W-007`` say so).
 """
 
 from __future__ import annotations
@@ -33,6 +47,27 @@ JIT_PROGRAM_RE = (
 )
 #: places anyone may write to: a JIT engine's name there is not the engine
 TEMP_PATH_RE = r"^(/tmp/|/var/tmp/|/dev/shm/|/run/user/|/memfd:)"
+#: Windows programs that live in the system directories only
+WIN_SYSTEM_PROGRAM_RE = (
+    r"^(svchost|lsass|lsaiso|lsm|services|csrss|smss|wininit|winlogon|spoolsv|taskhost|"
+    r"taskhostw|taskeng|dllhost|conhost|rundll32|regsvr32|wmiprvse|searchindexer|"
+    r"searchprotocolhost|searchfilterhost|sihost|fontdrvhost|dwm|ctfmon|userinit|mshta|"
+    r"wscript|cscript|cmd|powershell|werfault|msiexec|explorer)\.exe$"
+)
+#: where those live (drive, ``\\??\\``, ``\\\\?\\`` or volume-device prefixes)
+WIN_SYSTEM_DIR_RE = (
+    r"(?i)^(\\\?\?\\|\\\\\?\\)?"
+    r"((([a-z]:|\\device\\harddiskvolume[0-9]+)?\\(windows|winnt)|\\systemroot|%systemroot%)"
+    r"\\(system32|syswow64|sysnative|winsxs|servicing)\\"
+    r"|([a-z]:|\\device\\harddiskvolume[0-9]+)?\\(windows|winnt)\\explorer\.exe$)"
+)
+#: Windows JIT engines' executables
+WIN_JIT_PROGRAM_RE = r"^(node|java|javaw|chrome|msedge|firefox|dotnet|pwsh|electron)\.exe$"
+#: places anyone may write to on Windows
+WIN_TEMP_PATH_RE = (
+    r"(?i)\\appdata\\local\\temp\\|^([a-z]:)?\\windows\\temp\\|\\users\\public\\"
+    r"|^([a-z]:)?\\\$recycle\.bin\\"
+)
 SEP = " ["  # "node [/tmp/x/node]": the path closed, so no name pattern matches its end
 
 
@@ -57,10 +92,15 @@ def foreign_mask(
         return pa.array([], pa.bool_())
     os_col = pc.fill_null(events["os"].cast(pa.string()), "")
     linux = pc.equal(os_col, "linux")
-    if not pc.any(linux).as_py():
+    windows = pc.equal(os_col, "windows")
+    has_linux = pc.any(linux).as_py()
+    if not has_linux and not pc.any(windows).as_py():
         return pa.array([False] * n, pa.bool_())
     image = pc.fill_null(events["image"].cast(pa.string()), "")
     prog = pc.fill_null(program, "")
+    win = pc.and_(windows, pc.fill_null(_windows_foreign(image), False))
+    if not has_linux:
+        return win.combine_chunks() if isinstance(win, pa.ChunkedArray) else win
     jit_name = pc.match_substring_regex(prog, JIT_PROGRAM_RE)
     foreign = pc.and_(jit_name, pc.match_substring_regex(image, TEMP_PATH_RE))
     paths, files = known_identities(baseline)
@@ -80,7 +120,33 @@ def foreign_mask(
         other = pc.and_(pc.is_valid(fid), pc.invert(pc.is_in(key, value_set=known_key)))
         foreign = pc.or_(foreign, pc.and_(known_prog, pc.fill_null(other, False)))
     out = pc.and_(linux, pc.and_(pc.not_equal(image, ""), pc.fill_null(foreign, False)))
+    out = pc.or_(out, win)
     return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
+
+
+def _windows_foreign(image: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Windows rows: a system program's name outside the system directories, or a JIT engine's
+    name in a temporary place (only images with a directory: a bare name says nothing). Judged
+    once per distinct image (a run has thousands of events per image)."""
+    from unbacked.model.state import program_column
+
+    if isinstance(image, pa.ChunkedArray):
+        image = image.combine_chunks()
+    enc = pc.dictionary_encode(image)
+    paths = enc.dictionary
+    prog = pc.fill_null(program_column(paths), "")
+    has_dir = pc.match_substring(paths, "\\")
+    system_name = pc.match_substring_regex(prog, WIN_SYSTEM_PROGRAM_RE)
+    in_system = pc.and_(
+        pc.match_substring_regex(paths, WIN_SYSTEM_DIR_RE),
+        pc.invert(pc.match_substring(paths, "\\..\\")),
+    )
+    jit = pc.and_(
+        pc.match_substring_regex(prog, WIN_JIT_PROGRAM_RE),
+        pc.match_substring_regex(paths, WIN_TEMP_PATH_RE),
+    )
+    verdict = pc.and_(has_dir, pc.or_(pc.and_(system_name, pc.invert(in_system)), jit))
+    return verdict.take(enc.indices)
 
 
 def _tag(name: pa.Array | pa.ChunkedArray, image: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -102,7 +168,8 @@ def apply_identity(
     col = events.schema.get_field_index("caller_module")
     caller = events["caller_module"].cast(pa.string())
     own = pc.equal(
-        pc.utf8_lower(caller), pc.utf8_lower(pc.replace_substring_regex(image, r"^.*/", ""))
+        pc.utf8_lower(pc.replace_substring_regex(caller, r"^.*[\\/]", "")),
+        pc.utf8_lower(pc.replace_substring_regex(image, r"^.*[\\/]", "")),
     )
     renamed = pc.if_else(
         pc.and_(mask, pc.fill_null(own, False)),
@@ -115,4 +182,14 @@ def apply_identity(
     return events, program
 
 
-__all__ = ["JIT_PROGRAM_RE", "TEMP_PATH_RE", "apply_identity", "foreign_mask", "known_identities"]
+__all__ = [
+    "JIT_PROGRAM_RE",
+    "TEMP_PATH_RE",
+    "WIN_JIT_PROGRAM_RE",
+    "WIN_SYSTEM_DIR_RE",
+    "WIN_SYSTEM_PROGRAM_RE",
+    "WIN_TEMP_PATH_RE",
+    "apply_identity",
+    "foreign_mask",
+    "known_identities",
+]
