@@ -2,6 +2,15 @@
 
 Per record: count and report, continue. Per file: record the error, go on to the next file.
 ``strict=True`` turns the first problem into an exception instead (``--strict``).
+
+Accounting: for every input a source read, ``records == events + ignored + skipped`` (each
+record is produced, ignored as an event type unbacked does not use, or skipped with a reason;
+an unreadable remainder, e.g. the tail after a read error, counts as one skipped record).
+Inputs that were not read at all are listed in ``unread`` with why (empty, not a regular file,
+not recognised, nested too deep, ...); ``lost`` marks those that held, or looked as if they
+held, telemetry (an explicit file nobody recognises, a damaged archive member), and the
+``error`` of an input that failed as a whole. ``notes`` keep damage that is not a record (a
+CRC mismatch of an archive member whose data was read).
 """
 
 from __future__ import annotations
@@ -30,6 +39,16 @@ class FileReport:
     skipped: Counter[str] = field(default_factory=Counter)  # reason -> count of unreadable records
     examples: dict[str, list[str]] = field(default_factory=dict)
     error: str | None = None  # the whole file could not be read
+    notes: list[str] = field(default_factory=list)  # damage that is not a record (bad CRC)
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+    @property
+    def accounted(self) -> bool:
+        """Every record produced, ignored or skipped with a reason (the accounting identity)."""
+        return self.records == self.events + self.ignored + self.skipped_total
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,7 +61,21 @@ class FileReport:
             "skipped_total": sum(self.skipped.values()),
             "examples": self.examples,
             "error": self.error,
+            "notes": list(self.notes),
+            "accounted": self.accounted,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Unread:
+    """An input that was not read: where, why, and whether telemetry was lost with it."""
+
+    path: str
+    reason: str
+    lost: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "reason": self.reason, "lost": self.lost}
 
 
 class RunReport:
@@ -55,6 +88,7 @@ class RunReport:
         self.finished: float | None = None
         self.alerts = 0
         self.extra: dict[str, Any] = {}
+        self.unread: list[Unread] = []
         self._lock = threading.Lock()
 
     def file(self, path: str, fmt: str | None = None) -> FileReport:
@@ -103,6 +137,27 @@ class RunReport:
         rep = self.file(path)
         rep.error = f"{type(exc).__name__}: {exc}"
 
+    def not_read(self, path: str, reason: str, *, lost: bool = False) -> None:
+        """``path`` was not read (``reason``); ``lost``: it held or looked like telemetry.
+
+        A lost input raises ``InputError`` when the run is strict.
+        """
+        if lost and self.strict:
+            raise InputError(
+                f"input not read: {reason}",
+                source=path,
+                hint="run without --strict to list unread inputs and go on",
+            )
+        with self._lock:
+            self.unread.append(Unread(path, reason, lost))
+
+    def note(self, path: str, text: str) -> None:
+        """Damage of ``path`` that is not a record (an archive member's CRC mismatch)."""
+        rep = self.file(path)
+        with self._lock:
+            if text not in rep.notes:
+                rep.notes.append(text)
+
     # -- summary ---------------------------------------------------------------------------
     @property
     def events(self) -> int:
@@ -126,6 +181,23 @@ class RunReport:
     def failed_files(self) -> list[FileReport]:
         return [f for f in self.files.values() if f.error is not None]
 
+    @property
+    def lost(self) -> list[str]:
+        """Inputs lost whole: failed files and unread inputs that held telemetry."""
+        out = [f.path for f in self.files.values() if f.error is not None]
+        out += [u.path for u in self.unread if u.lost]
+        return out
+
+    @property
+    def found_telemetry(self) -> bool:
+        """Whether any input was recognised as telemetry (read, even if it held no events)."""
+        return any(f.format is not None for f in self.files.values())
+
+    @property
+    def unaccounted(self) -> list[FileReport]:
+        """Read inputs whose records do not add up (should never happen; shown if it does)."""
+        return [f for f in self.files.values() if f.error is None and not f.accounted]
+
     def finish(self) -> None:
         self.finished = time.time()
 
@@ -134,6 +206,8 @@ class RunReport:
         return {
             "files": len(self.files),
             "files_failed": len(self.failed_files),
+            "inputs_lost": self.lost,
+            "no_telemetry": not self.found_telemetry,
             "records": self.records,
             "events": self.events,
             "skipped": self.skipped,
@@ -141,5 +215,6 @@ class RunReport:
             "alerts": self.alerts,
             "seconds": round(end - self.started, 3),
             "per_file": [f.to_dict() for f in self.files.values()],
+            "unread": [u.to_dict() for u in self.unread],
             **self.extra,
         }

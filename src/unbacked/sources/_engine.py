@@ -20,6 +20,7 @@ A malformed line makes the fast query fail; the input (or block) is then read ag
 from __future__ import annotations
 
 import threading
+import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,7 +37,7 @@ import pyarrow.compute as pc
 from unbacked.errors import FormatError
 from unbacked.model import conform
 from unbacked.runreport import RunReport
-from unbacked.sources.base import SNIFF_BYTES
+from unbacked.sources.base import SNIFF_BYTES, count_read_error
 
 #: Bytes of text handed to DuckDB at once (split at a line end).
 BLOCK_BYTES = 64 * 1024 * 1024
@@ -46,6 +47,7 @@ MAX_LINE_BYTES = 64 * 1024 * 1024
 _BATCHES_PER_BLOCK = 16
 
 _WS = frozenset(b" \t\r\n\f\v")
+_BOM = b"\xef\xbb\xbf"
 _BRACE = ord("{")
 
 # Helpers every mapping query may use. Every cast is a TRY_CAST, so a hostile value becomes
@@ -465,7 +467,7 @@ def _fill(stream: IO[bytes], prefix: bytes, n: int) -> tuple[bytearray, int, Bas
             if not got:
                 break
             pos += got
-    except (FormatError, OSError, EOFError, zlib.error, ValueError) as exc:
+    except (FormatError, OSError, EOFError, zlib.error, ValueError, zipfile.BadZipFile) as exc:
         error = exc
     finally:
         view.release()
@@ -488,8 +490,13 @@ def iter_line_blocks(
     pending = b""
     line_no = 1
     discarding = False
+    first = True
     while True:
         buf, size, error = _fill(stream, pending, block_bytes)
+        if first:
+            first = False
+            if buf[:3] == _BOM:  # a UTF-8 byte order mark is not part of the first record
+                buf[:3] = b"   "
         at_end = error is not None or size < len(buf)
         start = 0
         pending = b""
@@ -511,10 +518,8 @@ def iter_line_blocks(
                 part = buf if start == 0 else bytes(buf[start:end])
                 blk, _ = split_lines(part, line_no, end - start)
                 yield blk
-            if isinstance(error, FormatError):  # size cap of an archive member
-                report.skip(name, "input exceeds size cap", detail=str(error))
-            elif error is not None:
-                report.skip(name, "unreadable data", detail=f"{type(error).__name__}: {error}")
+            if error is not None:
+                count_read_error(report, name, error)
             break
         if cut == -1:
             if size - start > MAX_LINE_BYTES:
@@ -713,25 +718,29 @@ def first_json_objects(head: bytes, limit: int = 5) -> list[dict[str, object]]:
     """Parse up to ``limit`` complete leading lines of ``head`` that are JSON objects.
 
     Sniffing looks at real keys, not at substrings, so a format is claimed only when its first
-    records look like it. A truncated last line is ignored.
+    records look like it. A truncated last line is ignored; so are damaged lines among the
+    first ``_SNIFF_LINES`` (a cut first line, NaN, NUL bytes: the reader counts them as
+    skipped) and a UTF-8 byte order mark.
     """
     out: list[dict[str, object]] = []
-    lines = head.split(b"\n")
+    lines = head.removeprefix(_BOM).split(b"\n")
     # a head shorter than the sniff size is the whole input: its last line is complete
     complete = lines if len(head) < SNIFF_BYTES else lines[:-1]
-    for raw in complete:
+    for raw in complete[:_SNIFF_LINES]:
         s = raw.strip()
-        if not s:
+        if not s or s[:1] != b"{":
             continue
-        if s[:1] != b"{":
-            break
         try:
             obj = orjson.loads(s)
         except orjson.JSONDecodeError:
-            break
+            continue
         if not isinstance(obj, dict):
-            break
+            continue
         out.append(obj)
         if len(out) >= limit:
             break
     return out
+
+
+#: lines of a head that sniffing looks at (a damaged first line does not hide the rest)
+_SNIFF_LINES = 64

@@ -18,8 +18,10 @@ from typing import IO, Any
 import orjson
 import pyarrow as pa
 
+from unbacked.errors import FormatError
 from unbacked.model import EVENT_SCHEMA, conform
 from unbacked.runreport import RunReport
+from unbacked.sources.base import count_read_error
 
 #: Rows per emitted table: large enough for columnar work, small enough to bound memory.
 BATCH_ROWS = 16_384
@@ -78,10 +80,21 @@ def json_records(
     as skipped (``json``/``not-an-object``/``line-too-long``) and reading goes on. A JSON array
     document (``[{...}, {...}]`` as some exporters write) is read whole when it starts the file.
     """
+    try:
+        yield from _json_records(stream, name, report)
+    except FormatError as exc:  # a damaged archive member: what was read before stays read
+        count_read_error(report, name, exc)
+
+
+def _json_records(
+    stream: IO[bytes], name: str, report: RunReport
+) -> Iterator[tuple[int, dict[str, Any]]]:
     rep = report.file(name)
     first = True
     for lineno, raw in enumerate(stream, start=1):
         line = raw.strip()
+        if first:
+            line = line.removeprefix(b"\xef\xbb\xbf").strip()
         if not line:
             continue
         if first and line.startswith(b"["):

@@ -16,6 +16,7 @@ from typing import IO, ClassVar
 
 import pyarrow as pa
 
+from unbacked.errors import FormatError
 from unbacked.runreport import RunReport
 
 #: Bytes every source may look at to decide whether it reads an input.
@@ -98,6 +99,17 @@ class Source(ABC):
         """
         for inp in inputs:
             yield from self.read(inp, report)
+
+
+def count_read_error(report: RunReport, name: str, error: BaseException) -> None:
+    """A read error ended ``name``: what was read before it stays read, the unreadable
+    remainder counts as one skipped record with the error's reason (an archive member's bad
+    CRC, truncation or decompression bomb; a size cap)."""
+    reason = getattr(error, "reason", None)
+    if not isinstance(reason, str):
+        reason = "input exceeds size cap" if isinstance(error, FormatError) else "unreadable data"
+    report.file(name).records += 1
+    report.skip(name, reason, detail=f"{type(error).__name__}: {error}"[:300])
 
 
 SOURCES: dict[str, type[Source]] = {}

@@ -10,6 +10,7 @@ stream; each is counted with its reason and iteration goes on, so every readable
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
@@ -27,7 +28,7 @@ from unbacked.sources._engine import (
     pooled_connection,
     run_pipelined_files,
 )
-from unbacked.sources.base import InputFile, Source, register
+from unbacked.sources.base import InputFile, Source, count_read_error, register
 
 EVTX_MAGIC = b"ElfFile\x00"
 #: records mapped per block
@@ -116,11 +117,15 @@ class SysmonEvtxSource(Source):
 def _records(inp: InputFile, report: RunReport) -> Iterator[tuple[int, str]]:
     """(1-based index, JSON text) of every readable record; corrupt units are reported."""
     stream = None
+    damage: FormatError | None = None
     try:
         if inp.path is not None:
             parser = evtx.PyEvtxParser(inp.path)
         else:
-            stream = inp.open()
+            # an archive member: read what can be read (a bad CRC or a cut member keeps the
+            # chunks before the damage), then parse that
+            data, damage = _read_member(inp)
+            stream = io.BytesIO(data)
             parser = evtx.PyEvtxParser(stream)
     except (RuntimeError, OSError, ValueError) as exc:
         if stream is not None:
@@ -156,9 +161,25 @@ def _records(inp: InputFile, report: RunReport) -> Iterator[tuple[int, str]]:
             rep.records += 1
             data = rec.get("data") if isinstance(rec, dict) else None
             yield index, (data if isinstance(data, str) else "{}")
+        if damage is not None:
+            count_read_error(report, inp.name, damage)
     finally:
         if stream is not None:
             stream.close()
+
+
+def _read_member(inp: InputFile) -> tuple[bytes, FormatError | None]:
+    """The bytes of ``inp`` up to a read error (``FormatError``: damaged member, size cap)."""
+    parts: list[bytes] = []
+    with inp.open() as fh:
+        try:
+            while True:
+                piece = fh.read(4 << 20)
+                if not piece:
+                    return b"".join(parts), None
+                parts.append(piece)
+        except FormatError as exc:
+            return b"".join(parts), exc
 
 
 def _block(texts: list[str], lns: list[int], fis: list[int], files: list[str]) -> FilesBlock:

@@ -36,10 +36,11 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from unbacked.errors import FormatError
 from unbacked.runreport import RunReport
 from unbacked.sources._wincommon import Rows, lower_keys, parse_time_ns, text
 from unbacked.sources._winconst import parse_uint
-from unbacked.sources.base import InputFile, Source, register
+from unbacked.sources.base import InputFile, Source, count_read_error, register
 from unbacked.sources.etwti import BadRecord, EtwRecord, Mapper, classify_provider
 
 #: Largest single ``<Event>`` read (real events are a few KiB).
@@ -131,6 +132,16 @@ def parse_event(xml: str) -> WinEvent:
     p.CharacterDataHandler = chars
     p.Parse(xml, True)
     return ev
+
+
+def _events_or_damage(
+    stream: IO[bytes], name: str, report: RunReport
+) -> Iterator[tuple[int, str | None]]:
+    """``iter_events``; a damaged archive member ends the input with what was read counted."""
+    try:
+        yield from iter_events(stream)
+    except FormatError as exc:
+        count_read_error(report, name, exc)
 
 
 def iter_events(stream: IO[bytes]) -> Iterator[tuple[int, str | None]]:
@@ -269,7 +280,7 @@ class WinEventXmlSource(Source):
         mapper = Mapper()
         sysmon: list[tuple[int, bytes]] = []
         with inp.open() as fh:
-            for line, xml in iter_events(fh):
+            for line, xml in _events_or_damage(fh, inp.name, report):
                 rep.records += 1
                 if xml is None:
                     report.skip(inp.name, "event-too-large", offset=line)
