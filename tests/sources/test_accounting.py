@@ -143,7 +143,7 @@ def test_a_zip_of_zeros_is_bounded_and_reported(tmp_path: Path) -> None:
 
 def test_a_lying_member_is_stopped_by_the_ratio(tmp_path: Path) -> None:
     z = tmp_path / "lies.zip"
-    line = jsonl(export(10, **ACCESS))
+    line = jsonl(export(10, **{**ACCESS, "CallTrace": "ntdll.dll+1|" * 400}))
     lines = (discovery.RATIO_GRACE_BYTES // len(line)) * 2
     _zip(z, {"many.json": line * lines})
     assert len(line) * lines > discovery.MAX_RATIO * z.stat().st_size  # a bomb by ratio
