@@ -69,8 +69,8 @@ class _Budget:
 
     __slots__ = ("limit", "used")
 
-    def __init__(self, compressed: int, ratio: float = MAX_RATIO) -> None:
-        self.limit = min(MAX_ARCHIVE_BYTES, max(RATIO_GRACE_BYTES, int(ratio * compressed)))
+    def __init__(self, compressed: int) -> None:
+        self.limit = min(MAX_ARCHIVE_BYTES, max(RATIO_GRACE_BYTES, MAX_RATIO * compressed))
         self.used = 0
 
 
