@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import os
 import struct
-import time
 import zipfile
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 
 from unbacked.errors import InputError
 from unbacked.runreport import RunReport
-from unbacked.sources import discovery, iter_inputs, read_events
+from unbacked.sources import discovery, read_events
 
 from .test_sysmon_json import ACCESS, export
 from .util import jsonl
@@ -134,9 +133,7 @@ def test_a_zip_of_zeros_is_bounded_and_reported(tmp_path: Path) -> None:
         for _ in range(200):
             fh.write(block)
     assert z.stat().st_size < 1 << 20
-    t0 = time.perf_counter()
     n, report = _read(z)
-    assert time.perf_counter() - t0 < 20
     assert n == 0
     assert next(u.reason for u in report.unread if u.lost).startswith("decompression bomb")
 
@@ -151,7 +148,7 @@ def test_total_inflated_bytes_are_bounded(tmp_path: Path, monkeypatch: pytest.Mo
     n, report = _read(z)
     cut = [f for f in report.files.values() if f.skipped.get("decompression bomb")]
     refused = [f for f in report.failed_files if "decompression bomb" in (f.error or "")]
-    assert len(cut) == 1 and len(refused) >= 1
+    assert len(cut) + len(refused) >= 5  # every member past the budget says why
     assert report.lost == [f.path for f in refused]
     assert 0 < n < 10 * 6 * len(GOOD)
     _check_identity(report)
@@ -193,17 +190,28 @@ def test_truncated_zip_with_data_descriptors(tmp_path: Path) -> None:
     _check_identity(report)
 
 
-def test_many_members_are_read_in_linear_time(tmp_path: Path) -> None:
+def test_an_archive_is_opened_once_for_all_its_members(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # reopening the archive per member (parsing its central directory each time) made reading
+    # quadratic in members; bench/archive_members.py times it
     z = tmp_path / "many.zip"
     with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as zf:
-        for i in range(20_000):
-            zf.writestr(f"m/{i:05d}.txt", b"not telemetry %d\n" % i)
-    report = RunReport()
-    t0 = time.perf_counter()
-    assert list(iter_inputs([z], report)) == []
-    took = time.perf_counter() - t0
-    assert len(report.unread) == 20_000
-    assert took < 30, took  # quadratic took minutes; linear takes a few seconds
+        for i in range(2_000):
+            zf.writestr(f"m/{i:05d}.json", jsonl(export(10, **ACCESS)))
+            zf.writestr(f"t/{i:05d}.txt", b"not telemetry %d\n" % i)
+    opened: list[object] = []
+    real = zipfile.ZipFile._RealGetContents  # type: ignore[attr-defined]
+
+    def counting(self: zipfile.ZipFile) -> None:
+        opened.append(self)
+        real(self)
+
+    monkeypatch.setattr(zipfile.ZipFile, "_RealGetContents", counting)
+    n, report = _read(z)
+    assert n == 2_000 and len(opened) == 1
+    assert len([u for u in report.unread if not u.lost]) == 2_000
+    _check_identity(report)
 
 
 def test_empty_files_fifos_and_unrecognised_are_listed(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, ClassVar
 
 import duckdb
 import numpy as np
@@ -37,7 +37,13 @@ import pyarrow.compute as pc
 from unbacked.errors import FormatError
 from unbacked.model import conform
 from unbacked.runreport import RunReport
-from unbacked.sources.base import SNIFF_BYTES, count_read_error
+from unbacked.sources.base import (
+    SNIFF_BYTES,
+    InputFile,
+    Source,
+    count_read_error,
+    read_tolerant,
+)
 
 #: Bytes of text handed to DuckDB at once (split at a line end).
 BLOCK_BYTES = 64 * 1024 * 1024
@@ -387,10 +393,11 @@ class LineBlock:
     ln: np.ndarray
     records: int  # non-blank lines in the block (objects or not)
     skipped: dict[str, tuple[int, str | None]] = field(default_factory=dict)
+    other_ln: np.ndarray | None = None  # line numbers of non-blank lines that are not objects
 
 
 def split_lines(
-    block: bytes | bytearray, first_line: int, end: int | None = None
+    block: bytes | bytearray, first_line: int, end: int | None = None, *, keep_other: bool = False
 ) -> tuple[LineBlock, int]:
     """Cut ``block[:end]`` at newlines; return the object lines and the number of lines consumed.
 
@@ -437,10 +444,11 @@ def split_lines(
         arr = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offs), data)
     else:
         arr = pa.StringArray.from_buffers(n, pa.py_buffer(offs.astype(np.int32)), data)
+    other = lnos[notobj] if keep_other else None
     if not is_obj.all():
         arr = arr.filter(pa.array(is_obj))
         lnos = lnos[is_obj]
-    return LineBlock(arr, lnos, records, skipped), n
+    return LineBlock(arr, lnos, records, skipped, other), n
 
 
 def _fill(stream: IO[bytes], prefix: bytes, n: int) -> tuple[bytearray, int, BaseException | None]:
@@ -670,6 +678,155 @@ def _line_batches(
     except BaseException as exc:  # re-raised in the caller's thread
         failure.append(exc)
         raise _Abort() from exc
+
+
+#: JSON-lines inputs up to this size are read together, one query for many (a collection of
+#: thousands of small files, or of small archive members, must not pay ~50 ms per file)
+SMALL_JSONL_BYTES = 4 * 1024 * 1024
+
+
+class JsonLinesSource(Source):
+    """A JSON-lines format read by the bulk engine: one streamed query per large input, one
+    query per group of small inputs (``read_many``)."""
+
+    query: ClassVar[JsonQuery]
+    batch_bytes: ClassVar[int] = SMALL_JSONL_BYTES
+    batch_files: ClassVar[int] = 4096
+
+    def read(self, inp: InputFile, report: RunReport) -> Iterator[pa.Table]:
+        report.file(inp.name, self.name)
+        with pooled_connection() as con:
+            yield from stream_json_lines(
+                self.query, con, inp.open, inp.name, report, src_format=self.name
+            )
+
+    def read_many(self, inputs: Sequence[InputFile], report: RunReport) -> Iterator[pa.Table]:
+        for inp in inputs:
+            report.file(inp.name, self.name)
+        with pooled_connection() as con:
+            yield from read_small_json_lines(self.query, con, inputs, report, src_format=self.name)
+
+
+def read_small_json_lines(
+    query: JsonQuery,
+    con: duckdb.DuckDBPyConnection,
+    inputs: Sequence[InputFile],
+    report: RunReport,
+    *,
+    src_format: str,
+) -> Iterator[pa.Table]:
+    """Map small JSON-lines inputs (each read whole) with one query; counters per input."""
+    bufs: list[bytes] = []
+    starts: list[int] = []  # first global line number of each input
+    files: list[str] = []
+    errors: list[tuple[str, FormatError]] = []
+    next_line = 1
+    for inp in inputs:
+        try:
+            data, error = read_tolerant(inp)
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            report.file_error(
+                inp.name,
+                FormatError(f"unreadable input: {type(exc).__name__}: {exc}", source=inp.name),
+            )
+            continue
+        if data[:3] == _BOM:
+            data = b"   " + data[3:]
+        if data and not data.endswith(b"\n"):
+            data += b"\n"
+        files.append(inp.name)
+        starts.append(next_line)
+        next_line += data.count(b"\n")
+        bufs.append(data)
+        if error is not None:
+            errors.append((inp.name, error))
+    if not files:
+        return
+    start_arr = np.array(starts, dtype=np.int64)
+
+    def file_of(lnos: np.ndarray) -> np.ndarray:
+        return np.searchsorted(start_arr, lnos, side="right") - 1
+
+    def per_file(lnos: np.ndarray, reason: str | None) -> np.ndarray:
+        owner = file_of(lnos)
+        counts = np.bincount(owner, minlength=len(files))
+        if reason is not None:
+            for k in np.flatnonzero(counts):
+                first = int(lnos[owner == k].min() - start_arr[k] + 1)
+                report.skip(files[k], reason, int(counts[k]), detail=f"line {first}")
+        return counts
+
+    blk, _ = split_lines(b"".join(bufs), 1, keep_other=True)
+    records = np.bincount(file_of(blk.ln), minlength=len(files))
+    if blk.other_ln is not None and len(blk.other_ln):
+        records += per_file(blk.other_ln, "not a JSON object")
+    for k, n in enumerate(records.tolist()):
+        report.file(files[k]).records += n
+    for name, error in errors:
+        count_read_error(report, name, error)
+    res = BlockResult(table=None)
+    lines, ln = _ensure_utf8(blk.lines, blk.ln, res)
+    if len(ln) < len(blk.ln):
+        per_file(np.setdiff1d(blk.ln, ln), "invalid UTF-8")
+    if len(ln) == 0:
+        return
+    fi = file_of(ln)
+    local = ln - start_arr[fi] + 1
+    key = (fi << 32) | local
+    block = BlockResult(table=None)
+    out = query.query(con, lines, key, block)
+    got = np.zeros(len(files), dtype=np.int64)
+    table = None
+    if out is not None and out.num_rows:
+        src_line = out.column("src_line").to_numpy(zero_copy_only=False)
+        out_fi = np.right_shift(src_line, 32)
+        local = np.bitwise_and(src_line, 0xFFFFFFFF)
+        got = np.bincount(out_fi, minlength=len(files))
+        status = out.column("_status")
+        grouped = (
+            pa.table({"fi": out_fi, "status": status, "ln": local})
+            .group_by(["fi", "status"], use_threads=False)
+            .aggregate([("ln", "count"), ("ln", "min")])
+            .to_pylist()
+        )
+        for g in grouped:
+            name, reason, cnt = files[g["fi"]], g["status"], g["ln_count"]
+            rep = report.file(name)
+            if reason == "ok":
+                rep.events += cnt
+            elif reason == "ignored" or reason is None:
+                rep.ignored += cnt
+            else:
+                report.skip(name, reason, cnt, detail=f"line {g['ln_min']}")
+        ok = pc.equal(status, "ok")
+        sel = out.filter(ok).drop_columns(["_status"])
+        if sel.num_rows:
+            ok_np = ok.to_numpy(zero_copy_only=False)
+            sel = sel.set_column(
+                sel.column_names.index("src_line"), "src_line", pa.array(local[ok_np])
+            )
+            names = pa.DictionaryArray.from_arrays(
+                pa.array(out_fi[ok_np].astype(np.int32)), pa.array(files, pa.string())
+            )
+            provenance = (
+                ("src_format", constant_dict(src_format, sel.num_rows)),
+                ("src_file", names),
+            )
+            for col, value in provenance:
+                if col in sel.column_names:  # the record carries its own provenance
+                    i = sel.column_names.index(col)
+                    merged = pc.coalesce(sel.column(col).cast(pa.string()), value.cast(pa.string()))
+                    sel = sel.set_column(i, col, merged)
+                else:
+                    sel = sel.append_column(col, value)
+            table = conform(sel)
+    # lines the query dropped (not JSON, invalid UTF-8): counted per input
+    lost = np.bincount(fi, minlength=len(files)) - got
+    reason = next(iter(block.skipped), "malformed JSON")
+    for k in np.flatnonzero(lost > 0):
+        report.skip(files[k], reason, int(lost[k]))
+    if table is not None and table.num_rows:
+        yield table
 
 
 @dataclass(slots=True)

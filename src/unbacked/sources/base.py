@@ -63,6 +63,8 @@ class Source(ABC):
     priority: ClassVar[int] = 0
     #: inputs up to this many bytes may be handed to ``read_many`` together (0: never)
     batch_bytes: ClassVar[int] = 0
+    #: at most this many inputs are handed to ``read_many`` together
+    batch_files: ClassVar[int] = 256
     #: small complete inputs of this format (bytes as on disk): the conformance test checks
     #: that this source claims and reads them and that every other source rejects them
     examples: ClassVar[tuple[bytes, ...]] = ()
@@ -99,6 +101,21 @@ class Source(ABC):
         """
         for inp in inputs:
             yield from self.read(inp, report)
+
+
+def read_tolerant(inp: InputFile) -> tuple[bytes, FormatError | None]:
+    """The bytes of ``inp`` up to a read error (``FormatError``: a damaged archive member, a
+    size cap) and that error; what was read before it is kept."""
+    parts: list[bytes] = []
+    with inp.open() as fh:
+        try:
+            while True:
+                piece = fh.read(4 << 20)
+                if not piece:
+                    return b"".join(parts), None
+                parts.append(piece)
+        except FormatError as exc:
+            return b"".join(parts), exc
 
 
 def count_read_error(report: RunReport, name: str, error: BaseException) -> None:

@@ -688,10 +688,6 @@ def iter_inputs(
             )
 
 
-#: at most this many inputs are read together by a batching source
-_GROUP_FILES = 256
-
-
 def iter_event_tables(
     paths: Iterable[str | os.PathLike[str]], report: RunReport
 ) -> Iterator[pa.Table]:
@@ -709,7 +705,7 @@ def iter_event_tables(
         if cls.batch_bytes and size <= cls.batch_bytes:
             if group and (
                 group_cls is not cls
-                or len(group) >= _GROUP_FILES
+                or len(group) >= cls.batch_files
                 or group_bytes + size > cls.batch_bytes
             ):
                 yield from _read_group(group_cls, group, report)

@@ -27,10 +27,9 @@ from unbacked.errors import FormatError, InputError
 from unbacked.model import EVENT_SCHEMA, conform
 from unbacked.runreport import RunReport
 from unbacked.sources._engine import (
+    JsonLinesSource,
     JsonQuery,
     first_json_objects,
-    pooled_connection,
-    stream_json_lines,
 )
 from unbacked.sources.base import InputFile, Source, register
 
@@ -89,7 +88,7 @@ NATIVE_QUERY = _native_query()
 
 
 @register
-class NativeJsonlSource(Source):
+class NativeJsonlSource(JsonLinesSource):
     """unbacked event JSON lines (``write_events(..., "x.jsonl")``, the sensor's output)."""
 
     name: ClassVar[str] = "unbacked-jsonl"
@@ -114,14 +113,9 @@ class NativeJsonlSource(Source):
             and not isinstance(t, bool)
         )
 
-    def read(self, inp: InputFile, report: RunReport) -> Iterator[pa.Table]:
-        report.file(inp.name, self.name)
-        with pooled_connection() as con:
-            # native lines keep the provenance they were written with (the Sysmon file and
-            # record an event came from); this file and line stand in where an event had none
-            yield from stream_json_lines(
-                NATIVE_QUERY, con, inp.open, inp.name, report, src_format=self.name
-            )
+    # native lines keep the provenance they were written with (the Sysmon file and record an
+    # event came from); this file and line stand in where an event had none
+    query = NATIVE_QUERY
 
 
 class _ParquetExamples:

@@ -17,19 +17,14 @@ Other classes and activities are counted as ignored; unknown attributes are igno
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import ClassVar
 
-import pyarrow as pa
-
-from unbacked.runreport import RunReport
 from unbacked.sources._engine import (
+    JsonLinesSource,
     JsonQuery,
     first_json_objects,
-    pooled_connection,
-    stream_json_lines,
 )
-from unbacked.sources.base import InputFile, Source, register
+from unbacked.sources.base import register
 
 OCSF_CLASSES = (1004, 1005, 1007, 4001)
 
@@ -205,8 +200,10 @@ QUERY = JsonQuery(FIELDS, MAPPING_SQL)
 
 
 @register
-class OcsfJsonSource(Source):
+class OcsfJsonSource(JsonLinesSource):
     """OCSF 1.x JSON lines (process, module, memory and network activity)."""
+
+    query = QUERY
 
     name: ClassVar[str] = "ocsf-jsonl"
     description: ClassVar[str] = (
@@ -234,10 +231,3 @@ class OcsfJsonSource(Source):
             and not isinstance(cu, bool)
             and ("activity_id" in o or "type_uid" in o or "category_uid" in o)
         )
-
-    def read(self, inp: InputFile, report: RunReport) -> Iterator[pa.Table]:
-        report.file(inp.name, self.name)
-        with pooled_connection() as con:
-            yield from stream_json_lines(
-                QUERY, con, inp.open, inp.name, report, src_format=self.name
-            )

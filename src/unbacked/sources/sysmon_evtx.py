@@ -28,7 +28,13 @@ from unbacked.sources._engine import (
     pooled_connection,
     run_pipelined_files,
 )
-from unbacked.sources.base import InputFile, Source, count_read_error, register
+from unbacked.sources.base import (
+    InputFile,
+    Source,
+    count_read_error,
+    read_tolerant,
+    register,
+)
 
 EVTX_MAGIC = b"ElfFile\x00"
 #: records mapped per block
@@ -124,7 +130,7 @@ def _records(inp: InputFile, report: RunReport) -> Iterator[tuple[int, str]]:
         else:
             # an archive member: read what can be read (a bad CRC or a cut member keeps the
             # chunks before the damage), then parse that
-            data, damage = _read_member(inp)
+            data, damage = read_tolerant(inp)
             stream = io.BytesIO(data)
             parser = evtx.PyEvtxParser(stream)
     except (RuntimeError, OSError, ValueError) as exc:
@@ -166,20 +172,6 @@ def _records(inp: InputFile, report: RunReport) -> Iterator[tuple[int, str]]:
     finally:
         if stream is not None:
             stream.close()
-
-
-def _read_member(inp: InputFile) -> tuple[bytes, FormatError | None]:
-    """The bytes of ``inp`` up to a read error (``FormatError``: damaged member, size cap)."""
-    parts: list[bytes] = []
-    with inp.open() as fh:
-        try:
-            while True:
-                piece = fh.read(4 << 20)
-                if not piece:
-                    return b"".join(parts), None
-                parts.append(piece)
-        except FormatError as exc:
-            return b"".join(parts), exc
 
 
 def _block(texts: list[str], lns: list[int], fis: list[int], files: list[str]) -> FilesBlock:

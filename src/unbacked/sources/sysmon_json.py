@@ -15,21 +15,18 @@ JSON paths differ.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import ClassVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from unbacked.runreport import RunReport
 from unbacked.sources import _sysmon
 from unbacked.sources._engine import (
+    JsonLinesSource,
     JsonQuery,
     first_json_objects,
-    pooled_connection,
-    stream_json_lines,
 )
-from unbacked.sources.base import InputFile, Source, register
+from unbacked.sources.base import register
 
 
 def _top(name: str) -> list[str]:
@@ -144,15 +141,8 @@ def _is_windows_event(obj: dict[str, object]) -> bool:
     )
 
 
-class _JsonLinesSysmon(Source):
+class _JsonLinesSysmon(JsonLinesSource):
     query: ClassVar[JsonQuery]
-
-    def read(self, inp: InputFile, report: RunReport) -> Iterator[pa.Table]:
-        report.file(inp.name, self.name)
-        with pooled_connection() as con:
-            yield from stream_json_lines(
-                self.query, con, inp.open, inp.name, report, src_format=self.name
-            )
 
 
 @register
