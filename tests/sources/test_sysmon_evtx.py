@@ -192,3 +192,40 @@ def test_evtx_inside_a_zip_is_read_in_place(shared_data: Path, tmp_path: Path) -
         {k: v for k, v in r.items() if k != "src_file"} for r in plain
     ]
     assert {r["src_file"] for r in inner} == {f"{z}!host1/sysmon.evtx"}
+
+
+PANACHE = (
+    "windows/sbousseaden_EVTX-ATTACK-SAMPLES/AutomatedTestingTools/"
+    "PanacheSysmon_vs_AtomicRedTeam01.evtx"
+)
+
+
+@pytest.mark.shared_data
+def test_a_truncated_chunk_is_counted_not_dropped(shared_data: Path, tmp_path: Path) -> None:
+    data = (shared_data / PANACHE).read_bytes()
+    whole = RunReport()
+    read_events([shared_data / PANACHE], whole)
+    two = 4096 + 2 * 65536
+    complete = RunReport()
+    (tmp_path / "two.evtx").write_bytes(data[:two])
+    read_events([tmp_path / "two.evtx"], complete)
+    in_two = complete.files[str(tmp_path / "two.evtx")].records
+    assert not complete.skipped  # cut at a chunk boundary: nothing to see
+    for cut in (4096 + 65536 + 30000, 4096 + 65536 + 600, 4096 + 65536 + 20):
+        f = tmp_path / f"cut{cut}.evtx"
+        f.write_bytes(data[:cut])
+        report = RunReport()
+        read_events([f], report)
+        rep = report.files[str(f)]
+        assert rep.skipped.get("truncated EVTX chunk", 0) >= 1, cut
+        assert accounted(rep)
+        if cut > 4096 + 65536 + 48:  # the chunk header is there: its record count is used
+            assert rep.records == in_two
+    # also inside an archive
+    z = tmp_path / "cut.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("cut.evtx", data[: 4096 + 65536 + 30000])
+    report = RunReport()
+    read_events([z], report)
+    rep = report.files[f"{z}!cut.evtx"]
+    assert rep.records == in_two and rep.skipped.get("truncated EVTX chunk")

@@ -31,6 +31,47 @@ EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
 EXIT_ALERTS = 3
+#: an input was lost whole (a file or archive member that could not be read) or no telemetry
+#: was found at all; alerts (3) take precedence, ``--tolerate-loss`` accepts lost inputs
+EXIT_INPUT_LOST = 4
+
+
+def tolerate_loss_option(f: Callable) -> Callable:
+    return click.option(
+        "--tolerate-loss",
+        is_flag=True,
+        help=f"Do not exit {EXIT_INPUT_LOST} when a file or archive member could not be read "
+        "(it is still listed in the summary and --report).",
+    )(f)
+
+
+def loss_status(
+    report: RunReport, tolerate_loss: bool = False, stream: IO[str] | None = None
+) -> int | None:
+    """``EXIT_INPUT_LOST`` when the run found no telemetry at all, or lost an input whole and
+    is not told to tolerate it; says so on stderr (even with ``--quiet``). None otherwise."""
+    console = Console(file=stream or sys.stderr, highlight=False)
+    if not report.found_telemetry:
+        unread = len(report.unread) + len(report.failed_files)
+        console.print(
+            "[bold red]unbacked: no telemetry found[/]"
+            + (f" ({unread} inputs, none recognised or readable)" if unread else " (no inputs)")
+            + "; docs/sources.md lists the formats read"
+        )
+        return EXIT_INPUT_LOST
+    lost = report.lost
+    if not lost:
+        return None
+    what = f"{len(lost)} input{'s' if len(lost) != 1 else ''} lost whole"
+    if tolerate_loss:
+        console.print(f"unbacked: {what} (tolerated: --tolerate-loss)")
+        return None
+    console.print(
+        f"[bold red]unbacked: {what}[/]: {escape(lost[0])}"
+        + (f" and {len(lost) - 1} more" if len(lost) > 1 else "")
+        + f"; see the summary or --report (exit {EXIT_INPUT_LOST}; --tolerate-loss accepts it)"
+    )
+    return EXIT_INPUT_LOST
 
 
 def severity_option(default: str = "high") -> Callable:
@@ -213,6 +254,31 @@ def print_summary(
         console.print(f"  skipped {n:,} × {escape(reason)}")
     for f in report.failed_files:
         console.print(f"  [red]unreadable file[/] {escape(f.path)}: {escape(str(f.error))}")
+    lost = [u for u in report.unread if u.lost]
+    for u in lost[:10]:
+        console.print(f"  [red]not read[/] {escape(u.path)}: {escape(u.reason)}")
+    if len(lost) > 10:
+        console.print(f"  … and {len(lost) - 10} more inputs not read (see --report)")
+    other = len(report.unread) - len(lost)
+    if other:
+        reasons: dict[str, int] = {}
+        for u in report.unread:
+            if not u.lost:
+                reasons[u.reason] = reasons.get(u.reason, 0) + 1
+        console.print(
+            f"  {other:,} inputs not telemetry: "
+            + ", ".join(
+                f"{n:,} {escape(r)}" for r, n in sorted(reasons.items(), key=lambda x: -x[1])
+            )
+        )
+    for f in report.files.values():
+        for text in f.notes:
+            console.print(f"  [yellow]damaged[/] {escape(f.path)}: {escape(text)}")
+    for f in report.unaccounted[:10]:
+        console.print(
+            f"  [red]records do not add up[/] {escape(f.path)}: {f.records:,} records, "
+            f"{f.events:,} events, {f.ignored:,} ignored, {f.skipped_total:,} skipped"
+        )
     bad = [f for f in report.files.values() if f.skipped]
     for f in bad[:10]:
         console.print(f"  {escape(f.path)}: {sum(f.skipped.values()):,} unreadable records")

@@ -28,6 +28,7 @@ def command(
     threshold,
     fail_on,
     strict,
+    tolerate_loss,
     report_path,
     quiet,
     verbose,
@@ -47,5 +48,6 @@ def command(
             quiet,
             None,
             engine,
+            tolerate_loss=tolerate_loss,
         )
     )

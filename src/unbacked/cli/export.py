@@ -23,7 +23,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from unbacked.cli._common import Progress, print_summary, write_run_report
+from unbacked.cli._common import (
+    Progress,
+    loss_status,
+    print_summary,
+    tolerate_loss_option,
+    write_run_report,
+)
 from unbacked.errors import InputError
 from unbacked.model.schema import EVENT_SCHEMA
 from unbacked.runreport import RunReport
@@ -142,7 +148,8 @@ def export_lake(
 @click.option("--report", "report_path", metavar="FILE", help="Write the run report as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
 @click.option("-v", "--verbose", count=True, help="More detail on errors (-vv: traceback).")
-def command(paths, directory, strict, report_path, quiet, verbose) -> None:  # fmt: skip
+@tolerate_loss_option
+def command(paths, directory, strict, report_path, quiet, verbose, tolerate_loss) -> None:
     """Write telemetry as a host-partitioned Parquet event lake (for `--engine spark`)."""
     report = RunReport(strict=strict)
     with Progress(enabled=not quiet) as progress:
@@ -152,4 +159,6 @@ def command(paths, directory, strict, report_path, quiet, verbose) -> None:  # f
         print_summary(report, [])
         click.echo(f"lake: {n:,} events -> {directory}", err=True)
     write_run_report(report_path, report)
-    sys.exit(1 if strict and (report.failed_files or report.skipped) else 0)
+    if strict and (report.failed_files or report.skipped):
+        sys.exit(1)
+    sys.exit(loss_status(report, tolerate_loss) or 0)

@@ -10,12 +10,15 @@ from typing import TYPE_CHECKING
 import click
 
 from unbacked.cli._common import (
+    EXIT_ALERTS,
     Progress,
     exit_code,
+    loss_status,
     output_stream,
     parse_fail_on,
     print_summary,
     severity_option,
+    tolerate_loss_option,
     write_run_report,
 )
 from unbacked.correlate.incidents import DEFAULT_ALERT_THRESHOLD, CorrelationConfig
@@ -96,6 +99,7 @@ def detection_options(f):
     f = click.option("--strict", is_flag=True, help="Fail on the first unreadable record or file.")(
         f
     )
+    f = tolerate_loss_option(f)
     f = severity_option()(f)
     f = click.option(
         "--threshold",
@@ -135,6 +139,7 @@ def run(
     html=None,
     engine: EngineChoice | None = None,
     verify=False,
+    tolerate_loss=False,
 ) -> int:
     fail_level = parse_fail_on(fail_on)
     report = RunReport(strict=strict)
@@ -174,7 +179,9 @@ def run(
     write_run_report(report_path, report, timings=result.timings)
     if strict and (report.failed_files or report.skipped):
         return 1
-    return exit_code(result.alerts, fail_level)
+    code = exit_code(result.alerts, fail_level)
+    lost = loss_status(report, tolerate_loss)
+    return code if code == EXIT_ALERTS or lost is None else lost
 
 
 @click.command("hunt")
@@ -204,6 +211,7 @@ def command(
     threshold,
     fail_on,
     strict,
+    tolerate_loss,
     report_path,
     quiet,
     verbose,
@@ -229,5 +237,6 @@ def command(
             html,
             engine,
             verify,
+            tolerate_loss,
         )
     )

@@ -7,7 +7,13 @@ import sys
 import click
 from rich.console import Console
 
-from unbacked.cli._common import Progress, print_summary, write_run_report
+from unbacked.cli._common import (
+    Progress,
+    loss_status,
+    print_summary,
+    tolerate_loss_option,
+    write_run_report,
+)
 from unbacked.cli.hunt import engine_options
 from unbacked.engine.local import train as run_train
 from unbacked.runreport import RunReport
@@ -20,8 +26,9 @@ from unbacked.runreport import RunReport
 @click.option("--report", "report_path", metavar="FILE", help="Write the run report as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
 @click.option("-v", "--verbose", count=True, help="More detail on errors (-vv: traceback).")
+@tolerate_loss_option
 @engine_options
-def command(paths, output, strict, report_path, quiet, verbose, engine) -> None:
+def command(paths, output, strict, report_path, quiet, verbose, tolerate_loss, engine) -> None:
     """Learn what is normal for each program from (benign) telemetry."""
     report = RunReport(strict=strict)
     with Progress(enabled=not quiet) as progress:
@@ -46,4 +53,4 @@ def command(paths, output, strict, report_path, quiet, verbose, engine) -> None:
             f"{baseline.meta_.get('facts', 0):,} facts -> {output}"
         )
     write_run_report(report_path, report)
-    sys.exit(0)
+    sys.exit(loss_status(report, tolerate_loss) or 0)

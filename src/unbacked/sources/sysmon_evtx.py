@@ -11,6 +11,8 @@ stream; each is counted with its reason and iteration goes on, so every readable
 from __future__ import annotations
 
 import io
+import os
+import struct
 from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
@@ -126,11 +128,13 @@ def _records(inp: InputFile, report: RunReport) -> Iterator[tuple[int, str]]:
     damage: FormatError | None = None
     try:
         if inp.path is not None:
+            partial = _partial_chunk(inp.path, None)
             parser = evtx.PyEvtxParser(inp.path)
         else:
             # an archive member: read what can be read (a bad CRC or a cut member keeps the
             # chunks before the damage), then parse that
             data, damage = read_tolerant(inp)
+            partial = _partial_chunk(None, data)
             stream = io.BytesIO(data)
             parser = evtx.PyEvtxParser(stream)
     except (RuntimeError, OSError, ValueError) as exc:
@@ -144,6 +148,7 @@ def _records(inp: InputFile, report: RunReport) -> Iterator[tuple[int, str]]:
     rep = report.file(inp.name)
     try:
         records = parser.records_json()
+        seen_in_partial = 0
         index = 0  # 1-based position of the last readable record
         errors = 0
         # A parser that keeps failing without advancing must not hang the run: a file of
@@ -160,18 +165,71 @@ def _records(inp: InputFile, report: RunReport) -> Iterator[tuple[int, str]]:
                 rep.records += 1
                 report.skip(inp.name, _reason(msg), detail=msg[:200])
                 if errors > budget:
+                    rep.records += 1
                     report.skip(inp.name, "EVTX parser gave up", detail=msg[:200])
                     break
                 continue
             index += 1
             rep.records += 1
+            if partial is not None and isinstance(rec, dict):
+                rid = rec.get("event_record_id")
+                if isinstance(rid, int) and partial[0] <= rid <= partial[1]:
+                    seen_in_partial += 1
             data = rec.get("data") if isinstance(rec, dict) else None
             yield index, (data if isinstance(data, str) else "{}")
+        if partial is not None:
+            # the file ends inside a chunk: the records its header lists and the parser did
+            # not hand out are lost, and counted
+            first, last = partial
+            lost = max(last - first + 1 - seen_in_partial, 1 if first == 0 else 0)
+            if lost:
+                rep.records += lost
+                report.skip(
+                    inp.name,
+                    "truncated EVTX chunk",
+                    lost,
+                    detail=f"the file ends inside its last chunk (records {first}..{last})"
+                    if first
+                    else "the file ends inside its last chunk",
+                )
         if damage is not None:
             count_read_error(report, inp.name, damage)
     finally:
         if stream is not None:
             stream.close()
+
+
+_FILE_HEADER = 4096
+_CHUNK = 65536
+
+
+def _partial_chunk(path: str | None, data: bytes | None) -> tuple[int, int] | None:
+    """The record id range of a last chunk the file ends inside (its header present), (0, 0)
+    when that header is cut too, None when the file ends at a chunk boundary."""
+    try:
+        if data is not None:
+            size = len(data)
+            rem = (size - _FILE_HEADER) % _CHUNK if size > _FILE_HEADER else 0
+            head = data[size - rem : size - rem + 48] if rem else b""
+        else:
+            assert path is not None
+            size = os.path.getsize(path)
+            rem = (size - _FILE_HEADER) % _CHUNK if size > _FILE_HEADER else 0
+            head = b""
+            if rem:
+                with open(path, "rb") as fh:
+                    fh.seek(size - rem)
+                    head = fh.read(48)
+    except OSError:
+        return None
+    if not rem:
+        return None
+    if len(head) < 48 or not head.startswith(b"ElfChnk\x00"):
+        return (0, 0)
+    first, last = struct.unpack_from("<QQ", head, 24)
+    if not 0 < first <= last or last - first > _CHUNK // 24:
+        return (0, 0)
+    return (first, last)
 
 
 def _block(texts: list[str], lns: list[int], fis: list[int], files: list[str]) -> FilesBlock:
