@@ -36,6 +36,8 @@ def command(paths, output, strict, report_path, quiet, verbose, tolerate_loss, e
             from unbacked.engine.spark import cli_train
 
             baseline = cli_train(list(paths), output, engine.spark_master, engine.spark_conf)
+            # Spark read the lake: the run report knows it as one input (as `hunt` does)
+            report.file(", ".join(str(p) for p in paths), "unbacked-parquet (spark)")
         else:
             baseline = run_train(
                 list(paths),

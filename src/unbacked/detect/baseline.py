@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,9 +45,11 @@ import pyarrow.parquet as pq
 from unbacked import duck
 from unbacked.detect.features import ABSENCE_AWARE
 from unbacked.errors import BaselineError
+from unbacked.sql import sql_str
 
 BASELINE_FORMAT = "unbacked.baseline"
-BASELINE_VERSION = 1
+#: 2: the manifest carries a checksum over all its fields, every field is validated
+BASELINE_VERSION = 2
 
 TABLE_SCHEMAS: dict[str, pa.Schema] = {
     "counts": pa.schema(
@@ -95,8 +98,15 @@ SCORED_SCHEMA_EXTRA = [
 ]
 
 
-def _sql(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
-    return con.sql(query).to_arrow_table()
+def _sql(
+    con: duckdb.DuckDBPyConnection, query: str, params: dict[str, Any] | None = None
+) -> pa.Table:
+    """Run ``query``; values go in as ``params`` (``$name``), never into the SQL text."""
+    return (
+        con.sql(query, params=params).to_arrow_table()
+        if params
+        else con.sql(query).to_arrow_table()
+    )
 
 
 @dataclass
@@ -135,6 +145,7 @@ class ProgramBaseline:
 
     def learn(self, facts: pa.Table, *, calibrate: bool = True) -> ProgramBaseline:
         """Learn counts from a fact table (``extract_facts``)."""
+        validate_hyper_parameters(self.hyper_parameters())
         con = duck.connect()
         try:
             con.register("facts", with_event_counts(facts))
@@ -144,7 +155,7 @@ class ProgramBaseline:
                           sum(events)::BIGINT AS events
                      FROM facts GROUP BY ALL ORDER BY ALL""",
             ).cast(TABLE_SCHEMAS["counts"])
-            absent = ", ".join(f"('{f}', '{d}')" for f, d in ABSENCE_AWARE.items())
+            absent = ", ".join(f"({sql_str(f)}, {sql_str(d)})" for f, d in ABSENCE_AWARE.items())
             self.totals_ = _sql(
                 con,
                 f"""WITH a(feature, denominator) AS (VALUES {absent}),
@@ -198,11 +209,15 @@ class ProgramBaseline:
                 con.register("s", scored)
                 self.thresholds_ = _sql(
                     con,
-                    f"""SELECT program, feature,
-                               max(surprise) + {float(self.calibration_margin)} AS threshold
-                          FROM s
-                         WHERE n + 1 >= {int(self.min_instances_for_calibration)}
-                         GROUP BY ALL ORDER BY ALL""",
+                    """SELECT program, feature,
+                              max(surprise) + $margin::DOUBLE AS threshold
+                         FROM s
+                        WHERE n + 1 >= $min_instances::BIGINT
+                        GROUP BY ALL ORDER BY ALL""",
+                    {
+                        "margin": self.calibration_margin,
+                        "min_instances": self.min_instances_for_calibration,
+                    },
                 ).cast(TABLE_SCHEMAS["thresholds"])
             finally:
                 con.close()
@@ -219,12 +234,13 @@ class ProgramBaseline:
     ) -> pa.Table:
         """Facts with their surprise (bits) and the threshold that applies to them."""
         self._check_fitted()
+        validate_hyper_parameters(self.hyper_parameters())
         con = duck.connect()
         try:
             for name in ("counts", "totals", "population", "population_totals", "thresholds"):
                 con.register(name, getattr(self, name + "_"))
             con.register("facts", with_event_counts(facts))
-            self_n = "1" if exclude_self else "0"
+            self_n = "1" if exclude_self else "0"  # code constants, not values
             thr = "coalesce(th.threshold, 0)" if calibrated else "0"
             query = f"""
             WITH inst AS (   -- per scored instance: its own contribution (to leave it out)
@@ -243,7 +259,7 @@ class ProgramBaseline:
                             - {self_n} * j.own_events, 0) AS program_feature_events,
                    (greatest(coalesce(p.instances, 0) - {self_n}, 0) + 0.5)
                      / (greatest(coalesce(pt.instances, 0) - {self_n}, 0) + 1.0) AS q,
-                   greatest({thr}, {float(self.min_surprise)}) AS threshold
+                   greatest({thr}, $min_surprise::DOUBLE) AS threshold
               FROM facts f
               JOIN inst i USING (process_uid, program, feature, value)
               JOIN inst_feat j USING (process_uid, program, feature)
@@ -253,13 +269,13 @@ class ProgramBaseline:
               LEFT JOIN population_totals pt USING (feature)
               LEFT JOIN thresholds th USING (program, feature)
             """
-            prior = float(self.prior)
             scored = _sql(
                 con,
                 f"""SELECT *,
-                      -log2((k + {prior} * q) / (n + {prior})) AS surprise,
+                      -log2((k + $prior::DOUBLE * q) / (n + $prior::DOUBLE)) AS surprise,
                       CASE WHEN n >= 3 THEN 'program' ELSE 'population' END AS scope
                     FROM ({query}) ORDER BY row, feature""",
+                {"prior": self.prior, "min_surprise": self.min_surprise},
             )
         finally:
             con.close()
@@ -320,14 +336,18 @@ class ProgramBaseline:
             path = out / f"{name}.parquet"
             pq.write_table(table, path, compression="zstd")
             tables[name] = {"file": path.name, "rows": table.num_rows, "sha256": _sha256(path)}
-        manifest = {
+        validate_hyper_parameters(self.hyper_parameters())
+        manifest: dict[str, Any] = {
             "format": BASELINE_FORMAT,
             "version": BASELINE_VERSION,
             "hyper_parameters": self.hyper_parameters(),
             "meta": self.meta_,
             "tables": tables,
         }
-        (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        manifest["checksum"] = manifest_checksum(manifest)
+        (out / "manifest.json").write_text(
+            json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False)
+        )
         return out
 
     @classmethod
@@ -338,31 +358,20 @@ class ProgramBaseline:
         if not mpath.is_file():
             raise BaselineError("no baseline manifest.json", source=str(base), hint=hint)
         try:
-            manifest = json.loads(mpath.read_text())
+            manifest = json.loads(mpath.read_text(), parse_constant=_reject_constant)
         except (OSError, ValueError) as exc:
-            raise BaselineError("baseline manifest is not valid JSON", source=str(mpath)) from exc
-        if not isinstance(manifest, dict) or manifest.get("format") != BASELINE_FORMAT:
-            raise BaselineError("not an unbacked baseline", source=str(mpath), hint=hint)
-        if manifest.get("version") != BASELINE_VERSION:
             raise BaselineError(
-                f"baseline version {manifest.get('version')!r} is not supported "
-                f"(this unbacked reads version {BASELINE_VERSION})",
-                source=str(mpath),
-                hint="retrain the baseline with this version of unbacked",
-            )
-        hyper = manifest.get("hyper_parameters") or {}
-        try:
-            model = cls(**{k: hyper[k] for k in cls().hyper_parameters() if k in hyper})
-        except (TypeError, ValueError) as exc:
-            raise BaselineError("invalid hyper-parameters", source=str(mpath)) from exc
+                f"baseline manifest is not valid JSON: {exc}", source=str(mpath)
+            ) from exc
+        validate_manifest(manifest, str(mpath))
+        hyper = manifest["hyper_parameters"]
+        model = cls(**hyper)
         for name, schema in TABLE_SCHEMAS.items():
-            entry = (manifest.get("tables") or {}).get(name)
-            if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
-                raise BaselineError(f"manifest lists no table {name!r}", source=str(mpath))
-            path = base / Path(entry["file"]).name  # never follow paths out of the directory
+            entry = manifest["tables"][name]
+            path = base / entry["file"]
             if not path.is_file():
                 raise BaselineError(f"baseline table {path.name} is missing", source=str(base))
-            if entry.get("sha256") != _sha256(path):
+            if entry["sha256"] != _sha256(path):
                 raise BaselineError(
                     f"baseline table {path.name} does not match its checksum",
                     source=str(path),
@@ -377,11 +386,181 @@ class ProgramBaseline:
                     f"table {path.name} has schema {table.schema}, expected {schema}",
                     source=str(path),
                 )
-            if table.num_rows != entry.get("rows"):
-                raise BaselineError(f"table {path.name} row count mismatch", source=str(path))
+            if table.num_rows != entry["rows"]:
+                raise BaselineError(
+                    f"tables.{name}.rows: the manifest says {entry['rows']}, the table holds "
+                    f"{table.num_rows}",
+                    source=str(path),
+                )
+            _validate_table(name, table, str(path))
             setattr(model, name + "_", table)
-        model.meta_ = manifest.get("meta") or {}
+        model.meta_ = dict(manifest["meta"])
         return model
+
+
+# -- validation ------------------------------------------------------------------------------
+#: hyper-parameter -> (type, lowest, highest, lowest allowed?)
+HYPER_PARAMETERS: dict[str, tuple[type, float, float, bool]] = {
+    # weight of the population in a program's estimate: 0 would make unseen values infinitely
+    # surprising, a negative weight turns probabilities negative
+    "prior": (float, 0.0, 1e6, False),
+    "min_surprise": (float, 0.0, 1024.0, True),
+    "calibration_margin": (float, 0.0, 1024.0, True),
+    "min_instances_for_calibration": (int, 1, 2**31, True),
+}
+_META_COUNTS = ("facts", "programs")
+_MANIFEST_KEYS = {"format", "version", "hyper_parameters", "meta", "tables", "checksum"}
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _fail(field: str, problem: str, source: str | None) -> BaselineError:
+    return BaselineError(
+        f"baseline manifest field {field!r}: {problem}",
+        source=source,
+        hint="the baseline was edited or damaged; retrain it with `unbacked train`",
+    )
+
+
+def validate_hyper_parameters(hyper: Any, source: str | None = None) -> None:
+    """Every hyper-parameter present, of its type, finite and in range; ``BaselineError``
+    naming the field otherwise."""
+    if not isinstance(hyper, dict):
+        raise _fail("hyper_parameters", f"expected an object, got {type(hyper).__name__}", source)
+    extra = sorted(set(hyper) - set(HYPER_PARAMETERS))
+    if extra:
+        raise _fail(f"hyper_parameters.{extra[0]}", "unknown hyper-parameter", source)
+    for key, (kind, low, high, low_ok) in HYPER_PARAMETERS.items():
+        field = f"hyper_parameters.{key}"
+        if key not in hyper:
+            raise _fail(field, "missing", source)
+        v = hyper[key]
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise _fail(field, f"expected a number, got {type(v).__name__}", source)
+        if kind is int and not isinstance(v, int):
+            raise _fail(field, f"expected an integer, got {v!r}", source)
+        if not math.isfinite(v):
+            raise _fail(field, f"expected a finite number, got {v!r}", source)
+        if v < low or (v == low and not low_ok) or v > high:
+            bound = ">=" if low_ok else ">"
+            raise _fail(field, f"{v!r} is out of range (expected {bound} {low}, <= {high})", source)
+
+
+def manifest_checksum(manifest: dict[str, Any]) -> str:
+    """SHA-256 over every manifest field but ``checksum`` (canonical JSON)."""
+    body = {k: v for k, v in manifest.items() if k != "checksum"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def validate_manifest(manifest: Any, source: str | None = None) -> None:
+    """The manifest's schema: types, ranges, finite numbers, table entries, and its checksum.
+
+    Raises ``BaselineError`` naming the first field that is wrong.
+    """
+    hint = "train one with `unbacked train PATH... -o DIR`"
+    if not isinstance(manifest, dict) or manifest.get("format") != BASELINE_FORMAT:
+        raise BaselineError("not an unbacked baseline", source=source, hint=hint)
+    version = manifest.get("version")
+    if version != BASELINE_VERSION or isinstance(version, bool):
+        old = isinstance(version, int) and not isinstance(version, bool) and version == 1
+        raise BaselineError(
+            f"baseline version {version!r} is not supported "
+            f"(this unbacked reads version {BASELINE_VERSION})"
+            + ("; version 1 manifests carry no checksum over their settings" if old else ""),
+            source=source,
+            hint="retrain the baseline with this version of unbacked",
+        )
+    extra = sorted(set(manifest) - _MANIFEST_KEYS)
+    if extra:
+        raise _fail(extra[0], "unknown field", source)
+    checksum = manifest.get("checksum")
+    if not isinstance(checksum, str):
+        raise _fail("checksum", "missing or not a string", source)
+    try:
+        expected = manifest_checksum(manifest)
+    except ValueError as exc:  # NaN or infinity somewhere
+        raise _fail(
+            "checksum", f"the manifest holds a value JSON cannot carry ({exc})", source
+        ) from None
+    if checksum != expected:
+        raise _fail(
+            "checksum",
+            "does not match the manifest (a setting, count or table entry was changed)",
+            source,
+        )
+    validate_hyper_parameters(manifest.get("hyper_parameters"), source)
+    meta = manifest.get("meta")
+    if not isinstance(meta, dict):
+        raise _fail("meta", f"expected an object, got {type(meta).__name__}", source)
+    for key in _META_COUNTS:
+        v = meta.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise _fail(f"meta.{key}", f"expected a count (integer >= 0), got {v!r}", source)
+    learned = meta.get("learned_at")
+    if learned is not None:
+        try:
+            if not isinstance(learned, str):
+                raise ValueError(learned)
+            datetime.fromisoformat(learned)
+        except ValueError:
+            raise _fail("meta.learned_at", f"not an ISO time: {learned!r}", source) from None
+    tables = manifest.get("tables")
+    if not isinstance(tables, dict):
+        raise _fail("tables", f"expected an object, got {type(tables).__name__}", source)
+    for name in sorted(set(tables) - set(TABLE_SCHEMAS)):
+        raise _fail(f"tables.{name}", "unknown table", source)
+    for name in TABLE_SCHEMAS:
+        entry = tables.get(name)
+        field = f"tables.{name}"
+        if not isinstance(entry, dict):
+            raise BaselineError(f"manifest lists no table {name!r}", source=source)
+        if set(entry) != {"file", "rows", "sha256"}:
+            raise _fail(field, "expected exactly file, rows and sha256", source)
+        if entry["file"] != f"{name}.parquet":
+            # never follow paths out of the directory
+            raise _fail(f"{field}.file", f"expected {name}.parquet, got {entry['file']!r}", source)
+        rows = entry["rows"]
+        if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
+            raise _fail(f"{field}.rows", f"expected a count (integer >= 0), got {rows!r}", source)
+        sha = entry["sha256"]
+        if not isinstance(sha, str) or len(sha) != 64 or any(c not in _HEX for c in sha):
+            raise _fail(f"{field}.sha256", "expected 64 hexadecimal digits", source)
+
+
+_HEX = frozenset("0123456789abcdef")
+_COUNT_COLUMNS = ("instances", "events", "programs")
+
+
+def _validate_table(name: str, table: pa.Table, source: str) -> None:
+    """Counts are non-negative, thresholds finite, keys present."""
+    import pyarrow.compute as pc
+
+    for col in table.column_names:
+        column = table.column(col)
+        if col in _COUNT_COLUMNS:
+            low = pc.min(column).as_py()
+            if column.null_count or (low is not None and low < 0):
+                raise BaselineError(
+                    f"table {name}: column {col!r} holds a negative or missing count",
+                    source=source,
+                    hint="the baseline was modified; retrain it",
+                )
+        elif col == "threshold":
+            finite = pc.all(pc.is_finite(column)).as_py()
+            if column.null_count or finite is False:
+                raise BaselineError(
+                    f"table {name}: column 'threshold' holds a value that is not finite",
+                    source=source,
+                    hint="the baseline was modified; retrain it",
+                )
+        elif column.null_count:
+            raise BaselineError(
+                f"table {name}: column {col!r} holds missing values", source=source,
+                hint="the baseline was modified; retrain it",
+            )  # fmt: skip
 
 
 def with_event_counts(facts: pa.Table) -> pa.Table:

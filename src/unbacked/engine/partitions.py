@@ -164,9 +164,10 @@ def calibration_maxima(
         con.register("s", scored)
         return (
             con.sql(
-                f"""SELECT program, feature, max(surprise) AS surprise FROM s
-                     WHERE n + 1 >= {int(baseline.min_instances_for_calibration)}
-                     GROUP BY ALL"""
+                """SELECT program, feature, max(surprise) AS surprise FROM s
+                    WHERE n + 1 >= $min_instances::BIGINT
+                    GROUP BY ALL""",
+                params={"min_instances": baseline.min_instances_for_calibration},
             )
             .to_arrow_table()
             .cast(MAXIMA_SCHEMA)
@@ -187,21 +188,22 @@ def set_thresholds(
         con.register("m", maxima)
         baseline.thresholds_ = _final(
             con,
-            f"""SELECT program, feature,
-                       max(surprise) + {float(baseline.calibration_margin)} AS threshold
-                  FROM m GROUP BY ALL""",
+            """SELECT program, feature, max(surprise) + $margin::DOUBLE AS threshold
+                 FROM m GROUP BY ALL""",
             "thresholds",
+            {"margin": baseline.calibration_margin},
         )
     finally:
         con.close()
     return baseline
 
 
-def _final(con: duckdb.DuckDBPyConnection, query: str, name: str) -> pa.Table:
+def _final(
+    con: duckdb.DuckDBPyConnection, query: str, name: str, params: dict[str, Any] | None = None
+) -> pa.Table:
     """A summed table in ``learn``'s order and types (DuckDB ``ORDER BY ALL``, as ``learn``)."""
-    return (
-        con.sql(f"SELECT * FROM ({query}) ORDER BY ALL").to_arrow_table().cast(TABLE_SCHEMAS[name])
-    )
+    rel = con.sql(f"SELECT * FROM ({query}) ORDER BY ALL", params=params)
+    return rel.to_arrow_table().cast(TABLE_SCHEMAS[name])
 
 
 def _uids(events: pa.Table) -> pa.Table:

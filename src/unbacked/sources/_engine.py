@@ -44,6 +44,7 @@ from unbacked.sources.base import (
     count_read_error,
     read_tolerant,
 )
+from unbacked.sql import sql_str
 
 #: Bytes of text handed to DuckDB at once (split at a line end).
 BLOCK_BYTES = 64 * 1024 * 1024
@@ -135,11 +136,6 @@ def pooled_connection() -> Iterator[duckdb.DuckDBPyConnection]:
                 con = None
         if con is not None:
             con.close()
-
-
-def sql_str(value: str) -> str:
-    """A SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 @dataclass(slots=True)
