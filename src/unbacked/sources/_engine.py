@@ -819,8 +819,8 @@ def read_small_json_lines(
     # lines the query dropped (not JSON, invalid UTF-8): counted per input
     lost = np.bincount(fi, minlength=len(files)) - got
     reason = next(iter(block.skipped), "malformed JSON")
-    for k in np.flatnonzero(lost > 0):
-        report.skip(files[k], reason, int(lost[k]))
+    for j in np.flatnonzero(lost > 0):
+        report.skip(files[j], reason, int(lost[j]))
     if table is not None and table.num_rows:
         yield table
 

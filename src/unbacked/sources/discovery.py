@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import orjson
 import pyarrow as pa
@@ -623,7 +623,7 @@ def _expand_local(
             continue
 
         def opener(entry: _LocalEntry = entry, mname: str = mname) -> IO[bytes]:
-            raw = _LocalReader(zpath, entry, mname)
+            raw = cast(IO[bytes], _LocalReader(zpath, entry, mname))
             return _CappedReader(  # type: ignore[return-value]
                 raw, cap, mname, entry.compress_size, budget
             )

@@ -133,9 +133,9 @@ def _records(inp: InputFile, report: RunReport) -> Iterator[tuple[int, str]]:
         else:
             # an archive member: read what can be read (a bad CRC or a cut member keeps the
             # chunks before the damage), then parse that
-            data, damage = read_tolerant(inp)
-            partial = _partial_chunk(None, data)
-            stream = io.BytesIO(data)
+            raw, damage = read_tolerant(inp)
+            partial = _partial_chunk(None, raw)
+            stream = io.BytesIO(raw)
             parser = evtx.PyEvtxParser(stream)
     except (RuntimeError, OSError, ValueError) as exc:
         if stream is not None:
