@@ -11,3 +11,8 @@ from __future__ import annotations
 def sql_str(value: str) -> str:
     """A SQL string literal."""
     return "'" + value.replace("'", "''") + "'"
+
+
+def sql_ident(name: str) -> str:
+    """A quoted SQL identifier (a column name read from a file)."""
+    return '"' + name.replace('"', '""') + '"'

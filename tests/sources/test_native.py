@@ -147,3 +147,16 @@ def test_native_jsonl_hostile_values_become_null_or_skip() -> None:
     assert "signed" not in a and "remote_port" not in a
     assert b["time"] == 1_704_067_200_000_000_000
     assert rep.skipped == {"missing or invalid required field": 3} and accounted(rep)
+
+
+def test_parquet_with_column_names_not_utf8_is_a_format_error() -> None:
+    # found by bench/fuzz_campaign.py: pyarrow raises UnicodeDecodeError on such names
+    from unbacked.errors import FormatError
+    from unbacked.runreport import RunReport
+    from unbacked.sources import InputFile
+    from unbacked.sources.native import NativeParquetSource
+
+    data = NativeParquetSource.examples[0]
+    bad = data.replace(b"activity", b"\xff\xfetivity")
+    with pytest.raises(FormatError):
+        list(NativeParquetSource().read(InputFile.from_bytes("bad.parquet", bad), RunReport()))

@@ -305,7 +305,8 @@ def _looks_like_telemetry(name: str, head: bytes) -> bool:
         return True
     if b"ElfChnk\x00" in head:
         return True
-    return _json_shaped(head)
+    start = head.removeprefix(_BOM).lstrip(b" \t\r\n")
+    return start[:1] in (b"{", b"[")
 
 
 def _walk(path: Path) -> Iterator[Path]:
@@ -316,7 +317,11 @@ def _walk(path: Path) -> Iterator[Path]:
 
 
 def _expand(
-    inp: InputFile, explicit: bool, report: RunReport, cap: int
+    inp: InputFile,
+    explicit: bool,
+    report: RunReport,
+    cap: int,
+    keep: list[zipfile.ZipFile] | None = None,
 ) -> Iterator[tuple[InputFile, type[Source]]]:
     """Yield (input, source) for a file, or for each member when it is a zip archive."""
     try:
@@ -329,7 +334,7 @@ def _expand(
         yield inp, cls
         return
     if head.startswith(_ZIP_MAGIC) and inp.path is not None:
-        yield from _expand_zip(Path(inp.path), report, cap)
+        yield from _expand_zip(Path(inp.path), report, cap, keep)
         return
     _unrecognised(inp.name, explicit, report, head)
 
@@ -361,8 +366,11 @@ def _skipped_member(info: zipfile.ZipInfo) -> bool:
 
 
 def _expand_zip(
-    zpath: Path, report: RunReport, cap: int
+    zpath: Path, report: RunReport, cap: int, keep: list[zipfile.ZipFile] | None = None
 ) -> Iterator[tuple[InputFile, type[Source]]]:
+    """The members of a zip archive. Its one open handle is closed when the members have
+    been yielded, or, with ``keep``, appended there for the caller to close once the members
+    were read (a batching reader reads them after the walk moved on)."""
     name = str(zpath)
     try:
         compressed = zpath.stat().st_size
@@ -378,7 +386,13 @@ def _expand_zip(
     except (OSError, ValueError, NotImplementedError, EOFError) as exc:
         report.file_error(name, FormatError(f"unreadable zip archive: {exc}", source=name))
         return
-    yield from _expand_members(_Archive(zf, name, budget, cap), report, 1)
+    if keep is not None:
+        keep.append(zf)
+    try:
+        yield from _expand_members(_Archive(zf, name, budget, cap), report, 1)
+    finally:
+        if keep is None:
+            zf.close()
 
 
 def _expand_members(
@@ -652,6 +666,7 @@ def iter_inputs(
     report: RunReport,
     *,
     max_member_bytes: int = MAX_MEMBER_BYTES,
+    keep_open: list[zipfile.ZipFile] | None = None,
 ) -> Iterator[tuple[InputFile, type[Source]]]:
     """Every readable input under ``paths`` with the source that reads it, in a stable order.
 
@@ -659,19 +674,20 @@ def iter_inputs(
     never extracted to disk, ``__MACOSX/`` is skipped; archives inside archives are opened to
     ``MAX_ARCHIVE_DEPTH``; an archive without its central directory is read by its local
     headers). Every input not read goes to ``report.not_read`` with why; problems go to
-    ``report``.
+    ``report``. An archive's members can be read while the iteration is at them; to read them
+    later, pass ``keep_open`` (open archives are appended; close them when done).
     """
     for p in paths:
         path = Path(p)
         if path.is_dir():
             for f in _walk(path):
                 if f.is_file():  # FIFOs, sockets and devices would block or never end
-                    yield from _expand(_file_input(f), False, report, max_member_bytes)
+                    yield from _expand(_file_input(f), False, report, max_member_bytes, keep_open)
                 else:
                     report.extra.setdefault(NOT_TELEMETRY_KEY, []).append(str(f))
                     report.not_read(str(f), "not a regular file (pipe, socket, device or link)")
         elif path.is_file():
-            yield from _expand(_file_input(path), True, report, max_member_bytes)
+            yield from _expand(_file_input(path), True, report, max_member_bytes, keep_open)
         elif path.exists():
             report.file_error(
                 str(path),
@@ -699,27 +715,41 @@ def iter_event_tables(
     group: list[InputFile] = []
     group_cls: type[Source] | None = None
     group_bytes = 0
-    for inp, cls in iter_inputs(paths, report):
-        report.file(inp.name, cls.name)
-        size = inp.size if inp.size is not None else cls.batch_bytes + 1
-        if cls.batch_bytes and size <= cls.batch_bytes:
-            if group and (
-                group_cls is not cls
-                or len(group) >= cls.batch_files
-                or group_bytes + size > cls.batch_bytes
-            ):
+    # archives whose members may sit in a group not read yet; once a group is read, only the
+    # archive the walk is in can still be needed (at most two stay open)
+    archives: list[zipfile.ZipFile] = []
+
+    def release() -> None:
+        while len(archives) > 1:
+            archives.pop(0).close()
+
+    try:
+        for inp, cls in iter_inputs(paths, report, keep_open=archives):
+            report.file(inp.name, cls.name)
+            size = inp.size if inp.size is not None else cls.batch_bytes + 1
+            if cls.batch_bytes and size <= cls.batch_bytes:
+                if group and (
+                    group_cls is not cls
+                    or len(group) >= cls.batch_files
+                    or group_bytes + size > cls.batch_bytes
+                ):
+                    yield from _read_group(group_cls, group, report)
+                    group, group_bytes = [], 0
+                    release()
+                group.append(inp)
+                group_cls = cls
+                group_bytes += size
+                continue
+            if group:
                 yield from _read_group(group_cls, group, report)
                 group, group_bytes = [], 0
-            group.append(inp)
-            group_cls = cls
-            group_bytes += size
-            continue
+                release()
+            yield from _read_one(cls, inp, report)
         if group:
             yield from _read_group(group_cls, group, report)
-            group, group_bytes = [], 0
-        yield from _read_one(cls, inp, report)
-    if group:
-        yield from _read_group(group_cls, group, report)
+    finally:
+        for zf in archives:
+            zf.close()
 
 
 def _read_group(

@@ -202,7 +202,7 @@ class NativeParquetSource(Source):
                 rep.events += table.num_rows
                 if table.num_rows:
                     yield table
-        except (pa.ArrowException, OSError) as exc:
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:  # names not UTF-8
             raise FormatError(
                 f"unreadable Parquet file: {exc}", source=inp.name, hint="is the file complete?"
             ) from exc

@@ -24,6 +24,7 @@ from unbacked.runreport import RunReport
 from unbacked.sources._engine import pooled_connection, stream_json_lines
 from unbacked.sources.base import SNIFF_BYTES, InputFile, Source, register
 from unbacked.sources.ocsf import QUERY
+from unbacked.sql import sql_ident, sql_str
 
 
 def _ocsf_schema(inp: InputFile) -> pa.Schema | None:
@@ -82,14 +83,17 @@ class OcsfParquetSource(Source):
                 f.name for f in schema if pa.types.is_timestamp(f.type) and f.name.endswith("time")
             ]
             replace = (
-                " REPLACE (" + ", ".join(f'epoch_ms("{c}") AS "{c}"' for c in stamps) + ")"
+                " REPLACE ("
+                + ", ".join(f"epoch_ms({sql_ident(c)}) AS {sql_ident(c)}" for c in stamps)
+                + ")"
                 if stamps
                 else ""
             )
             con = duckdb.connect()
             try:
                 con.execute(
-                    f"COPY (SELECT *{replace} FROM read_parquet(?)) TO '{lines}' (FORMAT JSON)",
+                    f"COPY (SELECT *{replace} FROM read_parquet(?)) TO {sql_str(str(lines))} "
+                    "(FORMAT JSON)",
                     [str(src)],
                 )
             except duckdb.Error as exc:
