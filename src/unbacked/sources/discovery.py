@@ -1,10 +1,17 @@
 """Finding inputs: walk paths, open zip members in place, pick the source of each input.
 
 Detection is by content, never by extension: every registered source looks at the first
-``SNIFF_BYTES`` (``Source.accepts``) and the highest priority claim wins. Inside a walked
-directory an input nobody claims (LICENSE, YAML metadata, README) is noted as not telemetry;
-a file named explicitly that nobody claims is an error (``UnknownFormatError``), because the
-user asked for it.
+``SNIFF_BYTES`` (``Source.accepts``) and the highest priority claim wins; a JSON-shaped input
+nobody claims is sniffed again on its first parseable object lines (damaged, BOM-prefixed or
+very long first lines do not hide a valid file). Inside a walked directory an input nobody
+claims (LICENSE, YAML metadata, README) is noted as not telemetry (``RunReport.not_read``; lost
+when it looks like telemetry); a file named explicitly that nobody claims is an error
+(``UnknownFormatError``), because the user asked for it.
+
+Archives: one open handle per archive, members streamed from it in name order; nested archives
+to ``MAX_ARCHIVE_DEPTH``; bombs bounded by ratio and total inflated size; damage (CRC, corrupt
+or cut data) reported per member with the data before it kept; an archive without its central
+directory read by walking its local headers.
 """
 
 from __future__ import annotations
