@@ -236,3 +236,47 @@ def test_strict_fails_on_a_lost_input(tmp_path: Path) -> None:
     (tmp_path / "broken.evtx").write_bytes(b"ElfFilX\x00" + b"\x00" * 200)
     with pytest.raises(InputError):
         read_events([tmp_path], RunReport(strict=True))
+
+
+# found by bench/fuzz_campaign.py: DuckDB quoted the input in its error message, cut inside a
+# UTF-8 sequence, and decoding that message raised UnicodeDecodeError out of the source
+_DUCKDB_MESSAGE_MUTANT = (
+    "eNrt2EtqwzAQBuDQZY4xaxGstCXgLkOP0F3ACFupRWXLeOQ0xuhkXfRIvUJtJX3Qhi4LCf+38SBGo0EGLWag3Crm"
+    "rDMFpTJJbgWp3Jud8X02Lt1JQbny+tG1fda9vbzGNEHeVHoMVsknGTe6ltKBmtblmjmGx7ohCKpc0Vk9rW7N4dso"
+    "X1JK63Sz2S8KaymEMJ8PP3paffR0b7frsn6afe/p2NAMAAAAztcVrgAAJsM/wC0DAACcA983+ms4mFyfGkcmggq9"
+    "M3kcM5aOfa2mFHpmSeHvUaWgWJsexpjEqVnlWNgu9F5P40rxq8RyKnE8zrJiPqTGQztls0a3lWE2rh733Ei5DPil"
+    "AICX/dJe9nfrNfNZ"
+)
+
+
+def test_a_query_error_with_an_undecodable_message_is_counted() -> None:
+    import base64
+    import zlib
+
+    from tests.support.mutate import run_source
+    from unbacked.sources.ocsf import OcsfJsonSource
+
+    data = zlib.decompress(base64.b64decode("".join(_DUCKDB_MESSAGE_MUTANT)))
+    out = run_source(OcsfJsonSource, data)
+    assert out.ok, out.problems
+    assert out.records > 0
+
+
+def test_an_encrypted_member_is_listed_as_lost(tmp_path: Path) -> None:
+    z = tmp_path / "enc.zip"
+    _zip(z, {"a.json": BODY, "b.json": BODY}, zipfile.ZIP_STORED)
+    data = bytearray(z.read_bytes())
+    with zipfile.ZipFile(z) as zf:
+        info = zf.getinfo("b.json")
+    data[info.header_offset + 6] |= 1  # the "encrypted" flag, local header
+    pos = 0
+    while (pos := data.find(b"PK\x01\x02", pos)) != -1:  # and central directory
+        nlen = struct.unpack_from("<H", data, pos + 28)[0]
+        if data[pos + 46 : pos + 46 + nlen] == b"b.json":
+            data[pos + 8] |= 1
+        pos += 4
+    z.write_bytes(bytes(data))
+    n, report = _read(z)
+    assert n == len(GOOD)
+    assert report.lost == [f"{z}!b.json"]
+    assert "encrypted" in report.unread[0].reason

@@ -46,6 +46,10 @@ from unbacked.sources.base import (
 )
 from unbacked.sql import sql_str
 
+#: What a failing query raises: a DuckDB error, or, when its message quotes input cut inside a
+#: UTF-8 sequence, a UnicodeDecodeError while that message is decoded
+QUERY_ERRORS: tuple[type[Exception], ...] = (duckdb.Error, UnicodeDecodeError)
+
 #: Bytes of text handed to DuckDB at once (split at a line end).
 BLOCK_BYTES = 64 * 1024 * 1024
 #: A longer line is skipped (bounded memory on files without newlines).
@@ -286,12 +290,12 @@ class JsonQuery:
         try:
             try:
                 out = con.sql(self._sql[False]).to_arrow_table()
-            except duckdb.Error:
+            except QUERY_ERRORS:
                 out = None
             if out is None:
                 try:
                     out = con.sql(self._sql[True]).to_arrow_table()
-                except duckdb.Error as exc:
+                except QUERY_ERRORS as exc:
                     res.add_skip("unreadable block", len(lines), f"{type(exc).__name__}: {exc}")
                     return None
                 bad = len(lines) - out.num_rows
@@ -619,7 +623,7 @@ def stream_json_lines(
                     seen.append(line_col.to_numpy(zero_copy_only=False))
                 if table is not None and table.num_rows:
                     yield table
-        except (duckdb.Error, pa.ArrowException, OSError):
+        except (*QUERY_ERRORS, pa.ArrowException, OSError):
             # a failing query surfaces through the Arrow stream as an Arrow/OS error
             if failure:
                 raise failure[0] from None
@@ -876,6 +880,8 @@ def first_json_objects(head: bytes, limit: int = 5) -> list[dict[str, object]]:
     skipped) and a UTF-8 byte order mark.
     """
     out: list[dict[str, object]] = []
+    if head.startswith(_BINARY_MAGIC):  # an archive or binary format holding JSON text inside
+        return out
     lines = head.removeprefix(_BOM).split(b"\n")
     # a head shorter than the sniff size is the whole input: its last line is complete
     complete = lines if len(head) < SNIFF_BYTES else lines[:-1]
@@ -895,5 +901,15 @@ def first_json_objects(head: bytes, limit: int = 5) -> list[dict[str, object]]:
     return out
 
 
+#: binary formats whose content may hold JSON text (a stored zip member): never JSON lines
+_BINARY_MAGIC = (
+    b"PK\x03\x04",
+    b"PK\x05\x06",
+    b"PAR1",
+    b"ElfFile",
+    b"MDMP",
+    b"\x7fELF",
+    b"\x1f\x8b",
+)
 #: lines of a head that sniffing looks at (a damaged first line does not hide the rest)
 _SNIFF_LINES = 64

@@ -201,6 +201,12 @@ class _Archive:
                 raw = self.zf.open(info)
             except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
                 raise FormatError(f"unreadable member: {exc}", source=name) from exc
+            except RuntimeError as exc:  # zipfile: encrypted, password required
+                raise FormatError(
+                    f"unreadable member: {exc}",
+                    source=name,
+                    hint="decrypt the archive and pass its files",
+                ) from exc
             # zipfile checks the CRC inside the read that reaches the end and then drops that
             # read's data; check it here instead, after the data is delivered
             crc: int | None = None
@@ -260,6 +266,8 @@ def choose_source(inp: InputFile, head: bytes) -> type[Source] | None:
 
 
 def _json_shaped(head: bytes) -> bool:
+    if head.startswith((_ZIP_MAGIC, b"PAR1", b"ElfFile", b"MDMP")):
+        return False
     start = head.removeprefix(_BOM).lstrip(b" \t\r\n\x00")
     return start[:1] in (b"{", b"[") or b"\n{" in head
 
@@ -411,6 +419,11 @@ def _expand_members(
     )
     for info in infos:
         member = archive.member(info)
+        if info.flag_bits & 0x1:
+            report.not_read(
+                member.name, "encrypted member (password required); not read", lost=True
+            )
+            continue
         if info.file_size == 0 and info.compress_size == 0:
             report.extra.setdefault(NOT_TELEMETRY_KEY, []).append(member.name)
             report.not_read(member.name, "empty")
@@ -491,6 +504,7 @@ class _LocalEntry:
     file_size: int
     crc: int
     truncated: bool  # the archive ends inside this member's data
+    encrypted: bool = False
 
 
 def _local_entries(fh: IO[bytes], size: int) -> tuple[list[_LocalEntry], str]:
@@ -523,7 +537,9 @@ def _local_entries(fh: IO[bytes], size: int) -> tuple[list[_LocalEntry], str]:
             csize = min(csize, max(size - data_offset, 0))
             skip_desc = 16 if flags & 0x08 else 0
         name = fname.decode("utf-8" if flags & 0x800 else "cp437", errors="replace")
-        entries.append(_LocalEntry(name, method, data_offset, csize, usize, crc, truncated))
+        entries.append(
+            _LocalEntry(name, method, data_offset, csize, usize, crc, truncated, bool(flags & 1))
+        )
         if truncated:
             return entries, "truncated member"
         pos = data_offset + csize
@@ -639,6 +655,9 @@ def _expand_local(
     )
     for entry in sorted(entries, key=lambda e: e.filename):
         mname = f"{name}!{entry.filename}"
+        if entry.encrypted:
+            report.not_read(mname, "encrypted member (password required); not read", lost=True)
+            continue
         if entry.method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             report.not_read(mname, f"compression method {entry.method} not supported", lost=True)
             continue

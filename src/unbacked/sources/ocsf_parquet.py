@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from unbacked.errors import FormatError
 from unbacked.runreport import RunReport
-from unbacked.sources._engine import pooled_connection, stream_json_lines
+from unbacked.sources._engine import QUERY_ERRORS, pooled_connection, stream_json_lines
 from unbacked.sources.base import SNIFF_BYTES, InputFile, Source, register
 from unbacked.sources.ocsf import QUERY
 from unbacked.sql import sql_ident, sql_str
@@ -96,7 +96,7 @@ class OcsfParquetSource(Source):
                     "(FORMAT JSON)",
                     [str(src)],
                 )
-            except duckdb.Error as exc:
+            except QUERY_ERRORS as exc:
                 raise FormatError(f"unreadable Parquet: {exc}", source=inp.name) from exc
             finally:
                 con.close()
