@@ -44,25 +44,26 @@ def _targets(data: Path | None) -> dict[str, object]:
     return out
 
 
-def _one(target: str, seeds: object, rng: random.Random, work: Path, ctx: dict) -> tuple:
-    """(outcome, mutant bytes or None)"""
+def _make(target: str, seeds: object, rng: random.Random, work: Path, ctx: dict) -> tuple:
+    """(a call running one mutant, the mutant's bytes): made first, so a hang can be kept."""
     if target.startswith("source:"):
         seed = rng.choice(seeds)  # type: ignore[arg-type]
         data = fz.mutate(seed, rng)
-        return fz.run_source(SOURCES[target.split(":", 1)[1]], data), data
+        cls = SOURCES[target.split(":", 1)[1]]
+        return (lambda: fz.run_source(cls, data)), data
     if target == "archive":
         picks = [rng.choice(seeds) for _ in range(rng.randint(1, 4))]  # type: ignore[arg-type]
         mutate_members = rng.random() < 0.5
         members = [(f"d/m{i}.json", fz.mutate(p, rng) if mutate_members else p * 3)
                    for i, p in enumerate(picks)]  # fmt: skip
         data = fz.mutate(fz.build_archive(members, rng), rng, ops=rng.randint(1, 4))
-        return fz.run_archive(work / "fuzz.zip", data), data
+        return (lambda: fz.run_archive(work / "fuzz.zip", data)), data
     if target == "minidump":
         data = fz.mutate(ctx["minidump"], rng)
-        return fz.run_minidump(work / "fuzz.dmp", data), data
+        return (lambda: fz.run_minidump(work / "fuzz.dmp", data)), data
     damaged = work / "damaged"
     what = fz.mutate_baseline(ctx["baseline"], damaged, rng)
-    return fz.run_baseline(ctx["baseline"], damaged, what), what.encode()
+    return (lambda: fz.run_baseline(ctx["baseline"], damaged, what)), what.encode()
 
 
 def main() -> None:
@@ -106,12 +107,17 @@ def main() -> None:
             typed = records = 0
             t0 = time.perf_counter()
             for i in range(args.inputs):
-                mutant: bytes | None = None
+                run, mutant = _make(target, seeds, rng, work, ctx)
                 try:
                     with fz.time_limit(args.limit):
-                        out, mutant = _one(target, seeds, rng, work, ctx)
+                        out = run()
                 except fz.Hang:
                     kinds["hang"] += 1
+                    print(f"  {target} #{i}: hang (no result after {args.limit:g} s)",
+                          file=sys.stderr)  # fmt: skip
+                    if args.keep:
+                        args.keep.mkdir(parents=True, exist_ok=True)
+                        (args.keep / f"{target.replace(':', '_')}-{i}-hang.bin").write_bytes(mutant)
                     continue
                 typed += out.typed_errors
                 records += out.records
@@ -120,7 +126,7 @@ def main() -> None:
                             else "accounting" if "do not add up" in p else "other")  # fmt: skip
                     kinds[kind] += 1
                     print(f"  {target} #{i}: {p}", file=sys.stderr)
-                if out.problems and args.keep and mutant is not None:
+                if out.problems and args.keep:
                     args.keep.mkdir(parents=True, exist_ok=True)
                     (args.keep / f"{target.replace(':', '_')}-{i}.bin").write_bytes(mutant)
             took = time.perf_counter() - t0

@@ -145,6 +145,8 @@ _DOTNET_DATE_RE = re.compile(r"^/?Date\((-?\d+)([+-]\d{4})?\)/?$")
 _US_DATE_RE = re.compile(
     r"^\s*(\d{1,2})/(\d{1,2})/(\d{4})\s+(\d{1,2}):(\d{2}):(\d{2})(?:\.(\d{1,9})\d*)?\s*([AaPp][Mm])?\s*$"
 )
+#: longest time text parsed (ISO 8601 with 9 fraction digits and a zone is 35 characters)
+_MAX_TIME_TEXT = 64
 #: FILETIME of the Unix epoch (100 ns intervals since 1601-01-01)
 FILETIME_EPOCH = 116_444_736_000_000_000
 _NS = 1_000_000_000
@@ -163,6 +165,12 @@ def parse_time_ns(value: object) -> int | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, str):
+        if len(value) > _MAX_TIME_TEXT:
+            # no spelling is this long; and the patterns' optional parts between runs of
+            # whitespace would take quadratic time on a long run (found by the fuzz campaign)
+            value = value.strip()
+            if len(value) > _MAX_TIME_TEXT:
+                return None
         m = _ISO_RE.match(value)
         if m is not None:
             return _iso_ns(m)
