@@ -75,3 +75,13 @@ def test_rows_keep_nanoseconds_for_ordering():
     assert rows[2]["time"] is None
     assert to_values(table["time"])[0] == rows[0]["time"]
     assert python_table(table).schema.field("time").type == pa.timestamp("us", tz="UTC")
+
+
+def test_notebook_reprs_are_short():
+    result = hunt(_controls())
+    text = repr(result)
+    assert text.startswith("<HuntResult: ") and len(text) < 400
+    assert f"{len(result.alerts)} alerts" in text and "top: " in repr(result.alerts)
+    html = result._repr_html_()
+    assert "<table>" in html and html.count("<tr>") == len(result.alerts) + 1
+    assert repr(type(result.alerts)([])) == "<Alerts: none>"

@@ -10,6 +10,7 @@ import pefile
 import pytest
 from click.testing import CliRunner
 
+from tests.conftest import SHARED_DATA, shared_data_tried
 from tests.memscan import scenario
 from tests.memscan.mdwriter import Minidump
 from unbacked.cli.main import cli, main
@@ -17,7 +18,7 @@ from unbacked.errors import FormatError
 from unbacked.memscan import Options, scan_minidump
 from unbacked.memscan.minidump import MinidumpSpace
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+SHARED = SHARED_DATA
 REAL = SHARED / "minidump" / "rust-minidump" / "testdata"
 LABELS = SHARED / "labels" / "minidump" / "rust-minidump" / "testdata"
 
@@ -182,7 +183,7 @@ def test_fixture_bytes_are_deterministic() -> None:
 def test_real_minidumps(name: str) -> None:
     path = REAL / f"{name}.dmp"
     if not path.exists():
-        pytest.skip("../shared/data is not available")
+        pytest.skip(f"{path.name} not available in the shared data at {shared_data_tried()}")
     label = json.loads((LABELS / f"{name}.json").read_text())
     if label["process_instances"] == 0:  # deliberately malformed: a typed error
         with pytest.raises(FormatError) as err:
