@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+. scripts/python.sh
+py=$(choose_python)
+export PATH="$(dirname "$("$py" -c 'import sys; print(sys.executable)')"):$PATH"
 mkdir -p out
 inputs=()
 for d in samples tests/fixtures/windows; do [ -e "$d" ] && inputs+=("$d"); done

@@ -9,6 +9,7 @@
 #   positive controls        : gcc, libc6-dev, make (public tools built in the tests);
 #                              Windows test programs: gcc-mingw-w64-x86-64
 #   benign debuggers         : gdb, strace (ptrace and /proc/PID/mem look-alikes)
+#   the project venv (.venv) : python3-venv
 #   benign JIT suite         : nodejs, openjdk (javac), luajit, pypy3, chromium
 #
 # Usage: scripts/install-sensor-deps.sh [--no-jit]   (--no-jit: skip the benign JIT suite)
@@ -23,7 +24,7 @@ for arg in "$@"; do
   esac
 done
 
-pkgs=(clang llvm bpftool libbpf-dev libbpf1 gcc libc6-dev make gcc-mingw-w64-x86-64 gdb strace)
+pkgs=(clang llvm bpftool libbpf-dev libbpf1 gcc libc6-dev make gcc-mingw-w64-x86-64 gdb strace python3-venv)
 if [ "$want_jit" = 1 ]; then
   pkgs+=(nodejs luajit pypy3 chromium)
   # javac: any JDK will do; keep the one already installed rather than pull a second.

@@ -3,4 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec "${PYTHON:-python3}" -m pytest -q -p no:cacheprovider "$@"
+. scripts/python.sh
+py=$(choose_python)
+export PATH="$(dirname "$("$py" -c 'import sys; print(sys.executable)')"):$PATH"
+exec "$py" -m pytest -q -p no:cacheprovider "$@"

@@ -10,6 +10,7 @@ import pefile
 import pytest
 from click.testing import CliRunner
 
+from tests.conftest import SHARED_DATA, shared_data_tried
 from tests.memscan import scenario
 from tests.memscan.mdwriter import Minidump
 from unbacked.cli.main import cli, main
@@ -17,7 +18,7 @@ from unbacked.errors import FormatError
 from unbacked.memscan import Options, scan_minidump
 from unbacked.memscan.minidump import MinidumpSpace
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+SHARED = SHARED_DATA
 REAL = SHARED / "minidump" / "rust-minidump" / "testdata"
 LABELS = SHARED / "labels" / "minidump" / "rust-minidump" / "testdata"
 
@@ -182,7 +183,7 @@ def test_fixture_bytes_are_deterministic() -> None:
 def test_real_minidumps(name: str) -> None:
     path = REAL / f"{name}.dmp"
     if not path.exists():
-        pytest.skip("../shared/data is not available")
+        pytest.skip(f"{path.name} not available in the shared data at {shared_data_tried()}")
     label = json.loads((LABELS / f"{name}.json").read_text())
     if label["process_instances"] == 0:  # deliberately malformed: a typed error
         with pytest.raises(FormatError) as err:
@@ -243,3 +244,31 @@ def test_real_mingw_dll_mapped_reflectively(tmp_path: Path) -> None:
     assert "ReflectiveLoader" in " ".join(f.pe["exports"]) and "loader_export" in f.kinds
     assert "KERNEL32.dll" in {i["dll"] for i in f.pe["imports"]}
     assert f.pe["entry_section"] == ".text"
+
+
+def test_output_file_is_ocsf_by_default(fixture_dump: Path, tmp_path: Path) -> None:
+    """One convention with hunt/detect/sensor: -o writes OCSF JSON lines unless --format."""
+    out = tmp_path / "findings.jsonl"
+    assert main(["scan", str(fixture_dump), "-o", str(out)]) == 3
+    (line,) = out.read_text().splitlines()
+    assert json.loads(line)["class_uid"] == 2004
+    assert main(["scan", str(fixture_dump), "-o", str(out), "--format", "detail"]) == 3
+    assert "risk" in out.read_text() and not out.read_text().startswith("{")
+
+
+def test_dump_without_memory_regions_is_not_assessable(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A dump with no MemoryInfoList and no Memory64List (rust-minidump's test.dmp) cannot be
+    called clean: the scan says so and exits non-zero, never "no suspicious regions"."""
+    dump = shared_data / "minidump" / "rust-minidump" / "testdata" / "test.dmp"
+    if not dump.is_file():
+        pytest.skip(f"{dump} not in the shared data")
+    out = tmp_path / "o.jsonl"
+    assert main(["scan", str(dump), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "not assessable: the dump holds no memory regions" in err
+    assert out.read_text() == ""
+    assert main(["scan", str(dump)]) == 1
+    cap = capsys.readouterr()
+    assert "no alerts" not in cap.out and "no suspicious" not in cap.out

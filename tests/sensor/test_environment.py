@@ -39,3 +39,42 @@ def test_real_environment_check_passes_where_live_tests_run() -> None:
     if reason is not None:
         pytest.skip(reason)
     live.check_environment()
+
+
+def test_packaged_object_needs_no_compiler(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A built package carries the object: no tool is looked for, nothing is compiled."""
+    for name in ("unbacked.bpf.c", "unbacked.h"):
+        (tmp_path / name).write_text("/* sources */")
+    (tmp_path / "unbacked.bpf.o").write_bytes(b"\x7fELF")
+    monkeypatch.setattr(build, "bpf_source_dir", lambda: tmp_path)
+    monkeypatch.setenv("UNBACKED_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(build.shutil, "which", lambda name, path=None: None)
+    if not build.BTF_PATH.exists():
+        monkeypatch.setattr(build, "BTF_PATH", tmp_path / "unbacked.bpf.o")
+    assert build.build_object() == tmp_path / "unbacked.bpf.o"
+    # --build compiles from the sources, so a missing compiler is then an error again
+    with pytest.raises(SensorError) as exc:
+        build.build_object(force=True)
+    assert "not installed" in exc.value.message
+
+
+def test_packaged_object_still_needs_btf(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "unbacked.bpf.o").write_bytes(b"\x7fELF")
+    monkeypatch.setattr(build, "bpf_source_dir", lambda: tmp_path)
+    monkeypatch.setattr(build, "BTF_PATH", tmp_path / "missing")
+    with pytest.raises(SensorError) as exc:
+        build.build_object()
+    assert "BTF" in exc.value.message and exc.value.hint and "sensor.md" in exc.value.hint
+
+
+def test_missing_libbpf_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from unbacked.sensor import libbpf
+
+    def no_lib(*a, **k):  # type: ignore[no-untyped-def]
+        raise OSError("not found")
+
+    monkeypatch.setattr(libbpf, "_lib", None)
+    monkeypatch.setattr(libbpf.ctypes, "CDLL", no_lib)
+    with pytest.raises(SensorError) as exc:
+        libbpf.lib()
+    assert "libbpf" in exc.value.message and exc.value.hint and "libbpf1" in exc.value.hint

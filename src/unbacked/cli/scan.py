@@ -23,10 +23,26 @@ from unbacked.cli._common import (
     severity_option,
     write_run_report,
 )
-from unbacked.errors import UnbackedError
+from unbacked.errors import DependencyError, UnbackedError
 from unbacked.memscan.analyze import Analyzer, Options, ScanResult, hostname
 from unbacked.memscan.model import SEVERITY_NAMES, ScanFinding
 from unbacked.runreport import RunReport
+
+NOT_ASSESSABLE = (
+    "not assessable: the dump holds no memory regions (no MemoryInfoList or Memory64List "
+    "stream; take a full-memory dump, e.g. procdump -ma)"
+)
+
+
+def _require_memscan() -> None:
+    """Minidumps need the [memscan] extra: one clear error up front, not one per dump."""
+    try:
+        import minidump  # noqa: F401
+    except ImportError as exc:
+        raise DependencyError(
+            "scanning minidumps needs the [memscan] extra (the minidump package is missing)",
+            hint="pip install 'unbacked[memscan]'",
+        ) from exc
 
 
 def _dump_files(paths: tuple[str, ...]) -> Iterator[Path]:
@@ -80,12 +96,16 @@ def _table(findings: list[ScanFinding], out: IO[str]) -> None:
     "--format",
     "fmt",
     type=click.Choice(["table", "detail", "ocsf", "ecs"]),
-    default="table",
-    show_default=True,
-    help="table: one row per process (as alerts); detail: every region with its evidence; "
-    "ocsf / ecs: JSON lines.",
+    default=None,
+    help="table: one row per process (as alerts; default on the console); detail: every "
+    "region with its evidence; ocsf / ecs: JSON lines (ocsf: default with -o).",
 )
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write findings here.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="Write findings here (OCSF Detection Finding JSON lines unless --format says else).",
+)
 @severity_option(default="low")
 @click.option(
     "--dump",
@@ -119,7 +139,7 @@ def command(
     dumps: tuple[str, ...],
     pids: tuple[int, ...],
     all_pids: bool,
-    fmt: str,
+    fmt: str | None,
     output: str | None,
     fail_on: str,
     dump_dir: str | None,
@@ -135,6 +155,8 @@ def command(
     if dumps and (pids or all_pids):
         raise click.UsageError("scan either minidumps or live processes, not both")
     fail_level = parse_fail_on(fail_on)
+    if fmt is None:
+        fmt = "ocsf" if output else "table"
     report = RunReport(strict=strict)
     rules = None
     if yara_files:
@@ -144,16 +166,25 @@ def command(
     analyzer = Analyzer(Options(yara_rules=rules, dump_dir=dump_dir, min_score=min_score))
     host = hostname()
     results: list[ScanResult] = []
-    failed = gone = 0
+    failed = gone = unassessable = 0
     inputs = 0
     if dumps:
-        from unbacked.memscan.minidump import MinidumpSpace
+        from unbacked.memscan.minidump import MEMORY64_LIST, MEMORY_INFO_LIST, MinidumpSpace
+
+        _require_memscan()
 
         for path in _dump_files(dumps):
             inputs += 1
             report.file(str(path), "minidump")
             try:
                 with MinidumpSpace(path) as space:
+                    streams = space.info.streams
+                    if MEMORY_INFO_LIST not in streams and MEMORY64_LIST not in streams:
+                        # no region list and no full memory: nothing to call clean or not
+                        unassessable += 1
+                        report.file(str(path)).error = NOT_ASSESSABLE
+                        click.echo(f"{path}: {NOT_ASSESSABLE}", err=True)
+                        continue
                     res = analyzer.run(space)
             except UnbackedError as exc:
                 report.file_error(str(path), exc)  # raises when strict
@@ -200,7 +231,9 @@ def command(
     findings = [f for f in (r.finding(host) for r in results) if f is not None]
     out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
     try:
-        if fmt == "detail":
+        if not results and fmt in ("table", "detail"):
+            pass  # nothing was scanned: no "no alerts" line that reads as "clean"
+        elif fmt == "detail":
             _table(findings, out)
         else:
             from unbacked.render import render
@@ -214,12 +247,15 @@ def command(
         f"scanned {scanned} of {inputs} input(s): {len(findings)} with findings, "
         f"{sum(len(f.regions) for f in findings)} suspicious region(s)"
         + (f", {failed} unreadable" if failed else "")
-        + (f", {gone} exited" if gone else ""),
+        + (f", {gone} exited" if gone else "")
+        + (f", {unassessable} not assessable (no memory regions)" if unassessable else ""),
         err=True,
     )
     report.alerts = len(findings)
     report.finish()
     write_run_report(report_path, report, exited=gone)
+    if unassessable:
+        sys.exit(EXIT_RUNTIME)  # "no findings" must never be read as "clean"
     if inputs and not scanned and (failed or pids):
         sys.exit(EXIT_RUNTIME)  # nothing could be scanned (a named pid that is gone included)
     sys.exit(exit_code([f.to_alert() for f in findings], fail_level))

@@ -102,7 +102,7 @@ def command(
     if build_only:
         from unbacked.sensor.build import build_object
 
-        click.echo(str(build_object()))
+        click.echo(str(build_object(force=True)))
         return
     from unbacked.cli._common import exit_code, parse_fail_on
     from unbacked.sensor.record import record_system

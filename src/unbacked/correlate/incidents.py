@@ -32,6 +32,7 @@ from unbacked.model.alert import (
     severity_from_risk,
     sort_alerts,
 )
+from unbacked.model.rows import to_rows
 from unbacked.model.state import ProcessInfo, StateTracker, region_histories
 from unbacked.model.winconst import short_protection
 
@@ -70,7 +71,7 @@ def correlate(
     if state is None:
         state = StateTracker.from_events(_identity_events(ctx.events, keep, candidates))
     by_subject: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for sig in keep.to_pylist():
+    for sig in to_rows(keep):
         by_subject[sig["subject_uid"]].append(sig)
 
     related = _related_events(ctx.events, list(by_subject))
@@ -184,7 +185,7 @@ def _incident(
     first_evidence = min((s["time"] for s in sigs if s["time"] is not None), default=None)
     foreign_code = max(rule_scores, default=0.0) >= FOREIGN_CODE_EVIDENCE
 
-    rows = related.to_pylist() if related is not None else []
+    rows = to_rows(related, keep_ns=("time",)) if related is not None else []
     network = [
         r
         for r in rows
@@ -458,7 +459,7 @@ def _timeline(
             provenance=Provenance(file=r["src_file"], record=r["src_record"], line=r["src_line"]),
             signal=detector,
         )
-        entries.append(((r["time"], r["src_file"] or "", r["src_line"] or 0), entry))
+        entries.append(((r["time_ns"], r["src_file"] or "", r["src_line"] or 0), entry))
     entries.sort(key=lambda x: x[0])
     return tuple(e for _, e in entries[:limit])
 

@@ -44,7 +44,7 @@ MEMORY_EVENTS = 500_000
 GROUP_EVENTS = 250_000
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False)
 class HuntResult:
     """What one run produced."""
 
@@ -58,6 +58,23 @@ class HuntResult:
     #: groups of whole hosts the run was detected in (0: one table in memory). Signals' ``row``
     #: indexes ``events`` only when 0.
     partitions: int = 0
+
+    def _summary(self) -> str:
+        r = self.report
+        return (
+            f"{len(r.files)} files, {r.events:,} events, {self.signals.num_rows:,} signals, "
+            f"{len(self.alerts)} alerts"
+        )
+
+    def __repr__(self) -> str:
+        return f"<HuntResult: {self._summary()}; alerts: {self.alerts!r}>"
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        return f"<p><b>HuntResult</b>: {escape(self._summary())}</p>" + (
+            self.alerts._repr_html_() if hasattr(self.alerts, "_repr_html_") else ""
+        )
 
     def baseline_table(self, program: str | None = None):  # -> pandas.DataFrame
         """What is normal, as a table: for ``program`` (an image name such as ``notepad.exe``)

@@ -7,6 +7,7 @@ all go through the same shape). Times are timezone-aware UTC inside, epoch milli
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -426,6 +427,50 @@ def sort_alerts(alerts: Sequence[Alert]) -> list[Alert]:
 
 class Alerts(list[Alert]):
     """A run's alerts, with tables for notebooks (``to_arrow``, ``to_pandas``, ``timeline``)."""
+
+    #: rows shown by ``_repr_html_`` (the rest behind a count)
+    HTML_ROWS = 20
+
+    def _by_severity(self) -> str:
+        counts = Counter(a.severity_id for a in self)
+        return ", ".join(
+            f"{n} {SEVERITY_NAMES.get(sev, 'Unknown').lower()}"
+            for sev, n in sorted(counts.items(), reverse=True)
+        )
+
+    def __repr__(self) -> str:
+        if not self:
+            return "<Alerts: none>"
+        top = max(self, key=lambda a: a.risk_score)
+        return (
+            f"<Alerts: {len(self)} ({self._by_severity()}); top: {top.process.name or '?'} "
+            f"({top.process.pid}) risk {top.risk_score} {top.title!r}>"
+        )
+
+    def _repr_html_(self) -> str:
+        from html import escape as h
+
+        if not self:
+            return "<p><b>no alerts</b></p>"
+        rows = []
+        for a in sorted(self, key=lambda a: -a.risk_score)[: self.HTML_ROWS]:
+            actor = f"{a.actor.name} ({a.actor.pid})" if a.actor is not None else ""
+            rows.append(
+                f"<tr><td>{h(SEVERITY_NAMES.get(a.severity_id, '?'))}</td><td>{a.risk_score}</td>"
+                f"<td>{h(a.hostname or '')}</td><td>{h(a.process.name or '?')} "
+                f"({a.process.pid})</td><td>{h(actor)}</td><td>{h(a.title)}</td>"
+                f"<td>{h(' '.join(a.techniques))}</td></tr>"
+            )
+        more = len(self) - self.HTML_ROWS
+        tail = f"<p>… and {more} more (<code>alerts.to_pandas()</code>)</p>" if more > 0 else ""
+        return (
+            f"<p><b>{len(self)} alerts</b>: {h(self._by_severity())}</p><table><thead><tr>"
+            "<th>severity</th><th>risk</th><th>host</th><th>process</th><th>injector</th>"
+            "<th>title</th><th>ATT&amp;CK</th></tr></thead><tbody>"
+            + "".join(rows)
+            + "</tbody></table>"
+            + tail
+        )
 
     def by_uid(self, alert_id: str | int) -> Alert:
         if isinstance(alert_id, int):

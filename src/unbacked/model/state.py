@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from unbacked import duck
+from unbacked.model.rows import python_table, to_rows
 from unbacked.model.schema import EVENT_SCHEMA, Activity, Kind, conform
 from unbacked.model.winconst import is_executable, protection_name
 
@@ -207,7 +208,8 @@ class StateTracker:
         if not self._dirty:
             return
         self._materialize_all()  # what the previous table taught comes first
-        table = process_table(self.events)
+        # timestamps as datetimes now, so rows need no pandas later (model.rows)
+        table = python_table(process_table(self.events))
         rows: dict[str, list[int]] = {}
         for i, uid in enumerate(table.column("uid").to_pylist()):
             rows.setdefault(uid, []).append(i)
@@ -314,7 +316,7 @@ def region_histories(events: pa.Table, uid: str) -> list[RegionHistory]:
         "header_kind",
         "protection",
     ]
-    rows = ev.filter(mask).select(cols).sort_by("time").to_pylist()
+    rows = to_rows(ev.filter(mask).select(cols).sort_by("time"))
     regions: dict[int, RegionHistory] = {}
     for r in rows:
         is_thread = r["kind"] == Kind.THREAD

@@ -1,6 +1,9 @@
-"""Build the eBPF object on first use: ``vmlinux.h`` from the running kernel's BTF, then clang.
+"""The sensor's eBPF object: shipped in the package, or built on first use.
 
-The object is compiled CO-RE against the running kernel's type information and cached under
+A built package (wheel) carries ``bpf/unbacked.bpf.o``, compiled CO-RE when the package was
+built (``setup.py``): at run time only the kernel's BTF and ``libbpf.so.1`` are needed. Without
+it (a source checkout, or a package built without clang), or with ``--build``, the object is
+compiled CO-RE against the running kernel's type information and cached under
 ``$UNBACKED_CACHE`` (default ``$XDG_CACHE_HOME/unbacked`` or ``~/.cache/unbacked``) in a
 directory keyed by the hash of the sources and the kernel's BTF, so it is rebuilt exactly when
 one of them changes (the ring-buffer size is set at load time, not compiled in). Nothing is
@@ -49,13 +52,24 @@ def bpf_source_dir() -> Path:
     return Path(str(resources.files("unbacked.sensor") / "bpf"))
 
 
-def object_key() -> str:
-    """Hash of what the object depends on: the sources and the kernel's BTF."""
+def packaged_object() -> Path | None:
+    """The object compiled when the package was built, if this package carries one."""
+    obj = bpf_source_dir() / "unbacked.bpf.o"
+    return obj if obj.is_file() else None
+
+
+def check_btf() -> None:
     if not BTF_PATH.exists():
         raise SensorError(
             "the kernel exposes no BTF type information (/sys/kernel/btf/vmlinux)",
-            hint="run on a kernel built with CONFIG_DEBUG_INFO_BTF=y (Debian kernels are)",
+            hint="run on a kernel built with CONFIG_DEBUG_INFO_BTF=y (Linux >= 5.17; Debian "
+            "kernels are); see docs/sensor.md",
         )
+
+
+def object_key() -> str:
+    """Hash of what the object depends on: the sources and the kernel's BTF."""
+    check_btf()
     h = hashlib.sha256()
     src = bpf_source_dir()
     for name in _SOURCES:
@@ -65,7 +79,12 @@ def object_key() -> str:
 
 
 def build_object(*, force: bool = False) -> Path:
-    """Return the path of the compiled eBPF object, building it when needed."""
+    """The path of the eBPF object: the packaged one, else built (and cached) now.
+    ``force`` (``unbacked sensor --build``) always compiles from the sources."""
+    check_btf()
+    shipped = packaged_object()
+    if shipped is not None and not force:
+        return shipped
     key = object_key()
     out_dir = cache_root() / "sensor" / key
     obj = out_dir / "unbacked.bpf.o"

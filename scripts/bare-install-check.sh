@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# What a user gets from `pip install unbacked`: build the wheel and the sdist (python -m build),
+# install each in a fresh venv with no extras and no dev tools, and run every command README.md
+# shows, checking its output; then each extra (memscan, yara, spark, report) on its own venv.
+# The sensor commands run with no compiler on PATH and an empty object cache: the wheel's
+# prebuilt eBPF object must be what loads.
+#
+# Usage: scripts/bare-install-check.sh [--no-extras]
+#   BARE_SPARK=1   also the spark extra (a JVM: minutes on a small machine)
+#   BARE_WORK=DIR  keep the venvs and outputs there (default: a temporary directory, removed)
+#   PYTHON=python3 the interpreter to build venvs from
+# Exit 0 when every check passed; the first failing check is printed and exits 1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+py=${PYTHON:-python3}
+extras=1
+[ "${1:-}" = "--no-extras" ] && extras=0
+
+work=${BARE_WORK:-}
+if [ -z "$work" ]; then
+  work=$(mktemp -d "${TMPDIR:-/tmp}/unbacked-bare.XXXXXX")
+  trap 'rm -rf "$work"' EXIT
+fi
+mkdir -p "$work"
+log=$work/log
+pipq=(--quiet --disable-pip-version-check --no-input)
+
+step() { echo "bare-install: $*"; }
+fail() { echo "bare-install: FAILED: $*" >&2; [ -f "$log" ] && tail -30 "$log" >&2; exit 1; }
+# run NAME EXPECTED_RC CMD...: run, keep stdout+stderr in $log, check the exit status
+run() {
+  local want=$1; shift
+  set +e; "$@" >"$log" 2>&1; local rc=$?; set -e
+  [ "$rc" = "$want" ] || fail "$* exited $rc, expected $want"
+  ! grep -q "Traceback (most recent call last)" "$log" || fail "$* printed a traceback"
+}
+has() { grep -q -- "$1" "$log" || fail "expected '$1' in the output of the last command"; }
+lines() {  # lines FILE MIN: FILE holds at least MIN OCSF Detection Findings
+  local n
+  n=$("$vpy" -c 'import json,sys
+n=0
+for line in open(sys.argv[1]):
+    assert json.loads(line)["class_uid"] == 2004
+    n += 1
+print(n)' "$1") || fail "$1 is not OCSF JSON lines"
+  [ "$n" -ge "$2" ] || fail "$1 holds $n alerts, expected at least $2"
+}
+venv() {  # venv DIR SPEC: a fresh venv with SPEC installed
+  rm -rf "$1"
+  "$py" -m venv "$1"
+  "$1/bin/pip" install "${pipq[@]}" "$2" 2>&1 | grep -v "is ignored: it is neither" >&2 || true
+  "$1/bin/python" -c "import unbacked" || fail "installing $2 into $1"
+}
+
+# -- build --------------------------------------------------------------------------------
+step "python -m build (wheel and sdist)"
+# the build front-end in a venv of its own: the system Python is never written to
+[ -x "$work/tools/bin/python" ] || "$py" -m venv "$work/tools"
+"$work/tools/bin/pip" install "${pipq[@]}" build 2>&1 | grep -v "is ignored: it is neither" >&2 || true
+rm -rf "$work/dist"
+UNBACKED_BPF=${UNBACKED_BPF:-auto} "$work/tools/bin/python" -m build --outdir "$work/dist" "$repo" \
+  >"$work/build.log" 2>&1 || { tail -30 "$work/build.log" >&2; fail "python -m build"; }
+whl=$(ls "$work"/dist/unbacked-*.whl)
+sdist=$(ls "$work"/dist/unbacked-*.tar.gz)
+ships_object=0
+"$py" -c 'import sys, zipfile
+sys.exit(0 if "unbacked/sensor/bpf/unbacked.bpf.o" in zipfile.ZipFile(sys.argv[1]).namelist() else 1)' \
+  "$whl" && ships_object=1
+
+samples=$repo/samples
+winfx=$repo/tests/fixtures/windows
+shared=${UNBACKED_SHARED_DATA:-$repo/../shared/data}
+can_sense=0
+if [ "$(id -u)" = 0 ] && [ -e /sys/kernel/btf/vmlinux ] && [ "$ships_object" = 1 ]; then can_sense=1; fi
+
+check_bare() {  # check_bare VENV [quick]: every README command in a venv without extras
+  local v=$1 quick=${2:-} out=$work/out-$(basename "$1")
+  vpy=$v/bin/python
+  local ub=$v/bin/unbacked
+  rm -rf "$out"; mkdir -p "$out"; cd "$out"
+
+  step "$(basename "$v"): --version, package and OCSF versions agree"
+  run 0 "$ub" --version
+  local cli_version pkg_version
+  cli_version=$(awk '{print $NF}' "$log")
+  pkg_version=$("$vpy" -c 'import importlib.metadata as m, unbacked
+assert m.version("unbacked") == unbacked.__version__, (m.version("unbacked"), unbacked.__version__)
+print(unbacked.__version__)') || fail "package metadata and unbacked.__version__ differ"
+  [ "$cli_version" = "$pkg_version" ] || fail "--version says $cli_version, the package $pkg_version"
+  ! "$vpy" -c "import pandas" 2>/dev/null || fail "pandas is installed in a bare venv"
+
+  step "$(basename "$v"): hunt on the Linux sensor captures (alerts, no pandas)"
+  run 3 "$ub" hunt "$samples/linux" -o linux.jsonl --report run.json
+  lines linux.jsonl 5
+  "$vpy" -c 'import json,sys
+v = sys.argv[2]
+for line in open(sys.argv[1]):
+    assert json.loads(line)["metadata"]["product"]["version"] == v
+' linux.jsonl "$pkg_version" || fail "OCSF metadata.product.version is not $pkg_version"
+  run 0 "$ub" hunt "$samples/linux" --format table --fail-on none --quiet
+  has "Critical"
+  run 0 "$ub" hunt "$samples/linux" --format ecs --fail-on none --quiet
+  has '"kind":"alert"'
+
+  if [ "$quick" != quick ]; then
+  step "$(basename "$v"): hunt on Windows telemetry (alerts)"
+  run 3 "$ub" hunt "$winfx" -o win.jsonl
+  lines win.jsonl 1
+  if [ -d "$shared/windows" ]; then
+    run 3 "$ub" hunt "$shared/windows" -o shared.jsonl --quiet
+    lines shared.jsonl 10
+  else
+    step "  (no shared data at $shared: skipped the OTRF hunt)"
+  fi
+
+  step "$(basename "$v"): train / detect"
+  run 0 "$ub" train "$winfx/baseline" -o baseline
+  has "baseline:"
+  run 3 "$ub" detect "$winfx/triggered" --baseline baseline -o detect.jsonl
+  lines detect.jsonl 1
+
+  step "$(basename "$v"): eval on the project's labelled captures"
+  run 0 "$ub" eval "$samples" --labels "$samples/labels"
+  has "recall"
+
+  step "$(basename "$v"): scan a live pid; a minidump names the [memscan] extra"
+  sleep 30 & local victim=$!
+  run 0 "$ub" scan --pid "$victim"
+  has "scanned 1 of 1"
+  run 0 "$ub" scan --pid "$victim" -o scan.jsonl
+  kill "$victim" 2>/dev/null || true
+  echo "MDMP" >fake.dmp
+  run 1 "$ub" scan fake.dmp
+  has "unbacked\[memscan\]"
+  run 1 "$ub" hunt "$samples/linux" --engine spark
+  has "unbacked\[spark\]"
+  echo 'rule r { condition: false }' >r.yar
+  run 1 "$ub" scan --pid $$ --yara r.yar
+  has "unbacked\[yara\]"
+
+  step "$(basename "$v"): export, report, the notebook API"
+  run 0 "$ub" export "$samples/linux" --parquet lake
+  [ -n "$(find lake -name '*.parquet' | head -1)" ] || fail "export wrote no Parquet"
+  run 0 "$ub" report linux.jsonl -o report.html
+  grep -q "<html" report.html || fail "report.html is not HTML"
+  run 0 "$vpy" -c 'import sys, unbacked
+result = unbacked.hunt([sys.argv[1]])
+assert len(result.alerts) >= 5, result
+doc = result.alerts[0].to_ocsf()
+assert doc["class_uid"] == 2004
+print(repr(result)); print(repr(result.alerts))' "$samples/linux"
+  fi
+
+  if [ "$can_sense" = 1 ]; then
+    step "$(basename "$v"): record and sensor with no compiler on PATH (the shipped object)"
+    local cache=$out/cache
+    run 0 env PATH="$v/bin" UNBACKED_CACHE="$cache" "$ub" record -o rec.jsonl -- /bin/true
+    has "recorded"
+    [ -s rec.jsonl ] || fail "record wrote nothing"
+    run 0 timeout 120 env PATH="$v/bin" UNBACKED_CACHE="$cache" "$ub" sensor \
+      -o events.parquet --alerts sensor-alerts.jsonl --duration 2 --fail-on none
+    [ -s events.parquet ] || fail "sensor wrote no events"
+    [ ! -e "$cache" ] || fail "the sensor compiled an object instead of loading the shipped one"
+  else
+    step "  (not root, no BTF, or no object in the wheel: record/sensor skipped)"
+  fi
+  cd "$repo"
+}
+
+venv "$work/wheel" "$whl"
+check_bare "$work/wheel"
+venv "$work/sdist" "$sdist"
+check_bare "$work/sdist" quick  # the same files: what differs is how they were built
+
+if [ "$extras" = 1 ]; then
+  step "extra memscan"
+  venv "$work/x-memscan" "$whl[memscan]"
+  vpy=$work/x-memscan/bin/python
+  cd "$work"
+  test_dmp=$shared/minidump/rust-minidump/testdata/test.dmp
+  if [ -f "$test_dmp" ]; then
+    run 1 "$work/x-memscan/bin/unbacked" scan "$test_dmp"
+    has "not assessable: the dump holds no memory regions"
+  fi
+  run 0 "$work/x-memscan/bin/unbacked" scan --pid $$ --format detail
+  has "scanned 1 of 1"
+
+  step "extra yara"
+  venv "$work/x-yara" "$whl[yara]"
+  echo 'rule elf { strings: $m = { 7f 45 4c 46 } condition: $m at 0 }' >"$work/elf.yar"
+  run 0 "$work/x-yara/bin/unbacked" scan --pid $$ --yara "$work/elf.yar"
+  has "scanned 1 of 1"
+
+  step "extra report"
+  venv "$work/x-report" "$whl[report]"
+  run 3 "$work/x-report/bin/unbacked" hunt "$samples/linux" -o "$work/r.jsonl" --quiet
+  run 0 "$work/x-report/bin/unbacked" report "$work/r.jsonl" -o "$work/r.html"
+  grep -q "bokeh" "$work/r.html" || fail "the report extra drew no chart"
+
+  # Spark starts a JVM and takes minutes on a loaded 2-core machine: on request only
+  # (its engine is checked against the embedded one in tests/spark with the dev extra)
+  if [ "${BARE_SPARK:-0}" = 1 ] && command -v java >/dev/null 2>&1; then
+    step "extra spark (same alerts as the embedded engine, on an exported lake)"
+    venv "$work/x-spark" "$whl[spark]"
+    vpy=$work/x-spark/bin/python
+    run 0 "$work/x-spark/bin/unbacked" export "$samples/linux" --parquet "$work/lake"
+    run 3 "$work/x-spark/bin/unbacked" hunt "$work/lake" --engine spark -o "$work/s.jsonl"
+    lines "$work/s.jsonl" 5
+    [ "$(wc -l <"$work/s.jsonl")" = "$(wc -l <"$work/r.jsonl")" ] \
+      || fail "spark and the embedded engine raised different numbers of alerts"
+  else
+    step "  (the spark extra: BARE_SPARK=1 and a Java runtime to check it)"
+  fi
+fi
+step "all checks passed"

@@ -1,0 +1,83 @@
+"""Build hook: compile the sensor's CO-RE eBPF object when the package is built.
+
+The wheel then carries ``unbacked/sensor/bpf/unbacked.bpf.o`` and the sensor needs only the
+kernel (BTF) and ``libbpf.so.1`` at run time, no compiler. ``vmlinux.h`` is generated here from
+the build machine's BTF (``/sys/kernel/btf/vmlinux``) with bpftool; CO-RE relocations make the
+object load on any x86-64 kernel with BTF. Without clang, bpftool or the libbpf headers the
+package still builds (with a warning) and the sensor compiles on first use, as ``unbacked
+sensor --build`` does. ``UNBACKED_BPF=require`` makes a missing tool fail the build;
+``UNBACKED_BPF=skip`` skips the object.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+HERE = Path(__file__).resolve().parent
+BPF_SRC = HERE / "src" / "unbacked" / "sensor" / "bpf"
+BTF = Path("/sys/kernel/btf/vmlinux")
+
+
+def _tool(name: str) -> str | None:
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/local/sbin")
+
+
+def compile_bpf(out: Path) -> str | None:
+    """Compile the object into ``out``; the reason it could not, or None."""
+    clang, bpftool = _tool("clang"), _tool("bpftool")
+    missing = [n for n, p in (("clang", clang), ("bpftool", bpftool)) if p is None]
+    if not Path("/usr/include/bpf/bpf_helpers.h").exists():
+        missing.append("libbpf-dev")
+    if missing:
+        return f"missing {', '.join(missing)}"
+    if not BTF.exists():
+        return f"no BTF at {BTF} to generate vmlinux.h from"
+    with tempfile.TemporaryDirectory() as tmp:
+        vmlinux = Path(tmp) / "vmlinux.h"
+        with vmlinux.open("wb") as fh:
+            proc = subprocess.run(
+                [bpftool, "btf", "dump", "file", str(BTF), "format", "c"],
+                stdout=fh,
+                stderr=subprocess.PIPE,
+                check=False,
+            )
+        if proc.returncode != 0:
+            return f"bpftool failed: {proc.stderr.decode(errors='replace')[-500:]}"
+        cmd = [clang, "-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86"]
+        cmd += ["-I", tmp, "-I", str(BPF_SRC), "-c", str(BPF_SRC / "unbacked.bpf.c")]
+        proc = subprocess.run([*cmd, "-o", str(out)], capture_output=True, check=False)
+        if proc.returncode != 0:
+            return f"clang failed: {proc.stderr.decode(errors='replace')[-1500:]}"
+    return None
+
+
+class BuildPyWithBpf(build_py):
+    def run(self) -> None:
+        super().run()
+        mode = os.environ.get("UNBACKED_BPF", "auto")
+        if mode == "skip" or self.editable_mode:
+            return
+        out = Path(self.build_lib) / "unbacked" / "sensor" / "bpf" / "unbacked.bpf.o"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        why = compile_bpf(out)
+        if why is None:
+            print(f"unbacked: built the eBPF object {out}", file=sys.stderr)
+            return
+        if mode == "require":
+            raise SystemExit(f"unbacked: cannot build the eBPF object: {why}")
+        print(
+            f"unbacked: WARNING: the eBPF object is not in this build ({why}); the sensor "
+            "will compile it on first use (clang, bpftool, libbpf-dev)",
+            file=sys.stderr,
+        )
+
+
+setup(cmdclass={"build_py": BuildPyWithBpf})
