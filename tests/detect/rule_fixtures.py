@@ -8,6 +8,8 @@ import base64
 from tests.support.events import (
     CALLBACK_TRACE,
     CLEAN_TRACE,
+    CRYPT32_CALLBACK_TRACE,
+    GDI_CALLBACK_TRACE,
     HOSTED_TRACE,
     IMAGE_RANGE_TRACE,
     KERNEL_TRACE,
@@ -147,6 +149,9 @@ FIXTURES: dict[str, dict] = {
             # exploit shellcode in a browser run from a callback, opening its own child
             launch("cmd", r"C:\Windows\System32\cmd.exe", parent="ie", parent_image=IE),
             open_process("ie", IE, "cmd", r"C:\Windows\System32\cmd.exe", CALLBACK_TRACE),
+            # shellcode run as an EnumFonts / CertEnumSystemStore callback (Windows DLLs call it)
+            open_process("gdi", r"C:\Users\Public\a.exe", "n", NOTEPAD, GDI_CALLBACK_TRACE),
+            open_process("cry", r"C:\Users\Public\b.exe", "n", NOTEPAD, CRYPT32_CALLBACK_TRACE),
         ],
         "fp": [
             open_process("ex", r"C:\Windows\explorer.exe", "n", NOTEPAD, KERNEL_TRACE),

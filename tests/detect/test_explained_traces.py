@@ -5,10 +5,14 @@ loaded, and single instances whose scores back off to the population."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.support.events import (
     API_TRACE,
     CALLBACK_TRACE,
     CLEAN_TRACE,
+    CRYPT32_CALLBACK_TRACE,
+    GDI_CALLBACK_TRACE,
     HOSTED_TRACE,
     IMAGE_RANGE_TRACE,
     KERNEL_TRACE,
@@ -100,3 +104,21 @@ def test_single_instances_alert_only_on_foreign_code():
     result = detect_events(events(rows))
     alerted = {a.process.uid for a in result.alerts}
     assert alerted == {"ie"}
+
+
+@pytest.mark.parametrize("trace", [GDI_CALLBACK_TRACE, CRYPT32_CALLBACK_TRACE])
+def test_callbacks_from_any_windows_dll_are_not_hosted(trace):
+    """Shellcode entered as a callback of a Windows-directory DLL (EnumFonts via gdi32full,
+    CertEnumSystemStore via crypt32) is scored like any callback shellcode; the agent whose own
+    binary calls its generated code stays quiet beside it."""
+    rows = [
+        *[open_process(f"bg{i}", rf"C:\bg\p{i}.exe", f"t{i}", EXPLORER, CLEAN_TRACE, 0x1000)
+          for i in range(30)],
+        launch("c1", CMD, parent="cb", parent_image=r"C:\Users\Public\a.exe"),
+        open_process("cb", r"C:\Users\Public\a.exe", "c1", CMD, trace),
+        launch("ns", r"C:\Windows\System32\netsh.exe", parent="ag", parent_image=APP),
+        open_process("ag", APP, "ns", r"C:\Windows\System32\netsh.exe", HOSTED_TRACE),
+    ]  # fmt: skip
+    out = UnbackedCallerInCallTrace().evaluate(_ctx(rows))
+    assert {s["subject_uid"] for s in out.to_pylist()} == {"cb"}
+    assert {a.process.uid for a in detect_events(events(rows)).alerts} == {"cb"}

@@ -39,6 +39,21 @@ W = r"C:\Windows\System32"
         # exploit shellcode run from a window-message callback (user32 calls it): not hosted
         (rf"{W}\ntdll.dll+1|{W}\kernel32.dll+2|UNKNOWN(966AF6DA)|UNKNOWN(82678E06)|"
          rf"{W}\user32.DLL+3|C:\P\IEFRAME.dll+4|C:\P\iertutil.dll+5", "other"),
+        # shellcode run as a callback of any Windows-directory DLL (EnumFonts through
+        # gdi32full, CertEnumSystemStore through crypt32, a WinSxS comctl32): not hosted
+        (rf"{W}\ntdll.dll+1|{W}\KERNELBASE.dll+2|UNKNOWN(1A2B3C40010)|{W}\gdi32full.dll+3|"
+         rf"{W}\GDI32.dll+4|C:\P\a.exe+5|{W}\KERNEL32.DLL+6|{W}\ntdll.dll+7", "other"),
+        (rf"{W}\ntdll.dll+1|{W}\KERNELBASE.dll+2|UNKNOWN(02A70044)|"
+         rf"C:\Windows\SysWOW64\CRYPT32.dll+3|C:\P\a.exe+4", "other"),
+        (rf"{W}\ntdll.dll+1|UNKNOWN(02A70044)|C:\WINDOWS\WinSxS\amd64_microsoft.windows."
+         rf"common-controls_6595b64144ccf1df_6.0.19041.1110_none\COMCTL32.dll+3|C:\P\a.exe+4",
+         "other"),
+        (rf"{W}\ntdll.dll+1|UNKNOWN(02A70044)|\\?\C:\Windows\System32\crypt32.dll+3|"
+         rf"C:\P\a.exe+4", "other"),
+        # a DLL of the program's own, outside the Windows directory, whatever its name: hosted
+        (rf"{W}\ntdll.dll+1|{W}\KERNELBASE.dll+2|UNKNOWN(1A2B3C40010)|"
+         rf"C:\Program Files\App\gdi32full.dll+3|C:\Program Files\App\a.exe+4|"
+         rf"{W}\KERNEL32.DLL+6|{W}\ntdll.dll+7", "hosted"),
         # unbacked code at the outer end of the walk (nothing called it that Sysmon saw)
         (rf"{W}\ntdll.dll+1|{W}\KERNELBASE.dll+2|C:\W\advapi32.dll+3|UNKNOWN(0338CA29)",
          "other"),

@@ -191,6 +191,32 @@ HOSTED_TRACE = "|".join(
         SYS + r"\ntdll.dll+6ce51",
     ]
 )
+#: shellcode run as an EnumFonts callback: gdi32full.dll, a Windows DLL but not an API one by
+#: name, calls into it (the program's own module only called EnumFonts)
+GDI_CALLBACK_TRACE = "|".join(
+    [
+        NTDLL,
+        KBASE,
+        "UNKNOWN(000001A2B3C40010)",
+        SYS + r"\gdi32full.dll+5f2e1",
+        SYS + r"\GDI32.dll+4b12",
+        r"C:\Users\Public\a.exe+1234",
+        K32,
+        SYS + r"\ntdll.dll+6ce51",
+    ]
+)
+#: the same entered from crypt32.dll (CertEnumSystemStore) in a 32-bit process
+CRYPT32_CALLBACK_TRACE = "|".join(
+    [
+        r"C:\Windows\SysWOW64\ntdll.dll+72c1c",
+        r"C:\Windows\SysWOW64\KERNELBASE.dll+10f4a",
+        "UNKNOWN(02A70044)",
+        r"C:\Windows\SysWOW64\CRYPT32.dll+3a6d1",
+        r"C:\Users\Public\a.exe+1234",
+        r"C:\Windows\SysWOW64\KERNEL32.DLL+1fa29",
+        r"C:\Windows\SysWOW64\ntdll.dll+6d35e",
+    ]
+)
 #: exploit shellcode started from a window-message callback (user32 calls into it)
 CALLBACK_TRACE = "|".join(
     [

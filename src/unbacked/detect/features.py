@@ -72,6 +72,14 @@ MANAGED_MODULE_RE = (
 )
 #: System DLLs through which user code calls the kernel.
 SYSTEM_API_RE = r"^(ntdll|kernelbase|kernel32|wow64|wow64win|wow64cpu|win32u|user32)\.dll$"
+#: A call-trace frame (lower case, before its basename is taken) in a module of the Windows
+#: directory: part of the system, not of the program, whatever its name (gdi32full.dll calling
+#: an EnumFonts callback, crypt32.dll a CertEnumSystemStore one). Matching a folder named so
+#: elsewhere only makes a trace count as called from the system, i.e. scored, never excused.
+SYSTEM_DIR_RE = (
+    r"^(\\\\[?.]\\|\\\?\?\\)?([a-z]:)?\\(windows|systemroot)\\"
+    r"(system32|syswow64|sysnative|winsxs)\\"
+)
 #: Engines whose load into a process means it runs managed code (module.engine).
 ENGINE_SQL = r"""
 CASE
@@ -125,9 +133,12 @@ _IMAGE_RANGE_SQL = r"""
 #:          has the application's own modules above it)
 #:  truncated  only system API DLL frames, and no thread-start frames: the walk stopped at a
 #:          caller it could not unwind (manually mapped code has no registered unwind data)
-#:  hosted  every run of unbacked frames was called by an application module (neither a
-#:          system DLL nor the kernel): a program calling code it generated or hosts (an
-#:          embedded runtime, interop thunks into JIT code)
+#:  hosted  every run of unbacked frames was called by one of the program's own modules:
+#:          neither the kernel nor a system DLL (``SYSTEM_API_RE`` by name, or any module of
+#:          the Windows directory by path, ``SYSTEM_DIR_RE``): a program calling code it
+#:          generated or hosts (an embedded runtime, interop thunks into JIT code). Shellcode
+#:          entered through a Windows DLL's callback (EnumFonts via gdi32full, crypt32's
+#:          store enumeration, window procedures via user32) is ``other``
 #:  other   unbacked frames elsewhere (hook trampolines of security products, callbacks)
 TRACE_CLASS_SQL = rf"""
 CASE
@@ -150,9 +161,11 @@ CASE
                      AND NOT regexp_matches(f, '{SYSTEM_API_RE}'))) = 0
        THEN 'api'
   WHEN frames[-1] != '<unbacked>'
-       AND len(list_filter(list_zip(frames[1:len(frames) - 1], frames[2:]),
+       AND len(list_filter(list_zip(frames[1:len(frames) - 1], frames[2:],
+                                    string_split(lower(call_trace), '|')[2:]),
            lambda p: p[1] = '<unbacked>' AND p[2] != '<unbacked>'
-                     AND (p[2] = '<kernel>' OR regexp_matches(p[2], '{SYSTEM_API_RE}')))) = 0
+                     AND (p[2] = '<kernel>' OR regexp_matches(p[2], '{SYSTEM_API_RE}')
+                          OR regexp_matches(p[3], '{SYSTEM_DIR_RE}')))) = 0
        THEN 'hosted'
   ELSE 'other'
 END
