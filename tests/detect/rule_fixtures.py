@@ -152,6 +152,9 @@ FIXTURES: dict[str, dict] = {
             # shellcode run as an EnumFonts / CertEnumSystemStore callback (Windows DLLs call it)
             open_process("gdi", r"C:\Users\Public\a.exe", "n", NOTEPAD, GDI_CALLBACK_TRACE),
             open_process("cry", r"C:\Users\Public\b.exe", "n", NOTEPAD, CRYPT32_CALLBACK_TRACE),
+            # a JIT engine's name dropped beside the payload makes no managed host
+            module_load("dr", r"C:\Users\Public\c.exe", r"C:\Users\Public\node.dll"),
+            open_process("dr", r"C:\Users\Public\c.exe", "n", NOTEPAD, ONLY_TRACE),
         ],
         "fp": [
             open_process("ex", r"C:\Windows\explorer.exe", "n", NOTEPAD, KERNEL_TRACE),

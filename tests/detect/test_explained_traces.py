@@ -86,6 +86,49 @@ def test_a_jit_engine_module_makes_a_managed_host_whatever_its_name():
     assert by[("n", "explorer.exe")] == 80.0
 
 
+def _w002_scores(rows) -> dict[tuple[str, str], float]:
+    out = UnbackedCallerInCallTrace().evaluate(_ctx(rows))
+    return {(s["subject_uid"], s["message"].split(" opened ")[1].split(" ")[0]): s["score"]
+            for s in out.to_pylist()}  # fmt: skip
+
+
+def test_a_jit_engine_module_from_a_user_folder_makes_no_managed_host():
+    """A node.dll / clr.dll dropped beside the payload (a user-writable folder, unsigned) does not
+    excuse the payload's unbacked caller; the same engine signed, wherever it lies, does."""
+    rows = [
+        module_load("u", r"C:\Users\Public\a.exe", r"C:\Users\Public\node.dll"),
+        open_process("u", r"C:\Users\Public\a.exe", "x", EXPLORER, API_TRACE, 0x1000),
+        module_load("t", r"C:\Temp\b.exe", r"C:\Temp\clr.dll", signed=False),
+        open_process("t", r"C:\Temp\b.exe", "x", EXPLORER, API_TRACE, 0x1000),
+        module_load("s", r"C:\Users\u\AppData\Local\Chrome\chrome.exe",
+                    r"C:\Users\u\AppData\Local\Chrome\120.0\chrome.dll", signed=True,
+                    signature="Google LLC"),
+        open_process("s", r"C:\Users\u\AppData\Local\Chrome\chrome.exe", "x", EXPLORER,
+                     API_TRACE, 0x1000),
+        module_load("d", r"C:\svc\svc.exe",
+                    r"C:\Program Files\dotnet\shared\Microsoft.NETCore.App\8.0.1\coreclr.dll"),
+        open_process("d", r"C:\svc\svc.exe", "x", EXPLORER, API_TRACE, 0x1000),
+    ]  # fmt: skip
+    by = _w002_scores(rows)
+    assert by[("u", "explorer.exe")] == 80.0
+    assert by[("t", "explorer.exe")] == 80.0
+    assert by[("s", "explorer.exe")] == 80.0 * MANAGED_FACTOR
+    assert by[("d", "explorer.exe")] == 80.0 * MANAGED_FACTOR
+
+
+def test_only_events_after_the_engine_load_are_excused():
+    """Shellcode that opened a process before the runtime was loaded is not JIT code."""
+    jvm = r"C:\Program Files\Java\jre\bin\server\jvm.dll"
+    rows = [
+        open_process("j", APP, "x", EXPLORER, API_TRACE, 0x1000),
+        module_load("j", APP, jvm),
+        open_process("j", APP, "y", r"C:\Windows\notepad.exe", API_TRACE, 0x1000),
+    ]
+    by = _w002_scores(rows)
+    assert by[("j", "explorer.exe")] == 80.0
+    assert by[("j", "notepad.exe")] == 80.0 * MANAGED_FACTOR
+
+
 def test_single_instances_alert_only_on_foreign_code():
     """Each program seen once (its scores back off to the population): the Exchange-like
     service and the agent opening their own child stay quiet, the browser whose shellcode

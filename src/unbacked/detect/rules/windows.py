@@ -90,6 +90,15 @@ TRACE_CLASS_SCORE = {"only": 90.0, "api": 80.0, "truncated": 70.0, "other": 40.0
 SENSITIVE_TARGETS = ("lsass.exe",)
 #: Module loads that show a process hosts a JIT engine (``features.JIT_ENGINE_STEMS``).
 JIT_MODULE_RE = rf"^({JIT_STEMS_RE})\.(dll|exe)$"
+#: CLR / PowerShell engine modules (the ``module.engine`` loads of Windows).
+ENGINE_MODULE_RE = r"^(system\.management\.automation(\.ni)?|mscorwks|mscorsvr|mscorjit)\.dll$"
+#: Where a runtime's modules are installed (lower-case module path): the Windows directory (the
+#: .NET Framework, the GAC, native images), Program Files (dotnet, Java, node, browsers), and
+#: on Linux the system and package-manager trees.
+RUNTIME_DIR_RE = (
+    r"^(\\\\[?.]\\)?[a-z]:\\(windows|program files|program files \(x86\))\\"
+    r"|^/(usr|opt|lib|lib64|snap|nix/store)/"
+)
 #: Factor for instances that run managed code (JIT frames explain unbacked frames too).
 MANAGED_FACTOR = 0.4
 
@@ -108,9 +117,10 @@ class UnbackedCallerInCallTrace(Rule):
         "ntdll/kernelbase/kernel32), 'truncated' (only system DLL frames: the walk stopped at a "
         "caller without unwind data), 'other'. Kernel-address frames, JIT frames ('managed'), "
         "frames in the x64 image range ('image-range') and unbacked code called by the "
-        "application's own modules ('hosted') are not scored. Instances that run managed code "
-        "(a JIT engine loaded or in a trace; unless the target is lsass), and programs whose "
-        "peers commonly show the same class, score lower."
+        "program's own modules ('hosted') are not scored. Events of an instance after it loaded "
+        "a JIT engine from a runtime's install location or signed (or ran a managed trace), "
+        "unless the target is lsass, and programs whose peers commonly show the same class, "
+        "score lower."
     )
     severity = 4
     score = 80.0
@@ -134,12 +144,10 @@ class UnbackedCallerInCallTrace(Rule):
         ev = ctx.events.take(hits["row"])
         classes = hits["value"].to_numpy(zero_copy_only=False)
         score = np.array([TRACE_CLASS_SCORE[c] for c in classes], dtype=np.float64)
-        managed = managed_instances(ctx)
-        is_managed = pc.is_in(hits["process_uid"], pa.array(sorted(managed), pa.string()))
         sensitive = pc.fill_null(
             pc.is_in(ev["target_program"], pa.array(SENSITIVE_TARGETS)), False
         ).to_numpy(zero_copy_only=False)
-        excused = is_managed.to_numpy(zero_copy_only=False) & ~sensitive
+        excused = _running_managed(ctx, ev) & ~sensitive
         score = np.where(excused, score * MANAGED_FACTOR, score)
         score, k, n = ctx.discount_common(hits, "open.unbacked", hits["value"], score)
         msg = pc.binary_join_element_wise(
@@ -164,30 +172,79 @@ class UnbackedCallerInCallTrace(Rule):
         )
 
 
-def managed_instances(ctx: DetectionContext) -> set[str]:
-    """Instances that run managed code, known by what they loaded and ran: a CLR/PowerShell
-    engine load (``module.engine``), a load of any JIT engine's module (``JIT_MODULE_RE``:
-    the CLR, HotSpot's jvm.dll, V8 in node/chrome/msedge/libcef/electron, ...), or a call trace
-    that runs through managed-runtime modules. No program names: a renamed host is known by
-    its modules."""
+def managed_instances(ctx: DetectionContext) -> pa.Table:
+    """Instances that run managed code, each with the time from which it does
+    (``process_uid``, ``since``): known by what they loaded and ran, never by program names (a
+    renamed host is known by its modules). A load counts when its module is a JIT engine's
+    (``JIT_MODULE_RE``: the CLR, HotSpot's jvm.dll, V8 in node/chrome/msedge/libcef/electron,
+    ...) or a CLR/PowerShell engine (``module.engine``) *and* comes from where runtimes are
+    installed (``RUNTIME_DIR_RE``: the Windows directory with the .NET Framework and GAC, the
+    Program Files folders with dotnet, Java and node) or carries a valid signature where the
+    telemetry records one: a node.dll dropped beside a payload in a user folder makes no host.
+    A call trace through managed-runtime modules (class ``managed``) counts from its event.
+    Only events from ``since`` on are excused: code run before the runtime came is not JIT."""
     if "managed" not in ctx.cache:
         facts = ctx.facts
-        mask = pc.or_(
-            pc.equal(facts["feature"], "module.engine"),
+        ev = ctx.events
+        parts: list[pa.Table] = []
+        traced = facts.filter(
             pc.and_(
                 pc.equal(facts["feature"], "open.unbacked"), pc.equal(facts["value"], "managed")
-            ),
+            )
         )
-        uids = set(facts.filter(mask)["process_uid"].to_pylist())
+        if traced.num_rows:
+            parts.append(
+                pa.table(
+                    {"process_uid": traced["process_uid"], "since": ev.take(traced["row"])["time"]}
+                )
+            )
         loads = ctx.select(kind="module", activity=["load"])
         if loads.num_rows:
-            base = pc.utf8_lower(
-                pc.replace_substring_regex(pc.fill_null(loads["module_path"], ""), r"^.*[\\/]", "")
+            path = pc.utf8_lower(pc.fill_null(loads["module_path"], ""))
+            base = pc.replace_substring_regex(path, r"^.*[\\/]", "")
+            engine = pc.or_(
+                pc.match_substring_regex(base, JIT_MODULE_RE),
+                pc.match_substring_regex(base, ENGINE_MODULE_RE),
             )
-            jit = loads.filter(pc.match_substring_regex(base, JIT_MODULE_RE))
-            uids |= {u for u in jit["process_uid"].to_pylist() if u is not None}
-        ctx.cache["managed"] = uids
+            trusted = pc.or_(
+                pc.match_substring_regex(path, RUNTIME_DIR_RE),
+                pc.fill_null(
+                    pc.and_(
+                        pc.equal(loads["signed"], True),
+                        pc.invert(pc.equal(pc.fill_null(loads["signature"], ""), "")),
+                    ),
+                    False,
+                ),
+            )
+            hosts = loads.filter(pc.and_(engine, trusted))
+            if hosts.num_rows:
+                parts.append(
+                    pa.table({"process_uid": hosts["process_uid"], "since": hosts["time"]})
+                )
+        if parts:
+            table = pa.concat_tables([t.cast(_MANAGED_SCHEMA) for t in parts])
+            table = table.filter(pc.is_valid(table["process_uid"]))
+            table = table.group_by("process_uid").aggregate([("since", "min")])
+            table = table.rename_columns(["process_uid", "since"])
+        else:
+            table = _MANAGED_SCHEMA.empty_table()
+        ctx.cache["managed"] = table
     return ctx.cache["managed"]
+
+
+def _running_managed(ctx: DetectionContext, ev: pa.Table) -> np.ndarray:
+    """For each event: its instance runs managed code at the event's time."""
+    managed = managed_instances(ctx)
+    if managed.num_rows == 0 or ev.num_rows == 0:
+        return np.zeros(ev.num_rows, dtype=bool)
+    idx = pc.index_in(ev["process_uid"], value_set=managed["process_uid"])
+    since = managed["since"].combine_chunks().take(idx)
+    return pc.fill_null(pc.greater_equal(ev["time"], since), False).to_numpy(zero_copy_only=False)
+
+
+_MANAGED_SCHEMA = pa.schema(
+    [pa.field("process_uid", pa.string()), pa.field("since", pa.timestamp("ns", tz="UTC"))]
+)
 
 
 #: In-memory loader idioms in a command line (lower-cased), each with a score.
