@@ -131,6 +131,15 @@ def test_engine_of_a_module_load(path, engine):
         ("chrome.dll", True),
         ("libjvm.so", True),
         (r"C:\x\clrjit.dll", True),
+        # .NET on Linux, and engines that are their own executables
+        ("libcoreclr.so", True),
+        ("/usr/share/dotnet/shared/Microsoft.NETCore.App/8.0.1/libclrjit.so", True),
+        ("dotnet", True),
+        ("nodejs", True),
+        ("qemu-x86_64", True),
+        ("libxul.so", True),
+        ("libcoreclr-evil.so", False),
+        ("qemu", False),
         ("chromium-loader", False),
         ("libevil.so", False),
         ("acrord32.exe", False),
@@ -143,3 +152,48 @@ def test_jit_callers(caller, jit):
     from unbacked.detect.rules.memory import JIT_CALLER_RE
 
     assert bool(re.search(JIT_CALLER_RE, caller)) is jit
+
+
+@pytest.mark.parametrize(
+    "path, engine",
+    [
+        (r"C:\Windows\Microsoft.NET\Framework64\v4.0.30319\clr.dll", "clr"),
+        (r"C:\Windows\Microsoft.NET\Framework\v2.0.50727\mscorwks.dll", "clr"),
+        (r"C:\Program Files\dotnet\shared\Microsoft.NETCore.App\8.0.1\coreclr.dll", "coreclr"),
+        (r"C:\Windows\Microsoft.NET\Framework64\v4.0.30319\clrjit.dll", "clrjit"),
+        (r"C:\Windows\assembly\NativeImages_v4.0.30319_64\System.Manaa57fc8cc#"
+         r"\System.Management.Automation.ni.dll", "powershell"),
+        ("/usr/lib/jvm/java-17-openjdk-amd64/lib/server/libjvm.so", "hotspot"),
+        ("/usr/lib/x86_64-linux-gnu/libnode.so.108", "v8"),
+        ("/usr/lib/x86_64-linux-gnu/libluajit-5.1.so.2.1.0", "luajit"),
+        (r"C:\Windows\System32\kernel32.dll", None),
+        (r"C:\x\myclr.dll", None),
+        ("/usr/lib/x86_64-linux-gnu/libjvmti.so", None),
+    ],
+)  # fmt: skip
+def test_engine_loads(path, engine):
+    rows = [module_load("p", r"C:\a\a.exe", path)]
+    facts = DetectionContext.build(events(rows)).facts
+    got = [f["value"] for f in facts.to_pylist() if f["feature"] == "module.engine"]
+    assert got == ([engine] if engine else [])
+
+
+def test_every_jit_list_derives_from_the_one_table():
+    """Module stems, engine executables and engine loads of ``model.jit`` appear in every
+    pattern built from them: no list names an engine the others do not."""
+    from unbacked.detect.features import ENGINE_PREFILTER, ENGINE_SQL, MANAGED_MODULE_RE
+    from unbacked.detect.rules.memory import JIT_CALLER_RE
+    from unbacked.detect.rules.windows import JIT_MODULE_RE
+    from unbacked.model.identity import JIT_PROGRAM_RE
+    from unbacked.model.jit import JIT_ENGINES
+
+    for e in JIT_ENGINES:
+        for m in e.modules:
+            assert all(
+                m in pattern for pattern in (JIT_CALLER_RE, MANAGED_MODULE_RE, JIT_MODULE_RE)
+            )
+        for p in e.programs:
+            assert p in JIT_PROGRAM_RE and p in JIT_CALLER_RE
+        for load in e.loads:
+            assert load in ENGINE_SQL and load in ENGINE_PREFILTER
+            assert f"'{e.family}'" in ENGINE_SQL

@@ -42,24 +42,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from unbacked import duck
+from unbacked.model.jit import JIT_ENGINE_STEMS, JIT_ENGINES
 
-#: The JIT engines (code generators) unbacked knows, as module-name stems: a module of one of
-#: these in a call trace explains unbacked frames as generated code, and executable memory it
-#: asks for is expected churn. One list feeds both ``MANAGED_MODULE_RE`` (call traces) and
-#: ``rules.memory.JIT_CALLER_RE`` (calling modules of memory events), so the two stay in step.
-JIT_ENGINE_STEMS: tuple[str, ...] = (
-    # .NET Framework / .NET: runtime and JIT
-    "clr", "coreclr", "clrjit", "mscorwks", "mscorsvr", "mscorjit",
-    # V8 (in Node, Chromium, Edge, Electron, CEF apps; Chromium's own binary on Linux)
-    "node", "libnode", "v8", "libv8", "chrome", "chromium", "chromium-browser", "libchrome",
-    "msedge", "libcef", "electron",
-    # HotSpot
-    "jvm", "libjvm", "java", "javaw",
-    # SpiderMonkey, Chakra
-    "xul", "mozjs", "libmozjs[-0-9.]*", "firefox", "jscript9", "chakra", "edgehtml",
-    # LuaJIT, PyPy
-    "lua51", "luajit", "libluajit[-0-9.]*", "pypy3?", "libpypy[-0-9.a-z]*",
-)  # fmt: skip
+#: The JIT engines' module-name stems (``model.jit.JIT_ENGINES``, the one table every JIT
+#: allowance derives from): a module of one of these in a call trace explains unbacked frames as
+#: generated code, and executable memory it asks for is expected churn.
 JIT_STEMS_RE = "|".join(JIT_ENGINE_STEMS)
 
 #: Modules whose presence in a call trace explains unbacked frames as managed/JIT code: the JIT
@@ -80,23 +67,25 @@ SYSTEM_DIR_RE = (
     r"^(\\\\[?.]\\|\\\?\?\\)?([a-z]:)?\\(windows|systemroot)\\"
     r"(system32|syswow64|sysnative|winsxs)\\"
 )
-#: Engines whose load into a process means it runs managed code (module.engine).
-ENGINE_SQL = r"""
-CASE
-  WHEN regexp_matches(lower(module_path), '(^|\\)system\.management\.automation(\.ni)?\.dll$')
-    THEN 'powershell'
-  WHEN regexp_matches(lower(module_path), '(^|\\)(clr|mscorwks|mscorsvr)\.dll$') THEN 'clr'
-  WHEN regexp_matches(lower(module_path), '(^|\\)coreclr\.dll$') THEN 'coreclr'
-  WHEN regexp_matches(lower(module_path), '(^|\\)(clrjit|mscorjit)\.dll$') THEN 'clrjit'
-  WHEN regexp_matches(lower(module_path), '(^|/)libjvm\.so$') THEN 'hotspot'
-  WHEN regexp_matches(lower(module_path), '(^|/)libnode\.so') THEN 'v8'
-  WHEN regexp_matches(lower(module_path), '(^|/)libluajit') THEN 'luajit'
-  ELSE NULL
-END
-"""
+#: The PowerShell engine assembly: a managed-code engine load, though no JIT engine of its own.
+POWERSHELL_MODULE_RE = r"system\.management\.automation(\.ni)?\.dll"
+#: Engines whose load into a process means it runs managed code (module.engine): PowerShell's
+#: assembly, then each JIT engine's ``loads``.
+ENGINE_SQL = (
+    "\nCASE\n"
+    f"  WHEN regexp_matches(lower(module_path), '(^|\\\\){POWERSHELL_MODULE_RE}$')"
+    " THEN 'powershell'\n"
+    + "".join(
+        f"  WHEN regexp_matches(lower(module_path), '(^|[\\\\/])({'|'.join(e.loads)})$')"
+        f" THEN '{e.family}'\n"
+        for e in JIT_ENGINES
+        if e.loads
+    )
+    + "  ELSE NULL\nEND\n"
+)
 
 #: Matches every module path ``ENGINE_SQL`` names (a superset, tested first).
-ENGINE_PREFILTER = r"automation|clr|mscor|libjvm|libnode|libluajit"
+ENGINE_PREFILTER = "|".join(["automation", *(f for e in JIT_ENGINES for f in e.loads)])
 
 _FRAMES_SQL = r"""
 list_transform(string_split(call_trace, '|'), lambda f:

@@ -37,14 +37,13 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from unbacked.model.jit import JIT_PROGRAMS
+
 if TYPE_CHECKING:
     from unbacked.detect.baseline import ProgramBaseline
 
 #: executable names of JIT engines (their allowances are what a masquerading loader wants)
-JIT_PROGRAM_RE = (
-    r"^(node|nodejs|chrome|chromium|chromium-browser|java|luajit[-0-9.]*|pypy3?[.0-9]*|"
-    r"firefox(-esr)?|dotnet|qemu-[a-z0-9_]+)$"
-)
+JIT_PROGRAM_RE = rf"^({'|'.join(JIT_PROGRAMS)})$"  # from the one table, ``model.jit``
 #: places anyone may write to: a JIT engine's name there is not the engine
 TEMP_PATH_RE = r"^(/tmp/|/var/tmp/|/dev/shm/|/run/user/|/memfd:)"
 #: Windows programs that live in the system directories only

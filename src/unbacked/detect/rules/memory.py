@@ -9,11 +9,16 @@ import pyarrow.compute as pc
 from unbacked import duck
 from unbacked.detect.base import DetectionContext, Rule, empty_signals, register_rule
 from unbacked.detect.features import JIT_STEMS_RE
+from unbacked.model.jit import JIT_PROGRAMS
 
-#: Calling modules of JIT engines (``features.JIT_ENGINE_STEMS``, the list call traces use too)
-#: and libffi (closures allocate executable pages): executable memory they ask for is expected
-#: churn. Matched against the calling module's path or name, with or without its extension.
-JIT_CALLER_RE = rf"(?i)(^|[\\/])({JIT_STEMS_RE}|libffi)(\.dll|\.so[.0-9]*|\.exe)?$"
+#: Calling modules of JIT engines (``model.jit.JIT_ENGINES``, the table call traces use too:
+#: their modules, Windows and Linux, and the executables that are engines, such as dotnet or
+#: qemu-*) and libffi (closures allocate executable pages): executable memory they ask for is
+#: expected churn. Matched against the calling module's path or name, with or without its
+#: extension.
+JIT_CALLER_RE = (
+    rf"(?i)(^|[\\/])({JIT_STEMS_RE}|{'|'.join(JIT_PROGRAMS)}|libffi)(\.dll|\.so[.0-9]*|\.exe)?$"
+)
 
 _EXEC = """CASE WHEN os = 'linux' THEN (protection & 4) > 0 ELSE (protection & 240) > 0 END"""
 _RWX = """CASE WHEN os = 'linux' THEN (protection & 6) = 6 ELSE (protection & 255) IN (64, 128)

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from unbacked.detect.base import DetectionContext, Rule, empty_signals, register_rule
-from unbacked.detect.features import JIT_STEMS_RE
+from unbacked.detect.features import JIT_STEMS_RE, POWERSHELL_MODULE_RE
 
 #: Start addresses at or above this lie in kernel space on x64 (dwm -> csrss, csrss internals).
 KERNEL_SPACE_X64 = 0xFFFF800000000000
@@ -90,8 +90,8 @@ TRACE_CLASS_SCORE = {"only": 90.0, "api": 80.0, "truncated": 70.0, "other": 40.0
 SENSITIVE_TARGETS = ("lsass.exe",)
 #: Module loads that show a process hosts a JIT engine (``features.JIT_ENGINE_STEMS``).
 JIT_MODULE_RE = rf"^({JIT_STEMS_RE})\.(dll|exe)$"
-#: CLR / PowerShell engine modules (the ``module.engine`` loads of Windows).
-ENGINE_MODULE_RE = r"^(system\.management\.automation(\.ni)?|mscorwks|mscorsvr|mscorjit)\.dll$"
+#: Engine modules of ``module.engine`` that are no JIT engine's (PowerShell's assembly).
+ENGINE_MODULE_RE = rf"^{POWERSHELL_MODULE_RE}$"
 #: Where a runtime's modules are installed (lower-case module path): the Windows directory (the
 #: .NET Framework, the GAC, native images), Program Files (dotnet, Java, node, browsers), and
 #: on Linux the system and package-manager trees.
