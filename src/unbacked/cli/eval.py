@@ -85,10 +85,16 @@ def command(
     Only the labelled files under PATHS are scored, and each PATH is reported as a corpus of
     its own (one row each, beside the per-file rows)."""
     root = Path(data_root) if data_root else Path(labels_dirs[0]).resolve().parent
-    labels = {}
-    for d in labels_dirs:
-        labels.update(load_labels(d))
+    labels, warnings = merge_labels(labels_dirs)
     corpora = [_corpus_name(p, root) for p in paths]
+    warnings += [
+        f"{p} is outside the data root {root}: no label names its files, so none is scored "
+        "(pass --data-root with a folder that holds it)"
+        for p in paths
+        if not _inside(p, root)
+    ]
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
     labels = {
         k: v
         for k, v in labels.items()
@@ -186,6 +192,25 @@ def command(
             text += "\n" + curve_markdown(curve_rows)
         Path(md_path).write_text(text)
     sys.exit(0)
+
+
+def merge_labels(labels_dirs: list[str] | tuple[str, ...]) -> tuple[dict, list[str]]:
+    """The label files of every directory, later directories overriding earlier ones, and a
+    warning for each data file labelled in more than one."""
+    labels: dict = {}
+    origin: dict[str, str] = {}
+    warnings: list[str] = []
+    for d in labels_dirs:
+        for key, lab in load_labels(d).items():
+            if key in labels:
+                warnings.append(f"{key} is labelled in both {origin[key]} and {d}; {d} is used")
+            labels[key] = lab
+            origin[key] = str(d)
+    return labels, warnings
+
+
+def _inside(path: str, root: Path) -> bool:
+    return Path(path).resolve().is_relative_to(root.resolve())
 
 
 def _corpus_name(path: str, root: Path) -> str:

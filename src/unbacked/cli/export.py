@@ -54,7 +54,9 @@ class LakeWriter:
     """Append event tables to a host-partitioned lake, one open Parquet file per host.
 
     Rows keep their order within a host, and ``lake_seq`` numbers them across the whole export,
-    so the lake can be read back in the embedded engine's order by any engine.
+    so the lake can be read back in the embedded engine's order by any engine. Rows are buffered
+    between writes: use it as a context manager (or call ``close``) so the buffer reaches the
+    files also when the export stops on an error.
     """
 
     def __init__(self, directory: str | Path) -> None:
@@ -72,13 +74,14 @@ class LakeWriter:
         self._buffered = 0
 
     def write(self, table: pa.Table) -> None:
+        from unbacked.detect.base import arange
         from unbacked.model.schema import conform
 
         table = conform(table)
         n = table.num_rows
         if n == 0:
             return
-        seq = pa.array(range(self.rows, self.rows + n), pa.int64())
+        seq = pc.add(arange(n), self.rows)
         table = pa.Table.from_arrays([*table.columns, seq], schema=LAKE_SCHEMA)
         self.rows += n
         # one stable sort by host, then a slice per host (not a filter of the whole table per
@@ -116,10 +119,19 @@ class LakeWriter:
         self._writers[host] = (writer, file_no, rows + part.num_rows)
 
     def close(self) -> None:
-        self._flush()
-        for writer, _, _ in self._writers.values():
-            writer.close()
-        self._writers.clear()
+        """Write the buffered rows and close every file (the files close even if that fails)."""
+        try:
+            self._flush()
+        finally:
+            for writer, _, _ in self._writers.values():
+                writer.close()
+            self._writers.clear()
+
+    def __enter__(self) -> LakeWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def export_lake(
@@ -128,15 +140,12 @@ def export_lake(
     """Read ``paths`` with the embedded engine's readers and write them as a lake; event count."""
     from unbacked.sources import iter_event_tables
 
-    writer = LakeWriter(directory)
-    try:
+    with LakeWriter(directory) as writer:
         for table in iter_event_tables(paths, report):
             writer.write(table)
             if progress is not None and table.num_rows:
                 name = table["src_file"][0].as_py() or ""
                 progress(str(name), writer.rows, report.records)
-    finally:
-        writer.close()
     return writer.rows
 
 

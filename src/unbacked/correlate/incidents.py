@@ -15,12 +15,11 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from unbacked.detect.anomaly import DETECTOR_ID as BASELINE_ID
-from unbacked.detect.base import DetectionContext
+from unbacked.detect.base import DetectionContext, arange
 from unbacked.model.alert import (
     Alert,
     Explanation,
@@ -149,7 +148,7 @@ def _related_events(events: pa.Table, subjects: list[str]) -> dict[str, pa.Table
         return out
     # (subject, row) for every field naming a subject, then one sort and a slice per subject
     # (a filter of every related row per subject is subjects x rows on a noisy fleet)
-    idx = pa.array(np.arange(sub.num_rows, dtype=np.int64))
+    idx = arange(sub.num_rows)
     pairs = []
     for col in ("process_uid", "target_uid", "parent_uid"):
         hit = pc.fill_null(pc.is_in(sub[col], keys), False)
