@@ -313,7 +313,19 @@ FIXTURES: dict[str, dict] = {
                 0x3A000,
                 0x40,
                 caller_module=r"C:\x\acrord32.exe",
-            )
+            ),
+            # a payload named like the runtime, but not it
+            memory(
+                "r2",
+                "/tmp/.x/run",
+                "allocate",
+                0x7F0000000000,
+                0x10000,
+                7,
+                os="linux",
+                region_type="anonymous",
+                caller_module="libclrjit-x.so",
+            ),
         ],
         "fp": [
             memory(
@@ -324,7 +336,30 @@ FIXTURES: dict[str, dict] = {
                 0x10000,
                 0x40,
                 caller_module=r"C:\Windows\Microsoft.NET\Framework64\v4.0.30319\clrjit.dll",
-            )
+            ),
+            # .NET's JIT on Linux, and QEMU's code translator (its own executable)
+            memory(
+                "j2",
+                "/usr/bin/dotnet",
+                "allocate",
+                0x7F0000000000,
+                0x10000,
+                7,
+                os="linux",
+                region_type="anonymous",
+                caller_module="libclrjit.so",
+            ),
+            memory(
+                "j3",
+                "/usr/bin/qemu-aarch64",
+                "allocate",
+                0x7F0000000000,
+                0x10000,
+                7,
+                os="linux",
+                region_type="anonymous",
+                caller_module="qemu-aarch64",
+            ),
         ],
         "subject": "r1",
     },

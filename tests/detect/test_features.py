@@ -197,3 +197,12 @@ def test_every_jit_list_derives_from_the_one_table():
         for load in e.loads:
             assert load in ENGINE_SQL and load in ENGINE_PREFILTER
             assert f"'{e.family}'" in ENGINE_SQL
+
+
+def test_rwx_from_a_linux_jit_engine_is_churn_and_a_lookalike_is_not():
+    from tests.detect.rule_fixtures import FIXTURES
+    from unbacked.detect.rules.memory import RwxPrivateFromNonJit
+
+    fx = FIXTURES["UNB-M-003"]
+    out = RwxPrivateFromNonJit().evaluate(DetectionContext.build(events(fx["tp"] + fx["fp"])))
+    assert set(out["subject_uid"].to_pylist()) == {"r1", "r2"}
