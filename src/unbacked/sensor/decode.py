@@ -105,6 +105,7 @@ _PTRACE_CODES = {
     PtraceReq.TRACEME: "linux:ptrace_traceme",
     PtraceReq.POKETEXT: "linux:ptrace_poketext",
     PtraceReq.POKEDATA: "linux:ptrace_pokedata",
+    PtraceReq.POKEUSER: "linux:ptrace_pokeuser",
     PtraceReq.SETREGS: "linux:ptrace_setregs",
     PtraceReq.ATTACH: "linux:ptrace_attach",
     PtraceReq.SETREGSET: "linux:ptrace_setregset",
@@ -256,7 +257,9 @@ class EventDecoder:
         req = recs["flags"]
         is_ptrace = typ == EvType.PTRACE
         is_poke = is_ptrace & np.isin(req, [PtraceReq.POKETEXT, PtraceReq.POKEDATA])
-        is_setctx = is_ptrace & np.isin(req, [PtraceReq.SETREGS, PtraceReq.SETREGSET])
+        is_setctx = is_ptrace & np.isin(
+            req, [PtraceReq.SETREGS, PtraceReq.SETREGSET, PtraceReq.POKEUSER]
+        )
         is_write = is_poke | (typ == EvType.VM_WRITE) | (typ == EvType.MEM_WRITE)
         is_open = (is_ptrace & ~is_poke & ~is_setctx) | (typ == EvType.MEM_OPEN)
         vkind = recs["vma_kind"]
@@ -445,8 +448,13 @@ class EventDecoder:
         fd_valid |= np.isin(typ, [EvType.MEM_OPEN, EvType.MEM_WRITE])
         cols["fd"] = pa.array(fd, mask=~fd_valid)
         cols["vm_flags"] = pa.array(recs["vma_flags"], mask=~in_vma)
-        # set_context: the new instruction pointer and the module it lies in (null: no file)
-        cols["start_address"] = pa.array(addr, mask=~is_setctx)
+        # set_context: the new instruction pointer and the module it lies in (null: no file);
+        # cross-process writes: the target thread's instruction pointer (where it resumes)
+        tip = recs["target_ip"]
+        has_tip = is_write & is_xproc & (tip != 0)
+        cols["start_address"] = pa.array(
+            np.where(is_setctx, addr, tip), mask=~(is_setctx | has_tip)
+        )
         cols["start_module"] = _dict_array(
             bcodes,
             [None if v is None else v.rsplit("/", 1)[-1] for v in bvals],

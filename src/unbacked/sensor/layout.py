@@ -45,6 +45,7 @@ class PtraceReq(IntEnum):
     TRACEME = 0
     POKETEXT = 4
     POKEDATA = 5
+    POKEUSER = 6
     SETREGS = 13
     ATTACH = 16
     SETREGSET = 0x4205
@@ -148,6 +149,8 @@ EVENT_DTYPE = np.dtype(
         ("frame_off", _U64, (FRAMES,)),
         ("frame_kind", _U8, (FRAMES,)),
         ("frame_name", f"S{NAME_LEN}", (FRAMES,)),
+        # v3: the target thread's instruction pointer at a cross-process write
+        ("target_ip", _U64),
     ],
     align=True,
 )

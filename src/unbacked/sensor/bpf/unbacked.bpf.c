@@ -903,6 +903,7 @@ int ub_exit_connect(struct trace_event_raw_sys_exit *ctx)
 #define FMODE_WRITE 0x2
 #define NT_PRSTATUS 1
 #define REGS_IP_OFF 128 /* offsetof(struct user_regs_struct, ip) */
+#define USER_RIP_OFF 128 /* offsetof(struct user, regs.rip): regs come first */
 
 enum { UB_W_WRITE = 0, UB_W_PWRITE = 1, UB_W_WRITEV = 2, UB_W_PWRITEV = 3 };
 
@@ -917,24 +918,60 @@ static __always_inline void put_vma(struct ub_event *e, struct vma_info *vi)
         file_path(vi->file, e->path, &e->path_depth, &e->path_trunc);
 }
 
-/* Fill the target fields (and, with want_vma, the target's mapping at addr). */
-static __always_inline void fill_target(struct ub_event *e, __u32 pid, __u64 addr, int want_vma)
+/* The target of a cross-process act, resolved once per act (or per remote iovec). */
+struct xtarget {
+    __u64 start; /* group leader start_time */
+    __u64 ip;    /* the target thread's user instruction pointer: where it resumes */
+    __u32 tgid;
+    __u32 ppid;
+    struct vma_info vi;
+};
+
+/* Resolve the target named by pid (and, with want_vma, its mapping at addr). ns_local: pid is
+ * as the caller names it (ptrace, process_vm_writev arguments); bpf_task_from_pid looks pids up
+ * in the initial pid namespace, so for a caller inside another pid namespace (a container) the
+ * pid would name another task: the target is left unresolved (tgid 0) instead. Pids the program
+ * read from the kernel (a mem file's pid, the tracer of TRACEME) are global. */
+static __always_inline void resolve_target(__u32 pid, int ns_local, __u64 addr, int want_vma,
+                                           struct xtarget *xt)
 {
-    e->target_tid = pid;
+    __builtin_memset(xt, 0, sizeof(*xt));
     if (!bpf_task_from_pid || !pid)
+        return;
+    if (ns_local && BPF_CORE_READ(bpf_get_current_task_btf(), thread_pid, level) != 0)
         return;
     struct task_struct *t = bpf_task_from_pid((s32)pid);
     if (!t)
         return;
-    e->target_pid = t->tgid;
-    e->target_start = BPF_CORE_READ(t, group_leader, start_time);
-    e->target_ppid = BPF_CORE_READ(t, real_parent, tgid);
-    if (want_vma) {
-        struct vma_info vi;
-        if (lookup_vma(t, addr, &vi) == 0)
-            put_vma(e, &vi);
-    }
+    xt->tgid = t->tgid;
+    xt->start = BPF_CORE_READ(t, group_leader, start_time);
+    xt->ppid = BPF_CORE_READ(t, real_parent, tgid);
+    struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(t);
+    if (regs)
+        xt->ip = BPF_CORE_READ(regs, ip);
+    if (want_vma)
+        lookup_vma(t, addr, &xt->vi);
     bpf_task_release(t);
+}
+
+static __always_inline void put_target(struct ub_event *e, __u32 pid, struct xtarget *xt)
+{
+    e->target_tid = pid;
+    e->target_pid = xt->tgid;
+    e->target_start = xt->start;
+    e->target_ppid = xt->ppid;
+    if (!xt->tgid)
+        return;
+    e->target_ip = xt->ip;
+    if (xt->vi.found)
+        put_vma(e, &xt->vi);
+}
+
+static __always_inline void fill_target(struct ub_event *e, __u32 pid, int ns_local)
+{
+    struct xtarget xt;
+    resolve_target(pid, ns_local, 0, 0, &xt);
+    put_target(e, pid, &xt);
 }
 
 /* The pid whose memory descriptor fd is of task (/proc/PID/mem opened for writing), else 0;
@@ -982,8 +1019,8 @@ int ub_enter_ptrace(struct trace_event_raw_sys_enter *ctx)
     __u32 pid = (__u32)ctx->args[1];
     if (req != UB_PTRACE_TRACEME && req != UB_PTRACE_POKETEXT && req != UB_PTRACE_POKEDATA &&
         req != UB_PTRACE_SETREGS && req != UB_PTRACE_ATTACH && req != UB_PTRACE_SETREGSET &&
-        req != UB_PTRACE_SEIZE)
-        return 0;
+        req != UB_PTRACE_SEIZE && !(req == UB_PTRACE_POKEUSER && addr == USER_RIP_OFF))
+        return 0; /* (POKEUSER elsewhere: debug registers, i.e. hardware breakpoints) */
     struct task_struct *task = bpf_get_current_task_btf();
     if (req == UB_PTRACE_TRACEME)
         pid = BPF_CORE_READ(task, real_parent, tgid);
@@ -993,7 +1030,9 @@ int ub_enter_ptrace(struct trace_event_raw_sys_enter *ctx)
     if (!fl)
         return 0;
     __u64 ip = 0;
-    if (req == UB_PTRACE_SETREGS) {
+    if (req == UB_PTRACE_POKEUSER) {
+        ip = data; /* the new regs.rip */
+    } else if (req == UB_PTRACE_SETREGS) {
         bpf_probe_read_user(&ip, sizeof(ip), (const void *)(data + REGS_IP_OFF));
     } else if (req == UB_PTRACE_SETREGSET) {
         __u64 iov[2] = {};
@@ -1005,8 +1044,11 @@ int ub_enter_ptrace(struct trace_event_raw_sys_enter *ctx)
     fl->type = UB_PTRACE;
     fl->args[0] = req;
     fl->args[1] = pid;
-    fl->args[2] = (req == UB_PTRACE_SETREGS || req == UB_PTRACE_SETREGSET) ? ip : addr;
+    int setctx = req == UB_PTRACE_SETREGS || req == UB_PTRACE_SETREGSET ||
+                 req == UB_PTRACE_POKEUSER;
+    fl->args[2] = setctx ? ip : addr;
     fl->args[3] = (req == UB_PTRACE_POKETEXT || req == UB_PTRACE_POKEDATA) ? 8 : 0;
+    fl->have_old = req != UB_PTRACE_TRACEME; /* the pid is the caller's: namespace-local */
     save_inflight(fl);
     return 0;
 }
@@ -1020,32 +1062,23 @@ int ub_enter_process_vm_writev(struct trace_event_raw_sys_enter *ctx)
     struct inflight *fl = new_inflight();
     if (!fl)
         return 0;
-    __u64 iov[2] = {};
-    bpf_probe_read_user(iov, sizeof(iov), (const void *)ctx->args[3]); /* first remote iovec */
     fl->ts = bpf_ktime_get_ns();
     fl->type = UB_VM_WRITE;
     fl->args[1] = pid;
-    fl->args[2] = iov[0];
-    fl->args[3] = ctx->args[4]; /* number of remote iovecs */
+    fl->args[2] = ctx->args[3]; /* the remote iovecs: read at exit, one row each */
+    fl->args[3] = ctx->args[4]; /* their number */
     save_inflight(fl);
     return 0;
 }
 
-/* opens: only write opens of a path under /proc/ (or a bare "mem" relative to a /proc/PID
- * directory descriptor) are looked at; the exit confirms through the descriptor */
-static __always_inline int enter_open(const char *path, __u64 flags)
+/* opens: every open for writing is confirmed at exit through the descriptor it returned (a
+ * procfs file named "mem": /proc/PID/mem, /proc/PID/task/TID/mem), whatever path led there —
+ * relative to any directory, through symlinks, "//proc", "../proc", a chdir into /proc */
+static __always_inline int enter_open(__u64 flags)
 {
     if (!(flags & 3)) /* O_WRONLY | O_RDWR */
         return 0;
     if (!wanted(get_config(), bpf_get_current_pid_tgid() >> 32))
-        return 0;
-    char p[8] = {};
-    if (bpf_probe_read_user(p, sizeof(p), path) < 0)
-        bpf_probe_read_user_str(p, sizeof(p), path);
-    int proc = p[0] == '/' && p[1] == 'p' && p[2] == 'r' && p[3] == 'o' && p[4] == 'c' &&
-               p[5] == '/';
-    int bare = p[0] == 'm' && p[1] == 'e' && p[2] == 'm' && p[3] == 0;
-    if (!proc && !bare)
         return 0;
     struct inflight *fl = new_inflight();
     if (!fl)
@@ -1060,13 +1093,27 @@ static __always_inline int enter_open(const char *path, __u64 flags)
 SEC("tracepoint/syscalls/sys_enter_openat")
 int ub_enter_openat(struct trace_event_raw_sys_enter *ctx)
 {
-    return enter_open((const char *)ctx->args[1], ctx->args[2]);
+    return enter_open(ctx->args[2]);
+}
+
+SEC("tracepoint/syscalls/sys_enter_openat2")
+int ub_enter_openat2(struct trace_event_raw_sys_enter *ctx)
+{
+    __u64 flags = 0; /* struct open_how starts with the flags */
+    bpf_probe_read_user(&flags, sizeof(flags), (const void *)ctx->args[2]);
+    return enter_open(flags);
+}
+
+SEC("tracepoint/syscalls/sys_enter_creat")
+int ub_enter_creat(struct trace_event_raw_sys_enter *ctx)
+{
+    return enter_open(1); /* O_CREAT | O_WRONLY | O_TRUNC */
 }
 
 SEC("tracepoint/syscalls/sys_enter_open")
 int ub_enter_open(struct trace_event_raw_sys_enter *ctx)
 {
-    return enter_open((const char *)ctx->args[0], ctx->args[1]);
+    return enter_open(ctx->args[1]);
 }
 
 static __always_inline int exit_open(struct trace_event_raw_sys_exit *ctx)
@@ -1096,7 +1143,7 @@ static __always_inline int exit_open(struct trace_event_raw_sys_exit *ctx)
     e->fd = ret;
     e->flags = flags;
     fill_task(e, task);
-    fill_target(e, target, 0, 0);
+    fill_target(e, target, 0);
     locate_callers(e, task);
     submit(e);
     return 0;
@@ -1110,6 +1157,18 @@ int ub_exit_openat(struct trace_event_raw_sys_exit *ctx)
 
 SEC("tracepoint/syscalls/sys_exit_open")
 int ub_exit_open(struct trace_event_raw_sys_exit *ctx)
+{
+    return exit_open(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_openat2")
+int ub_exit_openat2(struct trace_event_raw_sys_exit *ctx)
+{
+    return exit_open(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_creat")
+int ub_exit_creat(struct trace_event_raw_sys_exit *ctx)
 {
     return exit_open(ctx);
 }
@@ -1165,7 +1224,24 @@ int ub_enter_pwritev(struct trace_event_raw_sys_enter *ctx)
     return enter_write(ctx, UB_W_PWRITEV);
 }
 
-/* exit of ptrace, process_vm_writev and mem writes: one record with the target's mapping */
+/* one record of a cross-process act; NULL when the ring is full */
+static __always_inline struct ub_event *xproc_record(__u32 type, long ret, __u64 carried)
+{
+    struct ub_event *e = reserve();
+    if (!e)
+        return 0;
+    e->type = type;
+    e->ret = ret;
+    e->suppressed = carried;
+    e->fd = -1;
+    if (ret < 0)
+        stat_add(UB_STAT_FAILED, 1);
+    return e;
+}
+
+/* exit of ptrace and mem writes: one record with the target's mapping. The rate limit per
+ * (actor, act, target) never applies to a write into executable memory: flooding POKEs into
+ * data must not hide the one into code that follows. */
 static __always_inline int exit_xproc(struct trace_event_raw_sys_exit *ctx, __u32 want)
 {
     __u32 tid = (__u32)bpf_get_current_pid_tgid();
@@ -1175,47 +1251,108 @@ static __always_inline int exit_xproc(struct trace_event_raw_sys_exit *ctx, __u3
     struct ub_config *cfg = get_config();
     __u32 type = fl->type;
     __u64 a0 = fl->args[0], a1 = fl->args[1], a2 = fl->args[2], a3 = fl->args[3];
+    int ns_local = type == UB_PTRACE && fl->have_old;
     bpf_map_delete_elem(&ub_inflight, &tid);
     long ret = ctx->ret;
+    __u64 addr = a2, len = 0;
+    int want_vma = 1, is_write = 1;
+    if (type == UB_PTRACE) {
+        len = a3;
+        is_write = a0 == UB_PTRACE_POKETEXT || a0 == UB_PTRACE_POKEDATA;
+        want_vma = is_write || a0 == UB_PTRACE_SETREGS || a0 == UB_PTRACE_SETREGSET ||
+                   a0 == UB_PTRACE_POKEUSER;
+    } else { /* UB_MEM_WRITE */
+        len = ret > 0 ? ret : 0;
+    }
+    struct xtarget xt;
+    resolve_target((__u32)a1, ns_local, addr, want_vma && addr, &xt);
+    int into_code = is_write && xt.vi.found && (xt.vi.flags & VM_EXEC);
     __u64 carried = 0;
-    /* rate limit per (actor, act, target): a debugger single-stepping sets registers often */
-    if (!rate_ok(cfg, (__u32)(bpf_get_current_pid_tgid() >> 32), type, (a1 << 32) | (a0 & 0xffff),
+    if (!into_code &&
+        !rate_ok(cfg, (__u32)(bpf_get_current_pid_tgid() >> 32), type, (a1 << 32) | (a0 & 0xffff),
                  bpf_ktime_get_ns(), &carried))
         return 0;
-    struct ub_event *e = reserve();
+    struct ub_event *e = xproc_record(type, ret, carried);
     if (!e)
         return 0;
     struct task_struct *task = bpf_get_current_task_btf();
-    e->type = type;
-    e->ret = ret;
-    e->suppressed = carried;
-    e->fd = -1;
-    __u64 addr = 0, len = 0;
-    int want_vma = 1;
     if (type == UB_PTRACE) {
         e->flags = a0; /* the request */
-        addr = a2;
-        len = a3;
-        want_vma = a0 == UB_PTRACE_POKETEXT || a0 == UB_PTRACE_POKEDATA ||
-                   a0 == UB_PTRACE_SETREGS || a0 == UB_PTRACE_SETREGSET;
-    } else if (type == UB_VM_WRITE) {
-        addr = a2;
-        len = ret > 0 ? ret : 0;
-        e->flags = a3;
-    } else { /* UB_MEM_WRITE */
+    } else {
         e->fd = (long long)a0;
         e->flags = a3;
-        addr = a2;
-        len = ret > 0 ? ret : 0;
     }
     e->addr = addr;
     e->len = len;
-    if (ret < 0)
-        stat_add(UB_STAT_FAILED, 1);
     fill_task(e, task);
-    fill_target(e, (__u32)a1, addr, want_vma && addr);
+    put_target(e, (__u32)a1, &xt);
     locate_callers(e, task);
     submit(e);
+    return 0;
+}
+
+/* process_vm_writev: a record per remote iovec (the bytes written into it), for the first
+ * UB_VM_IOV_ROWS and, beyond them up to UB_VM_IOV_MAX, for each one in executable memory:
+ * a decoy iovec in data first must not hide the one into code after it, and iovecs scattered
+ * over the target are separate writes, not one run */
+struct iov_walk {
+    __u64 riov, cnt, left, pid;
+    long ret;
+    __u32 actor;
+    __u32 pad;
+};
+
+static long vm_iov_step(__u64 i, void *data)
+{
+    struct iov_walk *w = data;
+    if (i >= w->cnt)
+        return 1;
+    __u64 iov[2] = {};
+    if (bpf_probe_read_user(iov, sizeof(iov), (const void *)(w->riov + i * 16)) != 0)
+        return 1;
+    __u64 n = iov[1] < w->left ? iov[1] : w->left;
+    w->left -= n;
+    if (w->ret >= 0 && n == 0)
+        return w->left == 0 ? 1 : 0; /* nothing written there (empty iovec, or past the end) */
+    struct xtarget xt;
+    resolve_target((__u32)w->pid, 1, iov[0], 1, &xt);
+    int into_code = xt.vi.found && (xt.vi.flags & VM_EXEC);
+    if (i >= UB_VM_IOV_ROWS && !into_code)
+        return 0;
+    __u64 carried = 0;
+    if (!into_code && !rate_ok(get_config(), w->actor, UB_VM_WRITE, w->pid << 32,
+                               bpf_ktime_get_ns(), &carried))
+        return 0;
+    struct ub_event *e = xproc_record(UB_VM_WRITE, w->ret, carried);
+    if (!e)
+        return 1;
+    struct task_struct *task = bpf_get_current_task_btf();
+    e->flags = w->cnt;
+    e->addr = iov[0];
+    e->len = n;
+    fill_task(e, task);
+    put_target(e, (__u32)w->pid, &xt);
+    locate_callers(e, task);
+    submit(e);
+    return w->ret < 0 ? 1 : 0; /* a failed call: one record says so */
+}
+
+static __always_inline int exit_vm_write(struct trace_event_raw_sys_exit *ctx)
+{
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    struct inflight *fl = bpf_map_lookup_elem(&ub_inflight, &tid);
+    if (!fl || fl->type != UB_VM_WRITE)
+        return 0;
+    struct iov_walk w = {
+        .riov = fl->args[2],
+        .cnt = fl->args[3] < UB_VM_IOV_MAX ? fl->args[3] : UB_VM_IOV_MAX,
+        .pid = fl->args[1],
+        .ret = ctx->ret,
+        .actor = (__u32)(bpf_get_current_pid_tgid() >> 32),
+    };
+    w.left = ctx->ret > 0 ? ctx->ret : 0;
+    bpf_map_delete_elem(&ub_inflight, &tid);
+    bpf_loop(UB_VM_IOV_MAX, vm_iov_step, &w, 0);
     return 0;
 }
 
@@ -1228,7 +1365,7 @@ int ub_exit_ptrace(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_exit_process_vm_writev")
 int ub_exit_process_vm_writev(struct trace_event_raw_sys_exit *ctx)
 {
-    return exit_xproc(ctx, UB_VM_WRITE);
+    return exit_vm_write(ctx);
 }
 
 SEC("tracepoint/syscalls/sys_exit_write")

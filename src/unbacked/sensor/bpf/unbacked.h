@@ -14,6 +14,8 @@
 #define UB_FRAMES 8       /* user stack frames kept on exec-memory events */
 #define UB_SCAN_WORDS 64  /* stack words scanned for return addresses (512 bytes) */
 #define UB_FRAME_INDIRECT 0x80 /* frame_kind flag: reached by an indirect call */
+#define UB_VM_IOV_ROWS 16   /* process_vm_writev: a row per remote iovec for the first 16 ... */
+#define UB_VM_IOV_MAX 1024  /* ... and, up to UIO_MAXIOV, for every one in executable memory */
 
 enum ub_type {
     UB_MMAP = 1,
@@ -35,6 +37,7 @@ enum ub_type {
 #define UB_PTRACE_TRACEME 0
 #define UB_PTRACE_POKETEXT 4
 #define UB_PTRACE_POKEDATA 5
+#define UB_PTRACE_POKEUSER 6 /* recorded only at the offset of regs.rip: a new instruction pointer */
 #define UB_PTRACE_SETREGS 13
 #define UB_PTRACE_ATTACH 16
 #define UB_PTRACE_SETREGSET 0x4205
@@ -127,6 +130,8 @@ struct ub_event {
     unsigned long long frame_off[UB_FRAMES]; /* file offset (file-backed frames) */
     unsigned char frame_kind[UB_FRAMES];     /* ub_vma_kind of the mapping | UB_FRAME_INDIRECT */
     char frame_name[UB_FRAMES][UB_NAME_LEN]; /* basename of the frame's file */
+    /* v3: cross-process writes: the target thread's instruction pointer (where it resumes) */
+    unsigned long long target_ip;
 };
 
 #endif
