@@ -213,8 +213,14 @@ class DetectionContext:
     def query_rows(self, events: pa.Table, sql: str) -> pa.Table:
         """The events whose ``row`` ``sql`` selects. ``sql`` reads ``events`` as view ``ev``,
         its dictionary columns as VARCHAR (DuckDB compares them as plain strings then)."""
+        rows = self.query(events, sql)
+        return self.events.take(rows["row"]) if rows.num_rows else self.events.slice(0, 0)
+
+    def query(self, events: pa.Table, sql: str) -> pa.Table:
+        """The result of ``sql`` over ``events`` (view ``ev``, dictionary columns as VARCHAR),
+        as it is: for a rule that wants computed columns beside the rows it selects."""
         if events.num_rows == 0:
-            return self.events.slice(0, 0)
+            return pa.table({"row": pa.array([], pa.int64())})
         cols = ", ".join(
             f'"{c}"::VARCHAR AS "{c}"'
             if pa.types.is_dictionary(events.schema.field(c).type)
@@ -225,10 +231,9 @@ class DetectionContext:
         try:
             con.register("ev_raw", events)
             con.execute(f"CREATE TEMP VIEW ev AS SELECT {cols} FROM ev_raw")
-            rows = con.sql(sql).to_arrow_table()
+            return con.sql(sql).to_arrow_table()
         finally:
             con.close()
-        return self.events.take(rows["row"]) if rows.num_rows else self.events.slice(0, 0)
 
     def select(self, *, kind: str | None = None, activity: Sequence[str] | str | None = None):
         """Events of one kind and/or activities (a filtered view, cached)."""

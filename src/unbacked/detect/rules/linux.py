@@ -78,11 +78,26 @@ _COLS = [
 ]
 
 
-def _rows(ctx: DetectionContext, sql: str) -> pa.Table:
+def _has_linux(ctx: DetectionContext) -> bool:
     ev = ctx.events
-    if ev.num_rows == 0 or "linux" not in set(pc.unique(ev["os"].cast(pa.string())).to_pylist()):
-        return ev.slice(0, 0)
-    return ctx.query_rows(ev.select(_COLS), sql)
+    return ev.num_rows > 0 and "linux" in set(pc.unique(ev["os"].cast(pa.string())).to_pylist())
+
+
+def _rows(ctx: DetectionContext, sql: str, cols: list[str] = _COLS) -> pa.Table:
+    """The Linux events ``sql`` selects (by ``row``) over the columns ``cols``."""
+    if not _has_linux(ctx):
+        return ctx.events.slice(0, 0)
+    return ctx.query_rows(ctx.events.select(cols), sql)
+
+
+def _rows_with(ctx: DetectionContext, sql: str, cols: list[str]) -> tuple[pa.Table, pa.Table]:
+    """The Linux events ``sql`` selects and, row for row, the columns it computed beside."""
+    if not _has_linux(ctx):
+        return ctx.events.slice(0, 0), pa.table({"row": pa.array([], pa.int64())})
+    found = ctx.query(ctx.events.select(cols), sql)
+    if found.num_rows == 0:
+        return ctx.events.slice(0, 0), found
+    return ctx.events.take(found["row"]), found
 
 
 @register_rule
@@ -217,6 +232,9 @@ class ConnectAfterForeignCode(Rule):
 CODE_RUN_BYTES = 32
 #: SETREGS into the written run within this many seconds of the write
 REDIRECT_WINDOW_S = 30
+#: UNB-L-003 on code written into the process's own anonymous executable memory (a JIT without
+#: double mapping does it; below the alert threshold alone)
+ANON_SELF_WRITE_SCORE = 40.0
 
 _VIA = """CASE
     WHEN event_code IN ('linux:ptrace_poketext', 'linux:ptrace_pokedata') THEN 'ptrace POKE'
@@ -239,13 +257,6 @@ _XCOLS = [
     "vm_flags",
     "start_address",
 ]
-
-
-def _xrows(ctx: DetectionContext, sql: str) -> pa.Table:
-    ev = ctx.events
-    if ev.num_rows == 0 or "linux" not in set(pc.unique(ev["os"].cast(pa.string())).to_pylist()):
-        return ev.slice(0, 0)
-    return ctx.query_rows(ev.select(_XCOLS), sql)
 
 
 @register_rule
@@ -272,30 +283,32 @@ class SelfCodeWriteProcMem(Rule):
     os = ("linux",)
 
     def evaluate(self, ctx: DetectionContext) -> pa.Table:
-        sql = """SELECT row FROM ev
-                  WHERE os = 'linux' AND kind = 'memory' AND activity = 'write'
-                    AND target_uid = process_uid AND (vm_flags & 4) = 4
-                  ORDER BY row"""
-        hit = _xrows(ctx, sql)
+        sql = f"""SELECT row, {_VIA} AS via, {_MAPPING} AS mapping,
+                         coalesce(region_size, 0) AS bytes, region_type = 'file' AS file_text
+                    FROM ev
+                   WHERE os = 'linux' AND kind = 'memory' AND activity = 'write'
+                     AND target_uid = process_uid AND (vm_flags & 4) = 4
+                   ORDER BY row"""
+        hit, found = _rows_with(ctx, sql, _XCOLS)
         if hit.num_rows == 0:
             return empty_signals()
-        con_rows = hit.to_pylist()
-        where = [
-            "the text of " + (r["backing_path"] or "?")
-            if r["region_type"] == "file"
-            else f"{r['region_type'] or 'unknown'} executable memory"
-            for r in con_rows
-        ]
-        size = [r["region_size"] or 0 for r in con_rows]
+        d = found.to_pylist()
+        # a file's text overwritten (DDexec: libc's) is the attack; code written into anonymous
+        # memory the process mapped itself is what a JIT without double mapping does (Julia's
+        # memory manager pwrites its code through /proc/self/mem): supporting evidence only
+        score = np.array([self.score if r["file_text"] else ANON_SELF_WRITE_SCORE for r in d])
+        values = [f"self:{r['mapping']}" for r in d]
+        via = ["/proc/self/mem" if r["via"] == "/proc/PID/mem" else r["via"] for r in d]
         return self.signals(
             hit,
             subject=hit["process_uid"],
+            score=score,
             feature="xproc.write",
-            value=pa.array([f"self:{w}" for w in where], pa.string()),
+            value=pa.array(values, pa.string()),
             message=pa.array(
                 [
-                    f"wrote {n} bytes into {w} of its own process through /proc/self/mem"
-                    for n, w in zip(size, where, strict=True)
+                    f"wrote {r['bytes']} bytes into {r['mapping']} of its own process through {v}"
+                    for r, v in zip(d, via, strict=True)
                 ],
                 pa.string(),
             ),
@@ -331,7 +344,8 @@ class CrossProcessCodeWrite(Rule):
         sql = f"""
         WITH w AS (
             SELECT row, time, process_uid, pid, target_uid, target_parent_pid,
-                   base_address AS lo, base_address + coalesce(region_size, 0) AS hi,
+                   start_address AS tip, base_address AS lo,
+                   base_address + coalesce(region_size, 0) AS hi,
                    {_VIA} AS via, {_MAPPING} AS mapping
               FROM ev
              WHERE os = 'linux' AND kind = 'memory' AND activity = 'write'
@@ -363,28 +377,28 @@ class CrossProcessCodeWrite(Rule):
                           AND c.start_address >= s.lo AND c.start_address < s.hi
                           AND c.time >= s.t0 - INTERVAL {REDIRECT_WINDOW_S} SECOND
                           AND c.time <= s.t1 + INTERVAL {REDIRECT_WINDOW_S} SECOND)
+               OR EXISTS (SELECT 1 FROM runs r
+                           WHERE r.process_uid = s.process_uid AND r.target_uid = s.target_uid
+                             AND r.run = s.run AND r.tip >= s.lo AND r.tip < s.hi)
                  AS redirected,
                coalesce(s.tppid, -1) = s.pid AS own_child
           FROM spans s
          WHERE s.hi - s.lo >= {CODE_RUN_BYTES}
         """
         con_sql = f"""WITH found AS ({sql})
-                      SELECT f.row AS row FROM found f
-                       WHERE f.redirected OR NOT f.own_child ORDER BY f.row"""
-        hit = _xrows(ctx, con_sql)
+                      SELECT * FROM found WHERE redirected OR NOT own_child ORDER BY row"""
+        hit, found = _rows_with(ctx, con_sql, _XCOLS)
         if hit.num_rows == 0:
             return empty_signals()
-        detail = {r["row"]: r for r in _xrows_detail(ctx, sql)}
         msgs, vals, scores = [], [], []
-        for r in hit.to_pylist():
-            d = detail[r["row"]]
+        for r, d in zip(hit.to_pylist(), found.to_pylist(), strict=True):
             target = (r["target_image"] or "?").rsplit("/", 1)[-1]
             msg = (
                 f"wrote {d['bytes']} bytes into {d['mapping']} of {target} "
                 f"(pid {r['target_pid']}) through {d['via']}"
             )
             if d["redirected"]:
-                msg += " and set its instruction pointer into them"
+                msg += " and set its instruction pointer into them (or it resumes there)"
             msgs.append(msg)
             vals.append(f"{target}:{d['mapping']}")
             scores.append(self.score + (7.0 if d["redirected"] else 0.0))
@@ -397,24 +411,6 @@ class CrossProcessCodeWrite(Rule):
             value=pa.array(vals, pa.string()),
             message=pa.array(msgs, pa.string()),
         )
-
-
-def _xrows_detail(ctx: DetectionContext, sql: str) -> list[dict[str, object]]:
-    """The detail columns (bytes, via, mapping, redirected) of the cross-process query."""
-    from unbacked import duck
-
-    ev = ctx.events.select(_XCOLS)
-    cols = ", ".join(
-        f'"{c}"::VARCHAR AS "{c}"' if pa.types.is_dictionary(ev.schema.field(c).type) else f'"{c}"'
-        for c in ev.column_names
-    )
-    con = duck.connect()
-    try:
-        con.register("ev_raw", ev)
-        con.sql(f"CREATE TEMP VIEW ev AS SELECT {cols} FROM ev_raw")
-        return con.sql(sql).to_arrow_table().to_pylist()
-    finally:
-        con.close()
 
 
 @register_rule
