@@ -192,3 +192,53 @@ def test_corrupt_records_decode_without_error(raw: bytes, types: list[EvType]) -
     t = _decoder().to_table(recs)
     assert t.schema.equals(EVENT_SCHEMA, check_metadata=True)
     assert t.num_rows <= 3
+
+
+def test_frames_of_different_files_at_the_same_offsets_stay_apart() -> None:
+    """Two non-PIE binaries: same addresses and offsets, other files; and a vDSO frame on its
+    second page is an offset from the vDSO's start."""
+    recs = _base(3)
+    for i, name in enumerate((b"prog-a", b"prog-b")):
+        r = recs[i]
+        r["type"], r["prot"], r["addr"], r["len"] = EvType.MMAP, 7, 0x7F0000000000, PAGE
+        r["frame_ip"][0], r["frame_off"][0] = 0x401234, 0x1234
+        r["frame_kind"][0], r["frame_name"][0] = VmaKind.FILE, name
+    r = recs[2]
+    r["type"], r["prot"], r["addr"], r["len"] = EvType.MMAP, 7, 0x7F0000000000, PAGE
+    r["frame_ip"][0], r["frame_off"][0], r["frame_kind"][0] = 0x7FFF_F000_1A2C, 0x1A2C, VmaKind.VDSO
+    traces = _decoder().to_table(recs)["call_trace"].to_pylist()
+    assert traces == ["prog-a+0x1234", "prog-b+0x1234", "[vdso]+0x1a2c"]
+
+
+def test_cross_process_write_rows_carry_the_targets_instruction_pointer() -> None:
+    recs = _base(2)
+    for r in recs:
+        r["type"], r["flags"] = EvType.PTRACE, 4  # POKETEXT
+        r["addr"], r["len"] = 0x555555555000, 8
+        r["target_pid"] = r["target_tid"] = 77
+        r["target_start"], r["target_ip"] = 900, 0x555555555000
+        r["vma_kind"], r["vma_flags"] = VmaKind.FILE, 0x75
+    recs[1]["flags"], recs[1]["addr"] = 6, 0x555555555010  # POKEUSER at regs.rip
+    rows = _decoder().to_table(recs).to_pylist()
+    assert [r["event_code"] for r in rows] == ["linux:ptrace_poketext", "linux:ptrace_pokeuser"]
+    assert rows[0]["activity"] == "write" and rows[0]["start_address"] == 0x555555555000
+    assert rows[1]["activity"] == "set_context" and rows[1]["start_address"] == 0x555555555010
+
+
+def test_unreadable_file_identity_is_not_retried_for_the_same_process(monkeypatch) -> None:
+    from unbacked.sensor import fileid
+
+    calls: list[str] = []
+
+    def stat(path: str):
+        calls.append(path)
+        raise OSError("gone")
+
+    monkeypatch.setattr(fileid.os, "stat", stat)
+    ids = fileid.FileIdentities()
+    for _ in range(3):
+        assert ids.get("/opt/x", 1, 2, 10).sha256 is None
+    assert calls == ["/proc/10/exe", "/opt/x"]  # tried once for process 10
+    for pid in range(11, 20):
+        ids.get("/opt/x", 1, 2, pid)
+    assert len(calls) == 2 * fileid.FileIdentities.RETRIES  # a few other processes, then no more

@@ -78,3 +78,12 @@ def test_missing_libbpf_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(SensorError) as exc:
         libbpf.lib()
     assert "libbpf" in exc.value.message and exc.value.hint and "libbpf1" in exc.value.hint
+
+
+def test_old_kernels_are_told_cross_process_rules_are_unavailable() -> None:
+    from unbacked.sensor.live import kernel_notes
+
+    (note,) = kernel_notes("5.19.0-45-generic")
+    assert "< 6.1" in note and "target_uid null" in note and "UNB-L-004" in note
+    assert kernel_notes("6.1.0-18-amd64") == [] and kernel_notes("6.18.44-fc") == []
+    assert kernel_notes("weird") == []

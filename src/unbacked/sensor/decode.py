@@ -221,6 +221,16 @@ class EventDecoder:
         self._cmdlines[key] = cmd
         return cmd
 
+    def _image_of(self, pid: int, start: int) -> str | None:
+        """The image of process (pid, start): seen in the records, else ``/proc/PID/exe``."""
+        img = self._images.get((pid, start))
+        if img is None and self.read_proc and pid > 0:
+            try:
+                img = os.readlink(f"/proc/{pid}/exe")
+            except OSError:
+                img = None
+        return img
+
     def _user(self, uid: int) -> str:
         name = self._users.get(uid)
         if name is None:
@@ -391,16 +401,9 @@ class EventDecoder:
         pcodes, pvals = _unique_render(pp_keys, lambda i: f"{host}:{int(ppid[i])}:{int(pstart[i])}")
         cols["parent_uid"] = _dict_array(pcodes, pvals, mask=ppid == 0)
 
-        def parent_image(i: int) -> str | None:
-            img = self._images.get((int(ppid[i]), int(pstart[i])))
-            if img is None and self.read_proc and ppid[i] > 0:
-                try:
-                    img = os.readlink(f"/proc/{int(ppid[i])}/exe")
-                except OSError:
-                    img = None
-            return img
-
-        picodes, pivals = _unique_render(pp_keys, parent_image)
+        picodes, pivals = _unique_render(
+            pp_keys, lambda i: self._image_of(int(ppid[i]), int(pstart[i]))
+        )
         cols["parent_image"] = _dict_array(picodes, pivals, mask=ppid == 0)
 
         # target of a cross-process act (ptrace, process_vm_writev, /proc/PID/mem)
@@ -414,16 +417,9 @@ class EventDecoder:
         tcodes, tvals = _unique_render(tkeys, lambda i: f"{host}:{int(tpid[i])}:{int(tstart[i])}")
         cols["target_uid"] = _dict_array(tcodes, tvals, mask=~(has_target & tpid_known))
 
-        def target_image(i: int) -> str | None:
-            img = self._images.get((int(tpid[i]), int(tstart[i])))
-            if img is None and self.read_proc and tpid[i] > 0:
-                try:
-                    img = os.readlink(f"/proc/{int(tpid[i])}/exe")
-                except OSError:
-                    img = None
-            return img
-
-        ticodes, tivals = _unique_render(tkeys, target_image)
+        ticodes, tivals = _unique_render(
+            tkeys, lambda i: self._image_of(int(tpid[i]), int(tstart[i]))
+        )
         cols["target_image"] = _dict_array(ticodes, tivals, mask=~has_target)
         tppid = recs["target_ppid"].astype(np.int64)
         cols["target_parent_pid"] = pa.array(tppid, mask=~(has_target & tpid_known))
@@ -491,7 +487,9 @@ class EventDecoder:
         # the user stack of exec-memory events: "module+0xoffset" / "UNKNOWN(0xaddr)" frames
         has_frames = is_mem & (recs["frame_ip"][:, 0] != 0)
         if has_frames.any():
-            fkeys = _row_keys(recs["frame_ip"], recs["frame_off"], recs["frame_kind"])
+            fkeys = _row_keys(
+                recs["frame_ip"], recs["frame_off"], recs["frame_kind"], recs["frame_name"]
+            )
             f_codes, f_vals = _unique_render(fkeys, lambda i: _frames(recs[i]))
             cols["call_trace"] = _dict_array(f_codes, f_vals, mask=~has_frames)
 
@@ -573,7 +571,7 @@ def _frames(rec: np.void) -> str | None:
         if kind == VmaKind.FILE:
             out.append(f"{_cstr(name) or '?'}+0x{int(off):x}{indirect}")
         elif kind == VmaKind.VDSO:
-            out.append(f"[vdso]+0x{int(ip) & 0xFFF:x}")
+            out.append(f"[vdso]+0x{int(off):x}")  # from the vDSO's start (it spans pages)
         else:
             out.append(f"UNKNOWN(0x{int(ip):x})")
     return "|".join(out) or None

@@ -87,12 +87,21 @@ class FileIdentities:
 
     def __init__(self) -> None:
         self._cache: dict[tuple[int, int], FileIdentity] = {}
+        #: files that could not be read, with the processes tried: a failure is not retried for
+        #: the same process (each distinct value of a batch asks again), only through another
+        #: one that runs the file, at most ``RETRIES`` of them
+        self._failed: dict[tuple[int, int], set[int | None]] = {}
+
+    RETRIES = 4
 
     def get(self, path: str | None, st_dev: int, ino: int, pid: int | None) -> FileIdentity:
         key = (st_dev, ino)
         found = self._cache.get(key)
         if found is not None:
             return found
+        tried = self._failed.get(key)
+        if tried is not None and (pid in tried or len(tried) >= self.RETRIES):
+            return FileIdentity()
         ident = FileIdentity()
         candidates = [f"/proc/{pid}/exe"] if pid else []
         if path and not path.startswith("/memfd:"):
@@ -108,6 +117,9 @@ class FileIdentities:
                 continue
         if ident.build_id or ident.sha256:
             self._cache[key] = ident
+            self._failed.pop(key, None)
+        else:
+            self._failed.setdefault(key, set()).add(pid)
         return ident
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,20 @@ class UbConfig(ctypes.Structure):
         ("hdr_pages", ctypes.c_uint32),
         ("pad", ctypes.c_uint32),
     ]
+
+
+def kernel_notes(release: str) -> list[str]:
+    """What the sensor cannot see on kernel ``release`` (``uname -r``): the cross-process acts'
+    targets are found with ``bpf_task_from_pid`` (Linux 6.1)."""
+    m = re.match(r"(\d+)\.(\d+)", release)
+    if m and (int(m.group(1)), int(m.group(2))) < (6, 1):
+        return [
+            f"kernel {release} < 6.1: no bpf_task_from_pid, so cross-process acts (ptrace, "
+            "process_vm_writev, /proc/PID/mem) carry the pid the call named but no target "
+            "process (target_uid null) and no target mapping: UNB-L-003 and UNB-L-004 cannot "
+            "fire"
+        ]
+    return []
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +135,15 @@ class Sensor:
         self.clock_offset_ns = 0
         self.records_read = 0
         self.started_at = 0.0
+        #: what this kernel cannot give (said at start)
+        self.notes: list[str] = []
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> Sensor:
         check_environment()
+        self.notes = kernel_notes(os.uname().release)
+        for note in self.notes:
+            print(f"unbacked sensor: {note}", file=sys.stderr)
         ring = self.options.ring_mb << 20
         if self.options.ring_mb <= 0 or ring & (ring - 1):
             raise SensorError(

@@ -695,6 +695,8 @@ static long frame_step(__u64 i, void *data)
     if (vi.file) {
         e->frame_off[k] = w - vi.start + vi.pgoff * PAGE_SIZE;
         file_name(vi.file, e->frame_name[k]);
+    } else if (vi.kind == UB_VMA_VDSO) {
+        e->frame_off[k] = w - vi.start; /* the vDSO spans more than one page */
     }
     fc->n++;
     return 0;
