@@ -13,14 +13,19 @@ rules (image header, unbacked caller, RWX, memfd, syscall outside libc) of ``mem
   download, C2): weak alone, strong next to the others in the noisy-OR of the incident.
 
 * ``UNB-L-003`` self-modification through ``/proc/self/mem``: a process writes into its own
-  executable memory through its mem file (or ``process_vm_writev`` on itself). Nothing
-  benign patches its own code that way: W^X-respecting JITs mprotect or double-map; debuggers
-  write into their tracees, never into themselves. DDexec's stager lands so.
+  executable memory through its mem file (or ``process_vm_writev`` on itself). Into the text
+  of a *file* (DDexec overwrites libc's code in the shell) it is the attack: debuggers write
+  into their tracees, never into themselves. Into *anonymous* executable memory the process
+  mapped itself it is also what a JIT does when it cannot double-map (Julia's memory manager,
+  ``cgmemmgr.cpp`` ``SelfMemAllocator``, pwrites its code through /proc/self/mem), so that
+  scores ``ANON_SELF_WRITE_SCORE``, supporting evidence only.
 * ``UNB-L-004`` cross-process code write (Sysmon 8/10's question on Linux: who writes into
   whom, into which mapping): a process writes a run of at least ``CODE_RUN_BYTES`` contiguous
   bytes into an *executable* mapping of another process (ptrace POKETEXT/POKEDATA,
   ``process_vm_writev``, ``/proc/PID/mem``), and either the target is not its own child, or it
-  redirects the target's instruction pointer (SETREGS) into what it wrote. Debuggers behave
+  redirects the target's instruction pointer into what it wrote (SETREGS/SETREGSET, POKEUSER
+  on ``regs.rip``) or wrote it where the target thread resumes (its instruction pointer at
+  the write: code poked at a stopped child's RIP runs on PTRACE_CONT). Debuggers behave
   otherwise: breakpoints are one byte (int3) per write, displaced stepping copies one
   instruction (< 16 bytes), and a debugger points the instruction pointer back at the
   program's own code. linux-inject writes a ~80-byte stub into the target's text and sets RIP
@@ -269,7 +274,9 @@ class SelfCodeWriteProcMem(Rule):
         "A write through /proc/self/mem (or /proc/PID/mem of itself, or process_vm_writev on "
         "itself) landed in an executable mapping of the writing process: code patched in place "
         "behind the page protections (DDexec-style in-memory execution: the shell overwrites "
-        "its own code with a loader stub). Neither JIT engines nor debuggers do this."
+        "its own code with a loader stub). Into a file's text it is the attack (debuggers "
+        "write into their tracees, not themselves); into anonymous executable memory it is "
+        "also what a JIT without double mapping does (Julia), so that is supporting evidence."
     )
     severity = 5
     score = 92.0
@@ -325,9 +332,10 @@ class CrossProcessCodeWrite(Rule):
         f"A process wrote a run of at least {CODE_RUN_BYTES} contiguous bytes into an "
         "executable mapping (file text or anonymous) of another process through ptrace "
         "POKETEXT/POKEDATA, process_vm_writev or /proc/PID/mem, and either the target is not "
-        "its own child or it then set the target's instruction pointer into what it wrote "
-        "(linux-inject, ptrace shellcode injectors). Debuggers write one-byte breakpoints and "
-        "point the instruction pointer at the program's own code."
+        "its own child or it set the target's instruction pointer into what it wrote (or "
+        "wrote it where the target resumes) (linux-inject, ptrace shellcode injectors). "
+        "Debuggers write one-byte breakpoints and point the instruction pointer at the "
+        "program's own code."
     )
     severity = 5
     score = 88.0
