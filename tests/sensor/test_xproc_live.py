@@ -98,6 +98,21 @@ def test_caller_in_pid_namespace_leaves_target_unresolved(live: None, tmp_path: 
     assert w[0]["region_type"] is None and w[0]["vm_flags"] is None
 
 
+def test_tracee_in_pid_namespace_is_resolved(live: None, tmp_path: Path) -> None:
+    """ptrace names its target by a namespace pid too, but a tracee is on the caller's list of
+    tracees: the pid is translated through it, so injection inside a container is seen."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("unshare (util-linux) is needed")
+    argv = [unshare, "--pid", "--fork", sys.executable, str(ACTS), "traceme-poke"]
+    table = _record(tmp_path, argv)
+    pokes = rows(table, event_code="linux:ptrace_poketext")
+    assert len(pokes) == 8 and all(p["target_tid"] == 2 for p in pokes)
+    assert all(p["target_uid"] is not None and p["target_pid"] != 2 for p in pokes), pokes[0]
+    assert pokes[0]["region_type"] == "file" and pokes[0]["vm_flags"] & 4
+    assert "UNB-L-004" in _detectors(table)
+
+
 def test_own_child_code_at_its_instruction_pointer(live: None, tmp_path: Path) -> None:
     table = _act(tmp_path, "traceme-poke")
     pokes = _xrows(table, "linux:ptrace_poketext")

@@ -929,19 +929,55 @@ struct xtarget {
     struct vma_info vi;
 };
 
+#define UB_TRACEES 32 /* tracees of the caller searched for a namespace pid */
+
+/* The global pid of the caller's tracee whose pid in the caller's namespace is nr, else 0. */
+static __always_inline __u32 tracee_global_pid(__u32 nr, __u32 level)
+{
+    struct task_struct *cur = bpf_get_current_task_btf();
+    if (level >= 32)
+        return 0;
+    __u64 upid_off = bpf_core_field_offset(struct pid, numbers) +
+                     (__u64)level * bpf_core_type_size(struct upid);
+    struct upid mine = {};
+    if (bpf_probe_read_kernel(&mine, sizeof(mine), (void *)cur->thread_pid + upid_off) != 0)
+        return 0;
+    void *head = (void *)cur + bpf_core_field_offset(struct task_struct, ptraced);
+    struct list_head *pos = BPF_CORE_READ(cur, ptraced.next);
+    __u64 entry_off = bpf_core_field_offset(struct task_struct, ptrace_entry);
+    for (int i = 0; i < UB_TRACEES; i++) {
+        if (!pos || (void *)pos == head)
+            break;
+        struct task_struct *t = (struct task_struct *)((void *)pos - entry_off);
+        struct pid *tp = BPF_CORE_READ(t, thread_pid);
+        struct upid u = {};
+        if (tp && BPF_CORE_READ(tp, level) >= level &&
+            bpf_probe_read_kernel(&u, sizeof(u), (void *)tp + upid_off) == 0 && u.nr == (int)nr &&
+            u.ns == mine.ns)
+            return BPF_CORE_READ(t, pid);
+        pos = BPF_CORE_READ(pos, next);
+    }
+    return 0;
+}
+
 /* Resolve the target named by pid (and, with want_vma, its mapping at addr). ns_local: pid is
  * as the caller names it (ptrace, process_vm_writev arguments); bpf_task_from_pid looks pids up
  * in the initial pid namespace, so for a caller inside another pid namespace (a container) the
- * pid would name another task: the target is left unresolved (tgid 0) instead. Pids the program
- * read from the kernel (a mem file's pid, the tracer of TRACEME) are global. */
+ * pid is translated through the caller's tracees (ptrace POKE/SETREGS, and attach at its exit,
+ * name one), else the target is left unresolved (tgid 0): the pid would name another task.
+ * Pids the program read from the kernel (a mem file's pid, the tracer of TRACEME) are global. */
 static __always_inline void resolve_target(__u32 pid, int ns_local, __u64 addr, int want_vma,
                                            struct xtarget *xt)
 {
     __builtin_memset(xt, 0, sizeof(*xt));
     if (!bpf_task_from_pid || !pid)
         return;
-    if (ns_local && BPF_CORE_READ(bpf_get_current_task_btf(), thread_pid, level) != 0)
-        return;
+    __u32 level = BPF_CORE_READ(bpf_get_current_task_btf(), thread_pid, level);
+    if (ns_local && level != 0) {
+        pid = tracee_global_pid(pid, level);
+        if (!pid)
+            return;
+    }
     struct task_struct *t = bpf_task_from_pid((s32)pid);
     if (!t)
         return;
