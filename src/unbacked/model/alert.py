@@ -43,6 +43,17 @@ ATTACK = {
 }
 
 
+#: the page that explains every detector (rules, the baseline, correlation follow-ups, memscan):
+#: one section per detector id, its anchor the id in lower case
+RULE_DOCS = "docs/rules.md"
+
+
+def rule_doc(detector: str) -> str:
+    """The link to a detector's section of the rules page: ``UNB-W-001`` ->
+    ``docs/rules.md#unb-w-001`` (what it means, known false positives, what to check next)."""
+    return f"{RULE_DOCS}#{detector.strip().lower()}"
+
+
 def severity_from_risk(risk: float) -> int:
     """OCSF severity_id for a 0-100 risk score."""
     if risk >= 90:
@@ -176,6 +187,8 @@ class Explanation:
             "score": round(self.score, 3),
             "message": self.message,
         }
+        if self.detector:
+            out["doc"] = rule_doc(self.detector)
         if self.baseline_total is not None:
             out["baseline"] = {
                 "count": self.baseline_count,
@@ -351,7 +364,21 @@ class Alert:
                 "types": list(self.types),
                 "first_seen_time": to_ms(self.first_seen),
                 "last_seen_time": to_ms(self.last_seen),
-                "analytic": {"name": ",".join(self.detectors), "type_id": 99, "type": "Other"},
+                "analytic": {
+                    "name": ",".join(self.detectors),
+                    "type_id": 99,
+                    "type": "Other",
+                    "related_analytics": [
+                        {
+                            "uid": d,
+                            "name": d,
+                            "type_id": 1,
+                            "type": "Rule",
+                            "desc": f"see {rule_doc(d)}",
+                        }
+                        for d in self.detectors
+                    ],
+                },
             },
             "process": self.process.to_ocsf(),
             "device": {"hostname": self.hostname},

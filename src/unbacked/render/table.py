@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from unbacked.model.alert import SEVERITY_NAMES, Alert, ProcessRef
+from unbacked.model.alert import RULE_DOCS, SEVERITY_NAMES, Alert, ProcessRef
 
 _COLOURS = {5: "bold white on red", 4: "bold red", 3: "yellow", 2: "cyan", 1: "dim"}
 _MIN_WHY = 50  # the one-line-per-alert layout only when "why" keeps this many columns
@@ -36,7 +36,7 @@ def _proc(p: ProcessRef | None) -> str:
 def _why(a: Alert, n: int) -> str:
     """The strongest reasons first: what an analyst reads before opening the report."""
     reasons = sorted(a.explanation, key=lambda e: -e.score)[:n]
-    return "; ".join(e.message for e in reasons) or a.message
+    return "; ".join(f"{e.message} [{e.detector}]" for e in reasons) or a.message
 
 
 def _fit(values: Sequence[str], header: str, cap: int) -> int:
@@ -55,6 +55,7 @@ def build_table(alerts: Sequence[Alert], width: int) -> Table:
     caption = f"{len(alerts)} alert{'' if len(alerts) == 1 else 's'}: " + ", ".join(
         f"{counts[s]} {s}" for s in order if counts[s]
     )
+    caption += f"; [rule id] explained in {RULE_DOCS}#<rule id>"
     table = Table(header_style="bold", caption=caption, caption_justify="left", box=None,
                   pad_edge=False, show_edge=False, expand=False)  # fmt: skip
     sevs = [SEVERITY_NAMES.get(a.severity_id, "?") for a in alerts]
