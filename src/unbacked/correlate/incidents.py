@@ -28,6 +28,8 @@ from unbacked.model.alert import (
     Provenance,
     RegionInfo,
     TimelineEntry,
+    more_reasons,
+    rank_explanation,
     severity_from_risk,
     sort_alerts,
 )
@@ -42,7 +44,9 @@ FOREIGN_CODE_EVIDENCE = 50.0
 FOLLOWUP_CONNECT = ("UNB-C-001", "Network connection after foreign code ran", 40.0, "T1071")
 FOLLOWUP_CHILD = ("UNB-C-002", "Child process after foreign code ran", 30.0, None)
 MAX_TIMELINE = 400
-MAX_EXPLANATION = 20
+#: explanation lines kept per alert (ranked; lines past it are counted in
+#: ``unmapped.unbacked.explanation_omitted``, never dropped silently)
+MAX_EXPLANATION = 200
 
 _NAMESPACE = uuid.UUID("6f1d3f5e-5b7c-4b8e-9a39-0c1e7b5d2a11")
 
@@ -222,7 +226,7 @@ def _incident(
             techniques.append(f[3])
     techniques = sorted(set(techniques))
 
-    explanation = _explanation(sigs, followups)
+    explanation, omitted = _explanation(sigs, followups)
     signal_rows = {s["row"]: s["detector"] for s in sigs}
     timeline = _timeline(rows, subject, signal_rows, config.max_timeline)
     regions = _regions(related, subject)
@@ -258,7 +262,10 @@ def _incident(
         actor_ref = _ref(actor_info, state) if actor_info else ProcessRef(uid=actor_uid)
     times = [s["time"] for s in sigs if s["time"] is not None]
     by = f" by {actor_ref.name} ({actor_ref.pid})" if actor_ref and actor_ref.name else ""
-    message = f"{name} ({pid}) on {host}: {top['message']}{by}; risk {round(risk)}"
+    # the headline reason; the others behind a count (the report and explanation[] list them)
+    hidden = len(explanation) + omitted - 1
+    others = f"; {more_reasons(hidden)} reason{'s' if hidden > 1 else ''}" if hidden > 0 else ""
+    message = f"{name} ({pid}) on {host}: {top['message']}{by}; risk {round(risk)}{others}"
     return Alert(
         uid=str(uuid.uuid5(_NAMESPACE, f"{host}|{subject}")),
         title=top["title"],
@@ -279,6 +286,7 @@ def _incident(
         children=child_refs,
         sources=_sources(sigs),
         detectors=tuple(sorted(best) + [f[0] for f in followups]),
+        extra={"explanation_omitted": omitted} if omitted else {},
     )
 
 
@@ -321,7 +329,9 @@ def _types(techniques: list[str]) -> tuple[str, ...]:
 
 def _explanation(
     sigs: list[dict[str, Any]], followups: list[tuple[str, str, float, str | None, dict]]
-) -> tuple[Explanation, ...]:
+) -> tuple[tuple[Explanation, ...], int]:
+    """Every reason (the strongest signal per detector, feature and value, and the follow-ups),
+    ranked strongest first, at most ``MAX_EXPLANATION``; and how many were left out."""
     seen: dict[tuple[str, str | None, str | None], Explanation] = {}
     for s in sigs:
         key = (s["detector"], s["feature"], s["value"])
@@ -337,7 +347,7 @@ def _explanation(
                 baseline_total=s["baseline_total"],
                 baseline_scope=s["baseline_scope"],
             )
-    out = sorted(seen.values(), key=lambda e: -e.score)[:MAX_EXPLANATION]
+    out = list(seen.values())
     for det, title, score, _tech, row in followups:
         what = (
             f"{row['remote_ip']}:{row['remote_port']}"
@@ -353,7 +363,8 @@ def _explanation(
                 message=f"{title}: {what}",
             )
         )
-    return tuple(out)
+    ranked = rank_explanation(out)
+    return tuple(ranked[:MAX_EXPLANATION]), max(len(ranked) - MAX_EXPLANATION, 0)
 
 
 def _summary(r: dict[str, Any], subject: str) -> tuple[str, str]:

@@ -54,6 +54,21 @@ def rule_doc(detector: str) -> str:
     return f"{RULE_DOCS}#{detector.strip().lower()}"
 
 
+#: explanation lines an analyst is shown first (message, console table, HTML report); the rest
+#: are behind a count ("+3 more"), never dropped from the OCSF explanation[]
+EXPLAIN_SHOWN = 5
+
+
+def rank_explanation(lines: Sequence[Explanation]) -> list[Explanation]:
+    """Strongest reason first (score), ties in a fixed order (detector, feature, value)."""
+    return sorted(lines, key=lambda e: (-e.score, e.detector, e.feature, e.value or ""))
+
+
+def more_reasons(hidden: int) -> str:
+    """The count that stands for the reasons not shown: "+3 more" ("" when none)."""
+    return f"+{hidden} more" if hidden > 0 else ""
+
+
 def severity_from_risk(risk: float) -> int:
     """OCSF severity_id for a 0-100 risk score."""
     if risk >= 90:
@@ -328,6 +343,11 @@ class Alert:
     def time(self) -> datetime | None:
         return self.last_seen or self.first_seen
 
+    def top_reasons(self, n: int = EXPLAIN_SHOWN) -> tuple[list[Explanation], int]:
+        """The ``n`` strongest explanation lines, ranked, and how many more there are."""
+        ranked = rank_explanation(self.explanation)
+        return ranked[: max(n, 0)], max(len(ranked) - max(n, 0), 0)
+
     def to_ocsf(self) -> dict[str, Any]:
         from unbacked import __version__
 
@@ -385,7 +405,11 @@ class Alert:
             "attacks": attacks,
             "unmapped": {
                 "unbacked": {
-                    "explanation": [e.to_dict() for e in self.explanation],
+                    # every line, strongest first, with its rank (1 = the headline reason)
+                    "explanation": [
+                        {**e.to_dict(), "rank": i}
+                        for i, e in enumerate(rank_explanation(self.explanation), 1)
+                    ],
                     "timeline": [t.to_dict() for t in self.timeline],
                     "regions": [r.to_dict() for r in self.regions],
                     "network": [n.to_dict() for n in self.network],

@@ -29,6 +29,7 @@ from typing import Any
 from unbacked.errors import DependencyError
 from unbacked.model.alert import (
     ATTACK,
+    EXPLAIN_SHOWN,
     SEVERITY_NAMES,
     Alert,
     Explanation,
@@ -36,6 +37,8 @@ from unbacked.model.alert import (
     Provenance,
     RegionInfo,
     TimelineEntry,
+    more_reasons,
+    rank_explanation,
     rule_doc,
     sort_alerts,
     to_ms,
@@ -52,7 +55,7 @@ _PROCESS = {"launch", "load", "open", "child"}
 _KIND_COLOURS = {"memory": "#e8871e", "code": "#8e44ad", "network": "#2471a3", "process": "#7f8c8d"}
 _SIGNAL_LINE = "#c0392b"
 _TIMELINE_OPEN = 40  # longer timelines start folded: the plot is the overview
-_EXPLAIN_SHOWN = 8  # strongest reasons shown, the rest folded
+_EXPLAIN_SHOWN = EXPLAIN_SHOWN  # strongest reasons shown, the rest folded behind a count
 _SOURCES_SHOWN = 25  # record ids listed per source file before "and N more"
 
 
@@ -427,7 +430,7 @@ def _explanation(a: Alert) -> str:
     if not a.explanation:
         return '<p class="muted">no explanation recorded</p>'
     rows = []
-    for e in sorted(a.explanation, key=lambda e: -e.score):
+    for e in rank_explanation(a.explanation):
         rows.append(
             f"<tr><td>{h(e.message)} {_rule(e.detector)}</td>"
             f"<td><code>{h(e.feature)}</code> = <code>{h(e.value)}</code></td>"
@@ -441,7 +444,8 @@ def _explanation(a: Alert) -> str:
     out = f"{head}<tbody>{''.join(top)}</tbody></table>"
     if rest:
         out += (
-            f"<details><summary>{len(rest)} more reasons</summary>{head}"
+            f"<details><summary>{more_reasons(len(rest))} "
+            f"reason{'s' if len(rest) > 1 else ''}</summary>{head}"
             f"<tbody>{''.join(rest)}</tbody></table></details>"
         )
     return out
