@@ -35,7 +35,8 @@ from unbacked.model.alert import (
 )
 from unbacked.model.rows import to_rows
 from unbacked.model.state import ProcessInfo, StateTracker, region_histories
-from unbacked.model.winconst import short_protection
+from unbacked.model.winconst import process_access_names, short_protection
+from unbacked.model.words import value_words, with_words
 
 #: default risk (0-100) at or above which an incident becomes an alert
 DEFAULT_ALERT_THRESHOLD = 60.0
@@ -265,7 +266,8 @@ def _incident(
     # the headline reason; the others behind a count (the report and explanation[] list them)
     hidden = len(explanation) + omitted - 1
     others = f"; {more_reasons(hidden)} reason{'s' if hidden > 1 else ''}" if hidden > 0 else ""
-    message = f"{name} ({pid}) on {host}: {top['message']}{by}; risk {round(risk)}{others}"
+    headline = with_words(top["message"], top["value"], value_words(top["feature"], top["value"]))
+    message = f"{name} ({pid}) on {host}: {headline}{by}; risk {round(risk)}{others}"
     return Alert(
         uid=str(uuid.uuid5(_NAMESPACE, f"{host}|{subject}")),
         title=top["title"],
@@ -342,7 +344,9 @@ def _explanation(
                 value=s["value"],
                 detector=s["detector"],
                 score=float(s["score"]),
-                message=s["message"] or s["title"],
+                message=with_words(
+                    s["message"] or s["title"], s["value"], value_words(s["feature"], s["value"])
+                ),
                 baseline_count=s["baseline_count"],
                 baseline_total=s["baseline_total"],
                 baseline_scope=s["baseline_scope"],
@@ -382,7 +386,10 @@ def _summary(r: dict[str, Any], subject: str) -> tuple[str, str]:
         if act == "open":
             who = f"{img} opened {tgt}" if r["process_uid"] == subject else f"opened by {img}"
             access = r["granted_access"]
-            return "open", f"{who} access 0x{access:x}" if access is not None else who
+            if access is None:
+                return "open", who
+            words = f" ({process_access_names(access)})" if r["os"] != "linux" else ""
+            return "open", f"{who} access 0x{access:x}{words}"
         return act, f"{act}: {img}"
     if kind == "thread":
         start = f"0x{r['start_address']:x}" if r["start_address"] is not None else "?"

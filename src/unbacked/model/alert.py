@@ -194,6 +194,13 @@ class Explanation:
     baseline_total: int | None = None
     baseline_scope: str | None = None
 
+    @property
+    def value_text(self) -> str | None:
+        """The value in words (an access mask's rights, a call-trace class), when it has any."""
+        from unbacked.model.words import value_words
+
+        return value_words(self.feature, self.value)
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "feature": self.feature,
@@ -202,6 +209,9 @@ class Explanation:
             "score": round(self.score, 3),
             "message": self.message,
         }
+        words = self.value_text
+        if words:
+            out["value_text"] = words
         if self.detector:
             out["doc"] = rule_doc(self.detector)
         if self.baseline_total is not None:

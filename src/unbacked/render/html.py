@@ -426,6 +426,11 @@ def _detectors(i: int, a: Alert) -> str:
     return f'<ul class="detectors">{"".join(items)}</ul>' if items else '<p class="muted">none</p>'
 
 
+def _words(e: Explanation) -> str:
+    words = e.value_text
+    return f'<br><span class="muted small">{h(words)}</span>' if words else ""
+
+
 def _explanation(a: Alert) -> str:
     if not a.explanation:
         return '<p class="muted">no explanation recorded</p>'
@@ -433,7 +438,7 @@ def _explanation(a: Alert) -> str:
     for e in rank_explanation(a.explanation):
         rows.append(
             f"<tr><td>{h(e.message)} {_rule(e.detector)}</td>"
-            f"<td><code>{h(e.feature)}</code> = <code>{h(e.value)}</code></td>"
+            f"<td><code>{h(e.feature)}</code> = <code>{h(e.value)}</code>{_words(e)}</td>"
             f'<td>{_baseline_phrase(e, a.process.name)}</td><td class="num">{e.score:.0f}</td></tr>'
         )
     head = (
