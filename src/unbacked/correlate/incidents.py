@@ -218,8 +218,7 @@ def _incident(
     # the headline is the strongest indicator; the baseline only when no indicator fired
     rules_only = [s for d, s in best.items() if d != BASELINE_ID]
     top = max(rules_only or list(best.values()), key=lambda s: s["score"])
-    actors = Counter(s["actor_uid"] for s in sigs if s["actor_uid"] and s["actor_uid"] != subject)
-    actor_uid = actors.most_common(1)[0][0] if actors else None
+    actor_uid = _injector(subject, sigs, rows)
 
     techniques = sorted({t for s in sigs for t in (s["techniques"] or ())})
     for f in followups:
@@ -290,6 +289,25 @@ def _incident(
         detectors=tuple(sorted(best) + [f[0] for f in followups]),
         extra={"explanation_omitted": omitted} if omitted else {},
     )
+
+
+def _injector(subject: str, sigs: list[dict[str, Any]], rows: list[dict[str, Any]]) -> str | None:
+    """The process that put the foreign code here, when the evidence names one: the actor the
+    signals name most often, else the other process of a cross-process event a signal rests on
+    (an event of another process aimed at the subject: a remote thread, a write into its
+    memory), whichever detector raised it."""
+    actors = Counter(s["actor_uid"] for s in sigs if s["actor_uid"] and s["actor_uid"] != subject)
+    if not actors:
+        evidence = {s["row"] for s in sigs if s["row"] is not None}
+        actors = Counter(
+            r["process_uid"]
+            for r in rows
+            if r["row"] in evidence
+            and r["target_uid"] == subject
+            and r["process_uid"]
+            and r["process_uid"] != subject
+        )
+    return actors.most_common(1)[0][0] if actors else None
 
 
 def _ref(info: ProcessInfo | None, state: StateTracker | None) -> ProcessRef:
