@@ -28,12 +28,15 @@ from unbacked.model.alert import (
     Provenance,
     RegionInfo,
     TimelineEntry,
+    more_reasons,
+    rank_explanation,
     severity_from_risk,
     sort_alerts,
 )
 from unbacked.model.rows import to_rows
 from unbacked.model.state import ProcessInfo, StateTracker, region_histories
-from unbacked.model.winconst import short_protection
+from unbacked.model.winconst import process_access_names, short_protection
+from unbacked.model.words import value_words, with_words
 
 #: default risk (0-100) at or above which an incident becomes an alert
 DEFAULT_ALERT_THRESHOLD = 60.0
@@ -42,7 +45,9 @@ FOREIGN_CODE_EVIDENCE = 50.0
 FOLLOWUP_CONNECT = ("UNB-C-001", "Network connection after foreign code ran", 40.0, "T1071")
 FOLLOWUP_CHILD = ("UNB-C-002", "Child process after foreign code ran", 30.0, None)
 MAX_TIMELINE = 400
-MAX_EXPLANATION = 20
+#: explanation lines kept per alert (ranked; lines past it are counted in
+#: ``unmapped.unbacked.explanation_omitted``, never dropped silently)
+MAX_EXPLANATION = 200
 
 _NAMESPACE = uuid.UUID("6f1d3f5e-5b7c-4b8e-9a39-0c1e7b5d2a11")
 
@@ -213,8 +218,7 @@ def _incident(
     # the headline is the strongest indicator; the baseline only when no indicator fired
     rules_only = [s for d, s in best.items() if d != BASELINE_ID]
     top = max(rules_only or list(best.values()), key=lambda s: s["score"])
-    actors = Counter(s["actor_uid"] for s in sigs if s["actor_uid"] and s["actor_uid"] != subject)
-    actor_uid = actors.most_common(1)[0][0] if actors else None
+    actor_uid = _injector(subject, sigs, rows)
 
     techniques = sorted({t for s in sigs for t in (s["techniques"] or ())})
     for f in followups:
@@ -222,7 +226,7 @@ def _incident(
             techniques.append(f[3])
     techniques = sorted(set(techniques))
 
-    explanation = _explanation(sigs, followups)
+    explanation, omitted = _explanation(sigs, followups)
     signal_rows = {s["row"]: s["detector"] for s in sigs}
     timeline = _timeline(rows, subject, signal_rows, config.max_timeline)
     regions = _regions(related, subject)
@@ -258,7 +262,11 @@ def _incident(
         actor_ref = _ref(actor_info, state) if actor_info else ProcessRef(uid=actor_uid)
     times = [s["time"] for s in sigs if s["time"] is not None]
     by = f" by {actor_ref.name} ({actor_ref.pid})" if actor_ref and actor_ref.name else ""
-    message = f"{name} ({pid}) on {host}: {top['message']}{by}; risk {round(risk)}"
+    # the headline reason; the others behind a count (the report and explanation[] list them)
+    hidden = len(explanation) + omitted - 1
+    others = f"; {more_reasons(hidden)} reason{'s' if hidden > 1 else ''}" if hidden > 0 else ""
+    headline = with_words(top["message"], top["value"], value_words(top["feature"], top["value"]))
+    message = f"{name} ({pid}) on {host}: {headline}{by}; risk {round(risk)}{others}"
     return Alert(
         uid=str(uuid.uuid5(_NAMESPACE, f"{host}|{subject}")),
         title=top["title"],
@@ -279,7 +287,27 @@ def _incident(
         children=child_refs,
         sources=_sources(sigs),
         detectors=tuple(sorted(best) + [f[0] for f in followups]),
+        extra={"explanation_omitted": omitted} if omitted else {},
     )
+
+
+def _injector(subject: str, sigs: list[dict[str, Any]], rows: list[dict[str, Any]]) -> str | None:
+    """The process that put the foreign code here, when the evidence names one: the actor the
+    signals name most often, else the other process of a cross-process event a signal rests on
+    (an event of another process aimed at the subject: a remote thread, a write into its
+    memory), whichever detector raised it."""
+    actors = Counter(s["actor_uid"] for s in sigs if s["actor_uid"] and s["actor_uid"] != subject)
+    if not actors:
+        evidence = {s["row"] for s in sigs if s["row"] is not None}
+        actors = Counter(
+            r["process_uid"]
+            for r in rows
+            if r["row"] in evidence
+            and r["target_uid"] == subject
+            and r["process_uid"]
+            and r["process_uid"] != subject
+        )
+    return actors.most_common(1)[0][0] if actors else None
 
 
 def _ref(info: ProcessInfo | None, state: StateTracker | None) -> ProcessRef:
@@ -321,7 +349,9 @@ def _types(techniques: list[str]) -> tuple[str, ...]:
 
 def _explanation(
     sigs: list[dict[str, Any]], followups: list[tuple[str, str, float, str | None, dict]]
-) -> tuple[Explanation, ...]:
+) -> tuple[tuple[Explanation, ...], int]:
+    """Every reason (the strongest signal per detector, feature and value, and the follow-ups),
+    ranked strongest first, at most ``MAX_EXPLANATION``; and how many were left out."""
     seen: dict[tuple[str, str | None, str | None], Explanation] = {}
     for s in sigs:
         key = (s["detector"], s["feature"], s["value"])
@@ -332,12 +362,14 @@ def _explanation(
                 value=s["value"],
                 detector=s["detector"],
                 score=float(s["score"]),
-                message=s["message"] or s["title"],
+                message=with_words(
+                    s["message"] or s["title"], s["value"], value_words(s["feature"], s["value"])
+                ),
                 baseline_count=s["baseline_count"],
                 baseline_total=s["baseline_total"],
                 baseline_scope=s["baseline_scope"],
             )
-    out = sorted(seen.values(), key=lambda e: -e.score)[:MAX_EXPLANATION]
+    out = list(seen.values())
     for det, title, score, _tech, row in followups:
         what = (
             f"{row['remote_ip']}:{row['remote_port']}"
@@ -353,7 +385,8 @@ def _explanation(
                 message=f"{title}: {what}",
             )
         )
-    return tuple(out)
+    ranked = rank_explanation(out)
+    return tuple(ranked[:MAX_EXPLANATION]), max(len(ranked) - MAX_EXPLANATION, 0)
 
 
 def _summary(r: dict[str, Any], subject: str) -> tuple[str, str]:
@@ -371,7 +404,10 @@ def _summary(r: dict[str, Any], subject: str) -> tuple[str, str]:
         if act == "open":
             who = f"{img} opened {tgt}" if r["process_uid"] == subject else f"opened by {img}"
             access = r["granted_access"]
-            return "open", f"{who} access 0x{access:x}" if access is not None else who
+            if access is None:
+                return "open", who
+            words = f" ({process_access_names(access)})" if r["os"] != "linux" else ""
+            return "open", f"{who} access 0x{access:x}{words}"
         return act, f"{act}: {img}"
     if kind == "thread":
         start = f"0x{r['start_address']:x}" if r["start_address"] is not None else "?"

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from unbacked import duck
+from unbacked.model.alert import rule_doc
 from unbacked.model.schema import EVENT_SCHEMA
 from unbacked.model.state import program_column
 
@@ -323,9 +324,16 @@ class Rule(ABC):
         return table.filter(pc.is_valid(table["subject_uid"]))
 
     @classmethod
+    def doc(cls) -> str:
+        """The rule's section of ``docs/rules.md`` (derived from the id: ``UNB-W-001`` ->
+        ``docs/rules.md#unb-w-001``): what it means, known false positives, what to check."""
+        return rule_doc(cls.id)
+
+    @classmethod
     def metadata(cls) -> dict[str, Any]:
         return {
             "id": cls.id,
+            "doc": cls.doc(),
             "title": cls.title,
             "description": cls.description,
             "severity": cls.severity,

@@ -43,6 +43,32 @@ ATTACK = {
 }
 
 
+#: the page that explains every detector (rules, the baseline, correlation follow-ups, memscan):
+#: one section per detector id, its anchor the id in lower case
+RULE_DOCS = "docs/rules.md"
+
+
+def rule_doc(detector: str) -> str:
+    """The link to a detector's section of the rules page: ``UNB-W-001`` ->
+    ``docs/rules.md#unb-w-001`` (what it means, known false positives, what to check next)."""
+    return f"{RULE_DOCS}#{detector.strip().lower()}"
+
+
+#: explanation lines an analyst is shown first (message, console table, HTML report); the rest
+#: are behind a count ("+3 more"), never dropped from the OCSF explanation[]
+EXPLAIN_SHOWN = 5
+
+
+def rank_explanation(lines: Sequence[Explanation]) -> list[Explanation]:
+    """Strongest reason first (score), ties in a fixed order (detector, feature, value)."""
+    return sorted(lines, key=lambda e: (-e.score, e.detector, e.feature, e.value or ""))
+
+
+def more_reasons(hidden: int) -> str:
+    """The count that stands for the reasons not shown: "+3 more" ("" when none)."""
+    return f"+{hidden} more" if hidden > 0 else ""
+
+
 def severity_from_risk(risk: float) -> int:
     """OCSF severity_id for a 0-100 risk score."""
     if risk >= 90:
@@ -168,6 +194,13 @@ class Explanation:
     baseline_total: int | None = None
     baseline_scope: str | None = None
 
+    @property
+    def value_text(self) -> str | None:
+        """The value in words (an access mask's rights, a call-trace class), when it has any."""
+        from unbacked.model.words import value_words
+
+        return value_words(self.feature, self.value)
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "feature": self.feature,
@@ -176,6 +209,11 @@ class Explanation:
             "score": round(self.score, 3),
             "message": self.message,
         }
+        words = self.value_text
+        if words:
+            out["value_text"] = words
+        if self.detector:
+            out["doc"] = rule_doc(self.detector)
         if self.baseline_total is not None:
             out["baseline"] = {
                 "count": self.baseline_count,
@@ -315,6 +353,11 @@ class Alert:
     def time(self) -> datetime | None:
         return self.last_seen or self.first_seen
 
+    def top_reasons(self, n: int = EXPLAIN_SHOWN) -> tuple[list[Explanation], int]:
+        """The ``n`` strongest explanation lines, ranked, and how many more there are."""
+        ranked = rank_explanation(self.explanation)
+        return ranked[: max(n, 0)], max(len(ranked) - max(n, 0), 0)
+
     def to_ocsf(self) -> dict[str, Any]:
         from unbacked import __version__
 
@@ -351,14 +394,32 @@ class Alert:
                 "types": list(self.types),
                 "first_seen_time": to_ms(self.first_seen),
                 "last_seen_time": to_ms(self.last_seen),
-                "analytic": {"name": ",".join(self.detectors), "type_id": 99, "type": "Other"},
+                "analytic": {
+                    "name": ",".join(self.detectors),
+                    "type_id": 99,
+                    "type": "Other",
+                    "related_analytics": [
+                        {
+                            "uid": d,
+                            "name": d,
+                            "type_id": 1,
+                            "type": "Rule",
+                            "desc": f"see {rule_doc(d)}",
+                        }
+                        for d in self.detectors
+                    ],
+                },
             },
             "process": self.process.to_ocsf(),
             "device": {"hostname": self.hostname},
             "attacks": attacks,
             "unmapped": {
                 "unbacked": {
-                    "explanation": [e.to_dict() for e in self.explanation],
+                    # every line, strongest first, with its rank (1 = the headline reason)
+                    "explanation": [
+                        {**e.to_dict(), "rank": i}
+                        for i, e in enumerate(rank_explanation(self.explanation), 1)
+                    ],
                     "timeline": [t.to_dict() for t in self.timeline],
                     "regions": [r.to_dict() for r in self.regions],
                     "network": [n.to_dict() for n in self.network],

@@ -124,3 +124,67 @@ def alloc_type_name(mask: int | None) -> str:
     if rest:
         parts.append(f"0x{rest:x}")
     return "|".join(parts) or "0"
+
+
+# Windows process access rights (OpenProcess, Sysmon 10 GrantedAccess), by bit
+PROCESS_ACCESS_RIGHTS = {
+    0x0001: "PROCESS_TERMINATE",
+    0x0002: "PROCESS_CREATE_THREAD",
+    0x0004: "PROCESS_SET_SESSIONID",
+    0x0008: "PROCESS_VM_OPERATION",
+    0x0010: "PROCESS_VM_READ",
+    0x0020: "PROCESS_VM_WRITE",
+    0x0040: "PROCESS_DUP_HANDLE",
+    0x0080: "PROCESS_CREATE_PROCESS",
+    0x0100: "PROCESS_SET_QUOTA",
+    0x0200: "PROCESS_SET_INFORMATION",
+    0x0400: "PROCESS_QUERY_INFORMATION",
+    0x0800: "PROCESS_SUSPEND_RESUME",
+    0x1000: "PROCESS_QUERY_LIMITED_INFORMATION",
+    0x2000: "PROCESS_SET_LIMITED_INFORMATION",
+    0x00010000: "DELETE",
+    0x00020000: "READ_CONTROL",
+    0x00040000: "WRITE_DAC",
+    0x00080000: "WRITE_OWNER",
+    0x00100000: "SYNCHRONIZE",
+    0x01000000: "ACCESS_SYSTEM_SECURITY",
+    0x02000000: "MAXIMUM_ALLOWED",
+    0x10000000: "GENERIC_ALL",
+    0x20000000: "GENERIC_EXECUTE",
+    0x40000000: "GENERIC_WRITE",
+    0x80000000: "GENERIC_READ",
+}
+#: every standard right plus the specific rights of the pre-Vista definition (0x1F0FFF); the
+#: Vista+ definition is 0x1FFFFF, and injectors commonly ask for 0x1F3FFF: all of them are
+#: "all access" in effect
+_PROCESS_ALL_ACCESS_CORE = 0x1F0FFF
+_PROCESS_ALL_ACCESS = 0x1FFFFF
+
+
+def process_access_names(mask: int | None) -> str:
+    """A process access mask in words: ``0x1F3FFF`` -> ``PROCESS_ALL_ACCESS``, ``0x1438`` ->
+    ``PROCESS_VM_OPERATION|PROCESS_VM_READ|PROCESS_VM_WRITE|PROCESS_QUERY_INFORMATION``.
+
+    Rights in ascending bit order; ``PROCESS_QUERY_LIMITED_INFORMATION`` is left out beside
+    ``PROCESS_QUERY_INFORMATION``, which grants it; bits without a name stay in hex."""
+    if mask is None:
+        return "?"
+    if mask == 0:
+        return "no access"
+    if mask & _PROCESS_ALL_ACCESS_CORE == _PROCESS_ALL_ACCESS_CORE:
+        rest = mask & ~_PROCESS_ALL_ACCESS
+        return "PROCESS_ALL_ACCESS" + (f"|{process_access_names(rest)}" if rest else "")
+    names = []
+    unknown = 0
+    bit = 1
+    while bit <= mask:
+        if mask & bit:
+            name = PROCESS_ACCESS_RIGHTS.get(bit)
+            if name is None:
+                unknown |= bit
+            elif not (bit == 0x1000 and mask & 0x0400):
+                names.append(name)
+        bit <<= 1
+    if unknown:
+        names.append(f"0x{unknown:x}")
+    return "|".join(names)

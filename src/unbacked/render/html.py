@@ -29,6 +29,7 @@ from typing import Any
 from unbacked.errors import DependencyError
 from unbacked.model.alert import (
     ATTACK,
+    EXPLAIN_SHOWN,
     SEVERITY_NAMES,
     Alert,
     Explanation,
@@ -36,6 +37,9 @@ from unbacked.model.alert import (
     Provenance,
     RegionInfo,
     TimelineEntry,
+    more_reasons,
+    rank_explanation,
+    rule_doc,
     sort_alerts,
     to_ms,
 )
@@ -51,7 +55,7 @@ _PROCESS = {"launch", "load", "open", "child"}
 _KIND_COLOURS = {"memory": "#e8871e", "code": "#8e44ad", "network": "#2471a3", "process": "#7f8c8d"}
 _SIGNAL_LINE = "#c0392b"
 _TIMELINE_OPEN = 40  # longer timelines start folded: the plot is the overview
-_EXPLAIN_SHOWN = 8  # strongest reasons shown, the rest folded
+_EXPLAIN_SHOWN = EXPLAIN_SHOWN  # strongest reasons shown, the rest folded behind a count
 _SOURCES_SHOWN = 25  # record ids listed per source file before "and N more"
 
 
@@ -373,14 +377,68 @@ def _baseline_phrase(e: Explanation, program: str | None) -> str:
     )
 
 
+def _describe(detector: str) -> tuple[str, str]:
+    """A detector's title and what it means (rules from their metadata; the baseline, the
+    correlation follow-ups and memory-scan findings from their modules)."""
+    from unbacked.correlate.incidents import FOLLOWUP_CHILD, FOLLOWUP_CONNECT
+    from unbacked.detect.anomaly import DETECTOR_ID as BASELINE_ID
+    from unbacked.detect.anomaly import TITLE as BASELINE_TITLE
+    from unbacked.detect.rules import load_rules
+
+    rule = load_rules().get(detector)
+    if rule is not None:
+        return rule.title, rule.description
+    if detector == BASELINE_ID:
+        return BASELINE_TITLE, (
+            "A fact about the process (feature and value) is rare among the instances of its "
+            "program (or of the population, for a program seen once)."
+        )
+    for det, title, _score, _tech in (FOLLOWUP_CONNECT, FOLLOWUP_CHILD):
+        if detector == det:
+            return title, "Follow-up behaviour after an indicator showed foreign code ran."
+    if detector == "memscan":
+        return "Memory scan finding", "Executable memory no file backs, found by a memory scan."
+    return detector, ""
+
+
+def _rule(detector: str, anchor: str | None = None) -> str:
+    """A detector id; its title, meaning and rules-page section on hover, and a link to the
+    alert's detector card when ``anchor`` (the section id) is given. The report stays
+    self-contained: the rules page is named, not fetched."""
+    title, _ = _describe(detector)
+    tip = h(f"{detector}: {title}. Known false positives, what to check next: {rule_doc(detector)}")
+    if anchor is not None:
+        href = f"#{anchor}-{detector.lower()}"
+        return f'<a class="evid" href="{h(href)}" title="{tip}">{h(detector)}</a>'
+    return f'<span class="evid" title="{tip}">{h(detector)}</span>'
+
+
+def _detectors(i: int, a: Alert) -> str:
+    """One entry per detector of the alert: what it means, where its page is."""
+    items = []
+    for d in a.detectors:
+        title, desc = _describe(d)
+        items.append(
+            f'<li id="a{i}-{h(d.lower())}"><span class="evid">{h(d)}</span> <b>{h(title)}</b>'
+            f'<br><span class="small">{h(desc)}</span><br><span class="muted small">known false '
+            f"positives, what to check next: <code>{h(rule_doc(d))}</code></span></li>"
+        )
+    return f'<ul class="detectors">{"".join(items)}</ul>' if items else '<p class="muted">none</p>'
+
+
+def _words(e: Explanation) -> str:
+    words = e.value_text
+    return f'<br><span class="muted small">{h(words)}</span>' if words else ""
+
+
 def _explanation(a: Alert) -> str:
     if not a.explanation:
         return '<p class="muted">no explanation recorded</p>'
     rows = []
-    for e in sorted(a.explanation, key=lambda e: -e.score):
+    for e in rank_explanation(a.explanation):
         rows.append(
-            f'<tr><td>{h(e.message)} <span class="evid">{h(e.detector)}</span></td>'
-            f"<td><code>{h(e.feature)}</code> = <code>{h(e.value)}</code></td>"
+            f"<tr><td>{h(e.message)} {_rule(e.detector)}</td>"
+            f"<td><code>{h(e.feature)}</code> = <code>{h(e.value)}</code>{_words(e)}</td>"
             f'<td>{_baseline_phrase(e, a.process.name)}</td><td class="num">{e.score:.0f}</td></tr>'
         )
     head = (
@@ -391,7 +449,8 @@ def _explanation(a: Alert) -> str:
     out = f"{head}<tbody>{''.join(top)}</tbody></table>"
     if rest:
         out += (
-            f"<details><summary>{len(rest)} more reasons</summary>{head}"
+            f"<details><summary>{more_reasons(len(rest))} "
+            f"reason{'s' if len(rest) > 1 else ''}</summary>{head}"
             f"<tbody>{''.join(rest)}</tbody></table></details>"
         )
     return out
@@ -449,7 +508,7 @@ def _timeline_table(entries: Sequence[TimelineEntry]) -> str:
         return '<p class="muted">no events</p>'
     rows = []
     for t in entries:
-        sig = f'<span class="evid">{h(t.signal)}</span>' if t.signal else ""
+        sig = _rule(t.signal) if t.signal else ""
         rows.append(
             f'<tr class="{"evidence" if t.signal else ""}"><td class=nowrap>{h(_time(t.time))}</td>'
             f'<td><span class="kind k-{_family(t.kind)}">{h(t.kind)}</span></td>'
@@ -511,6 +570,7 @@ def _alert_section(i: int, a: Alert, plot: bool) -> str:
         if plot
         else '<p class="muted">timeline plot not drawn (bokeh is not installed)</p>'
     )
+    rules = ", ".join(_rule(d, f"a{i}") for d in a.detectors)
     return f"""
 <section class="alert" id="a{i}" data-idx="{i}">
  <header class="ahead">
@@ -518,7 +578,7 @@ def _alert_section(i: int, a: Alert, plot: bool) -> str:
   <p class="msg">{h(a.message)}</p>
   <p class="facts"><b>host</b> {h(a.hostname or "?")} · <b>when</b> {h(span)} ·
    <b>alert</b> <code>{h(a.uid)}</code></p>
-  <p>{_techniques(a)} <span class="muted small">detectors: {h(", ".join(a.detectors))}</span></p>
+  <p>{_techniques(a)} <span class="muted small">detectors: {rules}</span></p>
  </header>
  <div class="grid2 tw">
   <div class="card"><h3>Process tree</h3>{_process_tree(a)}</div>
@@ -535,6 +595,7 @@ def _alert_section(i: int, a: Alert, plot: bool) -> str:
   <div class="card"><h3>Network</h3>{_network(a)}</div>
   <div class="card"><h3>Sources</h3>{_sources(a)}</div>
  </div>
+ <div class="card"><h3>Detectors</h3>{_detectors(i, a)}</div>
 </section>"""
 
 
@@ -606,6 +667,8 @@ pre.cmd{margin:4px 0 2px;padding:4px 6px;background:#f1f3f6;border-radius:4px;wh
 .k-memory{background:#e8871e}.k-code{background:#8e44ad}.k-network{background:#2471a3}
 .k-process{background:#7f8c8d}
 tr.evidence td{background:#fff6f5}
+a.evid{text-decoration:none}a.evid:hover{text-decoration:underline}
+ul.detectors{margin:0;padding-left:18px}ul.detectors li{margin-bottom:6px}
 .evid{font-family:ui-monospace,monospace;font-size:12px;color:#a4161a;font-weight:600}
 .prov{font-family:ui-monospace,monospace;font-size:12px;border-bottom:1px dotted #999}
 .hdr-bad{background:#a4161a;color:#fff;border-radius:4px;padding:0 5px;font-weight:600}

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from unbacked.model.alert import SEVERITY_NAMES, Alert, ProcessRef
+from unbacked.model.alert import RULE_DOCS, SEVERITY_NAMES, Alert, ProcessRef, more_reasons
 
 _COLOURS = {5: "bold white on red", 4: "bold red", 3: "yellow", 2: "cyan", 1: "dim"}
 _MIN_WHY = 50  # the one-line-per-alert layout only when "why" keeps this many columns
@@ -34,9 +34,13 @@ def _proc(p: ProcessRef | None) -> str:
 
 
 def _why(a: Alert, n: int) -> str:
-    """The strongest reasons first: what an analyst reads before opening the report."""
-    reasons = sorted(a.explanation, key=lambda e: -e.score)[:n]
-    return "; ".join(e.message for e in reasons) or a.message
+    """The ``n`` strongest reasons, ranked, the rest behind a count: what an analyst reads
+    before opening the report."""
+    reasons, hidden = a.top_reasons(n)
+    if not reasons:
+        return a.message
+    text = "; ".join(f"{e.message} [{e.detector}]" for e in reasons)
+    return f"{text}; {more_reasons(hidden)}" if hidden else text
 
 
 def _fit(values: Sequence[str], header: str, cap: int) -> int:
@@ -55,6 +59,7 @@ def build_table(alerts: Sequence[Alert], width: int) -> Table:
     caption = f"{len(alerts)} alert{'' if len(alerts) == 1 else 's'}: " + ", ".join(
         f"{counts[s]} {s}" for s in order if counts[s]
     )
+    caption += f"; [rule id] explained in {RULE_DOCS}#<rule id>"
     table = Table(header_style="bold", caption=caption, caption_justify="left", box=None,
                   pad_edge=False, show_edge=False, expand=False)  # fmt: skip
     sevs = [SEVERITY_NAMES.get(a.severity_id, "?") for a in alerts]
