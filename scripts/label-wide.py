@@ -487,6 +487,17 @@ def _find_proc(d: Data, procs, sel: dict[str, Any]) -> Proc:
     return cands[0]
 
 
+def _other_entry(p: Proc, reason: str) -> dict[str, Any]:
+    """An ``other_malicious_not_injection`` entry for a process instance."""
+    return {
+        "host": p.host,
+        "process_guid": p.raw_guid,
+        "pid": p.pid,
+        "image": p.image,
+        "reason": reason,
+    }
+
+
 def _inst(d: Data, procs, entry: dict[str, Any], full: bool) -> tuple[dict[str, Any], Proc]:
     p = _find_proc(d, procs, entry)
     out: dict[str, Any] = {}
@@ -640,15 +651,7 @@ def build(rel: str, d: Data | None = None) -> dict[str, Any]:
                 if id(p) in other_seen:
                     continue
                 other_seen.add(id(p))
-                other.append(
-                    {
-                        "host": p.host,
-                        "process_guid": p.raw_guid,
-                        "pid": p.pid,
-                        "image": p.image,
-                        "reason": e["reason"],
-                    }
-                )
+                other.append(_other_entry(p, e["reason"]))
         else:
             inst, p = _inst(d, procs, e, False)
             if id(p) not in other_seen:
@@ -659,14 +662,11 @@ def build(rel: str, d: Data | None = None) -> dict[str, Any]:
             if id(p) not in other_seen and _USER_TOOL.search(str(p.image or "")):
                 other_seen.add(id(p))
                 other.append(
-                    {
-                        "host": p.host,
-                        "process_guid": p.raw_guid,
-                        "pid": p.pid,
-                        "image": p.image,
-                        "reason": "tool of the attack sample, run from the user's Desktop / "
+                    _other_entry(
+                        p,
+                        "tool of the attack sample, run from the user's Desktop / "
                         "Downloads; not injection",
-                    }
+                    )
                 )
     for agent, machine, pid in metadata_agents(md):
         found = [
@@ -680,14 +680,11 @@ def build(rel: str, d: Data | None = None) -> dict[str, Any]:
             if id(p) not in other_seen:
                 other_seen.add(id(p))
                 other.append(
-                    {
-                        "host": p.host,
-                        "process_guid": p.raw_guid,
-                        "pid": p.pid,
-                        "image": p.image,
-                        "reason": f"Empire agent {agent} (agents table of the dataset "
+                    _other_entry(
+                        p,
+                        f"Empire agent {agent} (agents table of the dataset "
                         "metadata): PowerShell C2, script-level; not injection",
-                    }
+                    )
                 )
     must_not = []
     for e in dec.get("must_not_label", []):
