@@ -14,7 +14,11 @@ lake drops the column and reads each host's file in that same order.
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -147,6 +151,60 @@ def export_lake(
                 name = table["src_file"][0].as_py() or ""
                 progress(str(name), writer.rows, report.records)
     return writer.rows
+
+
+#: files a Parquet writer (Spark, Hadoop, a lake's own tools) leaves beside the data
+_LAKE_SIDE_FILES = ("_SUCCESS", "_common_metadata", "_metadata")
+
+
+def is_lake(path: str | Path) -> bool:
+    """Whether ``path`` is what the Spark engine reads as it is: an object-store URL, a Parquet
+    file, or a directory holding Parquet files and nothing else but a writer's side files
+    (``_SUCCESS``, ``.crc`` checksums, hidden files)."""
+    if "://" in str(path):
+        return True
+    p = Path(path)
+    if p.is_file():
+        return p.suffix == ".parquet"
+    found = False
+    for f in p.rglob("*"):
+        if not f.is_file() or f.name.startswith(".") or f.name in _LAKE_SIDE_FILES:
+            continue
+        if f.suffix != ".parquet":
+            return False
+        found = True
+    return found
+
+
+@contextmanager
+def spark_lake(
+    paths: Sequence[str],
+    report: RunReport,
+    spill_dir: str | None = None,
+    progress: Progress | None = None,
+) -> Iterator[tuple[list[str], bool]]:
+    """The lake ``--engine spark`` reads for ``paths``: the paths themselves when each is a
+    Parquet lake, else every input exported into a temporary lake first (telemetry files,
+    archives, mixed directories: nothing under a path is left unread), removed afterwards.
+    Yields ``(lake paths, converted)``; a conversion's reading is counted in ``report`` as an
+    export's is, and is announced on stderr (a large or repeated run exports once). Inputs
+    without a single event yield no lake path: there is nothing to start Spark for, and the
+    report says what was (not) found."""
+    if all(is_lake(p) for p in paths):
+        yield list(paths), False
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="unbacked-lake-", dir=spill_dir))
+    try:
+        click.echo(
+            "unbacked: --engine spark reads a Parquet event lake: converting the inputs to a "
+            f"temporary one in {tmp} (for large or repeated runs, export once: "
+            "unbacked export --parquet DIR PATH...)",
+            err=True,
+        )
+        n = export_lake(list(paths), tmp / "lake", report, progress)
+        yield ([str(tmp / "lake")] if n else []), True
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @click.command("export")

@@ -85,7 +85,7 @@ def engine_options(f):
         default="local",
         show_default=True,
         help="local: embedded; spark: a Parquet event lake (`unbacked export --parquet`) on "
-        "Spark, with the same results.",
+        "Spark, with the same results (other inputs are exported to a temporary lake first).",
     )(command)
 
 
@@ -148,11 +148,23 @@ def run(
     result: HuntResult | SparkResult
     with Progress(enabled=not quiet) as progress:
         if engine.name == "spark":
-            from unbacked.engine.spark import cli_hunt
+            from unbacked.cli.export import spark_lake
+            from unbacked.engine.spark import SparkResult, cli_hunt
+            from unbacked.model.alert import Alerts
 
-            result = cli_hunt(
-                list(paths), baseline, report, config, engine.spark_master, engine.spark_conf
-            )
+            with spark_lake(list(paths), report, engine.spill_dir, progress) as (lake, converted):
+                if lake:
+                    result = cli_hunt(
+                        lake,
+                        baseline,
+                        report,
+                        config,
+                        engine.spark_master,
+                        engine.spark_conf,
+                        counted=converted,
+                    )
+                else:
+                    result = SparkResult(alerts=Alerts(), baseline=None)
         else:
             result = run_hunt(
                 list(paths),

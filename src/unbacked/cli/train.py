@@ -8,6 +8,7 @@ import click
 from rich.console import Console
 
 from unbacked.cli._common import (
+    EXIT_INPUT_LOST,
     Progress,
     loss_status,
     print_summary,
@@ -33,11 +34,17 @@ def command(paths, output, strict, report_path, quiet, verbose, tolerate_loss, e
     report = RunReport(strict=strict)
     with Progress(enabled=not quiet) as progress:
         if engine.name == "spark":
+            from unbacked.cli.export import spark_lake
             from unbacked.engine.spark import cli_train
 
-            baseline = cli_train(list(paths), output, engine.spark_master, engine.spark_conf)
-            # Spark read the lake: the run report knows it as one input (as `hunt` does)
-            report.file(", ".join(str(p) for p in paths), "unbacked-parquet (spark)")
+            with spark_lake(list(paths), report, engine.spill_dir, progress) as (lake, converted):
+                if not lake:
+                    write_run_report(report_path, report)
+                    sys.exit(loss_status(report, tolerate_loss) or EXIT_INPUT_LOST)
+                baseline = cli_train(lake, output, engine.spark_master, engine.spark_conf)
+            if not converted:
+                # Spark read the lake: the run report knows it as one input (as `hunt` does)
+                report.file(", ".join(str(p) for p in paths), "unbacked-parquet (spark)")
         else:
             baseline = run_train(
                 list(paths),

@@ -148,7 +148,7 @@ def check_lake(paths: Sequence[str | Path]) -> None:
                 "no Parquet files in the lake directory",
                 source=str(p),
                 hint="write the lake with `unbacked export --parquet DIR PATH...` (PATH may be "
-            "OCSF Parquet, e.g. a Security Lake export: it is converted to the event model)",
+                "OCSF Parquet, e.g. a Security Lake export: it is converted to the event model)",
             )
 
 
@@ -540,12 +540,15 @@ def cli_hunt(
     config: CorrelationConfig,
     master: str,
     conf_pairs: Sequence[str],
+    counted: bool = False,
 ) -> SparkResult:
-    """``unbacked hunt|detect --engine spark``: the run, its counts in ``report``."""
+    """``unbacked hunt|detect --engine spark``: the run, its counts in ``report`` (the lake as
+    one input, unless ``counted``: a lake just exported from inputs the report already counts)."""
     check_lake(paths)
     result = hunt(paths, baseline=baseline, config=config, spark=cli_session(master, conf_pairs))
-    lake = report.file(", ".join(str(p) for p in paths), "unbacked-parquet (spark)")
-    lake.records = lake.events = result.events
+    if not counted:
+        lake = report.file(", ".join(str(p) for p in paths), "unbacked-parquet (spark)")
+        lake.records = lake.events = result.events
     report.alerts = len(result.alerts)
     report.extra["engine"] = {"name": "spark", "hosts": result.hosts, "timings": result.timings}
     report.finish()
