@@ -7,11 +7,18 @@ object load on any x86-64 kernel with BTF. Without clang, bpftool or the libbpf 
 package still builds (with a warning) and the sensor compiles on first use, as ``unbacked
 sensor --build`` does. ``UNBACKED_BPF=require`` makes a missing tool fail the build;
 ``UNBACKED_BPF=skip`` skips the object.
+
+The object is for x86-64 kernels (the register layout it reads syscall arguments from), so a
+wheel that carries it is tagged ``py3-none-linux_x86_64`` and installs on x86-64 Linux only;
+built without it (``UNBACKED_BPF=skip``, or elsewhere than x86-64) the wheel is the pure
+``py3-none-any`` that every platform installs (hunting files needs no sensor). Its DWARF debug
+sections are stripped (``llvm-strip -g``), keeping the BTF that CO-RE relocations need.
 """
 
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -21,9 +28,21 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
+try:  # setuptools >= 70.1 has it; older ones get it from the wheel package
+    from setuptools.command.bdist_wheel import bdist_wheel
+except ImportError:  # pragma: no cover - depends on the build front-end's setuptools
+    try:
+        from wheel.bdist_wheel import bdist_wheel
+    except ImportError:
+        bdist_wheel = None
+
 HERE = Path(__file__).resolve().parent
 BPF_SRC = HERE / "src" / "unbacked" / "sensor" / "bpf"
 BTF = Path("/sys/kernel/btf/vmlinux")
+#: the machines the object is compiled for (``-D__TARGET_ARCH_x86``)
+BPF_MACHINES = ("x86_64", "amd64")
+#: whether this build put the object into the package (it decides the wheel's platform tag)
+_BUILT_OBJECT = False
 
 
 def _tool(name: str) -> str | None:
@@ -32,6 +51,8 @@ def _tool(name: str) -> str | None:
 
 def compile_bpf(out: Path) -> str | None:
     """Compile the object into ``out``; the reason it could not, or None."""
+    if platform.machine().lower() not in BPF_MACHINES:
+        return f"the sensor's object is built for x86-64, this is {platform.machine()}"
     clang, bpftool = _tool("clang"), _tool("bpftool")
     missing = [n for n, p in (("clang", clang), ("bpftool", bpftool)) if p is None]
     if not Path("/usr/include/bpf/bpf_helpers.h").exists():
@@ -56,6 +77,9 @@ def compile_bpf(out: Path) -> str | None:
         proc = subprocess.run([*cmd, "-o", str(out)], capture_output=True, check=False)
         if proc.returncode != 0:
             return f"clang failed: {proc.stderr.decode(errors='replace')[-1500:]}"
+    strip = _tool("llvm-strip")
+    if strip is not None:  # DWARF only: .BTF and .BTF.ext stay (CO-RE needs them)
+        subprocess.run([strip, "-g", str(out)], capture_output=True, check=False)
     return None
 
 
@@ -69,6 +93,8 @@ class BuildPyWithBpf(build_py):
         out.parent.mkdir(parents=True, exist_ok=True)
         why = compile_bpf(out)
         if why is None:
+            global _BUILT_OBJECT
+            _BUILT_OBJECT = True
             print(f"unbacked: built the eBPF object {out}", file=sys.stderr)
             return
         if mode == "require":
@@ -80,4 +106,19 @@ class BuildPyWithBpf(build_py):
         )
 
 
-setup(cmdclass={"build_py": BuildPyWithBpf})
+cmdclass: dict[str, type] = {"build_py": BuildPyWithBpf}
+if bdist_wheel is not None:
+
+    class WheelTaggedByObject(bdist_wheel):  # type: ignore[misc, valid-type]
+        """``py3-none-linux_x86_64`` when the wheel carries the x86-64 eBPF object (pip on another
+        machine then takes the sdist or a pure wheel), ``py3-none-any`` otherwise."""
+
+        def get_tag(self) -> tuple[str, str, str]:
+            python, abi, plat = super().get_tag()
+            if _BUILT_OBJECT and not getattr(self, "editable_mode", False):
+                return "py3", "none", "linux_x86_64"
+            return python, abi, plat
+
+    cmdclass["bdist_wheel"] = WheelTaggedByObject
+
+setup(cmdclass=cmdclass)

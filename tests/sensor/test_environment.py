@@ -87,3 +87,17 @@ def test_old_kernels_are_told_cross_process_rules_are_unavailable() -> None:
     assert "< 6.1" in note and "target_uid null" in note and "UNB-L-004" in note
     assert kernel_notes("6.1.0-18-amd64") == [] and kernel_notes("6.18.44-fc") == []
     assert kernel_notes("weird") == []
+
+
+def test_mounts_need_no_mount_program(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """tracefs and bpffs are mounted by the system call, so a sensor started with a bare PATH
+    (a service unit, a venv's bin only) mounts them too; a failure names the reason."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `mount` anywhere
+    monkeypatch.setattr(live, "_mounted", lambda where: False)
+    monkeypatch.setattr(live, "TRACEFS", tmp_path / "no-such-dir")
+    with pytest.raises(SensorError) as exc:
+        live.ensure_mounts()
+    assert "cannot mount tracefs" in exc.value.message
+    # ENOENT for the missing target as root, EPERM otherwise: the kernel's answer, not a
+    # missing program's
+    assert "errno" in exc.value.message and "mount" not in exc.value.message.split(":", 1)[1]

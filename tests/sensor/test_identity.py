@@ -65,25 +65,32 @@ def test_foreign_by_path_and_by_contents() -> None:
     learned = _events([
         {"process_uid": "a", "image": "/usr/bin/node", "image_build_id": "aa"},
         {"process_uid": "b", "image": "/usr/bin/node", "image_build_id": "aa"},
+        {"process_uid": "b2", "image": "/home/u/bin/tool", "image_build_id": "t1"},
     ])  # fmt: skip
     ctx = DetectionContext.build(learned)
     bl = ProgramBaseline().learn(ctx.facts, calibrate=False)
     fresh = _events([
         {"process_uid": "c", "image": "/usr/bin/node", "image_build_id": "aa"},  # the same
-        {"process_uid": "d", "image": "/opt/x/node", "image_build_id": "aa"},  # another path
-        {"process_uid": "e", "image": "/usr/bin/node", "image_build_id": "bb"},  # other contents
+        {"process_uid": "d", "image": "/home/u/x/node", "image_build_id": "aa"},  # another path
+        {"process_uid": "e", "image": "/usr/bin/node", "image_build_id": "bb"},  # upgraded
+        {"process_uid": "e2", "image": "/opt/node-22/bin/node", "image_build_id": "cc"},
+        {"process_uid": "e3", "image": "/home/u/bin/tool", "image_build_id": "t2"},  # rewritten
         {"process_uid": "f", "image": "/usr/bin/luajit"},  # unknown to the baseline: trusted
     ])  # fmt: skip
-    prog = pa.array(["node", "node", "node", "luajit"])
-    assert foreign_mask(fresh, prog, bl).to_pylist() == [False, True, True, False]
+    prog = pa.array(["node", "node", "node", "node", "tool", "luajit"])
+    # a new build-id or path in a root-only system location is an upgrade or another
+    # installed version, not a masquerade; in a user's place it is a program of its own
+    assert foreign_mask(fresh, prog, bl).to_pylist() == [False, True, False, False, True, False]
     # without a baseline: only a JIT engine's name in a temporary directory
     tmp = _events([{"process_uid": "g", "image": "/tmp/q/node"}])
     assert foreign_mask(tmp, pa.array(["node"]), None).to_pylist() == [True]
     ctx2 = DetectionContext.build(fresh, bl)
     assert ctx2.events["program"].to_pylist() == [
         "node",
-        "node [/opt/x/node]",
-        "node [/usr/bin/node]",
+        "node [/home/u/x/node]",
+        "node",
+        "node",
+        "tool [/home/u/bin/tool]",
         "luajit",
     ]
 

@@ -6,7 +6,11 @@ not inherit that program's baseline or its JIT allowance. An instance is *foreig
 
 * with a learned baseline that knows where the program lives (``process.image`` facts: the
   image paths seen, ``process.file``: ELF build-ids or content hashes seen), when its image
-  path is none of those paths, or its file identity is known and none of those identities;
+  path is none of those paths, or its file identity is known and none of those identities —
+  unless the image lies in a system location only root writes to (``/usr``, ``/bin``,
+  ``/sbin``, ``/lib*``, ``/opt``, ``/snap``, ``/nix/store``): there a new build-id or path is
+  a package upgrade or another installed version (Debian's security updates change
+  chromium's, node's, java's build-ids), and whoever can write there needs no masquerade;
 * always, when the name is a JIT engine's (whose allowances are the prize) and the image runs
   from a temporary, world-writable place (``/tmp``, ``/var/tmp``, ``/dev/shm``, ``/run/user``)
   or from a memfd.
@@ -67,6 +71,8 @@ WIN_TEMP_PATH_RE = (
     r"(?i)\\appdata\\local\\temp\\|^([a-z]:)?\\windows\\temp\\|\\users\\public\\"
     r"|^([a-z]:)?\\\$recycle\.bin\\"
 )
+#: places only root writes to (package-managed): a new build-id or path there is an upgrade
+SYSTEM_PATH_RE = r"^/(usr|bin|sbin|lib|lib32|lib64|libx32|opt|snap|nix/store)/"
 SEP = " ["  # "node [/tmp/x/node]": the path closed, so no name pattern matches its end
 
 
@@ -103,20 +109,24 @@ def foreign_mask(
     jit_name = pc.match_substring_regex(prog, JIT_PROGRAM_RE)
     foreign = pc.and_(jit_name, pc.match_substring_regex(image, TEMP_PATH_RE))
     paths, files = known_identities(baseline)
+    # what a baseline did not see counts only outside the system locations (see the doc)
+    user_place = pc.invert(pc.match_substring_regex(image, SYSTEM_PATH_RE))
     if paths.num_rows:
         known_prog = pc.is_in(prog, value_set=paths["program"].unique())
         key = pc.binary_join_element_wise(prog, pc.utf8_lower(image), "\x00")
         known_key = pc.binary_join_element_wise(
             paths["program"], pc.utf8_lower(paths["value"]), "\x00"
         )
-        unseen = pc.invert(pc.is_in(key, value_set=known_key))
+        unseen = pc.and_(user_place, pc.invert(pc.is_in(key, value_set=known_key)))
         foreign = pc.or_(foreign, pc.and_(known_prog, unseen))
     if files.num_rows:
         fid = pc.coalesce(events["image_build_id"], events["image_hash"])
         known_prog = pc.is_in(prog, value_set=files["program"].unique())
         key = pc.binary_join_element_wise(prog, fid, "\x00")
         known_key = pc.binary_join_element_wise(files["program"], files["value"], "\x00")
-        other = pc.and_(pc.is_valid(fid), pc.invert(pc.is_in(key, value_set=known_key)))
+        other = pc.and_(
+            pc.and_(pc.is_valid(fid), user_place), pc.invert(pc.is_in(key, value_set=known_key))
+        )
         foreign = pc.or_(foreign, pc.and_(known_prog, pc.fill_null(other, False)))
     out = pc.and_(linux, pc.and_(pc.not_equal(image, ""), pc.fill_null(foreign, False)))
     out = pc.or_(out, win)
@@ -183,6 +193,7 @@ def apply_identity(
 
 __all__ = [
     "JIT_PROGRAM_RE",
+    "SYSTEM_PATH_RE",
     "TEMP_PATH_RE",
     "WIN_JIT_PROGRAM_RE",
     "WIN_SYSTEM_DIR_RE",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import os
 import re
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -100,18 +99,30 @@ def check_environment() -> None:
 
 
 def ensure_mounts() -> None:
-    """Mount tracefs and bpffs when they are absent (both are needed to attach and pin)."""
+    """Mount tracefs and bpffs when they are absent (both are needed to attach and pin), with
+    the mount(2) system call: no ``mount`` program needs to be on PATH."""
     for fstype, where in (("tracefs", TRACEFS), ("bpf", BPFFS)):
         if _mounted(where):
             continue
-        proc = subprocess.run(
-            ["mount", "-t", fstype, fstype, str(where)], capture_output=True, text=True, check=False
-        )
-        if proc.returncode != 0 and not _mounted(where):
+        error = _mount(fstype, where)
+        if error is not None and not _mounted(where):
             raise SensorError(
-                f"cannot mount {fstype} at {where}: {proc.stderr.strip()}",
+                f"cannot mount {fstype} at {where}: {error}",
                 hint=f"mount it by hand: mount -t {fstype} {fstype} {where}",
             )
+
+
+def _mount(fstype: str, where: Path) -> str | None:
+    """``mount -t FSTYPE FSTYPE WHERE`` through libc; the error text, or None."""
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_void_p]
+    source = fstype.encode()
+    if libc.mount(source, os.fsencode(where), source, 0, None) == 0:
+        return None
+    err = ctypes.get_errno()
+    return f"{os.strerror(err)} (errno {err})"
 
 
 def _mounted(where: Path) -> bool:

@@ -1340,20 +1340,16 @@ struct iov_walk {
     __u32 pad;
 };
 
-static long vm_iov_step(__u64 i, void *data)
+/* One remote iovec's record. A global function: the verifier checks it once, on its own,
+ * instead of inside every iteration of the bpf_loop below (inlined there, the stack walk and the
+ * target lookup made the loop's verification pass the kernel's one-million-instruction limit
+ * on some kernels). Returns 1 to stop the walk. */
+__noinline int vm_iov_record(struct iov_walk *w, __u64 i, __u64 addr, __u64 n)
 {
-    struct iov_walk *w = data;
-    if (i >= w->cnt)
+    if (!w)
         return 1;
-    __u64 iov[2] = {};
-    if (bpf_probe_read_user(iov, sizeof(iov), (const void *)(w->riov + i * 16)) != 0)
-        return 1;
-    __u64 n = iov[1] < w->left ? iov[1] : w->left;
-    w->left -= n;
-    if (w->ret >= 0 && n == 0)
-        return w->left == 0 ? 1 : 0; /* nothing written there (empty iovec, or past the end) */
     struct xtarget xt;
-    resolve_target((__u32)w->pid, 1, iov[0], 1, &xt);
+    resolve_target((__u32)w->pid, 1, addr, 1, &xt);
     int into_code = xt.vi.found && (xt.vi.flags & VM_EXEC);
     if (i >= UB_VM_IOV_ROWS && !into_code)
         return 0;
@@ -1366,13 +1362,28 @@ static long vm_iov_step(__u64 i, void *data)
         return 1;
     struct task_struct *task = bpf_get_current_task_btf();
     e->flags = w->cnt;
-    e->addr = iov[0];
+    e->addr = addr;
     e->len = n;
     fill_task(e, task);
     put_target(e, (__u32)w->pid, &xt);
     locate_callers(e, task);
     submit(e);
     return w->ret < 0 ? 1 : 0; /* a failed call: one record says so */
+}
+
+static long vm_iov_step(__u64 i, void *data)
+{
+    struct iov_walk *w = data;
+    if (i >= w->cnt)
+        return 1;
+    __u64 iov[2] = {};
+    if (bpf_probe_read_user(iov, sizeof(iov), (const void *)(w->riov + i * 16)) != 0)
+        return 1;
+    __u64 n = iov[1] < w->left ? iov[1] : w->left;
+    w->left -= n;
+    if (w->ret >= 0 && n == 0)
+        return w->left == 0 ? 1 : 0; /* nothing written there (empty iovec, or past the end) */
+    return vm_iov_record(w, i, iov[0], n) ? 1 : 0;
 }
 
 static __always_inline int exit_vm_write(struct trace_event_raw_sys_exit *ctx)
