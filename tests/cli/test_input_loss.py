@@ -78,3 +78,26 @@ def test_train_and_export_exit_4_on_loss(tmp_path, capsys):  # type: ignore[no-u
     assert main(["export", str(d), "--parquet", str(lake), "-q"]) == EXIT_INPUT_LOST
     lake2 = tmp_path / "lake2"
     assert main(["export", str(d), "--parquet", str(lake2), "-q", "--tolerate-loss"]) == EXIT_OK
+
+
+def test_label_files_beside_the_data_are_not_lost(tmp_path, capsys):  # type: ignore[no-untyped-def]
+    """`unbacked hunt samples/` (the README's first command): the ground-truth labels kept in
+    the same tree are passed over as not telemetry, not reported as lost inputs; unknown JSON
+    still is."""
+    d = tmp_path / "d"
+    (d / "labels").mkdir(parents=True)
+    _recording(d / "events.parquet")
+    label = {"file": "events.parquet", "format": "unbacked-parquet", "malicious_count": 0,
+             "malicious": [], "possible": [], "must_not_label": [], "rationale": "x"}  # fmt: skip
+    (d / "labels" / "events.json").write_text(json.dumps(label, indent=1))
+    report = tmp_path / "run.json"
+    args = ["hunt", str(d), "-q", "--fail-on", "none", "--report", str(report)]
+    assert main(args) == EXIT_OK
+    data = json.loads(report.read_text())
+    assert data["inputs_lost"] == []
+    assert [u["reason"] for u in data["unread"]] == [
+        "a ground-truth label (unbacked eval --labels), not telemetry"
+    ]
+    # one line of JSON with those keys is not a label document: still lost
+    (d / "labels" / "events.json").write_text(json.dumps(label))
+    assert main(args) == EXIT_INPUT_LOST

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 import zipfile
 import zlib
@@ -324,6 +325,16 @@ def _looks_like_telemetry(name: str, head: bytes) -> bool:
     return start[:1] in (b"{", b"[")
 
 
+#: the top-level keys every label file has (docs/detection.md, ``evaluate.labels``), one per line
+#: of a JSON document: a label lying beside the data it describes is not lost telemetry
+_LABEL_KEYS = (rb'\n\s*"file"\s*:', rb'\n\s*"malicious"\s*:', rb'\n\s*"must_not_label"\s*:')
+
+
+def _is_label_file(head: bytes) -> bool:
+    start = head.removeprefix(_BOM).lstrip(b" \t\r\n")
+    return start[:1] == b"{" and all(re.search(k, head) for k in _LABEL_KEYS)
+
+
 def _walk(path: Path) -> Iterator[Path]:
     for root, dirs, files in os.walk(path):
         dirs.sort()
@@ -370,6 +381,8 @@ def _unrecognised(name: str, explicit: bool, report: RunReport, head: bytes) -> 
     report.extra.setdefault(NOT_TELEMETRY_KEY, []).append(name)
     if empty:
         report.not_read(name, "empty")
+    elif _is_label_file(head):
+        report.not_read(name, "a ground-truth label (unbacked eval --labels), not telemetry")
     elif _looks_like_telemetry(name, head):
         report.not_read(name, "looks like telemetry but no source recognises it", lost=True)
     else:
