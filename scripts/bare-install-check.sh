@@ -120,6 +120,10 @@ for line in open(sys.argv[1]):
 ' linux.jsonl "$pkg_version" || fail "OCSF metadata.product.version is not $pkg_version"
   run 0 "$ub" hunt "$samples/linux" --format table --fail-on none --quiet
   has "Critical"
+  # the README's first command, as it is written (labels lie beside the data: not lost)
+  run 3 "$ub" hunt "$samples" --format table
+  has "Critical"
+  ! grep -q "lost whole" "$log" || fail "hunt samples/ reports lost inputs"
   run 0 "$ub" hunt "$samples/linux" --format ecs --fail-on none --quiet
   has '"kind":"alert"'
 

@@ -31,7 +31,7 @@ def test_bare_install_runs_every_readme_command() -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=1500,
+        timeout=2700,
         check=False,
     )
     assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
