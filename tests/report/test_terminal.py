@@ -116,7 +116,7 @@ def test_unexpected_error_hints_at_vv(tmp_path, capsys, monkeypatch):
     def broken(*_a, **_k):
         raise TypeError("unsupported operand")
 
-    monkeypatch.setattr("unbacked.cli.report.write_html", broken)
+    monkeypatch.setattr("unbacked.render.html.write_html", broken)
     assert main(["report", str(alerts)]) == 1
     err = capsys.readouterr().err
     assert "error: unexpected TypeError: unsupported operand" in err

@@ -36,6 +36,40 @@ EXIT_ALERTS = 3
 EXIT_INPUT_LOST = 4
 
 
+class PluginChoice(click.Choice):
+    """A ``click.Choice`` of the names in a plug-in registry (``unbacked.plugins``), listed
+    when first needed (help, a wrong value): naming a plug-in that is already registered
+    loads no other (``hunt --format ocsf`` imports neither the HTML report nor entry points).
+
+    ``registry`` is ``"module:attribute"`` of the registry, imported on first use;
+    ``predicate`` keeps some of its plug-ins (``--format``: the stream renderers)."""
+
+    def __init__(self, registry: str, predicate: Callable[[Any], bool] = lambda _p: True) -> None:
+        self._where = registry
+        self._predicate = predicate
+        super().__init__((), case_sensitive=True)
+
+    def _registry(self) -> Any:
+        import importlib
+
+        module, _, attr = self._where.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    @property
+    def choices(self) -> Sequence[str]:
+        return sorted(n for n, p in self._registry().items() if self._predicate(p))
+
+    @choices.setter
+    def choices(self, _value: Sequence[str]) -> None:
+        pass  # click.Choice.__init__ sets it; the registry is the list
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        plugin = self._registry().get(value) if isinstance(value, str) else None
+        if plugin is not None and self._predicate(plugin):
+            return value
+        return super().convert(value, param, ctx)
+
+
 def tolerate_loss_option(f: Callable) -> Callable:
     return click.option(
         "--tolerate-loss",

@@ -11,6 +11,7 @@ import click
 
 from unbacked.cli._common import (
     EXIT_ALERTS,
+    PluginChoice,
     Progress,
     exit_code,
     loss_status,
@@ -24,7 +25,7 @@ from unbacked.cli._common import (
 from unbacked.correlate.incidents import DEFAULT_ALERT_THRESHOLD, CorrelationConfig
 from unbacked.engine.local import MEMORY_EVENTS, HuntResult
 from unbacked.engine.local import hunt as run_hunt
-from unbacked.render import RENDERERS, render
+from unbacked.render import render
 from unbacked.runreport import RunReport
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ def detection_options(f):
     f = click.option(
         "--format",
         "fmt",
-        type=click.Choice(sorted(RENDERERS)),
+        type=PluginChoice("unbacked.render.base:RENDERERS", lambda r: not r.to_path),
         default="ocsf",
         show_default=True,
         help="Output format of the alerts.",
@@ -171,9 +172,9 @@ def run(
     with output_stream(output) as out:
         render(result.alerts, fmt, out)
     if html:
-        from unbacked.render.html import write_html
+        from unbacked.render.base import RENDERERS
 
-        write_html(result.alerts, html)
+        RENDERERS.require("html")().write(result.alerts, html)
     if not quiet:
         print_summary(report, result.alerts)
     write_run_report(report_path, report, timings=result.timings)

@@ -10,12 +10,25 @@ import orjson
 
 from unbacked.errors import FormatError
 from unbacked.model.alert import Alert
+from unbacked.render.base import Renderer, register_renderer
 
 
 def write_ocsf(alerts: Sequence[Alert], stream: IO[str]) -> None:
     for alert in alerts:
         stream.write(orjson.dumps(alert.to_ocsf(), option=orjson.OPT_SORT_KEYS).decode())
         stream.write("\n")
+
+
+@register_renderer
+class OcsfRenderer(Renderer):
+    """OCSF 1.x Detection Finding JSON lines: the alert contract (read back by ``report``)."""
+
+    name = "ocsf"
+    description = "OCSF 1.x Detection Finding JSON lines (the alert contract)."
+    suffix = ".jsonl"
+
+    def render(self, alerts: Sequence[Alert], stream: IO[str]) -> None:
+        write_ocsf(alerts, stream)
 
 
 def iter_alert_dicts(path: str | Path) -> Iterator[dict]:
