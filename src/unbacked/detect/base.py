@@ -365,14 +365,13 @@ def _cast(values: Any, typ: pa.DataType) -> pa.Array | pa.ChunkedArray:
 
 
 def _builtin_modules() -> list[str]:
+    """The rule modules of ``detect/rules/`` (found beside this file) and the baseline's."""
     import pkgutil
+    from pathlib import Path
 
-    import unbacked.detect.rules as rules
-
-    mods = sorted(m.name for m in pkgutil.iter_modules(rules.__path__))
-    return [f"{rules.__name__}.{m}" for m in mods if not m.startswith("_")] + [
-        "unbacked.detect.anomaly"
-    ]
+    found = pkgutil.iter_modules([str(Path(__file__).parent / "rules")])
+    mods = sorted(m.name for m in found if not m.name.startswith("_"))
+    return [f"unbacked.detect.rules.{m}" for m in mods] + ["unbacked.detect.anomaly"]
 
 
 #: every detector by id: the rules of ``unbacked.detect.rules``, the baseline detector and the

@@ -132,12 +132,12 @@ def count_read_error(report: RunReport, name: str, error: BaseException) -> None
 
 
 def _builtin_modules() -> list[str]:
+    """Every module of this package (found beside this file: no import of the package)."""
     import pkgutil
+    from pathlib import Path
 
-    import unbacked.sources as package
-
-    mods = sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name)
-    return [f"{package.__name__}.{m.name}" for m in mods]
+    mods = sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]))
+    return [f"unbacked.sources.{m}" for m in mods]
 
 
 #: every source: the package's own modules (all of ``unbacked.sources``, imported on first use)
