@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from unbacked.cli.hunt import detection_options, engine_options, run
+from unbacked.cli.hunt import HuntOptions, detection_options, engine_options, run
 
 
 @click.command("detect")
@@ -37,17 +37,18 @@ def command(
     """Detect with a trained baseline (calibrated per program)."""
     sys.exit(
         run(
-            paths,
-            baseline,
-            output,
-            fmt,
-            threshold,
-            fail_on,
-            strict,
-            report_path,
-            quiet,
-            None,
-            engine,
-            tolerate_loss=tolerate_loss,
+            HuntOptions(
+                paths=tuple(paths),
+                baseline=baseline,
+                output=output,
+                fmt=fmt,
+                threshold=threshold,
+                fail_on=fail_on,
+                strict=strict,
+                report_path=report_path,
+                quiet=quiet,
+                engine=engine,
+                tolerate_loss=tolerate_loss,
+            )
         )
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import click
@@ -127,27 +127,35 @@ def detection_options(f):
     return f
 
 
-def run(
-    paths,
-    baseline,
-    output,
-    fmt,
-    threshold,
-    fail_on,
-    strict,
-    report_path,
-    quiet,
-    html=None,
-    engine: EngineChoice | None = None,
-    verify=False,
-    tolerate_loss=False,
-) -> int:
-    fail_level = parse_fail_on(fail_on)
-    report = RunReport(strict=strict)
-    engine = engine or EngineChoice()
-    config = CorrelationConfig(alert_threshold=threshold)
+@dataclass(frozen=True, slots=True)
+class HuntOptions:
+    """What ``hunt`` and ``detect`` were asked to do: their arguments and flags, handed to
+    ``run`` as one object."""
+
+    paths: tuple[str, ...]
+    baseline: str | None = None  # a trained baseline directory (None: self-baseline)
+    output: str | None = None  # alerts file (None: stdout)
+    fmt: str = "ocsf"
+    threshold: float = DEFAULT_ALERT_THRESHOLD
+    fail_on: str = "high"
+    strict: bool = False
+    report_path: str | None = None
+    quiet: bool = False
+    html: str | None = None  # also write the HTML report here
+    engine: EngineChoice = field(default_factory=EngineChoice)
+    verify: bool = False
+    tolerate_loss: bool = False
+
+
+def run(opts: HuntOptions) -> int:
+    """Hunt or detect as ``opts`` say; the exit code."""
+    fail_level = parse_fail_on(opts.fail_on)
+    report = RunReport(strict=opts.strict)
+    engine = opts.engine
+    config = CorrelationConfig(alert_threshold=opts.threshold)
+    paths, baseline = opts.paths, opts.baseline
     result: HuntResult | SparkResult
-    with Progress(enabled=not quiet) as progress:
+    with Progress(enabled=not opts.quiet) as progress:
         if engine.name == "spark":
             from unbacked.engine.spark import cli_hunt
 
@@ -165,23 +173,23 @@ def run(
                 spill_dir=engine.spill_dir,
                 stage=progress.stage,
             )
-    if verify:
+    if opts.verify:
         from unbacked.memscan.verify import verify_local_alerts
 
         result.alerts = type(result.alerts)(verify_local_alerts(result.alerts))
-    with output_stream(output) as out:
-        render(result.alerts, fmt, out)
-    if html:
+    with output_stream(opts.output) as out:
+        render(result.alerts, opts.fmt, out)
+    if opts.html:
         from unbacked.render.base import RENDERERS
 
-        RENDERERS.require("html")().write(result.alerts, html)
-    if not quiet:
+        RENDERERS.require("html")().write(result.alerts, opts.html)
+    if not opts.quiet:
         print_summary(report, result.alerts)
-    write_run_report(report_path, report, timings=result.timings)
-    if strict and (report.failed_files or report.skipped):
+    write_run_report(opts.report_path, report, timings=result.timings)
+    if opts.strict and (report.failed_files or report.skipped):
         return 1
     code = exit_code(result.alerts, fail_level)
-    lost = loss_status(report, tolerate_loss)
+    lost = loss_status(report, opts.tolerate_loss)
     return code if code == EXIT_ALERTS or lost is None else lost
 
 
@@ -226,18 +234,20 @@ def command(
     """
     sys.exit(
         run(
-            paths,
-            baseline,
-            output,
-            fmt,
-            threshold,
-            fail_on,
-            strict,
-            report_path,
-            quiet,
-            html,
-            engine,
-            verify,
-            tolerate_loss,
+            HuntOptions(
+                paths=tuple(paths),
+                baseline=baseline,
+                output=output,
+                fmt=fmt,
+                threshold=threshold,
+                fail_on=fail_on,
+                strict=strict,
+                report_path=report_path,
+                quiet=quiet,
+                html=html,
+                engine=engine,
+                verify=verify,
+                tolerate_loss=tolerate_loss,
+            )
         )
     )
