@@ -39,6 +39,13 @@ def run_rules(ctx: DetectionContext, rule_ids: Iterable[str] | None = None) -> p
     return sort_signals(pa.concat_tables(tables))
 
 
+def learn_baseline(events: pa.Table, *, calibrate: bool = True, **hyper: float) -> ProgramBaseline:
+    """Learn the per-program baseline of ``events`` (what ``train`` and a self-baselined hunt
+    learn, and what each partition of a partitioned or Spark run learns before summing)."""
+    ctx = DetectionContext.build(events)
+    return ProgramBaseline(**hyper).learn(ctx.instance_facts, calibrate=calibrate)  # type: ignore[arg-type]
+
+
 #: a total order of signals: which of two equal-scored signals explains an incident must not
 #: depend on the order rules, threads or host groups produced them
 SIGNAL_ORDER = ("subject_uid", "time", "row", "detector", "feature", "value")
@@ -60,6 +67,7 @@ __all__ = [
     "baseline_signals",
     "empty_signals",
     "extract_facts",
+    "learn_baseline",
     "load_rules",
     "register_detector",
     "register_rule",

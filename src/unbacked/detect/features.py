@@ -424,7 +424,7 @@ def facts_sql(groups: set[str] | None = None) -> str:
 
 
 #: every branch (what the Spark engine and tests read)
-_FACTS_SQL = facts_sql()
+FACTS_SQL = facts_sql()
 
 FACT_SCHEMA = pa.schema(
     [

@@ -604,12 +604,16 @@ class Alerts(list[Alert]):
         is imported here, not at module import, so alerts stay usable without the ``[report]``
         extra; without bokeh this raises :class:`~unbacked.errors.DependencyError`.
         """
-        from unbacked.render.html import timeline_figure
-
-        return timeline_figure(self.by_uid(alert_id), height=height)
+        return _html_renderer().figure(self.by_uid(alert_id), height=height)
 
     def to_html(self, path: Any, *, title: str | None = None):  # path: str or Path -> Path
         """Write the offline HTML report of these alerts (``unbacked report``) to ``path``."""
-        from unbacked.render.html import write_html
+        return _html_renderer()(title=title).write(self, path)
 
-        return write_html(self, path, title=title)
+
+def _html_renderer() -> Any:
+    """The renderer plug-in ``html`` (the model asks the registry for it by name: renderers
+    depend on the model, never the other way round)."""
+    from unbacked.plugins import registry
+
+    return registry("renderers").require("html")

@@ -905,3 +905,8 @@ class HtmlRenderer(Renderer):
 
     def write(self, alerts: Sequence[Alert], path: str | Path) -> Path:
         return write_html(alerts, path, title=self.title)
+
+    @staticmethod
+    def figure(alert: Alert, *, height: int | None = None) -> Any:
+        """The alert's timeline as the report's zoomable bokeh figure (``Alerts.plot``)."""
+        return timeline_figure(alert, height=height)
