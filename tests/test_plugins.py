@@ -169,3 +169,12 @@ def test_plugins_command_says_why_a_plugin_is_unavailable(monkeypatch) -> None:
 
 def test_describe_covers_every_kind() -> None:
     assert {i.kind for i in describe()} == set(KINDS)
+
+
+def test_a_declared_plugin_that_cannot_be_imported_is_unavailable_not_skipped() -> None:
+    reg: Registry[type[Thing]] = Registry("things", base=Thing)
+    reg.declare("gone", "unbacked_test_no_such_module:Thing", summary="A thing.")
+    assert "gone" not in reg
+    assert "cannot import unbacked_test_no_such_module:Thing" in reg.unavailable["gone"].reason
+    with pytest.raises(DependencyError, match="unavailable: cannot import"):
+        reg.require("gone")

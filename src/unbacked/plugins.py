@@ -298,7 +298,13 @@ class Registry(Mapping[str, T], Generic[T]):
             self._unavailable[name] = Unavailable(self.kind, name, origin, *why)
             return
         module, _, attr = spec.target.partition(":")
-        plugin = getattr(importlib.import_module(module), attr)
+        try:
+            plugin = getattr(importlib.import_module(module), attr)
+        except ImportError as exc:  # listed with the reason, never skipped silently
+            reason = f"cannot import {spec.target}: {exc}"
+            hint = f"pip install 'unbacked[{spec.extra}]'" if spec.extra else None
+            self._unavailable[name] = Unavailable(self.kind, name, origin, reason, hint)
+            return
         if self._items.get(name) is not plugin:
             self.register(plugin, origin=origin, name=name)
 
