@@ -6,7 +6,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
@@ -36,7 +36,7 @@ EXIT_ALERTS = 3
 EXIT_INPUT_LOST = 4
 
 
-class PluginChoice(click.Choice):
+class PluginChoice(click.Choice[str]):
     """A ``click.Choice`` of the names in a plug-in registry (``unbacked.plugins``), listed
     when first needed (help, a wrong value): naming a plug-in that is already registered
     loads no other (``hunt --format ocsf`` imports neither the HTML report nor entry points).
@@ -70,7 +70,7 @@ class PluginChoice(click.Choice):
         return super().convert(value, param, ctx)
 
 
-def tolerate_loss_option(f: Callable) -> Callable:
+def tolerate_loss_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--tolerate-loss",
         is_flag=True,
@@ -108,7 +108,7 @@ def loss_status(
     return EXIT_INPUT_LOST
 
 
-def severity_option(default: str = "high") -> Callable:
+def severity_option(default: str = "high") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return click.option(
         "--fail-on",
         "fail_on",
@@ -136,7 +136,7 @@ def exit_code(alerts: Sequence[Alert], fail_on: int | None) -> int:
 
 
 @contextmanager
-def output_stream(path: str | None):
+def output_stream(path: str | None) -> Iterator[IO[str]]:
     if path is None or path == "-":
         yield sys.stdout
         return

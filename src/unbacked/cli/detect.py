@@ -6,7 +6,13 @@ import sys
 
 import click
 
-from unbacked.cli.hunt import HuntOptions, detection_options, engine_options, run
+from unbacked.cli.hunt import (
+    EngineChoice,
+    HuntOptions,
+    detection_options,
+    engine_options,
+    run,
+)
 
 
 @click.command("detect")
@@ -21,18 +27,18 @@ from unbacked.cli.hunt import HuntOptions, detection_options, engine_options, ru
 @detection_options
 @engine_options
 def command(
-    paths,
-    baseline,
-    output,
-    fmt,
-    threshold,
-    fail_on,
-    strict,
-    tolerate_loss,
-    report_path,
-    quiet,
-    verbose,
-    engine,
+    paths: tuple[str, ...],
+    baseline: str,
+    output: str | None,
+    fmt: str,
+    threshold: float,
+    fail_on: str,
+    strict: bool,
+    tolerate_loss: bool,
+    report_path: str | None,
+    quiet: bool,
+    verbose: int,
+    engine: EngineChoice,
 ) -> None:
     """Detect with a trained baseline (calibrated per program)."""
     sys.exit(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -43,12 +44,20 @@ class EngineChoice:
     spill_dir: str | None = None
 
 
-def engine_options(f):
+def engine_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """``--engine local|spark``, the embedded engine's memory settings and the Spark settings
     (``[spark]`` extra), handed to the command as one ``engine: EngineChoice``."""
 
     @functools.wraps(f)
-    def command(*args, engine, spark_master, spark_conf, memory_events, spill_dir, **kwargs):
+    def command(
+        *args: Any,
+        engine: str,
+        spark_master: str,
+        spark_conf: tuple[str, ...],
+        memory_events: int,
+        spill_dir: str | None,
+        **kwargs: Any,
+    ) -> Any:
         choice = EngineChoice(engine, spark_master, tuple(spark_conf), memory_events, spill_dir)
         return f(*args, engine=choice, **kwargs)
 
@@ -90,7 +99,7 @@ def engine_options(f):
     )(command)
 
 
-def detection_options(f):
+def detection_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option(
         "--report",
         "report_path",
@@ -211,20 +220,20 @@ def run(opts: HuntOptions) -> int:
 @detection_options
 @engine_options
 def command(
-    paths,
-    baseline,
-    html,
-    verify,
-    output,
-    fmt,
-    threshold,
-    fail_on,
-    strict,
-    tolerate_loss,
-    report_path,
-    quiet,
-    verbose,
-    engine,
+    paths: tuple[str, ...],
+    baseline: str | None,
+    html: str | None,
+    verify: bool,
+    output: str | None,
+    fmt: str,
+    threshold: float,
+    fail_on: str,
+    strict: bool,
+    tolerate_loss: bool,
+    report_path: str | None,
+    quiet: bool,
+    verbose: int,
+    engine: EngineChoice,
 ) -> None:
     """Hunt for reflective code loading in telemetry files or directories.
 

@@ -237,7 +237,9 @@ class DetectionContext:
         finally:
             con.close()
 
-    def select(self, *, kind: str | None = None, activity: Sequence[str] | str | None = None):
+    def select(
+        self, *, kind: str | None = None, activity: Sequence[str] | str | None = None
+    ) -> pa.Table:
         """Events of one kind and/or activities (a filtered view, cached)."""
         key = f"select:{kind}:{activity}"
         if key not in self.cache:

@@ -38,6 +38,8 @@ Features (DESIGN.md §5):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -458,7 +460,7 @@ FEATURE_WEIGHT: dict[str, float] = {
 }
 
 
-_GROUP_PRESENT = {
+_GROUP_PRESENT: dict[str, Callable[[str, str], bool]] = {
     "open": lambda k, a: k == "process" and a == "open",
     "thread": lambda k, a: k == "thread" and a == "remote_thread",
     "module": lambda k, a: k == "module",

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -81,7 +82,7 @@ class HuntResult:
             self.alerts._repr_html_() if hasattr(self.alerts, "_repr_html_") else ""
         )
 
-    def baseline_table(self, program: str | None = None):  # -> pandas.DataFrame
+    def baseline_table(self, program: str | None = None) -> Any:  # -> pandas.DataFrame
         """What is normal, as a table: for ``program`` (an image name such as ``notepad.exe``)
         every feature value with how many of its instances showed it; without ``program`` the
         programs the baseline knows, most observed first.

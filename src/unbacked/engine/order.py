@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -71,7 +72,7 @@ def _ordered_blocks(tables: list[pa.Table]) -> list[pa.Table] | None:
     return [t for _, _, t in spans]
 
 
-def _sortable(row: dict) -> tuple:
+def _sortable(row: dict[str, Any]) -> tuple[tuple[bool, Any], ...]:
     """A key row as a tuple ordered like ``sort_indices`` orders (nulls last)."""
     return tuple((row[k] is None, row[k] if row[k] is not None else 0) for k in ("f", "l", "r"))
 

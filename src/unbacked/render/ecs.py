@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import IO, Any
 
 import orjson
@@ -12,7 +12,7 @@ from unbacked.model.alert import ATTACK, SEVERITY_NAMES, Alert, ProcessRef
 from unbacked.render.base import Renderer, register_renderer
 
 
-def _iso(ts) -> str | None:
+def _iso(ts: datetime | None) -> str | None:
     return None if ts is None else ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import orjson
 
@@ -31,7 +31,7 @@ class OcsfRenderer(Renderer):
         write_ocsf(alerts, stream)
 
 
-def iter_alert_dicts(path: str | Path) -> Iterator[dict]:
+def iter_alert_dicts(path: str | Path) -> Iterator[dict[str, Any]]:
     """Detection Findings of an alerts JSONL file; a bad line is a FormatError naming it."""
     with Path(path).open("rb") as fh:
         for n, line in enumerate(fh, 1):
