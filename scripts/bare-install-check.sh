@@ -199,7 +199,7 @@ if [ "$extras" = 1 ]; then
   grep -q "bokeh" "$work/r.html" || fail "the report extra drew no chart"
 
   # Spark starts a JVM and takes minutes on a loaded 2-core machine: on request only
-  # (its engine is checked against the embedded one in tests/spark with the dev extra)
+  # (its engine is checked against the embedded one in tests/engine/test_spark_*.py with the dev extra)
   if [ "${BARE_SPARK:-0}" = 1 ] && command -v java >/dev/null 2>&1; then
     step "extra spark (same alerts as the embedded engine, on an exported lake)"
     venv "$work/x-spark" "$whl[spark]"

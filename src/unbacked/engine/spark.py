@@ -26,7 +26,7 @@ Nothing about detection is reimplemented here. Spark only moves data:
    back as OCSF JSON strings and are sorted with ``sort_alerts``.
 
 The result is the embedded engine's result on the same lake: same baseline tables (byte for byte
-once saved) and the same alerts (``tests/spark``).
+once saved) and the same alerts (``tests/engine/test_spark_*.py``).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import click
 import pytest
 from rich.console import Console
 
-from tests.report._alerts import plain_alert, rich_alert
+from tests.render._alerts import plain_alert, rich_alert
 from unbacked.cli._common import Progress
 from unbacked.cli.main import main
 from unbacked.render import write_ocsf
