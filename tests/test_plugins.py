@@ -178,3 +178,27 @@ def test_a_declared_plugin_that_cannot_be_imported_is_unavailable_not_skipped() 
     assert "cannot import unbacked_test_no_such_module:Thing" in reg.unavailable["gone"].reason
     with pytest.raises(DependencyError, match="unavailable: cannot import"):
         reg.require("gone")
+
+
+def test_threads_that_ask_during_a_load_wait_for_all_of_it(monkeypatch) -> None:
+    import threading
+    import time
+
+    started = threading.Event()
+
+    class Slow(Thing):
+        name = "slow"
+
+    def modules() -> list[str]:
+        started.set()
+        time.sleep(0.2)  # another thread asks meanwhile
+        reg.register(Slow)
+        return []
+
+    reg: Registry[type[Thing]] = Registry("things", base=Thing, modules=modules)
+    seen: list[list[str]] = []
+    other = threading.Thread(target=lambda: (started.wait(), seen.append(list(reg))))
+    other.start()
+    assert list(reg) == ["slow"]
+    other.join()
+    assert seen == [["slow"]]

@@ -34,6 +34,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -222,6 +223,9 @@ class Registry(Mapping[str, T], Generic[T]):
         self._declared: dict[str, _Declared] = {}
         self._unavailable: dict[str, Unavailable] = {}
         self._state = 0  # 0: not loaded, 1: loading, 2: loaded
+        #: another thread waits for a load in progress; the loading thread's own lookups
+        #: (a plug-in module that reads the registry while it is imported) do not
+        self._lock = threading.RLock()
 
     # -- filling ----------------------------------------------------------------------------
     def register(self, plugin: T, *, origin: Origin | None = None, name: str | None = None) -> T:
@@ -310,22 +314,25 @@ class Registry(Mapping[str, T], Generic[T]):
 
     def load(self) -> Registry[T]:
         """Import the package's plug-ins and the installed entry points (once)."""
-        if self._state:
+        if self._state == 2:
             return self
-        self._state = 1
-        try:
-            modules = self._modules() if callable(self._modules) else self._modules
-            for module in modules:
-                importlib.import_module(module)
-            for name in list(self._declared):
-                self._resolve(name)
-            if self.group is not None:
-                for ep in entry_points(self.group):
-                    self._load_entry_point(ep)
-        except BaseException:
-            self._state = 0
-            raise
-        self._state = 2
+        with self._lock:
+            if self._state:  # loaded meanwhile, or this thread is loading it
+                return self
+            self._state = 1
+            try:
+                modules = self._modules() if callable(self._modules) else self._modules
+                for module in modules:
+                    importlib.import_module(module)
+                for name in list(self._declared):
+                    self._resolve(name)
+                if self.group is not None:
+                    for ep in entry_points(self.group):
+                        self._load_entry_point(ep)
+            except BaseException:
+                self._state = 0
+                raise
+            self._state = 2
         return self
 
     def _load_entry_point(self, ep: EntryPoint) -> None:
@@ -374,8 +381,9 @@ class Registry(Mapping[str, T], Generic[T]):
     # -- the mapping ------------------------------------------------------------------------
     def __getitem__(self, name: str) -> T:
         if name not in self._items:
-            if name in self._declared and self._state != 1:
-                self._resolve(name)
+            if name in self._declared:
+                with self._lock:
+                    self._resolve(name)
             if name not in self._items:
                 self.load()
         return self._items[name]
