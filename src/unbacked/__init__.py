@@ -1,5 +1,7 @@
 """unbacked: catch reflective code loading by learning each program's executable memory."""
 
+from typing import Any
+
 from unbacked.errors import (
     BaselineError,
     DependencyError,
@@ -26,7 +28,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):  # PEP 562: pyarrow and the pipeline load on first use
+def __getattr__(name: str) -> Any:  # PEP 562: pyarrow and the pipeline load on first use
     if name in _LAZY:
         import importlib
 

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from tests.support.fleet import fleet
-from unbacked.engine.local import _ordered_blocks, canonical_order
+from unbacked.engine.order import _ordered_blocks, canonical_order
 
 
 def _by_file() -> pa.Table:

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
@@ -36,7 +36,41 @@ EXIT_ALERTS = 3
 EXIT_INPUT_LOST = 4
 
 
-def tolerate_loss_option(f: Callable) -> Callable:
+class PluginChoice(click.Choice[str]):
+    """A ``click.Choice`` of the names in a plug-in registry (``unbacked.plugins``), listed
+    when first needed (help, a wrong value): naming a plug-in that is already registered
+    loads no other (``hunt --format ocsf`` imports neither the HTML report nor entry points).
+
+    ``registry`` is ``"module:attribute"`` of the registry, imported on first use;
+    ``predicate`` keeps some of its plug-ins (``--format``: the stream renderers)."""
+
+    def __init__(self, registry: str, predicate: Callable[[Any], bool] = lambda _p: True) -> None:
+        self._where = registry
+        self._predicate = predicate
+        super().__init__((), case_sensitive=True)
+
+    def _registry(self) -> Any:
+        import importlib
+
+        module, _, attr = self._where.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    @property
+    def choices(self) -> Sequence[str]:
+        return sorted(n for n, p in self._registry().items() if self._predicate(p))
+
+    @choices.setter
+    def choices(self, _value: Sequence[str]) -> None:
+        pass  # click.Choice.__init__ sets it; the registry is the list
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        plugin = self._registry().get(value) if isinstance(value, str) else None
+        if plugin is not None and self._predicate(plugin):
+            return value
+        return super().convert(value, param, ctx)
+
+
+def tolerate_loss_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--tolerate-loss",
         is_flag=True,
@@ -74,7 +108,7 @@ def loss_status(
     return EXIT_INPUT_LOST
 
 
-def severity_option(default: str = "high") -> Callable:
+def severity_option(default: str = "high") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return click.option(
         "--fail-on",
         "fail_on",
@@ -102,7 +136,7 @@ def exit_code(alerts: Sequence[Alert], fail_on: int | None) -> int:
 
 
 @contextmanager
-def output_stream(path: str | None):
+def output_stream(path: str | None) -> Iterator[IO[str]]:
     if path is None or path == "-":
         yield sys.stdout
         return

@@ -6,7 +6,13 @@ import sys
 
 import click
 
-from unbacked.cli.hunt import detection_options, engine_options, run
+from unbacked.cli.hunt import (
+    EngineChoice,
+    HuntOptions,
+    detection_options,
+    engine_options,
+    run,
+)
 
 
 @click.command("detect")
@@ -21,33 +27,34 @@ from unbacked.cli.hunt import detection_options, engine_options, run
 @detection_options
 @engine_options
 def command(
-    paths,
-    baseline,
-    output,
-    fmt,
-    threshold,
-    fail_on,
-    strict,
-    tolerate_loss,
-    report_path,
-    quiet,
-    verbose,
-    engine,
+    paths: tuple[str, ...],
+    baseline: str,
+    output: str | None,
+    fmt: str,
+    threshold: float,
+    fail_on: str,
+    strict: bool,
+    tolerate_loss: bool,
+    report_path: str | None,
+    quiet: bool,
+    verbose: int,
+    engine: EngineChoice,
 ) -> None:
     """Detect with a trained baseline (calibrated per program)."""
     sys.exit(
         run(
-            paths,
-            baseline,
-            output,
-            fmt,
-            threshold,
-            fail_on,
-            strict,
-            report_path,
-            quiet,
-            None,
-            engine,
-            tolerate_loss=tolerate_loss,
+            HuntOptions(
+                paths=tuple(paths),
+                baseline=baseline,
+                output=output,
+                fmt=fmt,
+                threshold=threshold,
+                fail_on=fail_on,
+                strict=strict,
+                report_path=report_path,
+                quiet=quiet,
+                engine=engine,
+                tolerate_loss=tolerate_loss,
+            )
         )
     )

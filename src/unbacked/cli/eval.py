@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -68,17 +69,17 @@ from unbacked.runreport import RunReport
 @click.option("-q", "--quiet", is_flag=True)
 @click.option("-v", "--verbose", count=True)
 def command(
-    paths,
-    labels_dirs,
-    data_root,
-    baseline,
-    threshold,
-    output,
-    md_path,
-    curve,
-    separately,
-    quiet,
-    verbose,
+    paths: tuple[str, ...],
+    labels_dirs: tuple[str, ...],
+    data_root: str | None,
+    baseline: str | None,
+    threshold: float,
+    output: str | None,
+    md_path: str | None,
+    curve: bool,
+    separately: bool,
+    quiet: bool,
+    verbose: int,
 ) -> None:
     """Measure caught / missed / false alerts against ground-truth labels.
 
@@ -194,10 +195,12 @@ def command(
     sys.exit(0)
 
 
-def merge_labels(labels_dirs: list[str] | tuple[str, ...]) -> tuple[dict, list[str]]:
+def merge_labels(
+    labels_dirs: list[str] | tuple[str, ...],
+) -> tuple[dict[str, Any], list[str]]:
     """The label files of every directory, later directories overriding earlier ones, and a
     warning for each data file labelled in more than one."""
-    labels: dict = {}
+    labels: dict[str, Any] = {}
     origin: dict[str, str] = {}
     warnings: list[str] = []
     for d in labels_dirs:

@@ -216,7 +216,15 @@ def spark_lake(
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
 @click.option("-v", "--verbose", count=True, help="More detail on errors (-vv: traceback).")
 @tolerate_loss_option
-def command(paths, directory, strict, report_path, quiet, verbose, tolerate_loss) -> None:
+def command(
+    paths: tuple[str, ...],
+    directory: str,
+    strict: bool,
+    report_path: str | None,
+    quiet: bool,
+    verbose: int,
+    tolerate_loss: bool,
+) -> None:
     """Write telemetry as a host-partitioned Parquet event lake (for `--engine spark`)."""
     report = RunReport(strict=strict)
     with Progress(enabled=not quiet) as progress:

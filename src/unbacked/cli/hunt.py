@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import functools
 import sys
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from unbacked.cli._common import (
     EXIT_ALERTS,
+    PluginChoice,
     Progress,
     exit_code,
     loss_status,
@@ -24,7 +26,7 @@ from unbacked.cli._common import (
 from unbacked.correlate.incidents import DEFAULT_ALERT_THRESHOLD, CorrelationConfig
 from unbacked.engine.local import MEMORY_EVENTS, HuntResult
 from unbacked.engine.local import hunt as run_hunt
-from unbacked.render import RENDERERS, render
+from unbacked.render import render
 from unbacked.runreport import RunReport
 
 if TYPE_CHECKING:
@@ -42,12 +44,20 @@ class EngineChoice:
     spill_dir: str | None = None
 
 
-def engine_options(f):
+def engine_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """``--engine local|spark``, the embedded engine's memory settings and the Spark settings
     (``[spark]`` extra), handed to the command as one ``engine: EngineChoice``."""
 
     @functools.wraps(f)
-    def command(*args, engine, spark_master, spark_conf, memory_events, spill_dir, **kwargs):
+    def command(
+        *args: Any,
+        engine: str,
+        spark_master: str,
+        spark_conf: tuple[str, ...],
+        memory_events: int,
+        spill_dir: str | None,
+        **kwargs: Any,
+    ) -> Any:
         choice = EngineChoice(engine, spark_master, tuple(spark_conf), memory_events, spill_dir)
         return f(*args, engine=choice, **kwargs)
 
@@ -89,7 +99,7 @@ def engine_options(f):
     )(command)
 
 
-def detection_options(f):
+def detection_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option(
         "--report",
         "report_path",
@@ -111,7 +121,7 @@ def detection_options(f):
     f = click.option(
         "--format",
         "fmt",
-        type=click.Choice(sorted(RENDERERS)),
+        type=PluginChoice("unbacked.render.base:RENDERERS", lambda r: not r.to_path),
         default="ocsf",
         show_default=True,
         help="Output format of the alerts.",
@@ -126,27 +136,35 @@ def detection_options(f):
     return f
 
 
-def run(
-    paths,
-    baseline,
-    output,
-    fmt,
-    threshold,
-    fail_on,
-    strict,
-    report_path,
-    quiet,
-    html=None,
-    engine: EngineChoice | None = None,
-    verify=False,
-    tolerate_loss=False,
-) -> int:
-    fail_level = parse_fail_on(fail_on)
-    report = RunReport(strict=strict)
-    engine = engine or EngineChoice()
-    config = CorrelationConfig(alert_threshold=threshold)
+@dataclass(frozen=True, slots=True)
+class HuntOptions:
+    """What ``hunt`` and ``detect`` were asked to do: their arguments and flags, handed to
+    ``run`` as one object."""
+
+    paths: tuple[str, ...]
+    baseline: str | None = None  # a trained baseline directory (None: self-baseline)
+    output: str | None = None  # alerts file (None: stdout)
+    fmt: str = "ocsf"
+    threshold: float = DEFAULT_ALERT_THRESHOLD
+    fail_on: str = "high"
+    strict: bool = False
+    report_path: str | None = None
+    quiet: bool = False
+    html: str | None = None  # also write the HTML report here
+    engine: EngineChoice = field(default_factory=EngineChoice)
+    verify: bool = False
+    tolerate_loss: bool = False
+
+
+def run(opts: HuntOptions) -> int:
+    """Hunt or detect as ``opts`` say; the exit code."""
+    fail_level = parse_fail_on(opts.fail_on)
+    report = RunReport(strict=opts.strict)
+    engine = opts.engine
+    config = CorrelationConfig(alert_threshold=opts.threshold)
+    paths, baseline = opts.paths, opts.baseline
     result: HuntResult | SparkResult
-    with Progress(enabled=not quiet) as progress:
+    with Progress(enabled=not opts.quiet) as progress:
         if engine.name == "spark":
             from unbacked.cli.export import spark_lake
             from unbacked.engine.spark import SparkResult, cli_hunt
@@ -176,23 +194,23 @@ def run(
                 spill_dir=engine.spill_dir,
                 stage=progress.stage,
             )
-    if verify:
+    if opts.verify:
         from unbacked.memscan.verify import verify_local_alerts
 
         result.alerts = type(result.alerts)(verify_local_alerts(result.alerts))
-    with output_stream(output) as out:
-        render(result.alerts, fmt, out)
-    if html:
-        from unbacked.render.html import write_html
+    with output_stream(opts.output) as out:
+        render(result.alerts, opts.fmt, out)
+    if opts.html:
+        from unbacked.render.base import RENDERERS
 
-        write_html(result.alerts, html)
-    if not quiet:
+        RENDERERS.require("html")().write(result.alerts, opts.html)
+    if not opts.quiet:
         print_summary(report, result.alerts)
-    write_run_report(report_path, report, timings=result.timings)
-    if strict and (report.failed_files or report.skipped):
+    write_run_report(opts.report_path, report, timings=result.timings)
+    if opts.strict and (report.failed_files or report.skipped):
         return 1
     code = exit_code(result.alerts, fail_level)
-    lost = loss_status(report, tolerate_loss)
+    lost = loss_status(report, opts.tolerate_loss)
     return code if code == EXIT_ALERTS or lost is None else lost
 
 
@@ -214,20 +232,20 @@ def run(
 @detection_options
 @engine_options
 def command(
-    paths,
-    baseline,
-    html,
-    verify,
-    output,
-    fmt,
-    threshold,
-    fail_on,
-    strict,
-    tolerate_loss,
-    report_path,
-    quiet,
-    verbose,
-    engine,
+    paths: tuple[str, ...],
+    baseline: str | None,
+    html: str | None,
+    verify: bool,
+    output: str | None,
+    fmt: str,
+    threshold: float,
+    fail_on: str,
+    strict: bool,
+    tolerate_loss: bool,
+    report_path: str | None,
+    quiet: bool,
+    verbose: int,
+    engine: EngineChoice,
 ) -> None:
     """Hunt for reflective code loading in telemetry files or directories.
 
@@ -237,18 +255,20 @@ def command(
     """
     sys.exit(
         run(
-            paths,
-            baseline,
-            output,
-            fmt,
-            threshold,
-            fail_on,
-            strict,
-            report_path,
-            quiet,
-            html,
-            engine,
-            verify,
-            tolerate_loss,
+            HuntOptions(
+                paths=tuple(paths),
+                baseline=baseline,
+                output=output,
+                fmt=fmt,
+                threshold=threshold,
+                fail_on=fail_on,
+                strict=strict,
+                report_path=report_path,
+                quiet=quiet,
+                html=html,
+                engine=engine,
+                verify=verify,
+                tolerate_loss=tolerate_loss,
+            )
         )
     )

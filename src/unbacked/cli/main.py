@@ -7,7 +7,6 @@ error; 1 runtime error.
 from __future__ import annotations
 
 import errno
-import importlib
 import sys
 
 import click
@@ -15,6 +14,7 @@ from click.utils import make_default_short_help
 
 from unbacked import __version__
 from unbacked.errors import UnbackedError
+from unbacked.plugins import Registry
 
 #: subcommand modules, each exposing a click command named ``command``, with the one-line
 #: summary ``unbacked --help`` lists (pinned to the command's own by tests/cli/test_startup.py).
@@ -29,20 +29,25 @@ SUBCOMMANDS: dict[str, str] = {
     "report": "Write ALERTS (OCSF JSON lines from `unbacked hunt -o FILE`) as one HTML file.",
     "scan": "Scan minidumps or live processes for executable memory that no file backs.",
     "sensor": "Run the live eBPF sensor system-wide.",
+    "plugins": "List the installed plug-ins of every kind, where from, and why any is unusable.",
     "train": "Learn what is normal for each program from (benign) telemetry.",
 }
 
+#: the subcommands as plug-ins of kind ``commands``: declared by module, imported when run
+COMMANDS: Registry[click.Command] = Registry("commands", base=click.Command)
+for _name, _summary in SUBCOMMANDS.items():
+    COMMANDS.declare(_name, f"unbacked.cli.{_name}:command", summary=_summary)
+
 
 class _LazyGroup(click.Group):
-    """A group whose subcommands are imported on first use (``SUBCOMMANDS``)."""
+    """A group whose subcommands are imported on first use (``COMMANDS``)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*SUBCOMMANDS, *self.commands})
+        return sorted({*COMMANDS.declared(), *self.commands})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in self.commands and cmd_name in SUBCOMMANDS:
-            mod = importlib.import_module(f"unbacked.cli.{cmd_name}")
-            self.add_command(mod.command, cmd_name)
+        if cmd_name not in self.commands and cmd_name in COMMANDS.declared():
+            self.add_command(COMMANDS.require(cmd_name), cmd_name)
         return self.commands.get(cmd_name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

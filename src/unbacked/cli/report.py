@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
-from unbacked.render import read_alerts
-from unbacked.render.html import write_html
+from unbacked.render import RENDERERS, read_alerts
 
 
 @click.command("report")
@@ -31,7 +31,8 @@ def command(alerts: tuple[str, ...], output: str | None, title: str | None, quie
     """
     found = [a for path in alerts for a in read_alerts(path)]
     out = Path(output) if output else Path(alerts[0]).with_suffix(".html")
-    write_html(found, out, title=title)
+    html: Any = RENDERERS.require("html")  # the HTML renderer takes a title
+    html(title=title).write(found, out)
     if not quiet:
         click.echo(f"wrote {out} ({len(found)} alert{'' if len(found) == 1 else 's'})", err=True)
     sys.exit(0)

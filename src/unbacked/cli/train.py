@@ -15,7 +15,7 @@ from unbacked.cli._common import (
     tolerate_loss_option,
     write_run_report,
 )
-from unbacked.cli.hunt import engine_options
+from unbacked.cli.hunt import EngineChoice, engine_options
 from unbacked.engine.local import train as run_train
 from unbacked.runreport import RunReport
 
@@ -29,7 +29,16 @@ from unbacked.runreport import RunReport
 @click.option("-v", "--verbose", count=True, help="More detail on errors (-vv: traceback).")
 @tolerate_loss_option
 @engine_options
-def command(paths, output, strict, report_path, quiet, verbose, tolerate_loss, engine) -> None:
+def command(
+    paths: tuple[str, ...],
+    output: str,
+    strict: bool,
+    report_path: str | None,
+    quiet: bool,
+    verbose: int,
+    tolerate_loss: bool,
+    engine: EngineChoice,
+) -> None:
     """Learn what is normal for each program from (benign) telemetry."""
     report = RunReport(strict=strict)
     with Progress(enabled=not quiet) as progress:

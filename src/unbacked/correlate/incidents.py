@@ -348,7 +348,8 @@ def _types(techniques: list[str]) -> tuple[str, ...]:
 
 
 def _explanation(
-    sigs: list[dict[str, Any]], followups: list[tuple[str, str, float, str | None, dict]]
+    sigs: list[dict[str, Any]],
+    followups: list[tuple[str, str, float, str | None, dict[str, Any]]],
 ) -> tuple[tuple[Explanation, ...], int]:
     """Every reason (the strongest signal per detector, feature and value, and the follow-ups),
     ranked strongest first, at most ``MAX_EXPLANATION``; and how many were left out."""

@@ -6,13 +6,31 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from unbacked.detect.base import DetectionContext, empty_signals
+from unbacked.detect.base import DetectionContext, Detector, empty_signals, register_detector
 from unbacked.detect.baseline import surprise_to_score
 from unbacked.detect.features import EXPLAINED_TRACE_CLASSES, FEATURE_WEIGHT
 
 DETECTOR_ID = "UNB-B-001"
 TITLE = "Executable-memory behaviour unusual for this program"
 TECHNIQUES = ("T1620",)
+
+
+@register_detector
+class BaselineDetector(Detector):
+    """The learned detector: facts rare for their program, scored against its baseline."""
+
+    id = DETECTOR_ID
+    title = TITLE
+    description = (
+        "A fact about the process (feature and value) is rare among the instances of its "
+        "program (or of the population, for a program seen once)."
+    )
+    severity = 3
+    attack = TECHNIQUES
+
+    def evaluate(self, ctx: DetectionContext) -> pa.Table:
+        """No baseline in ``ctx``: no signals (``hunt`` self-learns one from the data)."""
+        return baseline_signals(ctx)
 
 
 def baseline_signals(ctx: DetectionContext) -> pa.Table:

@@ -27,6 +27,7 @@ from unbacked import duck
 from unbacked.model.alert import rule_doc
 from unbacked.model.schema import EVENT_SCHEMA
 from unbacked.model.state import program_column
+from unbacked.plugins import PluginError, Registry, RegistryView
 
 if TYPE_CHECKING:
     from unbacked.detect.baseline import ProgramBaseline
@@ -236,7 +237,9 @@ class DetectionContext:
         finally:
             con.close()
 
-    def select(self, *, kind: str | None = None, activity: Sequence[str] | str | None = None):
+    def select(
+        self, *, kind: str | None = None, activity: Sequence[str] | str | None = None
+    ) -> pa.Table:
         """Events of one kind and/or activities (a filtered view, cached)."""
         key = f"select:{kind}:{activity}"
         if key not in self.cache:
@@ -252,23 +255,40 @@ class DetectionContext:
         return self.cache[key]
 
 
-class Rule(ABC):
-    """A high-confidence indicator. Subclasses set the class attributes and ``evaluate``."""
+class Detector(ABC):
+    """Turns the run's events into signals: a rule (``Rule``) or a learned detector (the
+    baseline, ``detect.anomaly.BaselineDetector``). Registered in ``DETECTORS`` under ``id``.
+
+    As river's and scikit-learn's estimators: ``__init__`` takes no data (the registry
+    instantiates a detector with no arguments), ``evaluate`` never learns (what a detector
+    learned comes in with ``ctx.baseline``), and it returns ``SIGNAL_SCHEMA`` rows.
+    """
 
     id: ClassVar[str]
     title: ClassVar[str]
     description: ClassVar[str]
-    severity: ClassVar[int]  # OCSF severity_id 1-5 of a signal of this rule
-    score: ClassVar[float]  # base score 0-100 of one signal
+    severity: ClassVar[int]  # OCSF severity_id 1-5 of a signal of this detector
     attack: ClassVar[tuple[str, ...]]  # ATT&CK technique ids
     references: ClassVar[tuple[str, ...]] = ()
-    kinds: ClassVar[tuple[str, ...]]  # event kinds it reads
-    requires: ClassVar[tuple[str, ...]]  # columns it needs non-null on the events it reads
     os: ClassVar[tuple[str, ...]] = ("windows", "linux")
 
     @abstractmethod
     def evaluate(self, ctx: DetectionContext) -> pa.Table:
         """Return ``SIGNAL_SCHEMA`` rows for the events that match (vectorized)."""
+
+    @classmethod
+    def doc(cls) -> str:
+        """The detector's section of ``docs/rules.md`` (derived from the id: ``UNB-W-001`` ->
+        ``docs/rules.md#unb-w-001``): what it means, known false positives, what to check."""
+        return rule_doc(cls.id)
+
+
+class Rule(Detector):
+    """A high-confidence indicator. Subclasses set the class attributes and ``evaluate``."""
+
+    score: ClassVar[float]  # base score 0-100 of one signal
+    kinds: ClassVar[tuple[str, ...]]  # event kinds it reads
+    requires: ClassVar[tuple[str, ...]]  # columns it needs non-null on the events it reads
 
     # -- helpers for subclasses ------------------------------------------------------------
     def signals(
@@ -324,12 +344,6 @@ class Rule(ABC):
         return table.filter(pc.is_valid(table["subject_uid"]))
 
     @classmethod
-    def doc(cls) -> str:
-        """The rule's section of ``docs/rules.md`` (derived from the id: ``UNB-W-001`` ->
-        ``docs/rules.md#unb-w-001``): what it means, known false positives, what to check."""
-        return rule_doc(cls.id)
-
-    @classmethod
     def metadata(cls) -> dict[str, Any]:
         return {
             "id": cls.id,
@@ -352,11 +366,39 @@ def _cast(values: Any, typ: pa.DataType) -> pa.Array | pa.ChunkedArray:
     return pa.array(values, typ)
 
 
-RULES: dict[str, type[Rule]] = {}
+def _builtin_modules() -> list[str]:
+    """The rule modules of ``detect/rules/`` (found beside this file) and the baseline's."""
+    import pkgutil
+    from pathlib import Path
+
+    found = pkgutil.iter_modules([str(Path(__file__).parent / "rules")])
+    mods = sorted(m.name for m in found if not m.name.startswith("_"))
+    return [f"unbacked.detect.rules.{m}" for m in mods] + ["unbacked.detect.anomaly"]
+
+
+#: every detector by id: the rules of ``unbacked.detect.rules``, the baseline detector and the
+#: ``unbacked.detectors`` entry points of installed packages (imported on first use)
+DETECTORS: Registry[type[Detector]] = Registry(
+    "detectors",
+    group="unbacked.detectors",
+    base=Detector,
+    modules=_builtin_modules,
+    key=lambda cls: cls.id,
+    summary=lambda cls: cls.title,
+)
+
+#: the detectors that are rules (a view of ``DETECTORS``)
+RULES: RegistryView[type[Detector]] = DETECTORS.view(lambda cls: issubclass(cls, Rule))
+
+
+def register_detector(cls: type[Detector]) -> type[Detector]:
+    """Class decorator adding a detector to ``DETECTORS`` (a duplicate id is an error)."""
+    return DETECTORS.register(cls)
 
 
 def register_rule(cls: type[Rule]) -> type[Rule]:
-    if cls.id in RULES and RULES[cls.id] is not cls:
-        raise ValueError(f"duplicate rule id {cls.id!r}")
-    RULES[cls.id] = cls
+    """Class decorator adding a rule to ``DETECTORS`` (a duplicate id is an error)."""
+    if not (isinstance(cls, type) and issubclass(cls, Rule)):
+        raise PluginError(f"{cls!r} is not a Rule")
+    DETECTORS.register(cls)
     return cls

@@ -38,6 +38,8 @@ Features (DESIGN.md §5):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -424,7 +426,7 @@ def facts_sql(groups: set[str] | None = None) -> str:
 
 
 #: every branch (what the Spark engine and tests read)
-_FACTS_SQL = facts_sql()
+FACTS_SQL = facts_sql()
 
 FACT_SCHEMA = pa.schema(
     [
@@ -458,7 +460,7 @@ FEATURE_WEIGHT: dict[str, float] = {
 }
 
 
-_GROUP_PRESENT = {
+_GROUP_PRESENT: dict[str, Callable[[str, str], bool]] = {
     "open": lambda k, a: k == "process" and a == "open",
     "thread": lambda k, a: k == "thread" and a == "remote_thread",
     "module": lambda k, a: k == "module",

@@ -1,5 +1,6 @@
 """Engines: the embedded local pipeline (default) and, with the ``[spark]`` extra, Spark."""
 
-from unbacked.engine.local import HuntResult, detect_events, hunt, learn_baseline, train
+from unbacked.detect import learn_baseline
+from unbacked.engine.local import HuntResult, detect_events, hunt, train
 
 __all__ = ["HuntResult", "detect_events", "hunt", "learn_baseline", "train"]

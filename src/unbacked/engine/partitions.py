@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from unbacked import duck
-from unbacked.detect import DetectionContext, ProgramBaseline
+from unbacked.detect import DetectionContext, ProgramBaseline, learn_baseline
 from unbacked.detect.baseline import TABLE_SCHEMAS
 from unbacked.errors import InputError
 
@@ -50,8 +50,6 @@ MAXIMA_SCHEMA = pa.schema(
 
 def partial_rows(events: pa.Table, **hyper: Any) -> pa.Table:
     """The uncalibrated baseline of one partition of whole hosts, as rows to be summed."""
-    from unbacked.engine.local import learn_baseline
-
     part = learn_baseline(events, calibrate=False, **hyper)  # the embedded engine's own learning
     return rows_of(part, events)
 

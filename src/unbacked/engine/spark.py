@@ -26,7 +26,7 @@ Nothing about detection is reimplemented here. Spark only moves data:
    back as OCSF JSON strings and are sorted with ``sort_alerts``.
 
 The result is the embedded engine's result on the same lake: same baseline tables (byte for byte
-once saved) and the same alerts (``tests/spark``).
+once saved) and the same alerts (``tests/engine/test_spark_*.py``).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ import pyarrow.compute as pc
 from unbacked.correlate.incidents import CorrelationConfig
 from unbacked.detect import ProgramBaseline
 from unbacked.detect.baseline import TABLE_SCHEMAS
-from unbacked.detect.features import _FACTS_SQL
+from unbacked.detect.features import FACTS_SQL
 from unbacked.engine import partitions
 from unbacked.errors import DependencyError, InputError
 from unbacked.model.alert import Alert, Alerts, sort_alerts
@@ -235,25 +235,22 @@ def _ocsf_events(spark: SparkSession, df: DataFrame) -> DataFrame:
     arrow_schema = to_arrow_schema(schema)
 
     def convert(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        from unbacked.sources._engine import pooled_connection
-        from unbacked.sources.ocsf import QUERY
+        from unbacked.sources.ocsf import map_ocsf_lines
 
-        with pooled_connection() as con:
-            for batch in batches:
-                table = pa.Table.from_batches([batch])
-                files = table.column("file").cast(pa.string())
-                for name in pc.unique(files).to_pylist():
-                    part = table.filter(pc.equal(files, name))
-                    res = QUERY.run(
-                        con,
-                        part.column("line").combine_chunks().cast(pa.string()),
-                        part.column("ln").to_numpy(),
-                        src_format="ocsf-parquet",
-                        src_file=name,
-                    )
-                    if res.table is None or res.table.num_rows == 0:
-                        continue
-                    yield from _as_lake(res.table, arrow_schema).to_batches()
+        for batch in batches:
+            table = pa.Table.from_batches([batch])
+            files = table.column("file").cast(pa.string())
+            for name in pc.unique(files).to_pylist():
+                part = table.filter(pc.equal(files, name))
+                events = map_ocsf_lines(
+                    part.column("line").combine_chunks().cast(pa.string()),
+                    part.column("ln").to_numpy(),
+                    src_format="ocsf-parquet",
+                    src_file=name,
+                )
+                if events is None or events.num_rows == 0:
+                    continue
+                yield from _as_lake(events, arrow_schema).to_batches()
 
     return lines.mapInArrow(convert, schema)
 
@@ -275,7 +272,7 @@ def fact_columns(events: DataFrame) -> DataFrame:
     """Only the columns the facts are computed from (plus host and order), for the passes that
     need facts only: half the columns, half the shuffle. The names are those the feature SQL
     mentions, so a feature reading a new column brings it along."""
-    used = {c for c in EVENT_SCHEMA.names if re.search(rf"\b{c}\b", _FACTS_SQL)}
+    used = {c for c in EVENT_SCHEMA.names if re.search(rf"\b{c}\b", FACTS_SQL)}
     used |= {"host", "process_uid", "image", "target_image", "time", "kind", "activity"}
     used |= set(FALLBACK_ORDER) | set(CANONICAL_ORDER) | {LAKE_SEQ}
     return events.select(*[c for c in events.columns if c in used])

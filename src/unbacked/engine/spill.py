@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from unbacked.engine.order import canonical_order
 from unbacked.errors import SpillError
 from unbacked.model.schema import EVENT_SCHEMA
 
@@ -188,8 +189,6 @@ class HostSpill:
     def groups(self, group_rows: int) -> Iterator[pa.Table]:
         """Tables of whole hosts, each in canonical order, every event exactly once (the same
         groups in the same order for the same ``group_rows``)."""
-        from unbacked.engine.local import canonical_order
-
         self.finish()
         for buckets in self.group_plan(group_rows):
             with _disk("read events back from the spill", self.path):

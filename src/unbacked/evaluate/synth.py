@@ -508,7 +508,8 @@ def _ranges(lo: np.ndarray, counts: np.ndarray) -> np.ndarray:
     if total == 0:
         return np.zeros(0, dtype=np.int64)
     starts = np.repeat(np.cumsum(counts) - counts, counts)
-    return np.repeat(lo, counts) + (np.arange(total) - starts)
+    out: np.ndarray = np.repeat(lo, counts) + (np.arange(total) - starts)
+    return out
 
 
 def _chunk_rows(

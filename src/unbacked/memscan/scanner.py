@@ -10,6 +10,10 @@ several threads at once (no state between calls).
 
 Whatever the size of a dump or a process, the driver holds one chunk at a time: memory use is
 bounded by ``chunk_size + overlap`` per scanner, never by the input.
+
+Scanners are plug-ins registered in ``SCANNERS`` under their ``name`` (another package adds one
+through an ``unbacked.scanners`` entry point); ``unbacked.testing.check_scanner`` runs the
+contract's checks on one.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
+
+from unbacked.plugins import Registry
 
 
 class Readable(Protocol):
@@ -47,7 +53,14 @@ class Hit:
 class ScannerInterface(ABC):
     """Finds things in chunks of memory; see the module docstring for the contract."""
 
+    #: short unique name in ``SCANNERS``
+    name: ClassVar[str]
+    #: one line for ``unbacked plugins`` and the docs
+    description: ClassVar[str]
     thread_safe: ClassVar[bool] = False
+    #: bytes in which the scanner made by ``sample`` finds at least one hit (the conformance
+    #: kit scans them whole and in every chunking and expects the same hits)
+    examples: ClassVar[tuple[bytes, ...]] = ()
 
     def __init__(self, *, chunk_size: int = 1 << 22, overlap: int = 0x1000) -> None:
         if chunk_size <= 0 or overlap < 0 or overlap > chunk_size:
@@ -66,6 +79,12 @@ class ScannerInterface(ABC):
     def limit(self, data: bytes, last: bool) -> int:
         """The first offset in ``data`` at which a hit may no longer start."""
         return len(data) if last else min(len(data), self.chunk_size)
+
+    @classmethod
+    def sample(cls, **kw: Any) -> ScannerInterface:
+        """An instance for the conformance kit (``chunk_size`` and ``overlap`` in ``kw``); a
+        scanner that needs more (YARA: compiled rules) overrides it with a small example."""
+        return cls(**kw)
 
 
 def iter_chunks(
@@ -119,7 +138,14 @@ class SignatureScanner(ScannerInterface):
     Stateless, hence thread-safe. Hits are candidates; ``headers.classify`` decides.
     """
 
+    name = "signature"
+    description = "Candidate PE/ELF headers and header remnants (MZ, ELF, PE, DOS stub, sections)."
     thread_safe = True
+    examples = (
+        b"\x00" * 300 + b"MZ\x90\x00" + b"\x00" * 60 + b"PE\x00\x00\x64\x86" + b"\x00" * 40,
+        b"\xcc" * 5000 + b"\x7fELF\x02\x01\x01" + b"\xcc" * 100
+        + b"This program cannot be run in DOS mode" + b"\x00" * 10,
+    )  # fmt: skip
 
     def __init__(self, *, kinds: tuple[str, ...] | None = None, **kw: int) -> None:
         super().__init__(**kw)
@@ -191,7 +217,13 @@ _SHELLCODE_NAMES = {
 class ShellcodeScanner(ScannerInterface):
     """Finds hand-written shellcode idioms (see ``_SHELLCODE``). Stateless: thread-safe."""
 
+    name = "shellcode"
+    description = "Hand-written shellcode idioms: PEB access, ROR-13 API hashing, stager entry."
     thread_safe = True
+    examples = (
+        b"\x90" * 100 + b"\xfc\x48\x83\xe4\xf0\xe8\xc0\x00\x00\x00" + b"\x90" * 3000
+        + b"\x65\x48\x8b\x04\x25\x60\x00\x00\x00" + b"/bin//sh\x00",
+    )  # fmt: skip
 
     def __call__(self, data: bytes, data_offset: int, *, last: bool = True) -> Iterator[Hit]:
         limit = self.limit(data, last)
@@ -199,3 +231,21 @@ class ShellcodeScanner(ScannerInterface):
                 if m.start() < limit]  # fmt: skip
         for pos in sorted(hits):
             yield Hit(data_offset + pos, "shellcode", _SHELLCODE_NAMES[data[pos]])
+
+
+#: every memory scanner: the package's own (signature, shellcode; YARA with the [yara] extra)
+#: and the ``unbacked.scanners`` entry points of installed packages
+SCANNERS: Registry[type[ScannerInterface]] = Registry(
+    "scanners",
+    group="unbacked.scanners",
+    base=ScannerInterface,
+)
+SCANNERS.register(SignatureScanner)
+SCANNERS.register(ShellcodeScanner)
+SCANNERS.declare(
+    "yara",
+    "unbacked.memscan.yarascan:YaraScanner",
+    summary="YARA rules over suspicious regions only.",
+    needs=("yara",),
+    extra="yara",
+)

@@ -51,12 +51,27 @@ class YaraScanner(ScannerInterface):
     thread-safe; ``timeout`` bounds each chunk's match time.
     """
 
+    name = "yara"
+    description = "YARA rules over suspicious regions only."
     thread_safe = True
+    needs = ("yara",)
+    extra = "yara"
+    examples = (b"\x00" * 700 + b"unbacked-yara-sample" + b"\x00" * 5000 + b"unbacked-yara-sample",)
 
     def __init__(self, rules: Any, *, timeout: int = 10, **kw: Any) -> None:
         super().__init__(**kw)
         self.rules = rules
         self.timeout = timeout
+
+    @classmethod
+    def sample(cls, **kw: Any) -> YaraScanner:
+        """A scanner with one rule that matches ``examples``."""
+        import yara
+
+        rules = yara.compile(
+            source='rule unbacked_sample { strings: $a = "unbacked-yara-sample" condition: $a }'
+        )
+        return cls(rules, **kw)
 
     def __call__(self, data: bytes, data_offset: int, *, last: bool = True) -> Iterator[Hit]:
         limit = self.limit(data, last)

@@ -11,7 +11,12 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from os import PathLike
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 OCSF_VERSION = "1.3.0"
 
@@ -541,7 +546,7 @@ class Alerts(list[Alert]):
                 return a
         raise KeyError(f"no alert {alert_id!r}")
 
-    def to_arrow(self):  # -> pa.Table
+    def to_arrow(self) -> pa.Table:
         import pyarrow as pa
 
         def ref(p: ProcessRef | None, attr: str) -> Any:
@@ -567,10 +572,10 @@ class Alerts(list[Alert]):
             }
         )
 
-    def to_pandas(self):
+    def to_pandas(self) -> Any:  # -> pandas.DataFrame
         return self.to_arrow().to_pandas()
 
-    def timeline(self, alert_id: str | int):
+    def timeline(self, alert_id: str | int) -> Any:  # -> pandas.DataFrame
         """The alert's timeline as a DataFrame (time, kind, summary, signal, file, record)."""
         import pandas as pd
 
@@ -591,25 +596,30 @@ class Alerts(list[Alert]):
             columns=["time", "kind", "summary", "signal", "file", "record", "line"],
         )
 
-    def explanation(self, alert_id: str | int):
+    def explanation(self, alert_id: str | int) -> Any:  # -> pandas.DataFrame
         import pandas as pd
 
         a = self.by_uid(alert_id)
         return pd.DataFrame([e.to_dict() for e in a.explanation])
 
-    def plot(self, alert_id: str | int, *, height: int | None = None):  # -> bokeh figure
+    def plot(self, alert_id: str | int, *, height: int | None = None) -> Any:  # bokeh figure
         """The alert's timeline as a zoomable bokeh figure, the same plot the HTML report shows.
 
         Display it in a notebook with ``bokeh.io.output_notebook(); bokeh.io.show(fig)``. bokeh
         is imported here, not at module import, so alerts stay usable without the ``[report]``
         extra; without bokeh this raises :class:`~unbacked.errors.DependencyError`.
         """
-        from unbacked.render.html import timeline_figure
+        return _html_renderer().figure(self.by_uid(alert_id), height=height)
 
-        return timeline_figure(self.by_uid(alert_id), height=height)
-
-    def to_html(self, path: Any, *, title: str | None = None):  # path: str or Path -> Path
+    def to_html(self, path: str | PathLike[str], *, title: str | None = None) -> Path:
         """Write the offline HTML report of these alerts (``unbacked report``) to ``path``."""
-        from unbacked.render.html import write_html
+        out: Path = _html_renderer()(title=title).write(self, path)
+        return out
 
-        return write_html(self, path, title=title)
+
+def _html_renderer() -> Any:
+    """The renderer plug-in ``html`` (the model asks the registry for it by name: renderers
+    depend on the model, never the other way round)."""
+    from unbacked.plugins import registry
+
+    return registry("renderers").require("html")

@@ -23,7 +23,7 @@ def _as_us(col: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
 
 
 def _is_fine(typ: pa.DataType) -> bool:
-    return pa.types.is_timestamp(typ) and typ.unit == "ns"
+    return bool(pa.types.is_timestamp(typ) and typ.unit == "ns")
 
 
 def python_table(table: pa.Table, keep_ns: Iterable[str] = ()) -> pa.Table:
@@ -45,10 +45,13 @@ def python_table(table: pa.Table, keep_ns: Iterable[str] = ()) -> pa.Table:
 def to_rows(table: pa.Table, keep_ns: Iterable[str] = ()) -> list[dict[str, Any]]:
     """``table.to_pylist()`` that never needs pandas (see the module docstring)."""
     if not any(_is_fine(t) for t in table.schema.types) and not keep_ns:
-        return table.to_pylist()
-    return python_table(table, keep_ns).to_pylist()
+        rows: list[dict[str, Any]] = table.to_pylist()
+        return rows
+    rows = python_table(table, keep_ns).to_pylist()
+    return rows
 
 
 def to_values(col: pa.ChunkedArray | pa.Array) -> list[Any]:
     """``col.to_pylist()`` that never needs pandas."""
-    return (_as_us(col) if _is_fine(col.type) else col).to_pylist()
+    values: list[Any] = (_as_us(col) if _is_fine(col.type) else col).to_pylist()
+    return values

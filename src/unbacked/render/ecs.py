@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import IO, Any
 
 import orjson
 
 from unbacked.model.alert import ATTACK, SEVERITY_NAMES, Alert, ProcessRef
+from unbacked.render.base import Renderer, register_renderer
 
 
-def _iso(ts) -> str | None:
+def _iso(ts: datetime | None) -> str | None:
     return None if ts is None else ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -78,3 +79,15 @@ def write_ecs(alerts: Sequence[Alert], stream: IO[str]) -> None:
     for alert in alerts:
         stream.write(orjson.dumps(alert_to_ecs(alert), option=orjson.OPT_SORT_KEYS).decode())
         stream.write("\n")
+
+
+@register_renderer
+class EcsRenderer(Renderer):
+    """The alerts as JSON lines with Elastic Common Schema field names."""
+
+    name = "ecs"
+    description = "JSON lines with Elastic Common Schema field names."
+    suffix = ".jsonl"
+
+    def render(self, alerts: Sequence[Alert], stream: IO[str]) -> None:
+        write_ecs(alerts, stream)

@@ -24,7 +24,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from unbacked.errors import DependencyError
 from unbacked.model.alert import (
@@ -43,8 +43,9 @@ from unbacked.model.alert import (
     sort_alerts,
     to_ms,
 )
+from unbacked.render.base import Renderer
 
-__all__ = ["render_html", "timeline_figure", "write_html"]
+__all__ = ["HtmlRenderer", "render_html", "timeline_figure", "write_html"]
 
 #: timeline lanes, top to bottom, in the order a region lives through them
 LANES = ("launch", "load", "open", "allocate", "write", "protect", "map", "thread", "apc",
@@ -378,21 +379,15 @@ def _baseline_phrase(e: Explanation, program: str | None) -> str:
 
 
 def _describe(detector: str) -> tuple[str, str]:
-    """A detector's title and what it means (rules from their metadata; the baseline, the
-    correlation follow-ups and memory-scan findings from their modules)."""
+    """A detector's title and what it means (registered detectors, the baseline among them,
+    from their metadata; the correlation follow-ups and memory-scan findings from their
+    modules)."""
     from unbacked.correlate.incidents import FOLLOWUP_CHILD, FOLLOWUP_CONNECT
-    from unbacked.detect.anomaly import DETECTOR_ID as BASELINE_ID
-    from unbacked.detect.anomaly import TITLE as BASELINE_TITLE
-    from unbacked.detect.rules import load_rules
+    from unbacked.detect.base import DETECTORS
 
-    rule = load_rules().get(detector)
-    if rule is not None:
-        return rule.title, rule.description
-    if detector == BASELINE_ID:
-        return BASELINE_TITLE, (
-            "A fact about the process (feature and value) is rare among the instances of its "
-            "program (or of the population, for a program seen once)."
-        )
+    found = DETECTORS.get(detector)
+    if found is not None:
+        return found.title, found.description
     for det, title, _score, _tech in (FOLLOWUP_CONNECT, FOLLOWUP_CHILD):
         if detector == det:
             return title, "Follow-up behaviour after an indicator showed foreign code ran."
@@ -888,3 +883,30 @@ def write_html(alerts: Sequence[Alert], path: str | Path, *, title: str | None =
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_html(alerts, title=title), encoding="utf-8")
     return out
+
+
+class HtmlRenderer(Renderer):
+    """The offline HTML report as a renderer: one self-contained file (``write``); rendered to
+    a stream it is the same page as text. ``title`` is the page's title (default: unbacked
+    incident report)."""
+
+    name = "html"
+    description = (
+        "One self-contained offline HTML incident report (timelines with the [report] extra)."
+    )
+    to_path = True
+    suffix = ".html"
+
+    def __init__(self, *, title: str | None = None) -> None:
+        self.title = title
+
+    def render(self, alerts: Sequence[Alert], stream: IO[str]) -> None:
+        stream.write(render_html(alerts, title=self.title))
+
+    def write(self, alerts: Sequence[Alert], path: str | Path) -> Path:
+        return write_html(alerts, path, title=self.title)
+
+    @staticmethod
+    def figure(alert: Alert, *, height: int | None = None) -> Any:
+        """The alert's timeline as the report's zoomable bokeh figure (``Alerts.plot``)."""
+        return timeline_figure(alert, height=height)

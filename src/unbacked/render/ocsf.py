@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import orjson
 
 from unbacked.errors import FormatError
 from unbacked.model.alert import Alert
+from unbacked.render.base import Renderer, register_renderer
 
 
 def write_ocsf(alerts: Sequence[Alert], stream: IO[str]) -> None:
@@ -18,7 +19,19 @@ def write_ocsf(alerts: Sequence[Alert], stream: IO[str]) -> None:
         stream.write("\n")
 
 
-def iter_alert_dicts(path: str | Path) -> Iterator[dict]:
+@register_renderer
+class OcsfRenderer(Renderer):
+    """OCSF 1.x Detection Finding JSON lines: the alert contract (read back by ``report``)."""
+
+    name = "ocsf"
+    description = "OCSF 1.x Detection Finding JSON lines (the alert contract)."
+    suffix = ".jsonl"
+
+    def render(self, alerts: Sequence[Alert], stream: IO[str]) -> None:
+        write_ocsf(alerts, stream)
+
+
+def iter_alert_dicts(path: str | Path) -> Iterator[dict[str, Any]]:
     """Detection Findings of an alerts JSONL file; a bad line is a FormatError naming it."""
     with Path(path).open("rb") as fh:
         for n, line in enumerate(fh, 1):

@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from unbacked.model.alert import RULE_DOCS, SEVERITY_NAMES, Alert, ProcessRef, more_reasons
+from unbacked.render.base import Renderer, register_renderer
 
 _COLOURS = {5: "bold white on red", 4: "bold red", 3: "yellow", 2: "cyan", 1: "dim"}
 _MIN_WHY = 50  # the one-line-per-alert layout only when "why" keeps this many columns
@@ -110,3 +111,14 @@ def write_table(alerts: Sequence[Alert], stream: IO[str]) -> None:
         console.print("no alerts")
         return
     console.print(build_table(alerts, console.width))
+
+
+@register_renderer
+class TableRenderer(Renderer):
+    """The alerts as a console table, strongest first."""
+
+    name = "table"
+    description = "A console table, one row per alert (strongest first)."
+
+    def render(self, alerts: Sequence[Alert], stream: IO[str]) -> None:
+        write_table(alerts, stream)

@@ -143,7 +143,7 @@ class BpfObject:
 
     def lookup(self, map_name: str, key: ctypes._CData, value: ctypes._CData) -> bool:
         fd = self.map_fd(map_name)
-        return self._lib.bpf_map_lookup_elem(fd, ctypes.byref(key), ctypes.byref(value)) == 0
+        return bool(self._lib.bpf_map_lookup_elem(fd, ctypes.byref(key), ctypes.byref(value)) == 0)
 
     def delete(self, map_name: str, key: ctypes._CData) -> None:
         self._lib.bpf_map_delete_elem(self.map_fd(map_name), ctypes.byref(key))

@@ -122,7 +122,7 @@ class _Pipeline:
             if self.on_batch is not None:
                 self.on_batch(table)
         self.result.events += table.num_rows
-        return table.num_rows
+        return int(table.num_rows)
 
     def _flush(self, *, force: bool) -> None:
         """Write buffered batches as one Parquet row group / JSON-lines block once enough rows

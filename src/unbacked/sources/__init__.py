@@ -1,32 +1,21 @@
 """Sources: files and streams -> normalized events (Arrow tables of EVENT_SCHEMA).
 
-Every module of this package is imported here, so a new format is added by dropping a file
-with a ``@register``-ed ``Source`` subclass into the package; nothing else needs editing.
+Every module of this package is imported when ``SOURCES`` is first used, so a new format is
+added by dropping a file with a ``@register``-ed ``Source`` subclass into the package; another
+package adds one through an ``unbacked.sources`` entry point (``docs/plugins.md``).
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from unbacked.sources.base import SNIFF_BYTES, SOURCES, InputFile, Source, register
-
-
-def _import_all() -> None:
-    for mod in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        importlib.import_module(f"{__name__}.{mod.name}")
-
-
-_import_all()
-
-from unbacked.sources.discovery import (  # noqa: E402
+from unbacked.sources.discovery import (
     MAX_MEMBER_BYTES,
     choose_source,
     iter_event_tables,
     iter_inputs,
     read_events,
 )
-from unbacked.sources.native import EventWriter, write_events  # noqa: E402
+from unbacked.sources.native import EventWriter, write_events
 
 __all__ = [
     "MAX_MEMBER_BYTES",

@@ -17,6 +17,7 @@ from typing import IO, ClassVar
 import pyarrow as pa
 
 from unbacked.errors import FormatError
+from unbacked.plugins import Registry
 from unbacked.runreport import RunReport
 
 #: Bytes every source may look at to decide whether it reads an input.
@@ -53,7 +54,8 @@ class InputFile:
 
 
 class Source(ABC):
-    """A telemetry format. Subclasses register themselves in ``SOURCES`` by class attribute."""
+    """A telemetry format, registered in ``SOURCES`` under its ``name`` (``@register``, or an
+    ``unbacked.sources`` entry point of another package)."""
 
     #: short unique id, e.g. ``"sysmon-evtx"``; shown in reports and stored as ``src_format``
     name: ClassVar[str]
@@ -129,12 +131,22 @@ def count_read_error(report: RunReport, name: str, error: BaseException) -> None
     report.skip(name, reason, detail=f"{type(error).__name__}: {error}"[:300])
 
 
-SOURCES: dict[str, type[Source]] = {}
+def _builtin_modules() -> list[str]:
+    """Every module of this package (found beside this file: no import of the package)."""
+    import pkgutil
+    from pathlib import Path
+
+    mods = sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]))
+    return [f"unbacked.sources.{m}" for m in mods]
+
+
+#: every source: the package's own modules (all of ``unbacked.sources``, imported on first use)
+#: and the ``unbacked.sources`` entry points of installed packages
+SOURCES: Registry[type[Source]] = Registry(
+    "sources", group="unbacked.sources", base=Source, modules=_builtin_modules
+)
 
 
 def register(cls: type[Source]) -> type[Source]:
-    """Class decorator adding a source to the registry."""
-    if cls.name in SOURCES and SOURCES[cls.name] is not cls:
-        raise ValueError(f"duplicate source name {cls.name!r}")
-    SOURCES[cls.name] = cls
-    return cls
+    """Class decorator adding a source to ``SOURCES`` (a duplicate name is an error)."""
+    return SOURCES.register(cls)

@@ -19,10 +19,14 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
+import pyarrow as pa
+
 from unbacked.sources._engine import (
     JsonLinesSource,
     JsonQuery,
     first_json_objects,
+    pooled_connection,
 )
 from unbacked.sources.base import register
 
@@ -197,6 +201,16 @@ FROM h
 """
 
 QUERY = JsonQuery(FIELDS, MAPPING_SQL)
+
+
+def map_ocsf_lines(
+    lines: pa.Array, line_numbers: np.ndarray, *, src_file: str, src_format: str = "ocsf-jsonl"
+) -> pa.Table | None:
+    """OCSF JSON texts (one object each, numbered ``line_numbers``) as events of
+    ``EVENT_SCHEMA``, or None when none maps; bad texts are dropped, never raised (the Spark
+    engine maps a lake's lines with it, as this source maps a file's)."""
+    with pooled_connection() as con:
+        return QUERY.run(con, lines, line_numbers, src_format=src_format, src_file=src_file).table
 
 
 @register

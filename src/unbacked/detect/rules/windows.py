@@ -239,7 +239,10 @@ def _running_managed(ctx: DetectionContext, ev: pa.Table) -> np.ndarray:
         return np.zeros(ev.num_rows, dtype=bool)
     idx = pc.index_in(ev["process_uid"], value_set=managed["process_uid"])
     since = managed["since"].combine_chunks().take(idx)
-    return pc.fill_null(pc.greater_equal(ev["time"], since), False).to_numpy(zero_copy_only=False)
+    out: np.ndarray = pc.fill_null(pc.greater_equal(ev["time"], since), False).to_numpy(
+        zero_copy_only=False
+    )
+    return out
 
 
 _MANAGED_SCHEMA = pa.schema(

@@ -25,7 +25,7 @@ from unbacked.sources.elastic import ElasticDefendSource
 from unbacked.sources.etwti import EtwTiSource
 from unbacked.sources.winxml import WinEventXmlSource, XmlForbidden, parse_event
 
-from .helpers import accounted, read
+from .windows_util import accounted, read
 
 SETTINGS = settings(
     max_examples=150,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.report._alerts import HOSTILE_CMD, HOSTILE_NAME, HOSTILE_SUMMARY, plain_alert, rich_alert
+from tests.render._alerts import HOSTILE_CMD, HOSTILE_NAME, HOSTILE_SUMMARY, plain_alert, rich_alert
 from unbacked.cli.main import main
 from unbacked.errors import DependencyError
 from unbacked.model.alert import Alerts

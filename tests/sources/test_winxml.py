@@ -19,7 +19,7 @@ from unbacked.sources.winxml import (
     parse_event,
 )
 
-from .helpers import accounted, jsonl, ns, read
+from .windows_util import accounted, jsonl, ns, read
 
 NS = "http://schemas.microsoft.com/win/2004/08/events/event"
 

@@ -17,7 +17,7 @@ from unbacked.sources.elastic import ElasticDefendSource
 from unbacked.sources.etwti import EtwTiSource
 from unbacked.sources.winxml import WinEventXmlSource
 
-from .helpers import accounted, read
+from .windows_util import accounted, read
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "windows"

@@ -22,7 +22,7 @@ from unbacked.sources import choose_source
 from unbacked.sources.base import InputFile
 from unbacked.sources.etwti import EtwTiSource
 
-from .helpers import accounted, read
+from .windows_util import accounted, read
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "windows"

@@ -1,7 +1,6 @@
-"""The Spark engine's tests: one local SparkSession (``local[2]``) for the whole package.
-
-They are marked ``spark`` (``-m "not spark"`` leaves them out) and skip, saying why, when
-pyspark (the ``[spark]`` extra) or a Java runtime is missing.
+"""The engines' tests. The Spark engine's (``test_spark_*.py``) share one local SparkSession
+(``local[2]``, the ``spark`` fixture); they are marked ``spark`` (``-m "not spark"`` leaves them
+out) and skip, saying why, when pyspark (the ``[spark]`` extra) or a Java runtime is missing.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.report._alerts import HOSTILE_CMD, HOSTILE_NAME, plain_alert, rich_alert
+from tests.render._alerts import HOSTILE_CMD, HOSTILE_NAME, plain_alert, rich_alert
 from unbacked.render.html import write_html
 
 pytest.importorskip("bokeh", reason="the [report] extra (bokeh) is not installed")

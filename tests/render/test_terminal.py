@@ -11,7 +11,7 @@ import click
 import pytest
 from rich.console import Console
 
-from tests.report._alerts import plain_alert, rich_alert
+from tests.render._alerts import plain_alert, rich_alert
 from unbacked.cli._common import Progress
 from unbacked.cli.main import main
 from unbacked.render import write_ocsf
@@ -116,7 +116,7 @@ def test_unexpected_error_hints_at_vv(tmp_path, capsys, monkeypatch):
     def broken(*_a, **_k):
         raise TypeError("unsupported operand")
 
-    monkeypatch.setattr("unbacked.cli.report.write_html", broken)
+    monkeypatch.setattr("unbacked.render.html.write_html", broken)
     assert main(["report", str(alerts)]) == 1
     err = capsys.readouterr().err
     assert "error: unexpected TypeError: unsupported operand" in err

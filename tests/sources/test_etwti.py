@@ -13,7 +13,7 @@ from unbacked.sources import choose_source
 from unbacked.sources.base import InputFile
 from unbacked.sources.etwti import EtwTiSource
 
-from .helpers import accounted, jsonl, ns, read
+from .windows_util import accounted, jsonl, ns, read
 
 TI = "Microsoft-Windows-Threat-Intelligence"
 

@@ -11,7 +11,7 @@ from unbacked.sources import choose_source
 from unbacked.sources.base import InputFile
 from unbacked.sources.elastic import ElasticDefendSource, get
 
-from .helpers import accounted, jsonl, ns, read
+from .windows_util import accounted, jsonl, ns, read
 
 SYS32 = "c:\\windows\\system32\\"
 WINWORD = "C:\\Program Files\\Microsoft Office\\root\\Office16\\WINWORD.EXE"
