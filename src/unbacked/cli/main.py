@@ -10,7 +10,6 @@ import errno
 import sys
 
 import click
-from click.utils import make_default_short_help
 
 from unbacked import __version__
 from unbacked.errors import UnbackedError
@@ -59,7 +58,10 @@ class _LazyGroup(click.Group):
         for name in names:
             cmd = self.commands.get(name)
             if cmd is None:
-                rows.append((name, make_default_short_help(SUBCOMMANDS[name], limit).strip()))
+                # shortened as click shortens a command's own help (public API only:
+                # click.utils.make_default_short_help is deprecated from click 8.2)
+                stub = click.Command(name, help=SUBCOMMANDS[name])
+                rows.append((name, stub.get_short_help_str(limit)))
             elif not cmd.hidden:
                 rows.append((name, cmd.get_short_help_str(limit)))
         with formatter.section("Commands"):
