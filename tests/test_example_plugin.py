@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import site
 import subprocess
 import sys
 import tomllib
@@ -49,6 +50,14 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip",
                     str(env_dir)], check=True, timeout=120)  # fmt: skip
     python = env_dir / "bin" / "python"
+    # --system-site-packages reaches the base interpreter's packages, not those of the venv
+    # these tests run in (the project's .venv): a .pth hands the new venv this one's
+    site_dir = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.strip()  # fmt: skip
+    parents = [p for p in (*site.getsitepackages(), site.getusersitepackages()) if Path(p).is_dir()]
+    Path(site_dir, "unbacked-test-parent.pth").write_text("\n".join(parents) + "\n")
     env = {k: v for k, v in os.environ.items() if k != "UNBACKED_DISABLE_PLUGIN_AUTOLOAD"}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO)])
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",

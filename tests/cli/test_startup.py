@@ -58,7 +58,7 @@ def test_summaries_are_the_commands_own(name: str) -> None:
     cmd = cli.get_command(click.Context(cli), name)
     assert cmd is not None
     for limit in (20, 45, 60, 74, 120, 200):
-        ours = click.utils.make_default_short_help(SUBCOMMANDS[name], limit).strip()
+        ours = click.Command(name, help=SUBCOMMANDS[name]).get_short_help_str(limit)
         assert ours == cmd.get_short_help_str(limit), (name, limit)
 
 

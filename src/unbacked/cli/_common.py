@@ -55,9 +55,9 @@ class PluginChoice(click.Choice[str]):
         module, _, attr = self._where.partition(":")
         return getattr(importlib.import_module(module), attr)
 
-    @property
-    def choices(self) -> Sequence[str]:
-        return sorted(n for n, p in self._registry().items() if self._predicate(p))
+    @property  # typed as click >= 8.2 types the attribute (a tuple); a list before that
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override,unused-ignore]
+        return tuple(sorted(n for n, p in self._registry().items() if self._predicate(p)))
 
     @choices.setter
     def choices(self, _value: Sequence[str]) -> None:

@@ -32,6 +32,17 @@ class ProcessGone(ScanError):
     """The process exited (or its pid was reused) before or during the scan."""
 
 
+def _exited(pid: int) -> bool:
+    """Whether ``pid`` has exited: no longer listed, or a zombie (state Z or X in its stat)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return True
+    state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
+    return state in (b"Z", b"X")
+
+
 def _gone(pid: int, exc: OSError | None = None) -> ProcessGone:
     err = ProcessGone(
         f"process {pid} is gone",
@@ -147,7 +158,9 @@ class LinuxProcessSpace:
         try:
             self._fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
         except OSError as exc:
-            if exc.errno in _GONE:
+            # a process that exited between reading its map and opening its memory is a
+            # zombie, whose memory the kernel refuses to anyone but root (EACCES): gone, too
+            if exc.errno in _GONE or _exited(pid):
                 raise _gone(pid, exc) from exc
             raise ScanError(
                 f"cannot open the memory of process {pid}: {exc.strerror}",
