@@ -5,14 +5,26 @@
 the stages share one database and each takes its own connection: what a query registers or
 creates as TEMP is private to that connection, and connections can be used from different
 threads. A forked child (Spark's Python workers) gets a database of its own.
+
+Code asks through two helpers rather than handling connections itself: ``query`` runs one
+statement over Arrow tables and returns an Arrow table; ``session`` yields a connection with the
+tables registered, for several statements (a TEMP view or table, then queries over it), and
+closes it on the way out, error or not. Values go in as ``params`` (``$name``), never into the
+SQL text.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import duckdb
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _lock = threading.Lock()
 _db: duckdb.DuckDBPyConnection | None = None
@@ -20,10 +32,46 @@ _pid = 0
 
 
 def connect() -> duckdb.DuckDBPyConnection:
-    """A new connection to the process's shared in-memory database; close it when done."""
+    """A new connection to the process's shared in-memory database; close it when done
+    (``session`` does)."""
     global _db, _pid
     with _lock:
         if _db is None or _pid != os.getpid():
             _db = duckdb.connect(":memory:")
             _pid = os.getpid()
         return _db.cursor()
+
+
+@contextmanager
+def session(**tables: pa.Table) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection with ``tables`` registered under their keyword names (views private to
+    it), closed on exit."""
+    con = connect()
+    try:
+        for name, table in tables.items():
+            con.register(name, table)
+        yield con
+    finally:
+        con.close()
+
+
+def sql(
+    con: duckdb.DuckDBPyConnection, statement: str, params: Mapping[str, Any] | None = None
+) -> pa.Table:
+    """The result of ``statement`` on ``con`` (a ``session``'s) as an Arrow table; values go in
+    as ``params`` (``$name``), never into the SQL text."""
+    rel = con.sql(statement, params=dict(params)) if params else con.sql(statement)
+    return rel.to_arrow_table()
+
+
+def query(
+    statement: str, /, params: Mapping[str, Any] | None = None, **tables: pa.Table
+) -> pa.Table:
+    """The result of one ``statement`` over ``tables`` (registered under their keyword names,
+    for this query only; none can be called ``params``) as an Arrow table; values go in as
+    ``params`` (``$name``)."""
+    with session(**tables) as con:
+        return sql(con, statement, params)
+
+
+__all__ = ["connect", "query", "session", "sql"]

@@ -229,13 +229,9 @@ class DetectionContext:
             else f'"{c}"'
             for c in events.column_names
         )
-        con = duck.connect()
-        try:
-            con.register("ev_raw", events)
+        with duck.session(ev_raw=events) as con:
             con.execute(f"CREATE TEMP VIEW ev AS SELECT {cols} FROM ev_raw")
-            return con.sql(sql).to_arrow_table()
-        finally:
-            con.close()
+            return duck.sql(con, sql)
 
     def select(
         self, *, kind: str | None = None, activity: Sequence[str] | str | None = None

@@ -37,7 +37,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -98,17 +97,6 @@ SCORED_SCHEMA_EXTRA = [
 ]
 
 
-def _sql(
-    con: duckdb.DuckDBPyConnection, query: str, params: dict[str, Any] | None = None
-) -> pa.Table:
-    """Run ``query``; values go in as ``params`` (``$name``), never into the SQL text."""
-    return (
-        con.sql(query, params=params).to_arrow_table()
-        if params
-        else con.sql(query).to_arrow_table()
-    )
-
-
 @dataclass
 class ProgramBaseline:
     """Per-program feature baseline with population back-off (see module docs).
@@ -146,17 +134,15 @@ class ProgramBaseline:
     def learn(self, facts: pa.Table, *, calibrate: bool = True) -> ProgramBaseline:
         """Learn counts from a fact table (``extract_facts``)."""
         validate_hyper_parameters(self.hyper_parameters())
-        con = duck.connect()
-        try:
-            con.register("facts", with_event_counts(facts))
-            self.counts_ = _sql(
+        with duck.session(facts=with_event_counts(facts)) as con:
+            self.counts_ = duck.sql(
                 con,
                 """SELECT program, feature, value, count(DISTINCT process_uid) AS instances,
                           sum(events)::BIGINT AS events
                      FROM facts GROUP BY ALL ORDER BY ALL""",
             ).cast(TABLE_SCHEMAS["counts"])
             absent = ", ".join(f"({sql_str(f)}, {sql_str(d)})" for f, d in ABSENCE_AWARE.items())
-            self.totals_ = _sql(
+            self.totals_ = duck.sql(
                 con,
                 f"""WITH a(feature, denominator) AS (VALUES {absent}),
                          seen AS (SELECT program, feature AS denominator,
@@ -175,13 +161,13 @@ class ProgramBaseline:
                       LEFT JOIN ev e ON e.program = s.program AND e.feature = a.feature
                      ORDER BY ALL""",
             ).cast(TABLE_SCHEMAS["totals"])
-            self.population_ = _sql(
+            self.population_ = duck.sql(
                 con,
                 """SELECT feature, value, count(DISTINCT process_uid) AS instances,
                           sum(events)::BIGINT AS events, count(DISTINCT program) AS programs
                      FROM facts GROUP BY ALL ORDER BY ALL""",
             ).cast(TABLE_SCHEMAS["population"])
-            self.population_totals_ = _sql(
+            self.population_totals_ = duck.sql(
                 con,
                 f"""WITH a(feature, denominator) AS (VALUES {absent}),
                          seen AS (SELECT feature AS denominator,
@@ -199,28 +185,21 @@ class ProgramBaseline:
                       FROM a JOIN seen s USING (denominator) LEFT JOIN ev e USING (feature)
                      ORDER BY ALL""",
             ).cast(TABLE_SCHEMAS["population_totals"])
-        finally:
-            con.close()
         self.thresholds_ = TABLE_SCHEMAS["thresholds"].empty_table()
         if calibrate:
             scored = self.score(facts, exclude_self=True, calibrated=False)
-            con = duck.connect()
-            try:
-                con.register("s", scored)
-                self.thresholds_ = _sql(
-                    con,
-                    """SELECT program, feature,
-                              max(surprise) + $margin::DOUBLE AS threshold
-                         FROM s
-                        WHERE n + 1 >= $min_instances::BIGINT
-                        GROUP BY ALL ORDER BY ALL""",
-                    {
-                        "margin": self.calibration_margin,
-                        "min_instances": self.min_instances_for_calibration,
-                    },
-                ).cast(TABLE_SCHEMAS["thresholds"])
-            finally:
-                con.close()
+            self.thresholds_ = duck.query(
+                """SELECT program, feature,
+                          max(surprise) + $margin::DOUBLE AS threshold
+                     FROM s
+                    WHERE n + 1 >= $min_instances::BIGINT
+                    GROUP BY ALL ORDER BY ALL""",
+                {
+                    "margin": self.calibration_margin,
+                    "min_instances": self.min_instances_for_calibration,
+                },
+                s=scored,
+            ).cast(TABLE_SCHEMAS["thresholds"])
         self.meta_ = {
             "learned_at": datetime.now(UTC).isoformat(),
             "facts": facts.num_rows,
@@ -235,11 +214,11 @@ class ProgramBaseline:
         """Facts with their surprise (bits) and the threshold that applies to them."""
         self._check_fitted()
         validate_hyper_parameters(self.hyper_parameters())
-        con = duck.connect()
-        try:
-            for name in ("counts", "totals", "population", "population_totals", "thresholds"):
-                con.register(name, getattr(self, name + "_"))
-            con.register("facts", with_event_counts(facts))
+        learned = {
+            name: getattr(self, name + "_")
+            for name in ("counts", "totals", "population", "population_totals", "thresholds")
+        }
+        with duck.session(**learned, facts=with_event_counts(facts)) as con:
             self_n = "1" if exclude_self else "0"  # code constants, not values
             thr = "coalesce(th.threshold, 0)" if calibrated else "0"
             query = f"""
@@ -269,7 +248,7 @@ class ProgramBaseline:
               LEFT JOIN population_totals pt USING (feature)
               LEFT JOIN thresholds th USING (program, feature)
             """
-            scored = _sql(
+            scored = duck.sql(
                 con,
                 f"""SELECT *,
                       -log2((k + $prior::DOUBLE * q) / (n + $prior::DOUBLE)) AS surprise,
@@ -277,8 +256,6 @@ class ProgramBaseline:
                     FROM ({query}) ORDER BY row, feature""",
                 {"prior": self.prior, "min_surprise": self.min_surprise},
             )
-        finally:
-            con.close()
         return scored
 
     def surprising(self, scored: pa.Table) -> pa.Table:
@@ -292,21 +269,17 @@ class ProgramBaseline:
         """What is normal for ``program``: each feature value with its instance and event counts
         and share of the program's instances."""
         self._check_fitted()
-        con = duck.connect()
-        try:
-            con.register("counts", self.counts_)
-            con.register("totals", self.totals_)
-            con.register("wanted", pa.table({"program": [program.lower()]}))
-            return _sql(
-                con,
-                """SELECT c.feature, c.value, c.instances, t.instances AS of_instances,
-                          c.events, round(c.instances / t.instances, 4) AS share
-                     FROM counts c JOIN totals t USING (program, feature)
-                    WHERE c.program IN (SELECT program FROM wanted)
-                    ORDER BY c.feature, c.instances DESC, c.value""",
-            )
-        finally:
-            con.close()
+        assert self.counts_ is not None and self.totals_ is not None
+        return duck.query(
+            """SELECT c.feature, c.value, c.instances, t.instances AS of_instances,
+                      c.events, round(c.instances / t.instances, 4) AS share
+                 FROM counts c JOIN totals t USING (program, feature)
+                WHERE c.program IN (SELECT program FROM wanted)
+                ORDER BY c.feature, c.instances DESC, c.value""",
+            counts=self.counts_,
+            totals=self.totals_,
+            wanted=pa.table({"program": [program.lower()]}),
+        )
 
     def programs(self) -> list[str]:
         self._check_fitted()

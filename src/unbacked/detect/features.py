@@ -473,33 +473,24 @@ _GROUP_PRESENT: dict[str, Callable[[str, str], bool]] = {
 def extract_facts(events: pa.Table) -> pa.Table:
     """Facts of every event of ``events`` (a ``DetectionContext.events`` table: with ``row``,
     ``program`` and ``target_program`` columns)."""
-    con = duck.connect()
-    try:
-        cols = [c for c in events.column_names if c not in ("time",)]
-        con.register("events", events.select(cols))
-        # the distinct (kind, activity) pairs, as plain strings (chunks may carry differing
-        # dictionaries); joined and hashed rather than grouped, which would load Acero
-        pairs = pc.unique(
-            pc.binary_join_element_wise(
-                events["kind"].cast(pa.string()), events["activity"].cast(pa.string()), "\x1f"
-            )
+    cols = [c for c in events.column_names if c not in ("time",)]
+    # the distinct (kind, activity) pairs, as plain strings (chunks may carry differing
+    # dictionaries); joined and hashed rather than grouped, which would load Acero
+    pairs = pc.unique(
+        pc.binary_join_element_wise(
+            events["kind"].cast(pa.string()), events["activity"].cast(pa.string()), "\x1f"
         )
-        present = {tuple(p.split("\x1f", 1)) for p in pairs.to_pylist() if p is not None}
-        groups = {g for g, cond in _GROUP_PRESENT.items() if any(cond(k, a) for k, a in present)}
-        table = con.sql(facts_sql(groups)).to_arrow_table()
-    finally:
-        con.close()
+    )
+    present = {tuple(p.split("\x1f", 1)) for p in pairs.to_pylist() if p is not None}
+    groups = {g for g, cond in _GROUP_PRESENT.items() if any(cond(k, a) for k, a in present)}
+    table = duck.query(facts_sql(groups), events=events.select(cols))
     return table.cast(FACT_SCHEMA)
 
 
 def trace_class(call_traces: list[str | None]) -> list[str | None]:
     """``TRACE_CLASS_SQL`` for a few traces (tests, explanations)."""
-    con = duck.connect()
-    try:
-        con.register("t", pa.table({"call_trace": pa.array(call_traces, pa.string())}))
+    with duck.session(t=pa.table({"call_trace": pa.array(call_traces, pa.string())})) as con:
         rows = con.sql(
             f"SELECT {TRACE_CLASS_SQL} AS c FROM (SELECT *, {_FRAMES_SQL} AS frames FROM t)"
         ).fetchall()
-    finally:
-        con.close()
     return [r[0] for r in rows]

@@ -76,9 +76,7 @@ def combine(rows: pa.Table | Iterable[pa.Table], **hyper: Any) -> ProgramBaselin
     twice and its history is split: the partitioning premise does not hold for this data)."""
     if not isinstance(rows, pa.Table):
         rows = pa.concat_tables(list(rows)) if rows else PARTIAL_SCHEMA.empty_table()
-    con = duck.connect()
-    try:
-        con.register("r", rows)
+    with duck.session(r=rows) as con:
         con.execute(
             """CREATE TEMP TABLE p AS
                SELECT tbl, program, feature, value,
@@ -134,8 +132,6 @@ def combine(rows: pa.Table | Iterable[pa.Table], **hyper: Any) -> ProgramBaselin
             "population_totals",
         )
         n_facts = con.sql("SELECT coalesce(sum(events), 0) FROM p WHERE tbl = 'facts'").fetchall()
-    finally:
-        con.close()
     baseline.thresholds_ = TABLE_SCHEMAS["thresholds"].empty_table()
     assert baseline.totals_ is not None
     baseline.meta_ = {  # ``learn``'s metadata, from the summed tables
@@ -157,21 +153,13 @@ def calibration_maxima(
         assert events is not None, "events or their instance_facts"
         facts = DetectionContext.build(events).instance_facts
     scored = baseline.score(facts, exclude_self=True, calibrated=False)
-    con = duck.connect()
-    try:
-        con.register("s", scored)
-        return (
-            con.sql(
-                """SELECT program, feature, max(surprise) AS surprise FROM s
-                    WHERE n + 1 >= $min_instances::BIGINT
-                    GROUP BY ALL""",
-                params={"min_instances": baseline.min_instances_for_calibration},
-            )
-            .to_arrow_table()
-            .cast(MAXIMA_SCHEMA)
-        )
-    finally:
-        con.close()
+    return duck.query(
+        """SELECT program, feature, max(surprise) AS surprise FROM s
+            WHERE n + 1 >= $min_instances::BIGINT
+            GROUP BY ALL""",
+        {"min_instances": baseline.min_instances_for_calibration},
+        s=scored,
+    ).cast(MAXIMA_SCHEMA)
 
 
 def set_thresholds(
@@ -181,9 +169,7 @@ def set_thresholds(
     ``learn(calibrate=True)`` sets them."""
     if not isinstance(maxima, pa.Table):
         maxima = pa.concat_tables(list(maxima)) if maxima else MAXIMA_SCHEMA.empty_table()
-    con = duck.connect()
-    try:
-        con.register("m", maxima)
+    with duck.session(m=maxima) as con:
         baseline.thresholds_ = _final(
             con,
             """SELECT program, feature, max(surprise) + $margin::DOUBLE AS threshold
@@ -191,8 +177,6 @@ def set_thresholds(
             "thresholds",
             {"margin": baseline.calibration_margin},
         )
-    finally:
-        con.close()
     return baseline
 
 
@@ -200,8 +184,7 @@ def _final(
     con: duckdb.DuckDBPyConnection, query: str, name: str, params: dict[str, Any] | None = None
 ) -> pa.Table:
     """A summed table in ``learn``'s order and types (DuckDB ``ORDER BY ALL``, as ``learn``)."""
-    rel = con.sql(f"SELECT * FROM ({query}) ORDER BY ALL", params=params)
-    return rel.to_arrow_table().cast(TABLE_SCHEMAS[name])
+    return duck.sql(con, f"SELECT * FROM ({query}) ORDER BY ALL", params).cast(TABLE_SCHEMAS[name])
 
 
 def _uids(events: pa.Table) -> pa.Table:

@@ -52,8 +52,9 @@ from unbacked.detect.baseline import TABLE_SCHEMAS
 from unbacked.detect.features import FACTS_SQL
 from unbacked.engine import partitions
 from unbacked.errors import DependencyError, InputError
-from unbacked.model.alert import Alert, Alerts, sort_alerts
+from unbacked.model.alert import Alerts, sort_alerts
 from unbacked.model.schema import EVENT_SCHEMA, conform
+from unbacked.render.ocsf_codec import alert_from_ocsf, alert_to_ocsf
 from unbacked.runreport import RunReport
 
 if TYPE_CHECKING:
@@ -380,7 +381,7 @@ def _detect(
                 events, baseline=baseline, config=config, self_baselined=self_baselined
             )
             texts = [
-                orjson.dumps(a.to_ocsf(), option=orjson.OPT_SORT_KEYS).decode()
+                orjson.dumps(alert_to_ocsf(a), option=orjson.OPT_SORT_KEYS).decode()
                 for a in result.alerts
             ]
             hosts = pc.unique(events.column("host").cast(pa.string())).to_pylist()
@@ -510,7 +511,7 @@ def hunt(
         payload.unpersist()
     timings["detect"] = time.perf_counter() - t1
     texts = [t for t in table.column("alert").to_pylist() if t is not None]
-    alerts = Alerts(sort_alerts([Alert.from_ocsf(orjson.loads(t)) for t in texts]))
+    alerts = Alerts(sort_alerts([alert_from_ocsf(orjson.loads(t)) for t in texts]))
     return SparkResult(
         alerts=alerts,
         baseline=baseline,

@@ -1,8 +1,10 @@
 """The alert contract (DESIGN.md §6): one OCSF 1.x Detection Finding per suspicious process.
 
-Domain objects are frozen, slotted dataclasses; ``Alert.to_ocsf()`` renders the contract and
-``Alert.from_ocsf()`` reads it back (the HTML report, ``eval`` and the memory scanner's findings
-all go through the same shape). Times are timezone-aware UTC inside, epoch milliseconds outside.
+Domain objects are frozen, slotted dataclasses. The OCSF form lives with the renderers
+(``unbacked.render.ocsf_codec``): ``Alert.to_ocsf()`` renders the contract and
+``Alert.from_ocsf()`` reads it back through the ``ocsf`` renderer, which the model asks the
+registry for by name (the HTML report, ``eval`` and the memory scanner's findings all go through
+the same shape). Times are timezone-aware UTC inside, epoch milliseconds outside.
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pyarrow as pa
-
-OCSF_VERSION = "1.3.0"
 
 SEVERITY_NAMES = {
     0: "Unknown",
@@ -127,35 +127,6 @@ class ProcessRef:
     user: str | None = None
     created: datetime | None = None
     parent: ProcessRef | None = None
-
-    def to_ocsf(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"uid": self.uid, "pid": self.pid, "name": self.name}
-        if self.path:
-            out["file"] = {"path": self.path, "name": self.name}
-        if self.cmd_line is not None:
-            out["cmd_line"] = self.cmd_line
-        if self.user:
-            out["user"] = {"name": self.user}
-        if self.created is not None:
-            out["created_time"] = to_ms(self.created)
-        if self.parent is not None:
-            out["parent_process"] = self.parent.to_ocsf()
-        return {k: v for k, v in out.items() if v is not None}
-
-    @classmethod
-    def from_ocsf(cls, d: Mapping[str, Any] | None) -> ProcessRef | None:
-        if not d:
-            return None
-        return cls(
-            uid=d.get("uid"),
-            pid=d.get("pid"),
-            name=d.get("name"),
-            path=(d.get("file") or {}).get("path"),
-            cmd_line=d.get("cmd_line"),
-            user=(d.get("user") or {}).get("name"),
-            created=from_ms(d.get("created_time")),
-            parent=cls.from_ocsf(d.get("parent_process")),
-        )
 
     def chain(self) -> list[ProcessRef]:
         """This process and its parents, nearest first."""
@@ -364,123 +335,15 @@ class Alert:
         return ranked[: max(n, 0)], max(len(ranked) - max(n, 0), 0)
 
     def to_ocsf(self) -> dict[str, Any]:
-        from unbacked import __version__
-
-        attacks = []
-        for tid in self.techniques:
-            name, tactic_uid, tactic = ATTACK.get(tid, (tid, None, None))
-            entry: dict[str, Any] = {"technique": {"uid": tid, "name": name}, "version": "15"}
-            if tactic_uid:
-                entry["tactic"] = {"uid": tactic_uid, "name": tactic}
-            attacks.append(entry)
-        out: dict[str, Any] = {
-            "class_uid": 2004,
-            "class_name": "Detection Finding",
-            "category_uid": 2,
-            "category_name": "Findings",
-            "activity_id": 1,
-            "activity_name": "Create",
-            "type_uid": 200401,
-            "type_name": "Detection Finding: Create",
-            "status_id": 1,
-            "status": "New",
-            "time": to_ms(self.time),
-            "severity_id": self.severity_id,
-            "severity": SEVERITY_NAMES.get(self.severity_id, "Unknown"),
-            "risk_score": self.risk_score,
-            "message": self.message,
-            "metadata": {
-                "version": OCSF_VERSION,
-                "product": {"name": "unbacked", "vendor_name": "unbacked", "version": __version__},
-            },
-            "finding_info": {
-                "uid": self.uid,
-                "title": self.title,
-                "types": list(self.types),
-                "first_seen_time": to_ms(self.first_seen),
-                "last_seen_time": to_ms(self.last_seen),
-                "analytic": {
-                    "name": ",".join(self.detectors),
-                    "type_id": 99,
-                    "type": "Other",
-                    "related_analytics": [
-                        {
-                            "uid": d,
-                            "name": d,
-                            "type_id": 1,
-                            "type": "Rule",
-                            "desc": f"see {rule_doc(d)}",
-                        }
-                        for d in self.detectors
-                    ],
-                },
-            },
-            "process": self.process.to_ocsf(),
-            "device": {"hostname": self.hostname},
-            "attacks": attacks,
-            "unmapped": {
-                "unbacked": {
-                    # every line, strongest first, with its rank (1 = the headline reason)
-                    "explanation": [
-                        {**e.to_dict(), "rank": i}
-                        for i, e in enumerate(rank_explanation(self.explanation), 1)
-                    ],
-                    "timeline": [t.to_dict() for t in self.timeline],
-                    "regions": [r.to_dict() for r in self.regions],
-                    "network": [n.to_dict() for n in self.network],
-                    "children": [c.to_ocsf() for c in self.children],
-                    "verification": dict(self.verification) if self.verification else None,
-                    "sources": [dict(s) for s in self.sources],
-                    "detectors": list(self.detectors),
-                    **dict(self.extra),
-                }
-            },
-        }
-        if self.actor is not None:
-            out["actor"] = {"process": self.actor.to_ocsf()}
+        """This alert as an OCSF 1.x Detection Finding: the alert contract (DESIGN.md §6)."""
+        out: dict[str, Any] = _ocsf_renderer().encode(self)
         return out
 
     @classmethod
     def from_ocsf(cls, d: Mapping[str, Any]) -> Alert:
         """Read an alert back from its OCSF form (``report``, ``eval``)."""
-        fi = d.get("finding_info") or {}
-        u = (d.get("unmapped") or {}).get("unbacked") or {}
-        known = {
-            "explanation",
-            "timeline",
-            "regions",
-            "network",
-            "children",
-            "verification",
-            "sources",
-            "detectors",
-        }
-        process = ProcessRef.from_ocsf(d.get("process")) or ProcessRef(uid=None)
-        return cls(
-            uid=fi.get("uid", ""),
-            title=fi.get("title", ""),
-            message=d.get("message", ""),
-            risk_score=int(d.get("risk_score") or 0),
-            severity_id=int(d.get("severity_id") or 0),
-            first_seen=from_ms(fi.get("first_seen_time")),
-            last_seen=from_ms(fi.get("last_seen_time")),
-            hostname=(d.get("device") or {}).get("hostname"),
-            process=process,
-            actor=ProcessRef.from_ocsf((d.get("actor") or {}).get("process")),
-            techniques=tuple(a["technique"]["uid"] for a in d.get("attacks") or ()),
-            types=tuple(fi.get("types") or ()),
-            explanation=tuple(Explanation.from_dict(e) for e in u.get("explanation") or ()),
-            timeline=tuple(TimelineEntry.from_dict(t) for t in u.get("timeline") or ()),
-            regions=tuple(RegionInfo.from_dict(r) for r in u.get("regions") or ()),
-            network=tuple(NetworkContact.from_dict(n) for n in u.get("network") or ()),
-            children=tuple(
-                p for p in (ProcessRef.from_ocsf(c) for c in u.get("children") or ()) if p
-            ),
-            verification=u.get("verification"),
-            sources=tuple(u.get("sources") or ()),
-            detectors=tuple(u.get("detectors") or ()),
-            extra={k: v for k, v in u.items() if k not in known},
-        )
+        out: Alert = _ocsf_renderer().decode(d)
+        return out
 
 
 def sort_alerts(alerts: Sequence[Alert]) -> list[Alert]:
@@ -617,9 +480,19 @@ class Alerts(list[Alert]):
         return out
 
 
-def _html_renderer() -> Any:
-    """The renderer plug-in ``html`` (the model asks the registry for it by name: renderers
+def _renderer(name: str) -> Any:
+    """The renderer plug-in ``name`` (the model asks the registry for it by name: renderers
     depend on the model, never the other way round)."""
     from unbacked.plugins import registry
 
-    return registry("renderers").require("html")
+    return registry("renderers").require(name)
+
+
+def _html_renderer() -> Any:
+    """The HTML report renderer (``Alerts.plot``, ``Alerts.to_html``)."""
+    return _renderer("html")
+
+
+def _ocsf_renderer() -> Any:
+    """The OCSF renderer, whose codec (``encode``/``decode``) is the alert's OCSF form."""
+    return _renderer("ocsf")

@@ -368,33 +368,28 @@ def _merge(old: ProcessInfo, new: ProcessInfo) -> ProcessInfo:
 
 def process_table(events: pa.Table) -> pa.Table:
     """One row per process instance referenced anywhere in ``events`` (columnar)."""
-    con = duck.connect()
-    try:
-        cols = [
-            "process_uid",
-            "host",
-            "pid",
-            "image",
-            "cmd_line",
-            "user",
-            "parent_uid",
-            "parent_pid",
-            "parent_image",
-            "parent_cmd_line",
-            "process_start",
-            "activity",
-            "time",
-            "target_uid",
-            "target_pid",
-            "target_image",
-        ]
-        ev = events.select(cols)
-        ev = ev.set_column(
-            ev.schema.get_field_index("host"), "host", ev["host"].cast(pa.string())
-        ).set_column(
-            ev.schema.get_field_index("activity"), "activity", ev["activity"].cast(pa.string())
-        )
-        con.register("ev", ev)
-        return con.sql(_PROCESS_SQL).to_arrow_table()
-    finally:
-        con.close()
+    cols = [
+        "process_uid",
+        "host",
+        "pid",
+        "image",
+        "cmd_line",
+        "user",
+        "parent_uid",
+        "parent_pid",
+        "parent_image",
+        "parent_cmd_line",
+        "process_start",
+        "activity",
+        "time",
+        "target_uid",
+        "target_pid",
+        "target_image",
+    ]
+    ev = events.select(cols)
+    ev = ev.set_column(
+        ev.schema.get_field_index("host"), "host", ev["host"].cast(pa.string())
+    ).set_column(
+        ev.schema.get_field_index("activity"), "activity", ev["activity"].cast(pa.string())
+    )
+    return duck.query(_PROCESS_SQL, ev=ev)

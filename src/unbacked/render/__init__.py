@@ -1,5 +1,8 @@
 """Renderers: alerts -> OCSF JSON lines, ECS JSON lines, a console table, the HTML report.
 
+The OCSF codec (``ocsf_codec``: an alert to its Detection Finding dict and back) lives here too,
+not in the alert model.
+
 One extension point (``render.base``): a ``Renderer`` class registered under its format name in
 ``RENDERERS``; another package adds one through an ``unbacked.renderers`` entry point.
 """
@@ -13,6 +16,7 @@ from unbacked.model.alert import Alert
 from unbacked.render.base import RENDERERS, Renderer, register_renderer, stream_formats
 from unbacked.render.ecs import alert_to_ecs, write_ecs
 from unbacked.render.ocsf import read_alerts, write_ocsf
+from unbacked.render.ocsf_codec import alert_from_ocsf, alert_to_ocsf
 from unbacked.render.table import write_table
 
 
@@ -30,7 +34,9 @@ def render(alerts: Sequence[Alert], fmt: str, stream: IO[str]) -> None:
 __all__ = [
     "RENDERERS",
     "Renderer",
+    "alert_from_ocsf",
     "alert_to_ecs",
+    "alert_to_ocsf",
     "read_alerts",
     "register_renderer",
     "render",

@@ -10,6 +10,7 @@ import orjson
 
 from unbacked.model.alert import ATTACK, SEVERITY_NAMES, Alert, ProcessRef
 from unbacked.render.base import Renderer, register_renderer
+from unbacked.render.ocsf_codec import alert_to_ocsf
 
 
 def _iso(ts: datetime | None) -> str | None:
@@ -34,7 +35,7 @@ def _process(p: ProcessRef | None, depth: int = 0) -> dict[str, Any] | None:
 
 
 def alert_to_ecs(alert: Alert) -> dict[str, Any]:
-    ocsf = alert.to_ocsf()
+    ocsf = alert_to_ocsf(alert)
     techniques = [
         {
             "id": t,

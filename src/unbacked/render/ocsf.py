@@ -1,4 +1,5 @@
-"""OCSF 1.x Detection Finding JSON lines (the alert contract, DESIGN.md §6)."""
+"""OCSF 1.x Detection Finding JSON lines (the alert contract, DESIGN.md §6); the dict form
+of one alert is ``render.ocsf_codec``."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import orjson
 from unbacked.errors import FormatError
 from unbacked.model.alert import Alert
 from unbacked.render.base import Renderer, register_renderer
+from unbacked.render.ocsf_codec import alert_from_ocsf, alert_to_ocsf
 
 
 def write_ocsf(alerts: Sequence[Alert], stream: IO[str]) -> None:
     for alert in alerts:
-        stream.write(orjson.dumps(alert.to_ocsf(), option=orjson.OPT_SORT_KEYS).decode())
+        stream.write(orjson.dumps(alert_to_ocsf(alert), option=orjson.OPT_SORT_KEYS).decode())
         stream.write("\n")
 
 
@@ -26,6 +28,10 @@ class OcsfRenderer(Renderer):
     name = "ocsf"
     description = "OCSF 1.x Detection Finding JSON lines (the alert contract)."
     suffix = ".jsonl"
+
+    #: the codec (``render.ocsf_codec``): how ``Alert.to_ocsf``/``Alert.from_ocsf`` reach it
+    encode = staticmethod(alert_to_ocsf)
+    decode = staticmethod(alert_from_ocsf)
 
     def render(self, alerts: Sequence[Alert], stream: IO[str]) -> None:
         write_ocsf(alerts, stream)
@@ -60,7 +66,7 @@ def read_alerts(path: str | Path) -> list[Alert]:
     out = []
     for n, obj in enumerate(iter_alert_dicts(path), 1):
         try:
-            out.append(Alert.from_ocsf(obj))
+            out.append(alert_from_ocsf(obj))
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"alert {n} is malformed: {exc}", source=str(path)) from exc
     return out

@@ -106,7 +106,10 @@ CREATE OR REPLACE MACRO ub_guid(x) AS
 
 
 def connect() -> duckdb.DuckDBPyConnection:
-    """A private in-memory DuckDB connection with the mapping macros, times in UTC."""
+    """A private in-memory DuckDB connection with the mapping macros, times in UTC.
+
+    A database of its own, not ``unbacked.duck``'s shared one: it sets the time zone and
+    defines macros, settings and catalog entries that the shared database must not carry."""
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone='UTC'")
     con.execute(_MACROS)

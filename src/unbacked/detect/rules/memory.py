@@ -176,37 +176,33 @@ class WrittenThenExecutable(Rule):
         threads = ctx.select(kind="thread")
         if mem.num_rows == 0 or threads.num_rows == 0:
             return empty_signals()
-        con = duck.connect()
-        try:
-            con.register("mem", mem.select(_MEM_COLS))
-            con.register("thr", threads.select(_THR_COLS))
-            rows = con.sql(
-                f"""
-                WITH m AS (SELECT row, time, os::VARCHAR AS os, protection, old_protection,
-                                  coalesce(target_uid, process_uid) AS owner,
-                                  coalesce(alloc_base, base_address) AS lo,
-                                  coalesce(alloc_base, base_address)
-                                    + greatest(coalesce(reservation_size, region_size, 4096),
-                                               coalesce(region_size, 4096)) AS hi,
-                                  region_type::VARCHAR AS region_type, backing_path
-                             FROM mem),
-                flips AS (
-                  SELECT * FROM m
-                   WHERE old_protection IS NOT NULL AND {_EXEC}
-                     AND CASE WHEN os = 'linux' THEN (old_protection & 6) = 2
-                                                    OR (old_protection & 6) = 3
-                              ELSE (old_protection & 255) IN (4, 8) END
-                     AND {_UNBACKED})
-                SELECT DISTINCT ON (f.row) f.row
-                  FROM flips f JOIN thr t
-                    ON coalesce(t.target_uid, t.process_uid) = f.owner
-                   AND t.start_address >= f.lo AND t.start_address < f.hi
-                   AND t.time >= f.time
-                 ORDER BY f.row
-                """
-            ).to_arrow_table()
-        finally:
-            con.close()
+        rows = duck.query(
+            f"""
+            WITH m AS (SELECT row, time, os::VARCHAR AS os, protection, old_protection,
+                              coalesce(target_uid, process_uid) AS owner,
+                              coalesce(alloc_base, base_address) AS lo,
+                              coalesce(alloc_base, base_address)
+                                + greatest(coalesce(reservation_size, region_size, 4096),
+                                           coalesce(region_size, 4096)) AS hi,
+                              region_type::VARCHAR AS region_type, backing_path
+                         FROM mem),
+            flips AS (
+              SELECT * FROM m
+               WHERE old_protection IS NOT NULL AND {_EXEC}
+                 AND CASE WHEN os = 'linux' THEN (old_protection & 6) = 2
+                                                OR (old_protection & 6) = 3
+                          ELSE (old_protection & 255) IN (4, 8) END
+                 AND {_UNBACKED})
+            SELECT DISTINCT ON (f.row) f.row
+              FROM flips f JOIN thr t
+                ON coalesce(t.target_uid, t.process_uid) = f.owner
+               AND t.start_address >= f.lo AND t.start_address < f.hi
+               AND t.time >= f.time
+             ORDER BY f.row
+            """,
+            mem=mem.select(_MEM_COLS),
+            thr=threads.select(_THR_COLS),
+        )
         if rows.num_rows == 0:
             return empty_signals()
         hit = ctx.events.take(rows["row"])

@@ -1,0 +1,74 @@
+"""The DuckDB query helpers (``unbacked.duck``): one shared in-memory database, a connection per
+query or session, tables registered privately, closed on the way out, values as parameters."""
+
+from __future__ import annotations
+
+import threading
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from unbacked import duck
+
+
+def test_query_reads_its_tables() -> None:
+    got = duck.query(
+        "SELECT a.x, b.y FROM a JOIN b USING (k) ORDER BY a.x",
+        a=pa.table({"k": [1, 2], "x": ["one", "two"]}),
+        b=pa.table({"k": [2, 1], "y": [20, 10]}),
+    )
+    assert isinstance(got, pa.Table)
+    assert got.to_pydict() == {"x": ["one", "two"], "y": [10, 20]}
+
+
+def test_values_go_in_as_parameters_not_text() -> None:
+    hostile = "x'; DROP TABLE t; --"
+    got = duck.query("SELECT $v AS v, count(*) AS n FROM t", {"v": hostile}, t=pa.table({"a": [1]}))
+    assert got.to_pydict() == {"v": [hostile], "n": [1]}
+    # a statement with no parameters runs without them (None and an empty mapping alike)
+    assert duck.query("SELECT 1 AS one", {}).to_pydict() == {"one": [1]}
+
+
+def test_registered_tables_and_temp_views_are_private_to_the_session() -> None:
+    with duck.session(mine=pa.table({"a": [1]})) as con:
+        con.execute("CREATE TEMP VIEW also_mine AS SELECT a + 1 AS b FROM mine")
+        with duck.session() as other:
+            for name in ("mine", "also_mine"):
+                with pytest.raises(duckdb.CatalogException):
+                    other.sql(f"SELECT * FROM {name}").fetchall()
+        assert duck.sql(con, "SELECT b FROM also_mine").to_pydict() == {"b": [2]}
+    with pytest.raises(duckdb.CatalogException):
+        duck.query("SELECT * FROM mine")
+
+
+def test_a_session_is_closed_on_exit_and_on_error() -> None:
+    with duck.session() as con:
+        pass
+    with pytest.raises(duckdb.ConnectionException):
+        con.sql("SELECT 1")
+    with pytest.raises(RuntimeError), duck.session(t=pa.table({"a": [1]})) as failing:
+        raise RuntimeError("boom")
+    with pytest.raises(duckdb.ConnectionException):
+        failing.sql("SELECT 1")
+
+
+def test_a_failing_query_raises_and_closes() -> None:
+    with pytest.raises(duckdb.Error):
+        duck.query("SELECT no_such_column FROM t", t=pa.table({"a": [1]}))
+    assert duck.query("SELECT 2 AS two").to_pydict() == {"two": [2]}
+
+
+def test_sessions_share_one_database_across_threads() -> None:
+    results: list[list[int]] = []
+
+    def work(n: int) -> None:
+        t = pa.table({"a": list(range(n))})
+        results.append(duck.query("SELECT count(*) AS n FROM t", t=t)["n"].to_pylist())
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in (1, 2, 3, 4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert sorted(results) == [[1], [2], [3], [4]]
