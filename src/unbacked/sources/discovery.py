@@ -730,49 +730,79 @@ def iter_inputs(
             )
 
 
+#: archives a run keeps open for members waiting in a group; beyond this the oldest group is
+#: read early (a rare format's group must not hold thousands of archives open)
+MAX_OPEN_ARCHIVES = 16
+
+
+@dataclass(slots=True)
+class _Group:
+    """Small inputs of one batching source waiting to be read together."""
+
+    inputs: list[InputFile]
+    size: int = 0
+    #: the first open archive a member of this group reads from (numbered from 0 in the order
+    #: archives were opened); None while it holds plain files only
+    archive: int | None = None
+
+
 def iter_event_tables(
     paths: Iterable[str | os.PathLike[str]], report: RunReport
 ) -> Iterator[pa.Table]:
     """Tables of ``EVENT_SCHEMA`` from every input under ``paths``; bad inputs are reported.
 
-    Consecutive small inputs of a source that batches (``Source.batch_bytes``; EVTX) are read
-    together, so a collection of thousands of small files does not pay a fixed cost per file.
+    Small inputs of a source that batches (``Source.batch_bytes``: JSON lines, EVTX, XML) are
+    read together, one group per source, so a collection of thousands of small files does not
+    pay a fixed cost per file, even when formats alternate (archives holding members of
+    several formats). Tables come out group by group, not in file order.
     """
-    group: list[InputFile] = []
-    group_cls: type[Source] | None = None
-    group_bytes = 0
-    # archives whose members may sit in a group not read yet; once a group is read, only the
-    # archive the walk is in can still be needed (at most two stay open)
+    pending: dict[type[Source], _Group] = {}
+    # archives whose members may sit in a group not read yet (numbered from 0 in the order
+    # they were opened; ``closed`` of them are closed): the archive the walk is in and those
+    # a pending group needs stay open
     archives: list[zipfile.ZipFile] = []
+    closed = 0
 
     def release() -> None:
-        while len(archives) > 1:
+        nonlocal closed
+        current = closed + len(archives) - 1
+        need = min((g.archive for g in pending.values() if g.archive is not None), default=current)
+        while archives and closed < min(need, current):
             archives.pop(0).close()
+            closed += 1
+
+    def flush(cls: type[Source]) -> Iterator[pa.Table]:
+        group = pending.pop(cls)
+        yield from _read_group(cls, group.inputs, report)
+        release()
 
     try:
         for inp, cls in iter_inputs(paths, report, keep_open=archives):
             report.file(inp.name, cls.name)
             size = inp.size if inp.size is not None else cls.batch_bytes + 1
-            if cls.batch_bytes and size <= cls.batch_bytes:
-                if group and (
-                    group_cls is not cls
-                    or len(group) >= cls.batch_files
-                    or group_bytes + size > cls.batch_bytes
-                ):
-                    yield from _read_group(group_cls, group, report)
-                    group, group_bytes = [], 0
-                    release()
-                group.append(inp)
-                group_cls = cls
-                group_bytes += size
+            if not (cls.batch_bytes and size <= cls.batch_bytes):
+                yield from _read_one(cls, inp, report)
                 continue
-            if group:
-                yield from _read_group(group_cls, group, report)
-                group, group_bytes = [], 0
-                release()
-            yield from _read_one(cls, inp, report)
-        if group:
-            yield from _read_group(group_cls, group, report)
+            group = pending.get(cls)
+            if group is not None and (
+                len(group.inputs) >= cls.batch_files or group.size + size > cls.batch_bytes
+            ):
+                yield from flush(cls)
+                group = None
+            if group is None:
+                group = pending[cls] = _Group([])
+            if inp.path is None and group.archive is None and archives:
+                group.archive = closed + len(archives) - 1  # a member of the current archive
+            group.inputs.append(inp)
+            group.size += size
+            release()
+            while len(archives) > MAX_OPEN_ARCHIVES:
+                holding = [c for c, g in pending.items() if g.archive is not None]
+                if not holding:
+                    break
+                yield from flush(min(holding, key=lambda c: cast(int, pending[c].archive)))
+        while pending:
+            yield from flush(next(iter(pending)))
     finally:
         for zf in archives:
             zf.close()
