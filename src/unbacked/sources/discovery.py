@@ -401,6 +401,11 @@ def _expand_zip(
     except (OSError, ValueError, NotImplementedError, EOFError) as exc:
         report.file_error(name, FormatError(f"unreadable zip archive: {exc}", source=name))
         return
+    if not any(not _skipped_member(i) for i in zf.infolist()):
+        # a central directory listing no members: members may still sit behind local headers
+        zf.close()
+        yield from _expand_local(zpath, report, cap, budget, "central directory lists no members")
+        return
     if keep is not None:
         keep.append(zf)
     try:
@@ -483,6 +488,16 @@ def _expand_nested(
     except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError) as exc:
         report.file_error(
             member.name, FormatError(f"unreadable nested archive: {exc}", source=member.name)
+        )
+        return
+    if not any(not _skipped_member(i) for i in zf.infolist()):
+        zf.close()
+        held = b"PK\x03\x04" in data
+        report.not_read(
+            member.name,
+            "nested zip archive whose central directory lists no members"
+            + ("; the members behind its local headers are lost" if held else ""),
+            lost=held,
         )
         return
     inner = _Archive(zf, member.name, outer.budget, outer.cap)
@@ -630,8 +645,10 @@ class _LocalReader(io.RawIOBase):
 
 
 def _expand_local(
-    zpath: Path, report: RunReport, cap: int, budget: _Budget, why: BaseException
+    zpath: Path, report: RunReport, cap: int, budget: _Budget, why: BaseException | str
 ) -> Iterator[tuple[InputFile, type[Source]]]:
+    """The members of a zip archive found by walking its local headers (``why``: the central
+    directory is missing, an exception, or lists no members, a text)."""
     name = str(zpath)
     try:
         size = zpath.stat().st_size
@@ -642,14 +659,22 @@ def _expand_local(
         return
     entries = [e for e in entries if not e.filename.endswith("/") and "__MACOSX/" not in e.filename]
     if not entries:
-        report.file_error(name, FormatError(f"unreadable zip archive: {why}", source=name))
+        if isinstance(why, str):  # a sound archive without members
+            report.extra.setdefault(NOT_TELEMETRY_KEY, []).append(name)
+            report.not_read(name, "empty zip archive (no members)")
+        else:
+            report.file_error(name, FormatError(f"unreadable zip archive: {why}", source=name))
         return
     clean = stop in ("central directory", "end of file")
     truncated = any(e.truncated for e in entries) or not clean
     report.not_read(
         name,
-        f"zip archive without its central directory ({why}); {len(entries)} members read by "
-        f"their local headers, walk stopped at: {stop}"
+        (
+            f"zip archive: {why}"
+            if isinstance(why, str)
+            else f"zip archive without its central directory ({why})"
+        )
+        + f"; {len(entries)} members read by their local headers, walk stopped at: {stop}"
         + ("; members after that point are lost" if truncated else ""),
         lost=truncated,
     )
