@@ -26,6 +26,7 @@ import shutil
 import signal
 import tempfile
 import time
+import traceback
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -151,7 +152,7 @@ def run_batch(
     """Run ``items`` as one batch (time limit ``limit + per_item * len(items)``); when the
     batch fails as a whole or hangs, run each item alone (time limit ``limit``) to name the
     culprits. Returns one ``Outcome`` per item (a hang is a problem starting with "hang") and
-    the batch's problems that no item shows alone."""
+    the batch's problems when no item alone shows an untyped exception or a hang."""
     items = list(items)
     budget = limit + per_item * len(items)
     t0 = time.perf_counter()
@@ -175,8 +176,8 @@ def run_batch(
         if len(items) == 1:
             return [Outcome(problems=why)], []
     outs = [run_batch(run, [item], limit, 0.0)[0][0] for item in items]
-    if any(o.problems for o in outs):
-        return outs, []
+    if any(p.startswith("hang") or "untyped" in p for o in outs for p in o.problems):
+        return outs, []  # a culprit named
     return outs, [f"only in a batch of {len(items)}: {p}" for p in why]
 
 
@@ -206,7 +207,9 @@ def _untyped(exc: BaseException, what: str, out: Outcome) -> None:
     if isinstance(exc, UnbackedError):
         out.typed_errors += 1
     else:
-        out.problems.append(f"{what}: untyped {type(exc).__name__}: {exc}"[:500])
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+        out.problems.append(f"{what}: untyped {type(exc).__name__}{where}: {exc}"[:500])
 
 
 # -- sources ------------------------------------------------------------------------------------
