@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -89,17 +88,15 @@ class OcsfParquetSource(Source):
                 if stamps
                 else ""
             )
-            con = duckdb.connect()
-            try:
-                con.execute(
-                    f"COPY (SELECT *{replace} FROM read_parquet(?)) TO {sql_str(str(lines))} "
-                    "(FORMAT JSON)",
-                    [str(src)],
-                )
-            except QUERY_ERRORS as exc:
-                raise FormatError(f"unreadable Parquet: {exc}", source=inp.name) from exc
-            finally:
-                con.close()
+            with pooled_connection() as con:  # not a new database per file of a collection
+                try:
+                    con.execute(
+                        f"COPY (SELECT *{replace} FROM read_parquet(?)) TO {sql_str(str(lines))} "
+                        "(FORMAT JSON)",
+                        [str(src)],
+                    )
+                except QUERY_ERRORS as exc:
+                    raise FormatError(f"unreadable Parquet: {exc}", source=inp.name) from exc
             with pooled_connection() as pooled:
                 yield from stream_json_lines(
                     QUERY, pooled, lambda: lines.open("rb"), inp.name, report, src_format=self.name
