@@ -314,3 +314,14 @@ def test_a_central_directory_listing_no_members_is_not_a_silent_loss(tmp_path: P
     _zip(outer, {"inner.zip": _no_members(inner.getvalue()), "b.json": BODY})
     n, report = _read(outer)
     assert n == len(GOOD) and report.lost == [f"{outer}!inner.zip"]
+
+
+def test_a_member_with_an_empty_name_is_read(tmp_path: Path) -> None:
+    # found by bench/fuzz_campaign.py: ZipInfo.is_dir() raised IndexError for it
+    z = tmp_path / "noname.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr(zipfile.ZipInfo(""), BODY)
+        zf.writestr("b.json", BODY)
+    n, report = _read(z)
+    assert n == 2 * len(GOOD) and set(report.files) == {f"{z}!", f"{z}!b.json"}
+    _check_identity(report)

@@ -377,7 +377,9 @@ def _unrecognised(name: str, explicit: bool, report: RunReport, head: bytes) -> 
 
 
 def _skipped_member(info: zipfile.ZipInfo) -> bool:
-    return info.is_dir() or info.filename.startswith("__MACOSX/") or "/__MACOSX/" in info.filename
+    # not ``info.is_dir()``: it raises IndexError for a member with an empty name
+    name = info.filename
+    return name.endswith("/") or name.startswith("__MACOSX/") or "/__MACOSX/" in name
 
 
 def _expand_zip(
