@@ -2,7 +2,8 @@
 
     python bench/fuzz_campaign.py [--inputs 100000] [--seed 17] [--targets NAME ...]
                                   [--batch 1024] [--limit 60] [--per-input 0.05]
-                                  [--keep DIR] [--data ../shared/data]
+                                  [--seconds S] [--until HH:MM] [--keep DIR]
+                                  [--data ../shared/data]
 
 Targets: every registered source (seeded with its examples; EVTX with the first chunks of a
 real file from the shared data), the archive walker (zips of JSON-lines members, deflated or
@@ -20,8 +21,10 @@ is re-run one mutant at a time, each with ``--limit`` seconds, to name the culpr
 Counted per mutant: untyped exceptions (crashes), hangs, accounting violations (records that
 do not add up, or an input neither read nor listed as unread), for baselines damaged ones that
 loaded, and typed errors (inputs the direct read refused whole). Problem mutants are written
-to ``--keep``. Run from the repository root (``PYTHONPATH=src``). The machine is shared: the
-table reports the load average and the time per input.
+to ``--keep``. ``--seconds`` (per target) and ``--until`` (a UTC time) stop a target early,
+after the batch running then: the table shows how many inputs each target got. Run from the
+repository root (``PYTHONPATH=src``). The machine is shared: the table reports the load
+average and the time per input.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -106,20 +110,29 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--inputs", type=int, default=100_000, help="mutants per target")
     ap.add_argument("--seed", type=int, default=17)
-    ap.add_argument("--targets", nargs="*", help="only these (e.g. source:sysmon-jsonl archive)")
+    ap.add_argument("--targets", nargs="*", help="only these, in this order (e.g. archive)")
     ap.add_argument("--batch", type=int, default=1024, help="mutants read together")
     ap.add_argument("--limit", type=float, default=60.0, help="seconds before one input hangs")
     ap.add_argument(
         "--per-input", type=float, default=0.05, help="seconds a batch may add per input"
     )
+    ap.add_argument("--seconds", type=float, help="stop a target after this many seconds")
+    ap.add_argument("--until", help="stop every target at this UTC time (HH:MM)")
     ap.add_argument("--keep", type=Path, help="write problem mutants here")
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
     args = ap.parse_args()
 
     data = args.data if args.data.is_dir() else None
+    until = None
+    if args.until:
+        now = datetime.now(UTC)
+        hh, mm = map(int, args.until.split(":"))
+        until = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
+        if until < now:
+            until += timedelta(days=1)
     targets = _targets(data)
     if args.targets:
-        targets = {k: v for k, v in targets.items() if k in set(args.targets)}
+        targets = {k: targets[k] for k in args.targets if k in targets}  # in the order given
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         ctx: dict = {}
@@ -135,7 +148,7 @@ def main() -> None:
 
         print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
               f"Python {platform.python_version()}, seed {args.seed}, "
-              f"{args.inputs:,} inputs per target, batches of {args.batch}, hang limit "
+              f"{args.inputs:,} inputs per target (at most), batches of {args.batch}, hang limit "
               f"{args.limit:g} s per input alone, {args.limit:g} s + {args.per_input:g} s "
               "per input per batch")  # fmt: skip
         print(
@@ -148,16 +161,20 @@ def main() -> None:
             rng = random.Random(f"{args.seed}:{target}")
             run = _runner(target, ctx, work)
             kinds: Counter[str] = Counter()
-            typed = records = reruns = 0
+            typed = records = reruns = done = 0
             t0 = time.perf_counter()
             loads = []
             stem = target.replace(":", "_")
             for first in range(0, args.inputs, args.batch):
+                if (args.seconds and time.perf_counter() - t0 >= args.seconds) or (
+                    until and datetime.now(UTC) >= until
+                ):
+                    break
                 n = min(args.batch, args.inputs - first)
                 items = [_make(target, seeds, rng, ctx, work / "bl" / str(j)) for j in range(n)]
-                outs, batch_only = fz.run_batch(run, items, args.limit, args.per_input)
-                if any(o.problems for o in outs) or batch_only:
-                    reruns += 1  # a failed batch was re-run one by one (or one showed a problem)
+                outs, batch_only, reran = fz.run_batch(run, items, args.limit, args.per_input)
+                reruns += reran
+                done += n
                 for j, out in enumerate(outs):
                     typed += out.typed_errors
                     records += out.records
@@ -176,9 +193,9 @@ def main() -> None:
                 print(f"  {target}: {first + n:,} inputs, {time.perf_counter() - t0:.0f} s",
                       file=sys.stderr, flush=True)  # fmt: skip
             took = time.perf_counter() - t0
-            print(f"| {target} | {args.inputs:,} | {kinds['untyped']} | {kinds['hang']} | "
+            print(f"| {target} | {done:,} | {kinds['untyped']} | {kinds['hang']} | "
                   f"{kinds['accounting']} | {kinds['other']} | {typed:,} | {records:,} | "
-                  f"{reruns} | {took:.0f} | {1000 * took / max(args.inputs, 1):.1f} | "
+                  f"{reruns} | {took:.0f} | {1000 * took / max(done, 1):.1f} | "
                   f"{min(loads, default=0):.1f}–{max(loads, default=0):.1f} |",
                   flush=True)  # fmt: skip
 

@@ -148,11 +148,12 @@ class Batch:
 
 def run_batch(
     run: Callable[[list[Any]], Batch], items: Sequence[Any], limit: float, per_item: float
-) -> tuple[list[Outcome], list[str]]:
+) -> tuple[list[Outcome], list[str], bool]:
     """Run ``items`` as one batch (time limit ``limit + per_item * len(items)``); when the
     batch fails as a whole or hangs, run each item alone (time limit ``limit``) to name the
-    culprits. Returns one ``Outcome`` per item (a hang is a problem starting with "hang") and
-    the batch's problems when no item alone shows an untyped exception or a hang."""
+    culprits. Returns one ``Outcome`` per item (a hang is a problem starting with "hang"), the
+    batch's problems when no item alone shows an untyped exception or a hang, and whether the
+    items were re-run one by one."""
     items = list(items)
     budget = limit + per_item * len(items)
     t0 = time.perf_counter()
@@ -163,22 +164,22 @@ def run_batch(
         if time.perf_counter() - t0 > budget:  # the alarm was swallowed on the way
             why = [f"hang: no result after {budget:g} s"]
         elif not batch.failed:
-            return batch.outcomes, []
+            return batch.outcomes, [], False
         if len(items) == 1:
             out = batch.outcomes[0]
             out.problems += batch.whole.problems
             out.typed_errors += batch.whole.typed_errors
             if why[0].startswith("hang"):
                 out.problems.append(why[0])
-            return [out], []
+            return [out], [], False
     except Hang:
         why = [f"hang: no result after {budget:g} s"]
         if len(items) == 1:
-            return [Outcome(problems=why)], []
+            return [Outcome(problems=why)], [], False
     outs = [run_batch(run, [item], limit, 0.0)[0][0] for item in items]
     if any(p.startswith("hang") or "untyped" in p for o in outs for p in o.problems):
-        return outs, []  # a culprit named
-    return outs, [f"only in a batch of {len(items)}: {p}" for p in why]
+        return outs, [], True  # a culprit named
+    return outs, [f"only in a batch of {len(items)}: {p}" for p in why], True
 
 
 @contextmanager
