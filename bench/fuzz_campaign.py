@@ -2,7 +2,7 @@
 
     python bench/fuzz_campaign.py [--inputs 100000] [--seed 17] [--targets NAME ...]
                                   [--batch 1024] [--limit 60] [--per-input 0.05]
-                                  [--seconds S] [--until HH:MM] [--keep DIR]
+                                  [--seconds S] [--until HH:MM] [--start N] [--keep DIR]
                                   [--data ../shared/data]
 
 Targets: every registered source (seeded with its examples; EVTX with the first chunks of a
@@ -22,9 +22,11 @@ Counted per mutant: untyped exceptions (crashes), hangs, accounting violations (
 do not add up, or an input neither read nor listed as unread), for baselines damaged ones that
 loaded, and typed errors (inputs the direct read refused whole). Problem mutants are written
 to ``--keep``. ``--seconds`` (per target) and ``--until`` (a UTC time) stop a target early,
-after the batch running then: the table shows how many inputs each target got. Run from the
-repository root (``PYTHONPATH=src``). The machine is shared: the table reports the load
-average and the time per input.
+after the batch running then: the table shows how many inputs each target got; ``--start N``
+continues such a run (the first N mutants are made, not run: the rest are the same mutants a
+whole run gets). Mutants are written as files under ``$TMPDIR`` (a tmpfs such as /dev/shm
+keeps a disk out of the timing). Run from the repository root (``PYTHONPATH=src``). The
+machine is shared: the table reports the load average and the time per input.
 """
 
 from __future__ import annotations
@@ -118,6 +120,7 @@ def main() -> None:
     )
     ap.add_argument("--seconds", type=float, help="stop a target after this many seconds")
     ap.add_argument("--until", help="stop every target at this UTC time (HH:MM)")
+    ap.add_argument("--start", type=int, default=0, help="make, not run, the first N mutants")
     ap.add_argument("--keep", type=Path, help="write problem mutants here")
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
     args = ap.parse_args()
@@ -165,7 +168,9 @@ def main() -> None:
             t0 = time.perf_counter()
             loads = []
             stem = target.replace(":", "_")
-            for first in range(0, args.inputs, args.batch):
+            for _ in range(args.start):
+                _make(target, seeds, rng, ctx, work / "bl" / "0")
+            for first in range(args.start, args.inputs, args.batch):
                 if (args.seconds and time.perf_counter() - t0 >= args.seconds) or (
                     until and datetime.now(UTC) >= until
                 ):
