@@ -98,8 +98,8 @@ def test_memory_past_end_of_file_is_clipped(tmp_path: Path) -> None:
 
 
 def test_a_region_too_short_for_a_dos_header_is_not_rebuilt() -> None:
-    # found by bench/fuzz_campaign.py: a 21-byte region classified as a PE with its header at
-    # +4 made the DOS-header restore write past the buffer (an untyped struct.error)
+    # found by bench/fuzz_campaign.py: a region shorter than a DOS header (6-21 bytes) taken
+    # for a PE made the DOS-header restore write past the buffer (an untyped struct.error)
     pytest.importorskip("pefile")
     from unbacked.memscan.headers import HeaderInfo, reconstruct_pe
 
