@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import random
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,8 @@ from hypothesis import strategies as st
 
 from tests.conftest import SHARED_DATA
 from tests.support import mutate as fz
-from unbacked.sources import SOURCES
+from unbacked.runreport import RunReport
+from unbacked.sources import SOURCES, InputFile
 
 #: mutants per target (more with FUZZ_EXAMPLES=...)
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
@@ -134,3 +137,65 @@ def test_the_mutator_is_deterministic() -> None:
     a = [fz.mutate(seed, random.Random(7)) for _ in range(3)]
     b = [fz.mutate(seed, random.Random(7)) for _ in range(3)]
     assert a == b and any(x != seed for x in a)
+
+
+@pytest.mark.parametrize("name", ["sysmon-jsonl", "winevent-xml", "sysmon-evtx"])
+def test_a_batch_counts_each_mutant_as_it_is_counted_alone(tmp_path: Path, name: str) -> None:
+    # the campaign reads mutants in batches: batching must not change what a mutant shows
+    if name not in CORPUS:
+        pytest.skip(f"{name}: no seed input")
+    rng = random.Random(3)
+    datas = [fz.mutate(rng.choice(CORPUS[name]), rng) for _ in range(12)] + CORPUS[name][:1]
+    batch = fz.run_source_batch(SOURCES[name], datas, tmp_path / "batch")
+    assert not batch.failed, batch.whole
+    for data, out in zip(datas, batch.outcomes, strict=True):
+        alone = fz.run_source(SOURCES[name], data)
+        assert (out.records, out.events, out.typed_errors, out.ok) == (
+            alone.records,
+            alone.events,
+            alone.typed_errors,
+            alone.ok,
+        )
+    assert batch.outcomes[-1].events > 0
+
+
+def test_the_batch_harness_names_a_crashing_or_hanging_mutant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the harness can fail: a source that crashes or hangs on one mutant of a batch is caught,
+    # and the mutant is named
+    cls = SOURCES["unbacked-jsonl"]
+    good = CORPUS["unbacked-jsonl"][0]
+    real_read, real_many = cls.read, cls.read_many
+
+    def check(inp: InputFile) -> None:
+        data = inp.read_bytes()
+        if b"BOOM" in data:
+            raise TypeError("boom")
+        if b"SLOW" in data:
+            time.sleep(30)
+
+    def read(self: fz.Source, inp: InputFile, report: RunReport) -> Iterator[object]:
+        check(inp)
+        yield from real_read(self, inp, report)  # type: ignore[arg-type]
+
+    def read_many(self: fz.Source, inputs: list[InputFile], report: RunReport) -> Iterator[object]:
+        for inp in inputs:
+            check(inp)
+        yield from real_many(self, inputs, report)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cls, "read", read)
+    monkeypatch.setattr(cls, "read_many", read_many)
+
+    def run(items: list[bytes]) -> fz.Batch:
+        return fz.run_source_batch(cls, items, tmp_path / "batch")
+
+    items = [good] * 5 + [good + b"BOOM\n"] + [good] * 2 + [good + b"SLOW\n"]
+    outs, whole, reran = fz.run_batch(run, items, 1.0, 0.01)
+    bad = {i: out.problems for i, out in enumerate(outs) if out.problems}
+    assert reran and whole == [] and set(bad) == {5, 8}, bad
+    assert "untyped TypeError" in bad[5][0] and bad[8][0].startswith("hang")
+    # a batch that only hangs is caught by its time limit and re-run one by one
+    outs, whole, reran = fz.run_batch(run, [good] * 3 + [good + b"SLOW\n"], 1.0, 0.01)
+    assert reran and [bool(out.problems) for out in outs] == [False, False, False, True]
+    assert outs[3].problems[0].startswith("hang")

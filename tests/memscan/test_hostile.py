@@ -95,3 +95,13 @@ def test_memory_past_end_of_file_is_clipped(tmp_path: Path) -> None:
     path.write_bytes(FIXTURE[:cut])
     result = scan_minidump(path)
     assert any("past the end" in i for i in result.issues)
+
+
+def test_a_region_too_short_for_a_dos_header_is_not_rebuilt() -> None:
+    # found by bench/fuzz_campaign.py: a region shorter than a DOS header (6-21 bytes) taken
+    # for a PE made the DOS-header restore write past the buffer (an untyped struct.error)
+    pytest.importorskip("pefile")
+    from unbacked.memscan.headers import HeaderInfo, reconstruct_pe
+
+    image = b"\x00\x00\x00\x00PE\x00\x00" + bytes(13)
+    assert reconstruct_pe(image, HeaderInfo("pe-partial", "test", nt_offset=4)) is None

@@ -280,3 +280,48 @@ def test_an_encrypted_member_is_listed_as_lost(tmp_path: Path) -> None:
     assert n == len(GOOD)
     assert report.lost == [f"{z}!b.json"]
     assert "encrypted" in report.unread[0].reason
+
+
+def _no_members(data: bytes) -> bytes:
+    """A zip whose central directory lists no members (its local headers still hold them)."""
+    cd = data.find(b"PK\x01\x02")
+    return data[:cd] + struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0, 0, 0, cd, 0)
+
+
+def test_a_central_directory_listing_no_members_is_not_a_silent_loss(tmp_path: Path) -> None:
+    # found by bench/fuzz_campaign.py: such an archive was neither read nor listed
+    z = tmp_path / "none.zip"
+    _zip(z, {"a.json": BODY, "b.json": BODY})
+    z.write_bytes(_no_members(z.read_bytes()))
+    n, report = _read(tmp_path)
+    assert n == 2 * len(GOOD) and report.lost == []
+    assert "lists no members" in report.unread[0].reason and report.unread[0].path == str(z)
+    _check_identity(report)
+    # a sound archive holding nothing to read is listed as such
+    z.unlink()
+    with zipfile.ZipFile(tmp_path / "empty.zip", "w") as zf:
+        zf.writestr("logs/", b"")
+        zf.writestr("__MACOSX/._x.json", b"\x00\x05\x16\x07")
+    n, report = _read(tmp_path)
+    assert n == 0 and [(u.path, u.reason) for u in report.unread] == [
+        (str(tmp_path / "empty.zip"), "empty zip archive (no members)")
+    ]
+    # inside another archive: listed as lost (its members cannot be walked in memory)
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as zf:
+        zf.writestr("a.json", BODY)
+    outer = tmp_path / "outer.zip"
+    _zip(outer, {"inner.zip": _no_members(inner.getvalue()), "b.json": BODY})
+    n, report = _read(outer)
+    assert n == len(GOOD) and report.lost == [f"{outer}!inner.zip"]
+
+
+def test_a_member_with_an_empty_name_is_read(tmp_path: Path) -> None:
+    # found by bench/fuzz_campaign.py: ZipInfo.is_dir() raised IndexError for it
+    z = tmp_path / "noname.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr(zipfile.ZipInfo(""), BODY)
+        zf.writestr("b.json", BODY)
+    n, report = _read(z)
+    assert n == 2 * len(GOOD) and set(report.files) == {f"{z}!", f"{z}!b.json"}
+    _check_identity(report)

@@ -7,6 +7,7 @@ import os
 import pkgutil
 import sys
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,72 @@ def test_pipes_and_devices_are_not_read(tmp_path: Path) -> None:
     explicit = RunReport()
     read_events([fifo, "/dev/zero"], explicit)
     assert {f.path for f in explicit.failed_files} == {str(fifo), "/dev/zero"}
+
+
+def _mixed(root: Path, n: int) -> None:
+    """Plain Sysmon files and zips holding an OCSF and a Sysmon member, alternating."""
+    ocsf = sources.SOURCES["ocsf-jsonl"].examples[0]
+    sysmon = jsonl(export(10, **ACCESS))
+    for i in range(n):
+        (root / f"{i:02d}a.json").write_bytes(sysmon)
+        with zipfile.ZipFile(root / f"{i:02d}b.zip", "w") as zf:
+            zf.writestr("x.json", ocsf)
+            zf.writestr("y.json", sysmon)
+
+
+def _count_group_reads(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    calls: Counter[str] = Counter()
+    for name in ("sysmon-jsonl", "ocsf-jsonl"):
+        cls = sources.SOURCES[name]
+
+        def counting(self, inputs, report, orig=cls.read_many, name=name):  # type: ignore[no-untyped-def]
+            calls[name] += 1
+            yield from orig(self, inputs, report)
+
+        monkeypatch.setattr(cls, "read_many", counting)
+    return calls
+
+
+def test_alternating_formats_are_grouped_per_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a collection whose formats alternate (archives of mixed members) still pays one query
+    # per source, not one per run of consecutive inputs of one format
+    _mixed(tmp_path, 6)
+    calls = _count_group_reads(monkeypatch)
+    report = RunReport()
+    table = read_events([tmp_path], report)
+    assert calls == {"sysmon-jsonl": 1, "ocsf-jsonl": 1}
+    assert report.failed_files == [] and report.unaccounted == []
+    assert len(report.files) == 18 and all(f.events > 0 for f in report.files.values())
+    assert table.num_rows == report.events
+
+
+def test_a_group_holding_many_archives_open_is_read_early(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from unbacked.sources import discovery
+
+    _mixed(tmp_path, 6)
+    expected = RunReport()
+    read_events([tmp_path], expected)
+    monkeypatch.setattr(discovery, "MAX_OPEN_ARCHIVES", 2)
+    opened: list[zipfile.ZipFile] = []
+    real = zipfile.ZipFile
+
+    class Tracked(real):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+            opened.append(self)
+
+    monkeypatch.setattr(discovery.zipfile, "ZipFile", Tracked)
+    most = 0
+    calls = _count_group_reads(monkeypatch)
+    report = RunReport()
+    for _ in iter_event_tables([tmp_path], report):
+        most = max(most, sum(1 for zf in opened if zf.fp is not None))
+    assert calls["ocsf-jsonl"] > 1 and most <= 3
+    assert sum(1 for zf in opened if zf.fp is not None) == 0
+    assert {n: (f.records, f.events) for n, f in report.files.items()} == {
+        n: (f.records, f.events) for n, f in expected.files.items()
+    }

@@ -8,6 +8,7 @@ never raises and accounts for every record it saw (event, ignored, or skipped).
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from unbacked.sources.elastic import ElasticDefendSource
 from unbacked.sources.etwti import EtwTiSource
 from unbacked.sources.winxml import WinEventXmlSource, XmlForbidden, parse_event
 
+from .test_etwti import flat
 from .windows_util import accounted, read
 
 SETTINGS = settings(
@@ -259,3 +261,27 @@ def test_a_long_whitespace_run_in_a_time_is_not_quadratic() -> None:
     assert parse_time_ns("  " + "2024-05-01T10:00:00Z" + " " * 100) == parse_time_ns(
         "2024-05-01T10:00:00Z"
     )
+
+
+def test_a_long_whitespace_run_in_a_stack_frame_is_not_quadratic() -> None:
+    # found by bench/fuzz_campaign.py: a frame with 300,000 inner spaces took minutes (the
+    # frame pattern's lazy module name before a whitespace run and ``$``)
+    start = time.perf_counter()
+    assert parse_frame("inj.exe" + " " * 300_000 + "x+") == (None, None, False)
+    assert parse_frame("inj.exe!f" + " " * 300_000 + "+q") == (None, None, False)
+    assert time.perf_counter() - start < 5
+    assert parse_frame("  KERNELBASE!VirtualAlloc+20 ") == ("kernelbase.dll", 20, False)
+    assert parse_frame("C:\\x\\inj.exe+0x1638") == ("inj.exe", 0x1638, False)
+
+
+def test_a_stack_frame_offset_wider_than_64_bits_is_dropped() -> None:
+    # found by bench/fuzz_campaign.py: a 120-digit offset reached a uint64 column and pyarrow
+    # raised OverflowError (an untyped exception: the input was lost)
+    assert parse_frame("inj.exe+" + "4" * 120) == ("inj.exe", None, False)
+    assert parse_frame("inj.exe+0x1" + "0" * 16) == ("inj.exe", None, False)
+    assert parse_frame("inj.exe+0x" + "f" * 16) == ("inj.exe", 2**64 - 1, False)
+    assert parse_frame("inj.exe+" + "9" * 5000) == ("inj.exe", None, False)  # no int() of it
+    stack = ["ntdll.dll!NtWriteVirtualMemory+0x14", "inj.exe+" + "4" * 120]
+    rec = flat(14, 2, OperationStatus=0, TargetProcessId=200, BaseAddress=0x10000, Stack=stack)
+    (row,), rep = read(EtwTiSource, json.dumps(rec).encode() + b"\n")
+    assert accounted(rep) and row["caller_module"] == "inj.exe" and "caller_offset" not in row

@@ -6,8 +6,10 @@ from __future__ import annotations
 import time
 from xml.parsers import expat
 
+import pyarrow as pa
 import pytest
 
+from unbacked.runreport import RunReport
 from unbacked.sources import choose_source
 from unbacked.sources.base import InputFile
 from unbacked.sources.sysmon_json import SysmonJsonSource
@@ -160,6 +162,36 @@ def test_corrupt_truncated_and_oversized_events_are_counted() -> None:
     rows, rep = read(WinEventXmlSource, doc.encode())
     assert [r["src_line"] for r in rows] == [2, 4]
     assert rep.skipped == {"xml": 2, "event-too-large": 1} and accounted(rep)
+
+
+def test_small_files_read_together_count_as_read_alone() -> None:
+    """``read_many`` (a collection of small XML files: one Sysmon query for all) gives every
+    file the rows and counters it gets when read alone."""
+    broken = f"<Event xmlns='{NS}'><System><Provider Name='Microsoft-Windows-Sysmon'/><EventID>8"
+    docs = {
+        "a.xml": "\n".join([sysmon_xml(8, SYSMON_8_DATA, 1), TI_XML, SECURITY_XML]),
+        "b.xml": "\n".join([broken, sysmon_xml(8, SYSMON_8_DATA, 2)]),
+        "c.xml": "no events here",
+        "d.xml": sysmon_xml(8, dict(SYSMON_8_DATA, SourceProcessId="x"), 3),
+    }
+    report = RunReport()
+    inputs = [InputFile.from_bytes(n, d.encode()) for n, d in docs.items()]
+    together = pa.concat_tables(WinEventXmlSource().read_many(inputs, report)).to_pylist()
+    for name, doc in docs.items():
+        alone, rep = read(WinEventXmlSource, doc.encode(), name)
+        mine = [r for r in together if r["src_file"] == name]
+        assert sorted((r["src_line"], r["event_code"]) for r in mine) == sorted(
+            (r["src_line"], r["event_code"]) for r in alone
+        )
+        got = report.file(name)
+        assert (got.records, got.events, got.ignored, got.skipped) == (
+            rep.records,
+            rep.events,
+            rep.ignored,
+            rep.skipped,
+        )
+        assert accounted(got)
+    assert report.file("a.xml").events == 2 and report.file("b.xml").skipped == {"xml": 1}
 
 
 def test_entity_tricks_are_refused_without_expansion() -> None:

@@ -2,13 +2,18 @@
 
 Shared by the CI suite (``tests/fuzz``, Hypothesis drives the random choices, derandomized) and
 the long campaign (``bench/fuzz_campaign.py``, a seeded ``random.Random``). Each harness feeds
-one mutant to the production path and returns what went wrong, if anything:
+mutants to the production path and returns, per mutant, what went wrong, if anything:
 
 * an exception that is not an ``UnbackedError`` (an untyped exception: a crash);
-* a read input whose records do not add up (``records != events + ignored + skipped``);
+* a read input whose records do not add up (``records != events + ignored + skipped``), or an
+  input that discovery neither read nor listed as unread (a silent loss);
 * for baselines, a damaged baseline that loads.
 
-Hangs are caught by the callers (``deadline``): a harness runs one input only.
+The ``*_batch`` harnesses take many mutants at once, as a run over a collection reads many
+files (one discovery walk over a directory; a batching source's ``read_many``), and attribute
+every counter to its mutant. ``run_batch`` times a batch, and when the batch as a whole fails
+(an exception escaping a group read, a hang) re-runs each mutant alone to name the culprits.
+The one-mutant harnesses (``run_source``, ``run_archive``) are batches of one.
 """
 
 from __future__ import annotations
@@ -19,8 +24,11 @@ import json
 import random
 import shutil
 import signal
+import tempfile
+import time
+import traceback
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +37,6 @@ from typing import Any
 from unbacked.errors import BaselineError, UnbackedError
 from unbacked.runreport import RunReport
 from unbacked.sources import SOURCES, InputFile, Source, read_events
-from unbacked.sources.base import SNIFF_BYTES
-from unbacked.sources.discovery import _choose, _guard
 
 #: byte strings that parsers of text and binary formats tend to trip over
 INTERESTING = (
@@ -119,8 +125,61 @@ class Outcome:
         return not self.problems
 
 
-class Hang(Exception):
-    """One input took longer than its time limit."""
+class Hang(BaseException):
+    """An input (or a batch) took longer than its time limit.
+
+    A ``BaseException``, as ``KeyboardInterrupt`` is: code under test that catches
+    ``Exception`` (a sniffer's guard) must not swallow it.
+    """
+
+
+@dataclass
+class Batch:
+    """What a batch of mutants did: one ``Outcome`` per mutant, and what went wrong with the
+    batch as a whole (an exception escaping a group read: its members' counters are lost)."""
+
+    outcomes: list[Outcome]
+    whole: Outcome = field(default_factory=Outcome)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.whole.problems or self.whole.typed_errors)
+
+
+def run_batch(
+    run: Callable[[list[Any]], Batch], items: Sequence[Any], limit: float, per_item: float
+) -> tuple[list[Outcome], list[str], bool]:
+    """Run ``items`` as one batch (time limit ``limit + per_item * len(items)``); when the
+    batch fails as a whole or hangs, run each item alone (time limit ``limit``) to name the
+    culprits. Returns one ``Outcome`` per item (a hang is a problem starting with "hang"), the
+    batch's problems when no item alone shows an untyped exception or a hang, and whether the
+    items were re-run one by one."""
+    items = list(items)
+    budget = limit + per_item * len(items)
+    t0 = time.perf_counter()
+    try:
+        with time_limit(budget):
+            batch = run(items)
+        why = batch.whole.problems or [f"typed error escaping a batch: {batch.whole}"]
+        if time.perf_counter() - t0 > budget:  # the alarm was swallowed on the way
+            why = [f"hang: no result after {budget:g} s"]
+        elif not batch.failed:
+            return batch.outcomes, [], False
+        if len(items) == 1:
+            out = batch.outcomes[0]
+            out.problems += batch.whole.problems
+            out.typed_errors += batch.whole.typed_errors
+            if why[0].startswith("hang"):
+                out.problems.append(why[0])
+            return [out], [], False
+    except Hang:
+        why = [f"hang: no result after {budget:g} s"]
+        if len(items) == 1:
+            return [Outcome(problems=why)], [], False
+    outs = [run_batch(run, [item], limit, 0.0)[0][0] for item in items]
+    if any(p.startswith("hang") or "untyped" in p for o in outs for p in o.problems):
+        return outs, [], True  # a culprit named
+    return outs, [f"only in a batch of {len(items)}: {p}" for p in why], True
 
 
 @contextmanager
@@ -143,24 +202,15 @@ def time_limit(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, old)
 
 
-def _identity(report: RunReport, out: Outcome) -> None:
-    for f in report.files.values():
-        if f.error is None and not f.accounted:
-            out.problems.append(
-                f"records do not add up for {f.path}: {f.records} records, {f.events} events, "
-                f"{f.ignored} ignored, {dict(f.skipped)} skipped"
-            )
-    out.records += report.records
-    out.events += report.events
-
-
 def _untyped(exc: BaseException, what: str, out: Outcome) -> None:
     if isinstance(exc, Hang):
         raise exc
     if isinstance(exc, UnbackedError):
         out.typed_errors += 1
     else:
-        out.problems.append(f"{what}: untyped {type(exc).__name__}: {exc}"[:500])
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+        out.problems.append(f"{what}: untyped {type(exc).__name__}{where}: {exc}"[:500])
 
 
 # -- sources ------------------------------------------------------------------------------------
@@ -194,28 +244,139 @@ def _ocsf_parquet(jsonl: bytes) -> bytes:
     return sink.getvalue()
 
 
-def run_source(target: type[Source], data: bytes, name: str = "fuzz.input") -> Outcome:
-    """One mutant through discovery as a run reads it (the source that claims it), and
-    through ``target`` directly (a source must survive input it would not claim too)."""
-    out = Outcome()
+def _write_batch(directory: Path, datas: Sequence[bytes], suffix: str) -> list[str]:
+    """The mutants as files ``000000<suffix>``... of an emptied ``directory``; their names."""
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    names = []
+    for i, data in enumerate(datas):
+        path = directory / f"{i:06d}{suffix}"
+        path.write_bytes(data)
+        names.append(str(path))
+    return names
+
+
+def _attribute(
+    report: RunReport, names: Sequence[str], outs: list[Outcome], whole: Outcome
+) -> None:
+    """Counters and the identity per mutant (its file, or its archive's members); a mutant
+    neither read nor listed as unread is a silent loss; a report entry no mutant owns (an
+    error recorded for a whole group) fails the batch."""
+    owner = {name: k for k, name in enumerate(names)}
+    seen: set[int] = set()
+    for f in report.files.values():
+        k = owner.get(f.path.split("!", 1)[0])
+        if k is None:
+            whole.problems.append(f"a report entry no input owns: {f.path} ({f.error})")
+            continue
+        seen.add(k)
+        out = outs[k]
+        if f.error is None and not f.accounted:
+            out.problems.append(
+                f"records do not add up for {f.path}: {f.records} records, {f.events} events, "
+                f"{f.ignored} ignored, {dict(f.skipped)} skipped"
+            )
+        out.records += f.records
+        out.events += f.events
+    for u in report.unread:
+        k = owner.get(u.path.split("!", 1)[0])
+        if k is None:
+            whole.problems.append(f"an unread entry no input owns: {u.path} ({u.reason})")
+        else:
+            seen.add(k)
+    if whole.problems:  # the batch failed: its members' counters are lost with it
+        return
+    for k in set(range(len(names))) - seen:
+        outs[k].problems.append(
+            f"records do not add up for {names[k]}: neither read nor listed as unread"
+        )
+
+
+def _groups(cls: type[Source], inputs: Sequence[InputFile]) -> Iterator[list[InputFile]]:
+    """``inputs`` grouped as discovery groups consecutive inputs of a batching source."""
+    group: list[InputFile] = []
+    size_sum = 0
+    for inp in inputs:
+        size = inp.size or 0
+        if not cls.batch_bytes or size > cls.batch_bytes:
+            if group:
+                yield group
+                group, size_sum = [], 0
+            yield [inp]
+            continue
+        if group and (len(group) >= cls.batch_files or size_sum + size > cls.batch_bytes):
+            yield group
+            group, size_sum = [], 0
+        group.append(inp)
+        size_sum += size
+    if group:
+        yield group
+
+
+def run_source_batch(target: type[Source], datas: Sequence[bytes], directory: Path) -> Batch:
+    """Mutants through discovery as a run reads a directory of them (each claimed by the
+    source that recognises it; small inputs of a batching source read together), and through
+    ``target`` directly, grouped as discovery would group them (a source must survive input
+    it would not claim too). Typed errors: mutants the direct read refused whole."""
+    outs = [Outcome() for _ in datas]
+    whole = Outcome()
+    names = _write_batch(directory, datas, ".input")
     report = RunReport()
-    inp = InputFile.from_bytes(name, data)
     try:
-        cls = _choose(inp, inp.head(SNIFF_BYTES))
-        if cls is not None:
-            report.file(name, cls.name)
-            for _ in _guard(cls().read(inp, report), name, report):
-                pass
+        read_events([directory], report)
     except BaseException as exc:
-        _untyped(exc, f"discovery/{cls.name if cls else '?'}", out)
-    _identity(report, out)
+        _untyped(exc, "discovery", whole)
+    _attribute(report, names, outs, whole)
+
     direct = RunReport()
-    try:
-        for _ in target().read(InputFile.from_bytes(name, data), direct):
-            pass
-    except BaseException as exc:
-        _untyped(exc, f"{target.name} direct", out)
-    _identity(direct, out)
+    dnames = [f"direct-{i:06d}.input" for i in range(len(datas))]
+    owner = {name: k for k, name in enumerate(dnames)}
+    inputs = [InputFile.from_bytes(n, d) for n, d in zip(dnames, datas, strict=True)]
+    for group in _groups(target, inputs):
+        try:
+            if len(group) == 1:
+                for _ in target().read(group[0], direct):
+                    pass
+            else:
+                for _ in target().read_many(group, direct):
+                    pass
+        except BaseException as exc:
+            if len(group) == 1:
+                _untyped(exc, f"{target.name} direct", outs[owner[group[0].name]])
+            else:
+                _untyped(exc, f"{target.name} direct read_many of {len(group)}", whole)
+    refused = {owner[f.path] for f in direct.files.values() if f.error is not None}
+    for k in refused:
+        outs[k].typed_errors += 1
+    _attribute_direct(direct, owner, outs, whole)
+    return Batch(outs, whole)
+
+
+def _attribute_direct(
+    report: RunReport, owner: dict[str, int], outs: list[Outcome], whole: Outcome
+) -> None:
+    for f in report.files.values():
+        k = owner.get(f.path)
+        if k is None:
+            whole.problems.append(f"a report entry no input owns: {f.path} ({f.error})")
+            continue
+        if f.error is None and not f.accounted:
+            outs[k].problems.append(
+                f"records do not add up for {f.path}: {f.records} records, {f.events} events, "
+                f"{f.ignored} ignored, {dict(f.skipped)} skipped"
+            )
+        outs[k].records += f.records
+        outs[k].events += f.events
+
+
+def run_source(target: type[Source], data: bytes) -> Outcome:
+    """One mutant through ``run_source_batch`` (a batch of one in a temporary directory)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        batch = run_source_batch(target, [data], Path(tmp) / "in")
+    out = batch.outcomes[0]
+    out.problems += batch.whole.problems
+    out.typed_errors += batch.whole.typed_errors
     return out
 
 
@@ -242,16 +403,27 @@ def build_archive(members: list[tuple[str, bytes]], rng: random.Random) -> bytes
     return out
 
 
-def run_archive(path: Path, data: bytes) -> Outcome:
-    """One (mutated) archive read from disk as a run reads it."""
-    out = Outcome()
-    path.write_bytes(data)
+def run_archive_batch(datas: Sequence[bytes], directory: Path) -> Batch:
+    """(Mutated) archives read from a directory as a run reads it (members of consecutive
+    archives grouped for a batching source, as in a collection of zips)."""
+    outs = [Outcome() for _ in datas]
+    whole = Outcome()
+    names = _write_batch(directory, datas, ".zip")
     report = RunReport()
     try:
-        read_events([path], report)
+        read_events([directory], report)
     except BaseException as exc:
-        _untyped(exc, "archive", out)
-    _identity(report, out)
+        _untyped(exc, "archive", whole)
+    _attribute(report, names, outs, whole)
+    return Batch(outs, whole)
+
+
+def run_archive(path: Path, data: bytes) -> Outcome:
+    """One (mutated) archive, a batch of one in the directory ``path`` names."""
+    batch = run_archive_batch([data], path.with_suffix(".d"))
+    out = batch.outcomes[0]
+    out.problems += batch.whole.problems
+    out.typed_errors += batch.whole.typed_errors
     return out
 
 
@@ -266,6 +438,12 @@ def run_minidump(path: Path, data: bytes) -> Outcome:
     except BaseException as exc:
         _untyped(exc, "minidump", out)
     return out
+
+
+def run_minidump_batch(datas: Sequence[bytes], directory: Path) -> Batch:
+    """Each mutant scanned in turn (a scan reads one dump: nothing is shared)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return Batch([run_minidump(directory / "fuzz.dmp", d) for d in datas])
 
 
 # -- baselines ----------------------------------------------------------------------------------
@@ -346,9 +524,13 @@ def mutate_baseline(src: Path, dst: Path, rng: random.Random) -> str:
     return ("resealed " if kind == 2 else "") + ", ".join(done)
 
 
+#: originals loaded once: (path, manifest bytes) -> model
+_REFERENCES: dict[tuple[Path, bytes], Any] = {}
+
+
 def run_baseline(original: Path, damaged: Path, what: str) -> Outcome:
     """Load a damaged baseline: a ``BaselineError``, or (only when nothing that matters
-    changed) the same model as the original."""
+    changed) the same model as the original (loaded once per original)."""
     from unbacked.detect import ProgramBaseline
     from unbacked.detect.baseline import TABLE_SCHEMAS, validate_hyper_parameters
 
@@ -361,7 +543,10 @@ def run_baseline(original: Path, damaged: Path, what: str) -> Outcome:
     except BaseException as exc:
         _untyped(exc, f"baseline load ({what})", out)
         return out
-    reference = ProgramBaseline.load(original)
+    key = (original, (original / "manifest.json").read_bytes())
+    reference = _REFERENCES.get(key)
+    if reference is None:
+        reference = _REFERENCES[key] = ProgramBaseline.load(original)
     try:
         validate_hyper_parameters(model.hyper_parameters())
     except BaselineError as exc:
@@ -376,3 +561,9 @@ def run_baseline(original: Path, damaged: Path, what: str) -> Outcome:
     if not forged and model.hyper_parameters() != reference.hyper_parameters():
         out.problems.append(f"changed settings loaded without a reseal ({what})")
     return out
+
+
+def run_baseline_batch(original: Path, items: Sequence[tuple[Path, str]]) -> Batch:
+    """Damaged baselines (``(directory, what was done)``, from ``mutate_baseline``) loaded
+    in turn."""
+    return Batch([run_baseline(original, d, what) for d, what in items])

@@ -196,7 +196,7 @@ def reconstruct_pe(image: bytes, info: HeaderInfo) -> tuple[dict[str, Any], byte
         import pefile
     except ImportError:  # the [memscan] extra is not installed: no reconstruction
         return None
-    if info.nt_offset is None:
+    if info.nt_offset is None or len(image) < 0x40:  # no room for a DOS header
         return None
     buf = bytearray(image[:MAX_IMAGE])
     if buf[:2] != b"MZ" or _u32(bytes(buf[:0x40]), 0x3C) != info.nt_offset:

@@ -288,9 +288,21 @@ SYSTEM_THUNKS = frozenset(
     }
 )
 _UNBACKED_NAMES = frozenset({"unbacked", "unknown", "<unknown>", "?"})
+#: matched against a stripped frame: no whitespace runs around ``$`` (with one, a frame with
+#: 300,000 inner spaces backtracked for minutes)
 _FRAME_RE = re.compile(
-    r"^\s*(?P<mod>[^!+]*?)(?:!(?P<sym>[^+]*))?(?:\+(?P<off>0[xX][0-9a-fA-F]+|\d+))?\s*$"
+    r"(?P<mod>[^!+]*?)(?:!(?P<sym>[^+]*))?(?:\+(?P<off>0[xX][0-9a-fA-F]+|\d+))?$"
 )
+#: a frame offset wider than this is no address
+_MAX_OFFSET = 2**64 - 1
+
+
+def _offset(off_s: str | None) -> int | None:
+    """A frame's ``+0x14`` / ``+20`` offset; None when absent or wider than 64 bits."""
+    if not off_s or len(off_s.lstrip("0xX")) > 20:  # also keeps int() off huge digit strings
+        return None
+    off = int(off_s, 16) if off_s[:2].lower() == "0x" else int(off_s)
+    return off if off <= _MAX_OFFSET else None
 
 
 def parse_frame(frame: str) -> tuple[str | None, int | None, bool]:
@@ -312,7 +324,7 @@ def parse_frame(frame: str) -> tuple[str | None, int | None, bool]:
         return None, None, False
     mod = (m.group("mod") or "").strip()
     off_s = m.group("off")
-    off = int(off_s, 16) if off_s and off_s[:2].lower() == "0x" else (int(off_s) if off_s else None)
+    off = _offset(off_s)
     if mod.lower() in _UNBACKED_NAMES:
         return None, off, True
     name = basename(mod)

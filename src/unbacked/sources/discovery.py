@@ -390,7 +390,9 @@ def _unrecognised(name: str, explicit: bool, report: RunReport, head: bytes) -> 
 
 
 def _skipped_member(info: zipfile.ZipInfo) -> bool:
-    return info.is_dir() or info.filename.startswith("__MACOSX/") or "/__MACOSX/" in info.filename
+    # not ``info.is_dir()``: it raises IndexError for a member with an empty name
+    name = info.filename
+    return name.endswith("/") or name.startswith("__MACOSX/") or "/__MACOSX/" in name
 
 
 def _expand_zip(
@@ -413,6 +415,11 @@ def _expand_zip(
         return
     except (OSError, ValueError, NotImplementedError, EOFError) as exc:
         report.file_error(name, FormatError(f"unreadable zip archive: {exc}", source=name))
+        return
+    if not any(not _skipped_member(i) for i in zf.infolist()):
+        # a central directory listing no members: members may still sit behind local headers
+        zf.close()
+        yield from _expand_local(zpath, report, cap, budget, "central directory lists no members")
         return
     if keep is not None:
         keep.append(zf)
@@ -496,6 +503,16 @@ def _expand_nested(
     except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError) as exc:
         report.file_error(
             member.name, FormatError(f"unreadable nested archive: {exc}", source=member.name)
+        )
+        return
+    if not any(not _skipped_member(i) for i in zf.infolist()):
+        zf.close()
+        held = b"PK\x03\x04" in data
+        report.not_read(
+            member.name,
+            "nested zip archive whose central directory lists no members"
+            + ("; the members behind its local headers are lost" if held else ""),
+            lost=held,
         )
         return
     inner = _Archive(zf, member.name, outer.budget, outer.cap)
@@ -643,8 +660,10 @@ class _LocalReader(io.RawIOBase):
 
 
 def _expand_local(
-    zpath: Path, report: RunReport, cap: int, budget: _Budget, why: BaseException
+    zpath: Path, report: RunReport, cap: int, budget: _Budget, why: BaseException | str
 ) -> Iterator[tuple[InputFile, type[Source]]]:
+    """The members of a zip archive found by walking its local headers (``why``: the central
+    directory is missing, an exception, or lists no members, a text)."""
     name = str(zpath)
     try:
         size = zpath.stat().st_size
@@ -655,14 +674,22 @@ def _expand_local(
         return
     entries = [e for e in entries if not e.filename.endswith("/") and "__MACOSX/" not in e.filename]
     if not entries:
-        report.file_error(name, FormatError(f"unreadable zip archive: {why}", source=name))
+        if isinstance(why, str):  # a sound archive without members
+            report.extra.setdefault(NOT_TELEMETRY_KEY, []).append(name)
+            report.not_read(name, "empty zip archive (no members)")
+        else:
+            report.file_error(name, FormatError(f"unreadable zip archive: {why}", source=name))
         return
     clean = stop in ("central directory", "end of file")
     truncated = any(e.truncated for e in entries) or not clean
     report.not_read(
         name,
-        f"zip archive without its central directory ({why}); {len(entries)} members read by "
-        f"their local headers, walk stopped at: {stop}"
+        (
+            f"zip archive: {why}"
+            if isinstance(why, str)
+            else f"zip archive without its central directory ({why})"
+        )
+        + f"; {len(entries)} members read by their local headers, walk stopped at: {stop}"
         + ("; members after that point are lost" if truncated else ""),
         lost=truncated,
     )
@@ -743,49 +770,79 @@ def iter_inputs(
             )
 
 
+#: archives a run keeps open for members waiting in a group; beyond this the oldest group is
+#: read early (a rare format's group must not hold thousands of archives open)
+MAX_OPEN_ARCHIVES = 16
+
+
+@dataclass(slots=True)
+class _Group:
+    """Small inputs of one batching source waiting to be read together."""
+
+    inputs: list[InputFile]
+    size: int = 0
+    #: the first open archive a member of this group reads from (numbered from 0 in the order
+    #: archives were opened); None while it holds plain files only
+    archive: int | None = None
+
+
 def iter_event_tables(
     paths: Iterable[str | os.PathLike[str]], report: RunReport
 ) -> Iterator[pa.Table]:
     """Tables of ``EVENT_SCHEMA`` from every input under ``paths``; bad inputs are reported.
 
-    Consecutive small inputs of a source that batches (``Source.batch_bytes``; EVTX) are read
-    together, so a collection of thousands of small files does not pay a fixed cost per file.
+    Small inputs of a source that batches (``Source.batch_bytes``: JSON lines, EVTX, XML) are
+    read together, one group per source, so a collection of thousands of small files does not
+    pay a fixed cost per file, even when formats alternate (archives holding members of
+    several formats). Tables come out group by group, not in file order.
     """
-    group: list[InputFile] = []
-    group_cls: type[Source] | None = None
-    group_bytes = 0
-    # archives whose members may sit in a group not read yet; once a group is read, only the
-    # archive the walk is in can still be needed (at most two stay open)
+    pending: dict[type[Source], _Group] = {}
+    # archives whose members may sit in a group not read yet (numbered from 0 in the order
+    # they were opened; ``closed`` of them are closed): the archive the walk is in and those
+    # a pending group needs stay open
     archives: list[zipfile.ZipFile] = []
+    closed = 0
 
     def release() -> None:
-        while len(archives) > 1:
+        nonlocal closed
+        current = closed + len(archives) - 1
+        need = min((g.archive for g in pending.values() if g.archive is not None), default=current)
+        while archives and closed < min(need, current):
             archives.pop(0).close()
+            closed += 1
+
+    def flush(cls: type[Source]) -> Iterator[pa.Table]:
+        group = pending.pop(cls)
+        yield from _read_group(cls, group.inputs, report)
+        release()
 
     try:
         for inp, cls in iter_inputs(paths, report, keep_open=archives):
             report.file(inp.name, cls.name)
             size = inp.size if inp.size is not None else cls.batch_bytes + 1
-            if cls.batch_bytes and size <= cls.batch_bytes:
-                if group and (
-                    group_cls is not cls
-                    or len(group) >= cls.batch_files
-                    or group_bytes + size > cls.batch_bytes
-                ):
-                    yield from _read_group(group_cls, group, report)
-                    group, group_bytes = [], 0
-                    release()
-                group.append(inp)
-                group_cls = cls
-                group_bytes += size
+            if not (cls.batch_bytes and size <= cls.batch_bytes):
+                yield from _read_one(cls, inp, report)
                 continue
-            if group:
-                yield from _read_group(group_cls, group, report)
-                group, group_bytes = [], 0
-                release()
-            yield from _read_one(cls, inp, report)
-        if group:
-            yield from _read_group(group_cls, group, report)
+            group = pending.get(cls)
+            if group is not None and (
+                len(group.inputs) >= cls.batch_files or group.size + size > cls.batch_bytes
+            ):
+                yield from flush(cls)
+                group = None
+            if group is None:
+                group = pending[cls] = _Group([])
+            if inp.path is None and group.archive is None and archives:
+                group.archive = closed + len(archives) - 1  # a member of the current archive
+            group.inputs.append(inp)
+            group.size += size
+            release()
+            while len(archives) > MAX_OPEN_ARCHIVES:
+                holding = [c for c, g in pending.items() if g.archive is not None]
+                if not holding:
+                    break
+                yield from flush(min(holding, key=lambda c: cast(int, pending[c].archive)))
+        while pending:
+            yield from flush(next(iter(pending)))
     finally:
         for zf in archives:
             zf.close()

@@ -18,7 +18,6 @@ from typing import ClassVar
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from unbacked import duck
 from unbacked.errors import FormatError
 from unbacked.runreport import RunReport
 from unbacked.sources._engine import QUERY_ERRORS, pooled_connection, stream_json_lines
@@ -89,15 +88,15 @@ class OcsfParquetSource(Source):
                 if stamps
                 else ""
             )
-            try:
-                with duck.session() as con:
+            with pooled_connection() as con:  # not a new database per file of a collection
+                try:
                     con.execute(
                         f"COPY (SELECT *{replace} FROM read_parquet(?)) TO {sql_str(str(lines))} "
                         "(FORMAT JSON)",
                         [str(src)],
                     )
-            except QUERY_ERRORS as exc:
-                raise FormatError(f"unreadable Parquet: {exc}", source=inp.name) from exc
+                except QUERY_ERRORS as exc:
+                    raise FormatError(f"unreadable Parquet: {exc}", source=inp.name) from exc
             with pooled_connection() as pooled:
                 yield from stream_json_lines(
                     QUERY, pooled, lambda: lines.open("rb"), inp.name, report, src_format=self.name

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, ClassVar
 from xml.parsers import expat
@@ -36,7 +37,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from unbacked.errors import FormatError
+from unbacked.errors import FormatError, InputError
 from unbacked.runreport import RunReport
 from unbacked.sources._wincommon import Rows, lower_keys, parse_time_ns, text
 from unbacked.sources._winconst import parse_uint
@@ -247,6 +248,9 @@ class WinEventXmlSource(Source):
         "Threat-Intelligence ETW, Kernel-Process/Network"
     )
     priority: ClassVar[int] = 45
+    #: small XML files are read together (their Sysmon events share one query)
+    batch_bytes: ClassVar[int] = 4 * 1024 * 1024
+    batch_files: ClassVar[int] = 4096
     examples: ClassVar[tuple[bytes, ...]] = (
         b"<Events><Event xmlns='http://schemas.microsoft.com/win/2004/08/events/event'><System>"
         b"<Provider Name='Microsoft-Windows-Threat-Intelligence'/><EventID>1</EventID>"
@@ -275,10 +279,35 @@ class WinEventXmlSource(Source):
         return _SNIFF_NS in head and (b"<Event" in head or b":Event" in head)
 
     def read(self, inp: InputFile, report: RunReport) -> Iterator[pa.Table]:
+        yield from self._read(inp, report, _SysmonBlock(), flush=True)
+
+    def read_many(self, inputs: Sequence[InputFile], report: RunReport) -> Iterator[pa.Table]:
+        """Read small XML files, their Sysmon events mapped together (one query per block,
+        not per file)."""
+        sysmon = _SysmonBlock()
+        for inp in inputs:
+            try:
+                yield from self._read(inp, report, sysmon)
+            except (InputError, OSError, EOFError, zipfile.BadZipFile) as exc:
+                if isinstance(exc, InputError):
+                    report.file_error(inp.name, exc)
+                else:
+                    report.file_error(
+                        inp.name,
+                        FormatError(
+                            f"unreadable input: {type(exc).__name__}: {exc}", source=inp.name
+                        ),
+                    )
+        yield from sysmon.flush(self.name, report)
+
+    def _read(
+        self, inp: InputFile, report: RunReport, sysmon: _SysmonBlock, *, flush: bool = False
+    ) -> Iterator[pa.Table]:
+        """One input; its Sysmon events go to ``sysmon`` (mapped before its last rows when
+        ``flush``: a file read alone keeps its rows in file order per kind)."""
         rep = report.file(inp.name, self.name)
         rows = Rows(src_format=self.name, src_file=inp.name)
         mapper = Mapper()
-        sysmon: list[tuple[int, bytes]] = []
         with inp.open() as fh:
             for line, xml in _events_or_damage(fh, inp.name, report):
                 rep.records += 1
@@ -295,10 +324,9 @@ class WinEventXmlSource(Source):
                     continue
                 provider = ev.system.get("Provider@Name") or ""
                 if provider == SYSMON_PROVIDER or "Sysmon" in ev.system.get("Channel", ""):
-                    sysmon.append((line, orjson.dumps(sysmon_record(ev))))
+                    sysmon.add(inp.name, line, orjson.dumps(sysmon_record(ev)))
                     if len(sysmon) >= SYSMON_BLOCK:
-                        yield from self._sysmon(sysmon, inp.name, report)
-                        sysmon = []
+                        yield from sysmon.flush(self.name, report)
                     continue
                 if not classify_provider(provider or ev.system.get("Provider@Guid")):
                     rep.ignored += 1
@@ -316,30 +344,53 @@ class WinEventXmlSource(Source):
                 if rows.full():
                     rep.events += len(rows)
                     yield rows.table()
-        if sysmon:
-            yield from self._sysmon(sysmon, inp.name, report)
+        if flush:
+            yield from sysmon.flush(self.name, report)
         if len(rows):
             rep.events += len(rows)
             yield rows.table()
 
-    def _sysmon(
-        self, block: list[tuple[int, bytes]], name: str, report: RunReport
-    ) -> Iterator[pa.Table]:
-        """Map Sysmon events with the Sysmon sources' shared mapping (JSON engine)."""
-        from unbacked.sources._engine import connect
+
+class _SysmonBlock:
+    """Sysmon events waiting to be mapped, from one input or several (their file index
+    travels through the query)."""
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+        self.ln: list[int] = []
+        self.fi: list[int] = []
+        self.files: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def add(self, name: str, line: int, record: bytes) -> None:
+        if not self.files or self.files[-1] != name:
+            self.files.append(name)
+        self.lines.append(record)
+        self.ln.append(line)
+        self.fi.append(len(self.files) - 1)
+
+    def flush(self, src_format: str, report: RunReport) -> Iterator[pa.Table]:
+        """Map the events with the Sysmon sources' shared mapping (JSON engine); counters go
+        to each input."""
+        from unbacked.sources._engine import pooled_connection
         from unbacked.sources.sysmon_json import OTRF_QUERY
 
-        rep = report.file(name)
-        lines = pa.array([b for _, b in block], pa.binary())
-        ln = np.array([n for n, _ in block], dtype=np.int64)
-        con = connect()
-        try:
-            res = OTRF_QUERY.run(con, lines, ln, src_format=self.name, src_file=name)
-        finally:
-            con.close()
-        rep.events += res.events
-        rep.ignored += res.ignored
-        for reason, (count, detail) in res.skipped.items():
-            report.skip(name, reason, count, detail=detail)
-        if res.table is not None and res.table.num_rows:
-            yield res.table
+        if not self.lines:
+            return
+        lines = pa.array(self.lines, pa.binary())
+        ln = np.array(self.ln, dtype=np.int64)
+        fi = np.array(self.fi, dtype=np.int64)
+        files = self.files
+        self.lines, self.ln, self.fi, self.files = [], [], [], []
+        with pooled_connection() as con:
+            results = OTRF_QUERY.run_files(con, lines, ln, fi, files, src_format=src_format)
+        for name, res in results:
+            rep = report.file(name)
+            rep.events += res.events
+            rep.ignored += res.ignored
+            for reason, (count, detail) in res.skipped.items():
+                report.skip(name, reason, count, detail=detail)
+            if res.table is not None and res.table.num_rows:
+                yield res.table
