@@ -33,14 +33,22 @@ class ProcessGone(ScanError):
 
 
 def _exited(pid: int) -> bool:
-    """Whether ``pid`` has exited: no longer listed, or a zombie (state Z or X in its stat)."""
+    """Whether ``pid`` has exited or is exiting: no longer listed, a zombie (state Z or X in
+    its stat), or past releasing its address space (its map, readable a moment ago, is now
+    empty or unreadable: the state turns Z only after that)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             stat = fh.read()
     except OSError:
         return True
     state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
-    return state in (b"Z", b"X")
+    if state in (b"Z", b"X"):
+        return True
+    try:
+        with open(f"/proc/{pid}/maps", "rb") as fh:
+            return not fh.read(1)
+    except OSError:
+        return True
 
 
 def _gone(pid: int, exc: OSError | None = None) -> ProcessGone:
@@ -158,8 +166,8 @@ class LinuxProcessSpace:
         try:
             self._fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
         except OSError as exc:
-            # a process that exited between reading its map and opening its memory is a
-            # zombie, whose memory the kernel refuses to anyone but root (EACCES): gone, too
+            # a process that exits between reading its map and opening its memory has no
+            # address space left, and the kernel refuses it to anyone but root (EACCES): gone
             if exc.errno in _GONE or _exited(pid):
                 raise _gone(pid, exc) from exc
             raise ScanError(
