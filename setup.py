@@ -41,8 +41,6 @@ BPF_SRC = HERE / "src" / "unbacked" / "sensor" / "bpf"
 BTF = Path("/sys/kernel/btf/vmlinux")
 #: the machines the object is compiled for (``-D__TARGET_ARCH_x86``)
 BPF_MACHINES = ("x86_64", "amd64")
-#: whether this build put the object into the package (it decides the wheel's platform tag)
-_BUILT_OBJECT = False
 
 
 def _tool(name: str) -> str | None:
@@ -93,8 +91,6 @@ class BuildPyWithBpf(build_py):
         out.parent.mkdir(parents=True, exist_ok=True)
         why = compile_bpf(out)
         if why is None:
-            global _BUILT_OBJECT
-            _BUILT_OBJECT = True
             print(f"unbacked: built the eBPF object {out}", file=sys.stderr)
             return
         if mode == "require":
@@ -115,7 +111,9 @@ if bdist_wheel is not None:
 
         def get_tag(self) -> tuple[str, str, str]:
             python, abi, plat = super().get_tag()
-            if _BUILT_OBJECT and not getattr(self, "editable_mode", False):
+            build_lib = Path(self.get_finalized_command("build_py").build_lib)
+            ships = (build_lib / "unbacked" / "sensor" / "bpf" / "unbacked.bpf.o").exists()
+            if ships and not getattr(self, "editable_mode", False):
                 return "py3", "none", "linux_x86_64"
             return python, abi, plat
 

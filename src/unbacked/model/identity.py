@@ -109,8 +109,9 @@ def foreign_mask(
     jit_name = pc.match_substring_regex(prog, JIT_PROGRAM_RE)
     foreign = pc.and_(jit_name, pc.match_substring_regex(image, TEMP_PATH_RE))
     paths, files = known_identities(baseline)
-    # what a baseline did not see counts only outside the system locations (see the doc)
-    user_place = pc.invert(pc.match_substring_regex(image, SYSTEM_PATH_RE))
+    if paths.num_rows or files.num_rows:
+        # what a baseline did not see counts only outside the system locations (see the doc)
+        user_place = pc.invert(pc.match_substring_regex(image, SYSTEM_PATH_RE))
     if paths.num_rows:
         known_prog = pc.is_in(prog, value_set=paths["program"].unique())
         key = pc.binary_join_element_wise(prog, pc.utf8_lower(image), "\x00")
