@@ -53,7 +53,7 @@ def main() -> None:
         with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
             tar.extractall(d, filter="data")
         sides = {args.base: str(Path(d) / "src"), "this tree": str(REPO / "src")}
-        fleet = args.score_work / "fleet-1000000"
+        fleet = args.score_work / "fleet-1000000" / "data"  # the lake (beside fleet.json, labels)
         base = args.score_work / "baseline-1000000"
         cases = {
             "help": ("`unbacked --help`", [*exe, "--help"]),

@@ -50,8 +50,10 @@ def _fleet(work: Path, events: float) -> tuple[Path, int]:
         done.write_text("ok")
     import pyarrow.parquet as pq
 
-    n = sum(pq.ParquetFile(p).metadata.num_rows for p in sorted(out.rglob("*.parquet")))
-    return out, n
+    # the lake is OUT/data: OUT also holds the generator's fleet.json and the labels
+    lake = out / "data"
+    n = sum(pq.ParquetFile(p).metadata.num_rows for p in sorted(lake.rglob("*.parquet")))
+    return lake, n
 
 
 def main() -> None:

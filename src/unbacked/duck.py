@@ -31,6 +31,23 @@ _db: duckdb.DuckDBPyConnection | None = None
 _pid = 0
 
 
+#: optimizer passes that cost more than they save on unbacked's queries: the facts query reads
+#: one CTE of events from ten UNION ALL branches, and pushing every branch's filter into the
+#: CTE (``cte_filter_pusher``) or deciding CTE by CTE whether to inline it (``cte_inlining``)
+#: took 60-120 ms of planning on 16 events and ~0.9 s of 2.8 s on 10^6 (bench/bench_score.py,
+#: docs/benchmarks.md); results are the same with and without (golden and parity tests)
+DISABLED_OPTIMIZERS = ("cte_filter_pusher", "cte_inlining")
+
+
+def _tune(db: duckdb.DuckDBPyConnection) -> None:
+    """Leave out ``DISABLED_OPTIMIZERS`` that this DuckDB has (a name it does not know is
+    an error there, and a missing pass costs nothing)."""
+    known = {r[0] for r in db.sql("SELECT name FROM duckdb_optimizers()").fetchall()}
+    names = [n for n in DISABLED_OPTIMIZERS if n in known]
+    if names:
+        db.execute(f"SET disabled_optimizers = '{','.join(names)}'")
+
+
 def connect() -> duckdb.DuckDBPyConnection:
     """A new connection to the process's shared in-memory database; close it when done
     (``session`` does)."""
@@ -38,6 +55,7 @@ def connect() -> duckdb.DuckDBPyConnection:
     with _lock:
         if _db is None or _pid != os.getpid():
             _db = duckdb.connect(":memory:")
+            _tune(_db)
             _pid = os.getpid()
         return _db.cursor()
 

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import pytest
 
 from unbacked.cli.main import SUBCOMMANDS, cli
+
+REPO = Path(__file__).resolve().parents[2]
 
 HEAVY = ("pyarrow", "duckdb", "numpy", "pandas", "rich", "pyspark", "bokeh", "evtx")
 
@@ -49,6 +52,42 @@ def test_hunt_loads_neither_spark_nor_plotting_nor_scanner_nor_sensor() -> None:
                  "unbacked.render.html", "unbacked.evaluate", "unbacked.engine.spark",
                  "unbacked.cli.scan", "unbacked.cli.report"):  # fmt: skip
         assert not any(m == name or m.startswith(name + ".") for m in mods), name
+
+
+def test_hunt_runs_without_importing_pandas(tmp_path) -> None:
+    """pyarrow imports pandas (when installed) on its first conversion of Python values; the
+    command line tells it first that none will be a pandas object, and a hunt's alerts are the
+    same as in a process that imported pandas itself (with pandas installed; the bare-install
+    job runs hunts where it is not)."""
+    pytest.importorskip("pandas")
+    sample = REPO / "samples" / "linux"
+    plain, with_pandas = tmp_path / "plain.json", tmp_path / "pandas.json"
+    mods = _modules_after(
+        "from unbacked.cli.main import main\n"
+        f"assert main(['hunt', {str(sample)!r}, '-o', {str(plain)!r}, '-q']) == 3"
+    )
+    assert "pandas" not in _tops(mods)
+    mods = _modules_after(
+        "import pandas\nfrom unbacked.cli.main import main\n"
+        f"assert main(['hunt', {str(sample)!r}, '-o', {str(with_pandas)!r}, '-q']) == 3"
+    )
+    assert "pandas" in _tops(mods)
+    assert plain.read_bytes() == with_pandas.read_bytes()
+
+
+def test_arrow_keeps_working_with_pandas_after_the_probe() -> None:
+    """After the probe, what needs pandas by name still gets it (a notebook or a plug-in)."""
+    pytest.importorskip("pandas")
+    mods = _modules_after(
+        "import pyarrow as pa\nfrom unbacked.model.rows import keep_pandas_out_of_arrow\n"
+        "assert keep_pandas_out_of_arrow()\n"
+        "t = pa.table({'a': [1, None], 't': pa.array([1, 2], pa.timestamp('ns'))})\n"
+        "import sys\nassert 'pandas' not in sys.modules\n"
+        "df = t.to_pandas()\nassert df['a'].isna().tolist() == [False, True]\n"
+        "assert pa.Table.from_pandas(df).num_rows == 2\n"
+        "assert not keep_pandas_out_of_arrow()  # pandas is here now: nothing to spare"
+    )
+    assert "pandas" in _tops(mods)
 
 
 @pytest.mark.parametrize("name", sorted(SUBCOMMANDS))

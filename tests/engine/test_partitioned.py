@@ -70,8 +70,14 @@ def test_spill_keeps_every_event_once_and_every_host_whole(tmp_path):
         assert g.equals(local.canonical_order(g))
     assert None in seen
     key = ["src_file", "src_line", "src_record"]
-    every = pa.concat_tables(groups).select(key).cast(
-        pa.schema([("src_file", pa.string()), ("src_line", pa.int64()), ("src_record", pa.int64())])
+    every = (
+        pa.concat_tables(groups)
+        .select(key)
+        .cast(
+            pa.schema(
+                [("src_file", pa.string()), ("src_line", pa.int64()), ("src_record", pa.int64())]
+            )
+        )
     )
     want = table.select(key).cast(every.schema)
     assert every.sort_by([(k, "ascending") for k in key]).equals(

@@ -19,7 +19,6 @@ from unbacked.runreport import RunReport
 pytestmark = pytest.mark.spark
 
 
-
 @pytest.fixture(scope="module")
 def fleet_lake(tmp_path_factory) -> Path:
     lake = tmp_path_factory.mktemp("fleet") / "lake"

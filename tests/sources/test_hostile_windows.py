@@ -7,6 +7,7 @@ never raises and accounts for every record it saw (event, ignored, or skipped).
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from typing import Any
@@ -15,6 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from unbacked.runreport import RunReport
+from unbacked.sources import _wincommon
 from unbacked.sources._wincommon import parse_frame, parse_time_ns
 from unbacked.sources._winconst import (
     parse_alloc_type,
@@ -285,3 +288,52 @@ def test_a_stack_frame_offset_wider_than_64_bits_is_dropped() -> None:
     rec = flat(14, 2, OperationStatus=0, TargetProcessId=200, BaseAddress=0x10000, Stack=stack)
     (row,), rep = read(EtwTiSource, json.dumps(rec).encode() + b"\n")
     assert accounted(rep) and row["caller_module"] == "inj.exe" and "caller_offset" not in row
+
+
+class _Stream(io.BytesIO):
+    """A file that records the most bytes one ``readline`` call returned."""
+
+    most = 0
+
+    def readline(self, size: int | None = -1) -> bytes:
+        line = super().readline(size)
+        self.most = max(self.most, len(line))
+        return line
+
+    def __iter__(self) -> Any:  # iterating would hold a whole line: the reader must not
+        raise AssertionError("iterated")
+
+
+def test_a_line_longer_than_any_event_is_skipped_without_being_held(monkeypatch) -> None:
+    """A JSON-lines file whose line has no end (gigabytes without a newline) is read in pieces
+    of the line limit, counted as one skipped record, and the lines after it are read."""
+    monkeypatch.setattr(_wincommon, "MAX_LINE", 64)
+    ok = b'{"a": 1}\n'
+    stream = _Stream(ok + b'{"b": "' + b"x" * 10_000 + b'"}\n' + ok + b"y" * 5_000)
+    report = RunReport()
+    got = [n for n, _ in _wincommon.json_records(stream, "f", report)]
+    assert got == [1, 3]
+    rep = report.file("f")
+    assert rep.records == 4 and rep.skipped == {"line-too-long": 2}
+    assert stream.most <= 64 * 64 + 1  # the first line may be an array document's start
+
+
+def test_bounded_lines_give_long_lines_as_their_length() -> None:
+    data = b"\n  \n" + b"[" + b"1," * 40 + b"1]\n" + b"z" * 100 + b"\nend"
+    got = list(_wincommon.bounded_lines(io.BytesIO(data), 10, 200))
+    assert got == [b"\n", b"  \n", b"[" + b"1," * 40 + b"1]\n", 101, b"end"]
+    # the first line that is not blank has the larger limit, the ones after it the smaller
+    assert list(_wincommon.bounded_lines(io.BytesIO(b"x" * 50 + b"\n" + b"y" * 50), 10, 60)) == [
+        b"x" * 50 + b"\n",
+        50,
+    ]
+
+
+def test_a_one_line_array_document_longer_than_a_line_is_still_read(monkeypatch) -> None:
+    monkeypatch.setattr(_wincommon, "MAX_LINE", 64)
+    doc = json.dumps([{"i": i, "pad": "p" * 20} for i in range(20)]).encode()
+    assert 64 < len(doc) < 64 * 64
+    report = RunReport()
+    assert [n for n, _ in _wincommon.json_records(io.BytesIO(doc), "f", report)] == list(
+        range(1, 21)
+    )

@@ -9,20 +9,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    TaskID,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.progress import Progress as RichProgress
+
+if TYPE_CHECKING:  # the bar is imported when one is shown (a terminal), not by every run
+    from rich.progress import Progress as RichProgress
+    from rich.progress import TaskID
 
 from unbacked.model.alert import SEVERITY_NAMES, Alert, parse_severity
 from unbacked.runreport import RunReport
@@ -208,6 +203,15 @@ class Progress:
 
     def __enter__(self) -> Progress:
         if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                TaskProgressColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+            from rich.progress import Progress as RichProgress
+
             columns: list[Any] = [
                 TextColumn("[bold]{task.description}[/]"),
                 BarColumn(bar_width=30),

@@ -10,6 +10,7 @@ integer where an order depends on them.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -55,3 +56,44 @@ def to_values(col: pa.ChunkedArray | pa.Array) -> list[Any]:
     """``col.to_pylist()`` that never needs pandas."""
     values: list[Any] = (_as_us(col) if _is_fine(col.type) else col).to_pylist()
     return values
+
+
+class _RefusePandas:
+    """An import finder that answers "not installed" for pandas (used for one probe only)."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError("No module named 'pandas'", name="pandas")
+
+
+def keep_pandas_out_of_arrow() -> bool:
+    """Spare a command the ~0.3 s import of pandas that pyarrow would make on its first
+    conversion of Python values (``pa.array([...])``, ``pa.scalar``, ``pc.equal(col, "x")``):
+    pyarrow asks there, once, whether pandas is installed, only to learn whether a value could
+    be a pandas object. Nothing in unbacked hands it one (rows come out through ``to_rows``,
+    the same with pandas installed or not), so the question is answered now with "no".
+
+    pyarrow remembers the answer for its soft checks only: anything that needs pandas by name
+    (``Table.to_pandas``, ``Table.from_pandas``) imports it then as usual; only a pandas null
+    (``pd.NA``, ``pd.NaT``) inside a plain Python list is then not taken for a null by
+    ``pa.array(..., from_pandas=True)``. Returns whether the
+    answer was given (False when pandas is already imported, or pyarrow has no such check).
+    Used by the command line, not on ``import unbacked``: a notebook keeps pyarrow's defaults.
+    """
+    if "pandas" in sys.modules:
+        return False
+    shim = getattr(pa.lib, "_pandas_api", None)
+    if shim is None or not hasattr(type(shim), "have_pandas"):  # the class: not the property
+        return False
+    finder = _RefusePandas()
+    sys.meta_path.insert(0, finder)
+    try:
+        # the Cython layer's question (``pa.array`` of a list: could it be a pandas object?)
+        # and the C++ layer's (its type inference looks up pandas' NaT/NA/Timestamp): each is
+        # asked once per process and its answer kept
+        pa.array([0])
+        return not shim.have_pandas
+    except Exception:  # a pyarrow whose check works differently: leave it as it is
+        return False
+    finally:
+        sys.meta_path.remove(finder)

@@ -86,12 +86,42 @@ def json_records(
         count_read_error(report, name, exc)
 
 
+def bounded_lines(stream: IO[bytes], limit: int, first_limit: int) -> Iterator[bytes | int]:
+    """Each line of ``stream`` (newline included), never holding more than a limit of it: a
+    line longer than ``limit`` bytes (``first_limit`` until the first line that is not blank,
+    where a JSON array document may begin) is read through in pieces and given as its length
+    (an ``int``) instead. Iterating a binary file, by contrast, holds a whole line, however long
+    (a file of gigabytes with no newline)."""
+    cap = first_limit
+    while True:
+        line = stream.readline(cap + 1)
+        if not line:
+            return
+        if len(line) <= cap or line.endswith(b"\n"):
+            if cap != limit and line.removeprefix(b"\xef\xbb\xbf").strip():
+                cap = limit
+            yield line
+            continue
+        cap, n = limit, len(line)
+        while True:
+            piece = stream.readline(limit)
+            n += len(piece)
+            if not piece or piece.endswith(b"\n"):
+                break
+        yield n
+
+
 def _json_records(
     stream: IO[bytes], name: str, report: RunReport
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     rep = report.file(name)
     first = True
-    for lineno, raw in enumerate(stream, start=1):
+    for lineno, raw in enumerate(bounded_lines(stream, MAX_LINE, MAX_LINE * 64), start=1):
+        if isinstance(raw, int):  # longer than any event: skipped without being held
+            first = False
+            rep.records += 1
+            report.skip(name, "line-too-long", detail=f"{raw} bytes", offset=lineno)
+            continue
         line = raw.strip()
         if first:
             line = line.removeprefix(b"\xef\xbb\xbf").strip()
