@@ -197,17 +197,20 @@ def detect_events(
     if self_baselined is None:
         self_baselined = baseline is None
     ctx = DetectionContext.build(events, baseline, self_baselined=self_baselined)
-    ctx.cache.update(precomputed or {})
-    if baseline is None:
-        baseline = ProgramBaseline().learn(ctx.instance_facts, calibrate=False)
-        ctx.baseline = baseline
-    t1 = time.perf_counter()
-    timings["features_baseline"] = t1 - t0
-    signals = run_rules(ctx)
-    t2 = time.perf_counter()
-    timings["rules"] = t2 - t1
-    alerts = correlate(ctx, signals, None, config)
-    timings["correlate"] = time.perf_counter() - t2
+    try:
+        ctx.cache.update(precomputed or {})
+        if baseline is None:
+            baseline = ProgramBaseline().learn(ctx.instance_facts, calibrate=False)
+            ctx.baseline = baseline
+        t1 = time.perf_counter()
+        timings["features_baseline"] = t1 - t0
+        signals = run_rules(ctx)
+        t2 = time.perf_counter()
+        timings["rules"] = t2 - t1
+        alerts = correlate(ctx, signals, None, config)
+        timings["correlate"] = time.perf_counter() - t2
+    finally:
+        ctx.close()
     report.alerts = len(alerts)
     return HuntResult(
         alerts=Alerts(alerts),
