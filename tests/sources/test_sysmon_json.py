@@ -7,6 +7,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 import pytest
 
 from unbacked.runreport import RunReport
@@ -479,3 +481,61 @@ def test_image_hash_and_signature_of_the_process_image() -> None:
     assert d["image_signature"] == "Microsoft Windows (Valid)"
     assert "image_hash" not in e and "image_signature" not in e  # the module's, not the image's
     assert f["image_signature"] == "unsigned"
+
+
+def _plain(table: pa.Table) -> list[dict[str, Any]]:
+    """Rows by value (a dictionary column's dictionary is not part of what a table says)."""
+    plain = [
+        pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
+        for f in table.schema
+    ]
+    return table.cast(pa.schema(plain)).to_pylist()
+
+
+def test_a_block_of_many_files_is_counted_per_file_as_each_alone() -> None:
+    """``run_files`` (one query and one conform for a block of small files) gives each file the
+    counters, skip details and events that mapping that file alone gives (``_account``)."""
+    from unbacked.sources._engine import BlockResult, _account, pooled_connection
+    from unbacked.sources.sysmon_json import OTRF_QUERY
+
+    no_time = export(5, ProcessGuid=G1, ProcessId="1")
+    del no_time["UtcTime"], no_time["TimeCreated"], no_time["@timestamp"]
+    files = {
+        "a.json": [export(10, **ACCESS), export(3, ProcessGuid=G2, ProcessId="7"),
+                   {"hello": "world"}, export(10, **ACCESS)],
+        "b.json": [no_time, {"EventID": "ten", "Channel": CH}, no_time],
+        "c.json": [{"hello": "world"}],
+        "d.json": [export(10, **ACCESS)],
+    }  # fmt: skip
+    lines, ln, fi = [], [], []
+    for k, records in enumerate(files.values()):
+        for i, rec in enumerate(records, start=1):
+            lines.append(json.dumps(rec))
+            ln.append(i + k)  # line numbers of their own in each file
+            fi.append(k)
+    lines.append('{"EventID": 10, "Channel": "trunc')  # malformed: the block is read guarded
+    ln.append(9)
+    fi.append(2)
+    names = list(files)
+    with pooled_connection() as con:
+        got = OTRF_QUERY.run_files(
+            con, pa.array(lines), np.array(ln), np.array(fi), names, src_format="sysmon-json"
+        )
+        for k, name in enumerate(names):
+            mine = [i for i, f in enumerate(fi) if f == k]
+            ref = BlockResult(table=None)
+            out = OTRF_QUERY.query(
+                con, pa.array([lines[i] for i in mine]), np.array([ln[i] for i in mine]), ref
+            )
+            if out is not None:
+                ref = _account(out, ref, src_format="sysmon-json", src_file=name)
+            (got_name, res) = got[k]
+            assert got_name == name
+            assert (res.events, res.ignored, res.skipped) == (ref.events, ref.ignored, ref.skipped)
+            if ref.table is None:
+                assert res.table is None
+            else:
+                assert res.table is not None and res.table.schema == ref.table.schema
+                assert _plain(res.table) == _plain(ref.table)
+    assert sum(r.events for _, r in got) == 4
+    assert got[1][1].skipped and got[2][1].skipped  # the cases are not all empty

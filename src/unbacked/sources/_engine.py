@@ -248,7 +248,7 @@ class JsonQuery:
         key = (fi.astype(np.int64) << 32) | ln.astype(np.int64)
         block = BlockResult(table=None)
         out = self.query(con, lines, key, block)
-        results: list[tuple[str, BlockResult]] = []
+        results = [BlockResult(table=None) for _ in files]
         out_fi = (
             np.right_shift(out.column("src_line").to_numpy(zero_copy_only=False), 32)
             if out is not None
@@ -256,20 +256,17 @@ class JsonQuery:
         )
         lost = np.bincount(fi, minlength=len(files)) - np.bincount(out_fi, minlength=len(files))
         reason = next(iter(block.skipped), "unreadable record")
-        for k, name in enumerate(files):
-            res = BlockResult(table=None)
-            if lost[k] > 0:
-                res.add_skip(reason, int(lost[k]), None)
-            if out is not None:
-                sel = out_fi == k
-                if sel.any():
-                    sub = out.filter(pa.array(sel))
-                    i = sub.column_names.index("src_line")
-                    local = pc.bit_wise_and(sub.column(i), pa.scalar(0xFFFFFFFF, pa.int64()))
-                    sub = sub.set_column(i, "src_line", local)
-                    res = _account(sub, res, src_format=src_format, src_file=name)
-            results.append((name, res))
-        return results
+        if lost.any():
+            # the first lost line of each file, as reading that file alone would name it
+            kept = out.column("src_line").to_numpy(zero_copy_only=False) if out is not None else []
+            gone = ~np.isin(key, kept)
+            for k in np.flatnonzero(lost > 0):
+                mine = ln[gone & (fi == k)]
+                where = f"line {int(mine.min())}" if len(mine) else None
+                results[k].add_skip(reason, int(lost[k]), where)
+        if out is not None and out.num_rows:
+            _account_files(out, out_fi, files, results, src_format=src_format)
+        return list(zip(files, results, strict=True))
 
     def query(
         self, con: duckdb.DuckDBPyConnection, lines: pa.Array, ln: np.ndarray, res: BlockResult
@@ -378,6 +375,73 @@ def _account(out: pa.Table, res: BlockResult, *, src_format: str, src_file: str)
             table = table.append_column(col, const)
     res.table = conform(table)
     return res
+
+
+def _account_files(
+    out: pa.Table,
+    out_fi: np.ndarray,
+    files: Sequence[str],
+    results: list[BlockResult],
+    *,
+    src_format: str,
+) -> None:
+    """``_account`` for a block of many files at once (``out`` sorted by ``src_line``, whose
+    high 32 bits are the file's index ``out_fi``): the counters of each file into its result,
+    and its events as a slice of the block conformed once (conforming ~70 columns costs ~2 ms,
+    paid once per block instead of once per file of a collection of small files)."""
+    local = pc.bit_wise_and(out.column("src_line"), pa.scalar(0xFFFFFFFF, pa.int64()))
+    out = out.set_column(out.column_names.index("src_line"), "src_line", local)
+    status = out.column("_status")
+    # the counts of each (file, status) in order of first appearance, as value_counts per file
+    per = (
+        pa.table({"fi": pa.array(out_fi), "status": status, "line": local})
+        .group_by(["fi", "status"], use_threads=False)
+        .aggregate([("line", "min"), ("line", "count")])
+    )
+    for k, reason, first, cnt in zip(
+        per["fi"].to_pylist(),
+        per["status"].to_pylist(),
+        per["line_min"].to_pylist(),
+        per["line_count"].to_pylist(),
+        strict=True,
+    ):
+        res = results[k]
+        if reason == "ok":
+            res.events += cnt
+        elif reason == "ignored" or reason is None:
+            res.ignored += cnt
+        else:
+            res.add_skip(reason, cnt, f"line {first}" if first is not None else None)
+    ok = pc.equal(status, "ok")
+    table = out.filter(ok).drop_columns(["_status"])
+    if table.num_rows == 0:
+        return
+    ok_fi = out_fi[np.asarray(ok.to_numpy(zero_copy_only=False), dtype=bool)]
+    names = pa.array(list(files), pa.string())
+    own_file = "src_file" in table.column_names  # native events may carry their own
+    for col, const in (
+        ("src_format", constant_dict(src_format, table.num_rows)),
+        ("src_file", pa.DictionaryArray.from_arrays(pa.array(ok_fi.astype(np.int32)), names)),
+    ):
+        if col in table.column_names:
+            i = table.column_names.index(col)
+            merged = pc.coalesce(table.column(col).cast(pa.string()), const.cast(pa.string()))
+            table = table.set_column(i, col, merged)
+        else:
+            table = table.append_column(col, const)
+    table = conform(table)
+    src_file = table.schema.get_field_index("src_file")
+    file_type = table.schema.field(src_file).type
+    starts = np.searchsorted(ok_fi, np.arange(len(files) + 1))
+    for k in range(len(files)):
+        a, b = int(starts[k]), int(starts[k + 1])
+        if b > a:
+            part = table.slice(a, b - a)
+            if not own_file:  # one file's name as a dictionary of its own, as _account writes
+                part = part.set_column(
+                    src_file, "src_file", constant_dict(files[k], b - a).cast(file_type)
+                )
+            results[k].table = part
 
 
 def constant_dict(value: str, n: int) -> pa.DictionaryArray:
