@@ -201,8 +201,13 @@ def check_source(cls: type[Source]) -> None:
 T0 = datetime(2024, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 
+def _ns(t: datetime) -> int:
+    """Nanoseconds since the epoch of an aware ``datetime`` (exact: no float)."""
+    return (t - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1000
+
+
 def events(rows: Rows) -> pa.Table:
-    """Rows (dicts of ``EVENT_SCHEMA`` columns) -> an event table. Defaults: time T0 + i s,
+    """Rows (dicts of ``EVENT_SCHEMA`` columns) -> an event table. Defaults: time T0 + i s + 123 ns,
     host ``h1``, os ``windows``, src_format ``test``, src_file ``test.jsonl``, src_line i+1."""
     import pyarrow as pa
 
@@ -210,7 +215,9 @@ def events(rows: Rows) -> pa.Table:
 
     filled = [
         {
-            "time": T0 + timedelta(seconds=i),
+            # whole seconds and 123 ns: a rule that turns times into Python values other than
+            # through ``model.rows`` fails here as it would on real sensor times
+            "time": _ns(T0 + timedelta(seconds=i)) + 123,
             "host": "h1",
             "os": "windows",
             "src_format": "test",
@@ -220,6 +227,9 @@ def events(rows: Rows) -> pa.Table:
         }
         for i, r in enumerate(rows)
     ]
+    for r in filled:
+        if isinstance(r["time"], datetime):
+            r["time"] = _ns(r["time"])
     arrays = {}
     for field in EVENT_SCHEMA:
         typ = field.type.value_type if pa.types.is_dictionary(field.type) else field.type

@@ -260,9 +260,10 @@ class JsonQuery:
             # the first lost line of each file, as reading that file alone would name it
             kept = out.column("src_line").to_numpy(zero_copy_only=False) if out is not None else []
             gone = ~np.isin(key, kept)
+            first = np.full(len(files), np.iinfo(np.int64).max, dtype=np.int64)
+            np.minimum.at(first, fi[gone], ln[gone])
             for k in np.flatnonzero(lost > 0):
-                mine = ln[gone & (fi == k)]
-                where = f"line {int(mine.min())}" if len(mine) else None
+                where = f"line {int(first[k])}" if first[k] != np.iinfo(np.int64).max else None
                 results[k].add_skip(reason, int(lost[k]), where)
         if out is not None and out.num_rows:
             _account_files(out, out_fi, files, results, src_format=src_format)

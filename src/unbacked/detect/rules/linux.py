@@ -399,7 +399,9 @@ class CrossProcessCodeWrite(Rule):
         if hit.num_rows == 0:
             return empty_signals()
         msgs, vals, scores = [], [], []
-        for r, d in zip(hit.to_pylist(), found.to_pylist(), strict=True):
+        # the columns the message needs (a whole row holds nanosecond times: model.rows)
+        shown = hit.select(["target_image", "target_pid"]).to_pylist()
+        for r, d in zip(shown, found.to_pylist(), strict=True):
             target = (r["target_image"] or "?").rsplit("/", 1)[-1]
             msg = (
                 f"wrote {d['bytes']} bytes into {d['mapping']} of {target} "
@@ -457,7 +459,7 @@ class ForeignProgramImage(Rule):
         ):
             known.setdefault(prog, []).append(path)
         msgs, vals = [], []
-        for r in hit.to_pylist():
+        for r in hit.select(["program", "image"]).to_pylist():
             name = r["program"].split(SEP, 1)[0]
             where = known.get(name)
             seen = (
