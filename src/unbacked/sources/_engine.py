@@ -366,16 +366,26 @@ def _account(out: pa.Table, res: BlockResult, *, src_format: str, src_file: str)
     if res.events == 0:
         return res
     table = out.filter(ok_mask).drop_columns(["_status"])
-    for col, value in (("src_format", src_format), ("src_file", src_file)):
-        const = constant_dict(value, table.num_rows)
-        if col in table.column_names:  # the record carries its own provenance (native events)
-            i = table.column_names.index(col)
-            merged = pc.coalesce(table.column(col).cast(pa.string()), const.cast(pa.string()))
-            table = table.set_column(i, col, merged)
-        else:
-            table = table.append_column(col, const)
+    n = table.num_rows
+    table = with_provenance(
+        table,
+        (("src_format", constant_dict(src_format, n)), ("src_file", constant_dict(src_file, n))),
+    )
     res.table = conform(table)
     return res
+
+
+def with_provenance(table: pa.Table, provenance: Sequence[tuple[str, pa.Array]]) -> pa.Table:
+    """``table`` with each provenance column (``src_format``, ``src_file``) set to the values
+    given, except where a record carries its own (native events): those come first."""
+    for col, value in provenance:
+        if col in table.column_names:
+            i = table.column_names.index(col)
+            merged = pc.coalesce(table.column(col).cast(pa.string()), value.cast(pa.string()))
+            table = table.set_column(i, col, merged)
+        else:
+            table = table.append_column(col, value)
+    return table
 
 
 def _account_files(
@@ -420,16 +430,13 @@ def _account_files(
     ok_fi = out_fi[np.asarray(ok.to_numpy(zero_copy_only=False), dtype=bool)]
     names = pa.array(list(files), pa.string())
     own_file = "src_file" in table.column_names  # native events may carry their own
-    for col, const in (
-        ("src_format", constant_dict(src_format, table.num_rows)),
-        ("src_file", pa.DictionaryArray.from_arrays(pa.array(ok_fi.astype(np.int32)), names)),
-    ):
-        if col in table.column_names:
-            i = table.column_names.index(col)
-            merged = pc.coalesce(table.column(col).cast(pa.string()), const.cast(pa.string()))
-            table = table.set_column(i, col, merged)
-        else:
-            table = table.append_column(col, const)
+    table = with_provenance(
+        table,
+        (
+            ("src_format", constant_dict(src_format, table.num_rows)),
+            ("src_file", pa.DictionaryArray.from_arrays(pa.array(ok_fi.astype(np.int32)), names)),
+        ),
+    )
     table = conform(table)
     src_file = table.schema.get_field_index("src_file")
     file_type = table.schema.field(src_file).type
@@ -880,14 +887,7 @@ def read_small_json_lines(
                 ("src_format", constant_dict(src_format, sel.num_rows)),
                 ("src_file", names),
             )
-            for col, value in provenance:
-                if col in sel.column_names:  # the record carries its own provenance
-                    i = sel.column_names.index(col)
-                    merged = pc.coalesce(sel.column(col).cast(pa.string()), value.cast(pa.string()))
-                    sel = sel.set_column(i, col, merged)
-                else:
-                    sel = sel.append_column(col, value)
-            table = conform(sel)
+            table = conform(with_provenance(sel, provenance))
     # lines the query dropped (not JSON, invalid UTF-8): counted per input
     lost = np.bincount(fi, minlength=len(files)) - got
     reason = next(iter(block.skipped), "malformed JSON")
