@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 import pytest
 
 from tests.support.controls import control_command, controls_or_skip, parse_ready
+from tests.support.events import exact_rows
 
 
 def live_skip_reason() -> str | None:
@@ -96,4 +97,4 @@ def rows(table: pa.Table, **eq: Any) -> list[dict[str, Any]]:
         m = pc.equal(c, value)
         mask = m if mask is None else pc.and_(mask, m)
     sel = table.filter(mask) if mask is not None else table
-    return sel.sort_by("time").to_pylist()
+    return exact_rows(sel.sort_by("time"))  # times as integer nanoseconds

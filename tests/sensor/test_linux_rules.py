@@ -8,6 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from tests.support.events import exact_rows
 from unbacked.detect.base import DetectionContext
 from unbacked.detect.rules.linux import (
     LINUX_RULES,
@@ -32,7 +33,7 @@ def test_flip_true_positive_ctypes_shellcode() -> None:
     ctx = _ctx("control-shellcode-py-wx.jsonl")
     sig = AnonymousWriteToExecFlip().evaluate(ctx)
     assert sig.num_rows == 1
-    row = sig.to_pylist()[0]
+    row = exact_rows(sig)[0]
     assert row["detector"] == "UNB-L-001"
     assert row["value"] == "writable -> executable by libffi.so.8.1.2"
     assert row["subject_uid"].split(":")[1].isdigit()

@@ -199,7 +199,11 @@ def test_flood_without_rate_limit_accounts_for_every_event(record_control: Recor
     page = [r for r in flood if r["base_address"] == info["regions"][0]["base"]]
     stats = summary["sensor"]
     assert stats["suppressed"] == 0
-    assert len(page) + stats["lost"] == n, (len(page), stats)
+    # every flood event recorded or counted lost, none invented; the lost counter is the
+    # sensor's, not the page's: another event of the recorded tree dropped in the same flood
+    # (the control's exit, an unmap) counts too, so it may exceed the flood's share by a few
+    assert len(page) <= n, (len(page), stats)
+    assert n <= len(page) + stats["lost"] <= n + 8, (len(page), stats)
     print(f"flood: recorded {len(page)} of {n}, lost {stats['lost']} in {info['seconds']:.3f}s")
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from tests.support.events import exact_rows
 from unbacked.engine.local import load_events
 from unbacked.runreport import RunReport
 
@@ -27,7 +28,7 @@ def _load(pattern: str) -> list[dict[str, Any]]:
     report = RunReport(strict=True)
     table: pa.Table = load_events(files, report)
     assert report.skipped == 0
-    return table.sort_by("time").to_pylist()
+    return exact_rows(table.sort_by("time"))
 
 
 def _protects(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

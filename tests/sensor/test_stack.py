@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from tests.support.events import exact_rows
 from unbacked.detect.base import DetectionContext
 from unbacked.detect.rules.memory import RwxPrivateFromNonJit
 
@@ -40,7 +41,7 @@ def test_libffi_closure_vs_mmap_module(live: None, tmp_path: Path) -> None:
     table = pq.read_table(out)
     rwx = [
         r
-        for r in table.to_pylist()
+        for r in exact_rows(table)
         if r["kind"] == "memory" and r["protection"] == 7 and r["region_type"] == "anonymous"
     ]
     by_first = {r["call_trace"].split("|", 1)[0].split("+", 1)[0]: r for r in rwx}
@@ -68,7 +69,7 @@ def test_ctypes_shellcode_rwx_is_caught(record_control) -> None:
     table, info, _ = record_control("shellcode_py", "rwx")
     rwx = [
         r
-        for r in table.to_pylist()
+        for r in exact_rows(table)
         if r["kind"] == "memory" and r["protection"] == 7 and r["pid"] == info["pid"]
     ]
     assert any(r["call_trace"].split("|")[0].endswith("(indirect)") for r in rwx), rwx

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.sensor.conftest import rows
+from tests.support.events import exact_rows
 from unbacked.detect.rules.linux import ANON_SELF_WRITE_SCORE
 from unbacked.engine.local import detect_events
 
@@ -142,7 +143,7 @@ def test_proc_mem_opened_by_other_paths(live: None, tmp_path: Path) -> None:
     assert all(w["region_type"] == "anonymous" for w in writes)
     # code written into anonymous memory of its own (a JIT without double mapping does that):
     # UNB-L-003 at its supporting score, below the alert threshold alone
-    sig = detect_events(table).signals.to_pylist()
+    sig = exact_rows(detect_events(table).signals)
     own = [s for s in sig if s["detector"] == "UNB-L-003"]
     assert len(own) == 4 and {s["score"] for s in own} == {ANON_SELF_WRITE_SCORE}, own
     assert all("through /proc/self/mem" in s["message"] for s in own)

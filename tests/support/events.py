@@ -228,3 +228,13 @@ CALLBACK_TRACE = "|".join(
         SYS + r"\IEFRAME.dll+1a9cc",
     ]
 )
+
+
+def exact_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """``table.to_pylist()`` with every time as integer nanoseconds: exact and comparable, and
+    no ``pandas.Timestamp`` needed (the suite runs with pandas kept out of pyarrow)."""
+    for i, f in enumerate(table.schema):
+        if pa.types.is_timestamp(f.type):
+            table = table.set_column(i, f.name, table.column(i).cast(pa.int64()))
+    rows: list[dict[str, Any]] = table.to_pylist()
+    return rows
