@@ -9,10 +9,10 @@ import pytest
 
 from unbacked.model.rows import keep_pandas_out_of_arrow
 
-#: the suite runs with pyarrow as the command line leaves it: no pandas behind its conversions
-#: (a ``to_pylist`` of nanosecond times that works only through pandas.Timestamp fails here as
-#: it fails for a user; what needs pandas by name still gets it)
-PANDAS_KEPT_OUT = keep_pandas_out_of_arrow()
+# the suite runs with pyarrow as the command line leaves it: no pandas behind its conversions
+# (a ``to_pylist`` of nanosecond times that works only through pandas.Timestamp fails here as
+# it fails for a user; what needs pandas by name still gets it)
+keep_pandas_out_of_arrow()
 
 #: the repository root (this file is tests/conftest.py)
 REPO_ROOT = Path(__file__).resolve().parents[1]

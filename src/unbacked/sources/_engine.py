@@ -266,6 +266,8 @@ class JsonQuery:
                 where = f"line {int(first[k])}" if first[k] != np.iinfo(np.int64).max else None
                 results[k].add_skip(reason, int(lost[k]), where)
         if out is not None and out.num_rows:
+            local = pc.bit_wise_and(out.column("src_line"), pa.scalar(0xFFFFFFFF, pa.int64()))
+            out = out.set_column(out.column_names.index("src_line"), "src_line", local)
             _account_files(out, out_fi, files, results, src_format=src_format)
         return list(zip(files, results, strict=True))
 
@@ -351,27 +353,10 @@ def _ensure_utf8(lines: pa.Array, ln: np.ndarray, res: BlockResult) -> tuple[pa.
 
 
 def _account(out: pa.Table, res: BlockResult, *, src_format: str, src_file: str) -> BlockResult:
-    status = out.column("_status")
-    counts = pc.value_counts(status).to_pylist()
-    ok_mask = pc.equal(status, "ok")
-    for item in counts:
-        reason, cnt = item["values"], item["counts"]
-        if reason == "ok":
-            res.events += cnt
-        elif reason == "ignored" or reason is None:
-            res.ignored += cnt
-        else:
-            first = pc.min(out.column("src_line").filter(pc.equal(status, reason))).as_py()
-            res.add_skip(reason, cnt, f"line {first}" if first is not None else None)
-    if res.events == 0:
-        return res
-    table = out.filter(ok_mask).drop_columns(["_status"])
-    n = table.num_rows
-    table = with_provenance(
-        table,
-        (("src_format", constant_dict(src_format, n)), ("src_file", constant_dict(src_file, n))),
-    )
-    res.table = conform(table)
+    """Count one input's mapped rows by ``_status`` into ``res`` and set its events (``ok``
+    rows with their provenance, conformed): ``_account_files`` for a block of one file."""
+    zeros = np.zeros(out.num_rows, dtype=np.int64)
+    _account_files(out, zeros, [src_file], [res], src_format=src_format)
     return res
 
 
@@ -396,16 +381,15 @@ def _account_files(
     *,
     src_format: str,
 ) -> None:
-    """``_account`` for a block of many files at once (``out`` sorted by ``src_line``, whose
-    high 32 bits are the file's index ``out_fi``): the counters of each file into its result,
-    and its events as a slice of the block conformed once (conforming ~70 columns costs ~2 ms,
-    paid once per block instead of once per file of a collection of small files)."""
-    local = pc.bit_wise_and(out.column("src_line"), pa.scalar(0xFFFFFFFF, pa.int64()))
-    out = out.set_column(out.column_names.index("src_line"), "src_line", local)
+    """Count a block's mapped rows by ``_status`` into each file's result (``out_fi``: the
+    index in ``files`` of each row, ascending; ``src_line`` the line within its file), and set
+    each file's events: a slice of the block's ``ok`` rows, conformed once (conforming ~70
+    columns costs ~2 ms, paid once per block instead of once per file of a collection of small
+    files)."""
     status = out.column("_status")
-    # the counts of each (file, status) in order of first appearance, as value_counts per file
+    # the counts of each (file, status) in order of first appearance within the file
     per = (
-        pa.table({"fi": pa.array(out_fi), "status": status, "line": local})
+        pa.table({"fi": pa.array(out_fi), "status": status, "line": out.column("src_line")})
         .group_by(["fi", "status"], use_threads=False)
         .aggregate([("line", "min"), ("line", "count")])
     )
@@ -445,7 +429,7 @@ def _account_files(
         a, b = int(starts[k]), int(starts[k + 1])
         if b > a:
             part = table.slice(a, b - a)
-            if not own_file:  # one file's name as a dictionary of its own, as _account writes
+            if not own_file:  # one file's name as a dictionary of its own
                 part = part.set_column(
                     src_file, "src_file", constant_dict(files[k], b - a).cast(file_type)
                 )
