@@ -75,6 +75,32 @@ def test_hunt_runs_without_importing_pandas(tmp_path) -> None:
     assert plain.read_bytes() == with_pandas.read_bytes()
 
 
+def _allocator_options(code: str, **env: str) -> str:
+    """What Arrow's mimalloc prints of its options when it starts (``MIMALLOC_VERBOSE``), in a
+    fresh interpreter running ``code`` and then allocating an Arrow buffer."""
+    import os
+
+    base = {k: v for k, v in os.environ.items() if k != "MIMALLOC_ALLOW_THP"}
+    run = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport pyarrow as pa\npa.allocate_buffer(64)"],
+        capture_output=True, text=True, timeout=120, check=True,
+        env={**base, "MIMALLOC_VERBOSE": "1", **env},
+    )  # fmt: skip
+    if "option 'allow_thp'" not in run.stderr:
+        pytest.skip("Arrow's allocator here is not a mimalloc that prints its options")
+    return run.stderr
+
+
+def test_commands_keep_arrow_off_transparent_huge_pages() -> None:
+    """A subcommand's process runs Arrow's mimalloc without transparent huge pages (seconds of
+    kernel time zeroing 2 MiB pages otherwise, see ``keep_huge_pages_out_of_arrow``); a
+    user's own ``MIMALLOC_ALLOW_THP`` wins, and a library import keeps mimalloc's default."""
+    command = "import unbacked.cli.main as m\nm.cli.get_command(None, 'hunt')"
+    assert "option 'allow_thp': 0" in _allocator_options(command)
+    assert "option 'allow_thp': 1" in _allocator_options(command, MIMALLOC_ALLOW_THP="1")
+    assert "option 'allow_thp': 1" in _allocator_options("import unbacked")
+
+
 def test_arrow_keeps_working_with_pandas_after_the_probe() -> None:
     """After the probe, what needs pandas by name still gets it (a notebook or a plug-in)."""
     pytest.importorskip("pandas")

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from tests.support.fleet import fleet
-from unbacked.engine.order import _ordered_blocks, canonical_order
+from unbacked.engine.order import _ordered_blocks, canonical_order, first_appearance
 
 
 def _by_file() -> pa.Table:
@@ -38,3 +38,32 @@ def test_unsorted_or_overlapping_blocks_fall_back_to_sorting_rows():
     a, b = want.take(pa.array(range(0, 40, 2))), want.take(pa.array(range(1, 40, 2)))
     assert _ordered_blocks([a, b]) is None
     assert canonical_order([b, a]).equals(canonical_order(want.slice(0, 40)))
+
+
+def _decode_and_encode(col: pa.ChunkedArray) -> pa.Array:
+    import pyarrow.compute as pc
+
+    return pc.dictionary_encode(col.cast(col.type.value_type).combine_chunks()).cast(col.type)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_first_appearance_is_decoding_and_encoding_again(seed):
+    """Renumbering a dictionary column's indices gives what decoding and encoding it again
+    gives: chunks with dictionaries of their own, nulls, unused entries, values repeated in a
+    dictionary (the long way), no rows, only nulls."""
+    rng = random.Random(seed)
+    words = [f"w{rng.randrange(8)}" for _ in range(rng.randrange(1, 12))]
+    chunks = []
+    for _ in range(rng.randrange(1, 4)):
+        values = pa.array(words)  # may repeat an entry
+        ids = [None if rng.random() < 0.2 else rng.randrange(len(words))
+               for _ in range(rng.randrange(0, 30))]  # fmt: skip
+        if rng.random() < 0.1:
+            ids = [None] * len(ids)
+        chunks.append(pa.DictionaryArray.from_arrays(pa.array(ids, pa.int32()), values))
+    if rng.random() < 0.5:  # dictionaries built the ordinary way: distinct, in use
+        chunks = [c.cast(pa.string()).dictionary_encode() for c in chunks]
+    col = pa.chunked_array(chunks, pa.dictionary(pa.int32(), pa.string()))
+    got = first_appearance(col)
+    assert got.equals(_decode_and_encode(col))
+    assert got.dictionary.equals(_decode_and_encode(col).dictionary)

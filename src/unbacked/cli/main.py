@@ -7,6 +7,7 @@ error; 1 runtime error.
 from __future__ import annotations
 
 import errno
+import os
 import sys
 
 import click
@@ -43,6 +44,23 @@ for _name, _summary in SUBCOMMANDS.items():
     COMMANDS.declare(_name, f"unbacked.cli.{_name}:command", summary=_summary)
 
 
+def keep_huge_pages_out_of_arrow() -> bool:
+    """Tell Arrow's allocator (mimalloc, pyarrow's default) not to ask for transparent huge
+    pages, before pyarrow loads; returns whether it was told (False when pyarrow is already
+    loaded or ``MIMALLOC_ALLOW_THP`` is set: the user's choice stands).
+
+    mimalloc marks each 1 GiB arena it reserves ``MADV_HUGEPAGE`` and gives memory back in
+    64 KiB pieces a second after it is freed; a later allocation there faults in a fresh
+    2 MiB page, which the kernel zeroes whole. A command that builds and drops tables of
+    hundreds of megabytes spends seconds of kernel time on it: ``detect --baseline`` on 10^6
+    events 4.0-5.8 s of system CPU with it, 2.4-3.0 s without (docs/benchmarks.md).
+    """
+    if "pyarrow" in sys.modules or "MIMALLOC_ALLOW_THP" in os.environ:
+        return False
+    os.environ["MIMALLOC_ALLOW_THP"] = "0"
+    return True
+
+
 class _LazyGroup(click.Group):
     """A group whose subcommands are imported on first use (``COMMANDS``)."""
 
@@ -51,6 +69,7 @@ class _LazyGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in COMMANDS.declared():
+            keep_huge_pages_out_of_arrow()
             self.add_command(COMMANDS.require(cmd_name), cmd_name)
             if cmd_name in ARROW_COMMANDS:
                 from unbacked.model.rows import keep_pandas_out_of_arrow

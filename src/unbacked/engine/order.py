@@ -35,9 +35,32 @@ def canonical_order(events: pa.Table | Sequence[pa.Table]) -> pa.Table:
     for i, column_field in enumerate(table.schema):
         typ = column_field.type
         if pa.types.is_dictionary(typ):
-            col = table.column(i).cast(typ.value_type).combine_chunks()
-            table = table.set_column(i, column_field, pc.dictionary_encode(col).cast(typ))
+            table = table.set_column(i, column_field, first_appearance(table.column(i)))
     return table
+
+
+def first_appearance(col: pa.ChunkedArray) -> pa.Array:
+    """A dictionary column with its values in the order they first appear and only those (as
+    ``dictionary_encode`` of the decoded values gives), by renumbering the indices: no value
+    is decoded or hashed again. A dictionary with nulls or repeated values among its entries
+    (which decoding would merge) goes the long way."""
+    import numpy as np
+
+    typ = col.type
+    arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    values = arr.dictionary
+    if values.null_count or pc.count_distinct(values).as_py() != len(values):
+        return pc.dictionary_encode(arr.cast(typ.value_type)).cast(typ)
+    indices = arr.indices
+    valid = None if not indices.null_count else indices.is_valid().to_numpy(zero_copy_only=False)
+    ids = indices.fill_null(0).to_numpy(zero_copy_only=False)
+    seen, first = np.unique(ids if valid is None else ids[valid], return_index=True)
+    order = seen[np.argsort(first, kind="stable")]
+    renumber = np.zeros(max(len(values), 1), dtype=np.int64)
+    renumber[order] = np.arange(len(order))
+    new_ids = pa.array(renumber[ids], type=typ.index_type,
+                       mask=None if valid is None else ~valid)  # fmt: skip
+    return pa.DictionaryArray.from_arrays(new_ids, values.take(pa.array(order, pa.int64())))
 
 
 def _order_keys(events: pa.Table) -> pa.Table:
@@ -52,22 +75,25 @@ def _order_keys(events: pa.Table) -> pa.Table:
 
 def _ordered_blocks(tables: list[pa.Table]) -> list[pa.Table] | None:
     """``tables`` sorted by their first row when each is in canonical order within and the
-    blocks do not overlap (strictly: ties go to the row-wise sort); None otherwise."""
+    blocks do not overlap (strictly: ties go to the row-wise sort); None otherwise. Overlap is
+    looked for first, from each block's first and last rows: blocks that overlap (a spill's
+    host groups) are not sorted only to learn it."""
     import numpy as np
 
     spans = []
     for table in tables:
         if table.num_rows == 0:
             continue
-        keys = _order_keys(table)
-        order = pc.sort_indices(keys, sort_keys=_ORDER_KEYS).to_numpy()
-        if not np.array_equal(order, np.arange(len(order))):
-            return None
-        first, last = keys.slice(0, 1).to_pylist()[0], keys.slice(len(keys) - 1).to_pylist()[0]
+        ends = _order_keys(pa.concat_tables([table.slice(0, 1), table.slice(table.num_rows - 1)]))
+        first, last = ends.to_pylist()
         spans.append((_sortable(first), _sortable(last), table))
     spans.sort(key=lambda s: s[0])
     for (_, prev_last, _), (next_first, _, _) in itertools.pairwise(spans):
         if not prev_last < next_first:
+            return None
+    for _, _, table in spans:
+        order = pc.sort_indices(_order_keys(table), sort_keys=_ORDER_KEYS).to_numpy()
+        if not np.array_equal(order, np.arange(len(order))):
             return None
     return [t for _, _, t in spans]
 
@@ -77,4 +103,4 @@ def _sortable(row: dict[str, Any]) -> tuple[tuple[bool, Any], ...]:
     return tuple((row[k] is None, row[k] if row[k] is not None else 0) for k in ("f", "l", "r"))
 
 
-__all__ = ["canonical_order"]
+__all__ = ["canonical_order", "first_appearance"]

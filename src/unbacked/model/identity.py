@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -88,10 +89,51 @@ def known_identities(baseline: ProgramBaseline | None) -> tuple[pa.Table, pa.Tab
     return paths, files
 
 
+def _codes(values: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+    """The distinct values of ``values`` and, per row, the index of its value among them (a
+    null row indexes a null entry)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    enc = pc.dictionary_encode(values, null_encoding="encode")
+    return enc.dictionary, enc.indices.to_numpy(zero_copy_only=False)
+
+
+def _per_row(verdict: pa.Array, idx: np.ndarray) -> np.ndarray:
+    """A verdict on distinct values (nulls: False), per row."""
+    per_value = np.asarray(pc.fill_null(verdict, False), dtype=bool)
+    return np.take(per_value, idx)
+
+
+def _unknown_pairs(
+    prog: tuple[pa.Array, np.ndarray], other: tuple[pa.Array, np.ndarray], known: pa.Table,
+    lower: bool,
+) -> np.ndarray:  # fmt: skip
+    """Per row: its (program, value) pair is not among ``known``'s (``program``, ``value``)
+    rows (values compared lower-cased when ``lower``); a null value is never known. Each
+    distinct pair is looked up once."""
+    (prog_values, prog_idx), (values, idx) = prog, other
+    pair = prog_idx.astype(np.int64) * max(len(values), 1) + idx
+    distinct = pc.dictionary_encode(pa.array(pair))
+    codes = distinct.dictionary.to_numpy()
+    seen_values = values.take(pa.array(codes % max(len(values), 1)))
+    if lower:
+        seen_values, known_values = pc.utf8_lower(seen_values), pc.utf8_lower(known["value"])
+    else:
+        known_values = known["value"]
+    key = pc.binary_join_element_wise(
+        prog_values.take(pa.array(codes // max(len(values), 1))), seen_values, "\x00"
+    )
+    known_key = pc.binary_join_element_wise(known["program"], known_values, "\x00")
+    unknown = pc.invert(pc.is_in(key, value_set=known_key))
+    return _per_row(unknown, distinct.indices.to_numpy(zero_copy_only=False))
+
+
 def foreign_mask(
     events: pa.Table, program: pa.Array | pa.ChunkedArray, baseline: ProgramBaseline | None
 ) -> pa.Array:
-    """Per event: the actor's image is foreign to its program name (see the module doc)."""
+    """Per event: the actor's image is foreign to its program name (see the module doc). Each
+    test runs once per distinct image, program or (program, image) pair: a run has thousands
+    of events per image."""
     n = events.num_rows
     if n == 0:
         return pa.array([], pa.bool_())
@@ -101,49 +143,42 @@ def foreign_mask(
     has_linux = pc.any(linux).as_py()
     if not has_linux and not pc.any(windows).as_py():
         return pa.array([False] * n, pa.bool_())
-    image = pc.fill_null(events["image"].cast(pa.string()), "")
-    prog = pc.fill_null(program, "")
-    win = pc.and_(windows, pc.fill_null(_windows_foreign(image), False))
+    images, image_idx = image = _codes(pc.fill_null(events["image"].cast(pa.string()), ""))
+    win = pc.and_(windows, pa.array(_per_row(_windows_foreign(images), image_idx)))
     if not has_linux:
         return win.combine_chunks() if isinstance(win, pa.ChunkedArray) else win
-    jit_name = pc.match_substring_regex(prog, JIT_PROGRAM_RE)
-    foreign = pc.and_(jit_name, pc.match_substring_regex(image, TEMP_PATH_RE))
+    programs, prog_idx = prog = _codes(pc.fill_null(program, ""))
+    foreign = _per_row(pc.match_substring_regex(programs, JIT_PROGRAM_RE), prog_idx) & _per_row(
+        pc.match_substring_regex(images, TEMP_PATH_RE), image_idx
+    )
     paths, files = known_identities(baseline)
     if paths.num_rows or files.num_rows:
         # what a baseline did not see counts only outside the system locations (see the doc)
-        user_place = pc.invert(pc.match_substring_regex(image, SYSTEM_PATH_RE))
+        user_place = ~_per_row(pc.match_substring_regex(images, SYSTEM_PATH_RE), image_idx)
     if paths.num_rows:
-        known_prog = pc.is_in(prog, value_set=paths["program"].unique())
-        key = pc.binary_join_element_wise(prog, pc.utf8_lower(image), "\x00")
-        known_key = pc.binary_join_element_wise(
-            paths["program"], pc.utf8_lower(paths["value"]), "\x00"
-        )
-        unseen = pc.and_(user_place, pc.invert(pc.is_in(key, value_set=known_key)))
-        foreign = pc.or_(foreign, pc.and_(known_prog, unseen))
+        known_prog = _per_row(pc.is_in(programs, value_set=paths["program"].unique()), prog_idx)
+        unseen = user_place & _unknown_pairs(prog, image, paths, lower=True)
+        foreign |= known_prog & unseen
     if files.num_rows:
-        fid = pc.coalesce(events["image_build_id"], events["image_hash"])
-        known_prog = pc.is_in(prog, value_set=files["program"].unique())
-        key = pc.binary_join_element_wise(prog, fid, "\x00")
-        known_key = pc.binary_join_element_wise(files["program"], files["value"], "\x00")
-        other = pc.and_(
-            pc.and_(pc.is_valid(fid), user_place), pc.invert(pc.is_in(key, value_set=known_key))
+        fids, fid_idx = fid = _codes(pc.coalesce(events["image_build_id"], events["image_hash"]))
+        known_prog = _per_row(pc.is_in(programs, value_set=files["program"].unique()), prog_idx)
+        other = (
+            _per_row(pc.is_valid(fids), fid_idx)
+            & user_place
+            & _unknown_pairs(prog, fid, files, lower=False)
         )
-        foreign = pc.or_(foreign, pc.and_(known_prog, pc.fill_null(other, False)))
-    out = pc.and_(linux, pc.and_(pc.not_equal(image, ""), pc.fill_null(foreign, False)))
+        foreign |= known_prog & other
+    out = pc.and_(linux, pa.array(_per_row(pc.not_equal(images, ""), image_idx) & foreign))
     out = pc.or_(out, win)
     return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
 
 
-def _windows_foreign(image: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """Windows rows: a system program's name outside the system directories, or a JIT engine's
-    name in a temporary place (only images with a directory: a bare name says nothing). Judged
-    once per distinct image (a run has thousands of events per image)."""
+def _windows_foreign(paths: pa.Array) -> pa.Array:
+    """Windows verdicts on distinct image paths: a system program's name outside the system
+    directories, or a JIT engine's name in a temporary place (only images with a directory: a
+    bare name says nothing)."""
     from unbacked.model.state import program_column
 
-    if isinstance(image, pa.ChunkedArray):
-        image = image.combine_chunks()
-    enc = pc.dictionary_encode(image)
-    paths = enc.dictionary
     prog = pc.fill_null(program_column(paths), "")
     has_dir = pc.match_substring(paths, "\\")
     system_name = pc.match_substring_regex(prog, WIN_SYSTEM_PROGRAM_RE)
@@ -155,8 +190,7 @@ def _windows_foreign(image: pa.Array | pa.ChunkedArray) -> pa.Array:
         pc.match_substring_regex(prog, WIN_JIT_PROGRAM_RE),
         pc.match_substring_regex(paths, WIN_TEMP_PATH_RE),
     )
-    verdict = pc.and_(has_dir, pc.or_(pc.and_(system_name, pc.invert(in_system)), jit))
-    return verdict.take(enc.indices)
+    return pc.and_(has_dir, pc.or_(pc.and_(system_name, pc.invert(in_system)), jit))
 
 
 def _tag(name: pa.Array | pa.ChunkedArray, image: pa.Array | pa.ChunkedArray) -> pa.Array:
