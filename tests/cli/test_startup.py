@@ -75,6 +75,25 @@ def test_hunt_runs_without_importing_pandas(tmp_path) -> None:
     assert plain.read_bytes() == with_pandas.read_bytes()
 
 
+def test_hunt_runs_without_numpy_masked_arrays_or_rich(tmp_path) -> None:
+    """``pa.array`` of a NumPy array imports ``numpy.ma`` (10-20 ms) to ask whether it is a
+    masked array: the hunt path builds its arrays on NumPy's buffers (``model.rows.from_numpy``).
+    Its summary on a stderr that is not a terminal is plain text, without rich (30 ms). Both on
+    the Linux and the Windows samples."""
+    samples = (REPO / "samples" / "linux", REPO / "tests" / "fixtures" / "windows")
+    for i, sample in enumerate(samples):
+        out = tmp_path / f"{i}.json"
+        mods = _modules_after(
+            "import io, sys\nsys.stderr = io.StringIO()\n"
+            "from unbacked.cli.main import main\n"
+            f"assert main(['hunt', {str(sample)!r}, '-o', {str(out)!r}]) == 3\n"
+            "summary = sys.stderr.getvalue()\nsys.stderr = sys.__stderr__\n"
+            "assert summary.startswith('unbacked: ') and ' alerts in ' in summary, summary"
+        )
+        assert "numpy.ma" not in mods, sample
+        assert "rich" not in _tops(mods), sample
+
+
 def _allocator_options(code: str, **env: str) -> str:
     """What Arrow's mimalloc prints of its options when it starts (``MIMALLOC_VERBOSE``), in a
     fresh interpreter running ``code`` and then allocating an Arrow buffer."""

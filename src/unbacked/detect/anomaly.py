@@ -9,6 +9,7 @@ import pyarrow.compute as pc
 from unbacked.detect.base import DetectionContext, Detector, empty_signals, register_detector
 from unbacked.detect.baseline import surprise_to_score
 from unbacked.detect.features import EXPLAINED_TRACE_CLASSES, FEATURE_WEIGHT
+from unbacked.model.rows import from_numpy
 
 DETECTOR_ID = "UNB-B-001"
 TITLE = "Executable-memory behaviour unusual for this program"
@@ -115,7 +116,7 @@ def baseline_signals(ctx: DetectionContext) -> pa.Table:
             "time": ev["time"],
             "detector": pa.array([DETECTOR_ID] * nrows, pa.string()),
             "title": pa.array([TITLE] * nrows, pa.string()),
-            "score": pa.array(score, pa.float64()),
+            "score": from_numpy(score, pa.float64()),
             "severity_id": pa.array([3] * nrows, pa.int8()),
             "techniques": pa.array([list(TECHNIQUES)] * nrows, pa.list_(pa.string())),
             "feature": hits["feature"],

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 
 from unbacked import duck
 from unbacked.model.alert import rule_doc
+from unbacked.model.rows import from_numpy
 from unbacked.model.schema import EVENT_SCHEMA
 from unbacked.model.state import program_column
 from unbacked.plugins import PluginError, Registry, RegistryView
@@ -98,9 +99,8 @@ def _ev_columns(events: pa.Table) -> str:
 
 
 def arange(n: int) -> pa.Array:
-    """0, 1, ..., n-1 as int64, built on NumPy's buffer (``pa.array`` of an ndarray would
-    first load ``numpy.ma`` to check for a masked array: 20 ms on the first call)."""
-    return pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(np.arange(n, dtype=np.int64))])
+    """0, 1, ..., n-1 as int64 (``model.rows.from_numpy``: no ``numpy.ma`` import)."""
+    return from_numpy(np.arange(n, dtype=np.int64))
 
 
 @dataclass(slots=True)
@@ -357,7 +357,7 @@ class Rule(Detector):
             "time": events["time"],
             "detector": pa.array([self.id] * n, pa.string()),
             "title": pa.array([self.title] * n, pa.string()),
-            "score": pa.array(scores, pa.float64()),
+            "score": from_numpy(np.asarray(scores, dtype=np.float64)),
             "severity_id": pa.array([self.severity] * n, pa.int8()),
             "techniques": pa.array([techs] * n, pa.list_(pa.string())),
             "feature": pa.array([feature] * n, pa.string()),
@@ -399,6 +399,8 @@ class Rule(Detector):
 def _cast(values: Any, typ: pa.DataType) -> pa.Array | pa.ChunkedArray:
     if isinstance(values, pa.Array | pa.ChunkedArray):
         return values if values.type == typ else values.cast(typ)
+    if isinstance(values, np.ndarray) and values.dtype.kind in "biuf":
+        return from_numpy(values, typ)
     return pa.array(values, typ)
 
 

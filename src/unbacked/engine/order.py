@@ -10,6 +10,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from unbacked.model.rows import from_numpy
+
 _ORDER_KEYS = [("f", "ascending"), ("l", "ascending"), ("r", "ascending")]
 
 
@@ -58,9 +60,8 @@ def first_appearance(col: pa.ChunkedArray) -> pa.Array:
     order = seen[np.argsort(first, kind="stable")]
     renumber = np.zeros(max(len(values), 1), dtype=np.int64)
     renumber[order] = np.arange(len(order))
-    new_ids = pa.array(renumber[ids], type=typ.index_type,
-                       mask=None if valid is None else ~valid)  # fmt: skip
-    return pa.DictionaryArray.from_arrays(new_ids, values.take(pa.array(order, pa.int64())))
+    new_ids = from_numpy(renumber[ids], typ.index_type, valid)
+    return pa.DictionaryArray.from_arrays(new_ids, values.take(from_numpy(order)))
 
 
 def _order_keys(events: pa.Table) -> pa.Table:

@@ -43,6 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from unbacked.model.jit import JIT_PROGRAMS
+from unbacked.model.rows import from_numpy
 
 if TYPE_CHECKING:
     from unbacked.detect.baseline import ProgramBaseline
@@ -113,15 +114,15 @@ def _unknown_pairs(
     distinct pair is looked up once."""
     (prog_values, prog_idx), (values, idx) = prog, other
     pair = prog_idx.astype(np.int64) * max(len(values), 1) + idx
-    distinct = pc.dictionary_encode(pa.array(pair))
+    distinct = pc.dictionary_encode(from_numpy(pair))
     codes = distinct.dictionary.to_numpy()
-    seen_values = values.take(pa.array(codes % max(len(values), 1)))
+    seen_values = values.take(from_numpy(codes % max(len(values), 1)))
     if lower:
         seen_values, known_values = pc.utf8_lower(seen_values), pc.utf8_lower(known["value"])
     else:
         known_values = known["value"]
     key = pc.binary_join_element_wise(
-        prog_values.take(pa.array(codes // max(len(values), 1))), seen_values, "\x00"
+        prog_values.take(from_numpy(codes // max(len(values), 1))), seen_values, "\x00"
     )
     known_key = pc.binary_join_element_wise(known["program"], known_values, "\x00")
     unknown = pc.invert(pc.is_in(key, value_set=known_key))
@@ -144,7 +145,7 @@ def foreign_mask(
     if not has_linux and not pc.any(windows).as_py():
         return pa.array([False] * n, pa.bool_())
     images, image_idx = image = _codes(pc.fill_null(events["image"].cast(pa.string()), ""))
-    win = pc.and_(windows, pa.array(_per_row(_windows_foreign(images), image_idx)))
+    win = pc.and_(windows, from_numpy(_per_row(_windows_foreign(images), image_idx)))
     if not has_linux:
         return win.combine_chunks() if isinstance(win, pa.ChunkedArray) else win
     programs, prog_idx = prog = _codes(pc.fill_null(program, ""))
@@ -168,7 +169,7 @@ def foreign_mask(
             & _unknown_pairs(prog, fid, files, lower=False)
         )
         foreign |= known_prog & other
-    out = pc.and_(linux, pa.array(_per_row(pc.not_equal(images, ""), image_idx) & foreign))
+    out = pc.and_(linux, from_numpy(_per_row(pc.not_equal(images, ""), image_idx) & foreign))
     out = pc.or_(out, win)
     return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
 

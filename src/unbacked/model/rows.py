@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 
@@ -56,6 +57,25 @@ def to_values(col: pa.ChunkedArray | pa.Array) -> list[Any]:
     """``col.to_pylist()`` that never needs pandas."""
     values: list[Any] = (_as_us(col) if _is_fine(col.type) else col).to_pylist()
     return values
+
+
+def from_numpy(
+    values: np.ndarray, type: pa.DataType | None = None, valid: np.ndarray | None = None
+) -> pa.Array:
+    """``pa.array(values, type, mask=~valid)`` for a 1-d NumPy array of numbers or booleans,
+    built on its buffers: ``pa.array`` of an ndarray first imports ``numpy.ma`` to ask whether
+    it is a masked array (10-20 ms, once per process, on every command's path)."""
+    values = np.ascontiguousarray(values)
+    n = len(values)
+    if values.dtype == np.bool_:
+        data = pa.py_buffer(np.packbits(values, bitorder="little"))
+        own = pa.bool_()
+    else:
+        data = pa.py_buffer(values)
+        own = pa.from_numpy_dtype(values.dtype)
+    bits = None if valid is None else pa.py_buffer(np.packbits(valid, bitorder="little"))
+    arr = pa.Array.from_buffers(own, n, [bits, data])
+    return arr if type is None or type == own else arr.cast(type)
 
 
 class _RefusePandas:

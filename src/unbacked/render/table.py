@@ -14,14 +14,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import IO
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import IO, TYPE_CHECKING
 
 from unbacked.model.alert import RULE_DOCS, SEVERITY_NAMES, Alert, ProcessRef, more_reasons
 from unbacked.render.base import Renderer, register_renderer
+
+if TYPE_CHECKING:  # rich loads when a table is drawn, not with the renderers' registry
+    from rich.table import Table
 
 _COLOURS = {5: "bold white on red", 4: "bold red", 3: "yellow", 2: "cyan", 1: "dim"}
 _MIN_WHY = 50  # the one-line-per-alert layout only when "why" keeps this many columns
@@ -55,6 +54,9 @@ def build_table(alerts: Sequence[Alert], width: int) -> Table:
     a narrow terminal the reason column (the one worth reading) ends up a few letters wide.
     Fixed columns take what their content needs up to a cap; "why" takes the rest and wraps.
     """
+    from rich.table import Table
+    from rich.text import Text
+
     counts = Counter(SEVERITY_NAMES.get(a.severity_id, "?").lower() for a in alerts)
     order = [SEVERITY_NAMES[s].lower() for s in (5, 4, 3, 2, 1)]
     caption = f"{len(alerts)} alert{'' if len(alerts) == 1 else 's'}: " + ", ".join(
@@ -104,6 +106,8 @@ def build_table(alerts: Sequence[Alert], width: int) -> Table:
 
 
 def write_table(alerts: Sequence[Alert], stream: IO[str]) -> None:
+    from rich.console import Console
+
     console = Console(file=stream, highlight=False, soft_wrap=False)
     if not console.is_terminal:
         console.width = max(console.width, _PIPE_WIDTH)  # files and pipes: no folding at 80

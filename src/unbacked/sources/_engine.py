@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 
 from unbacked.errors import FormatError
 from unbacked.model import conform
+from unbacked.model.rows import from_numpy
 from unbacked.runreport import RunReport
 from unbacked.sources.base import (
     SNIFF_BYTES,
@@ -280,7 +281,7 @@ class JsonQuery:
         lines, ln = _ensure_utf8(lines, ln, res)
         if len(lines) == 0:
             return None
-        ln_arr = pa.array(ln, pa.int64())
+        ln_arr = from_numpy(ln, pa.int64())
         step = max(1024, -(-len(lines) // _BATCHES_PER_BLOCK))
         batches = [
             pa.record_batch([ln_arr.slice(i, step), lines.slice(i, step)], names=["ln", "line"])
@@ -389,7 +390,7 @@ def _account_files(
     status = out.column("_status")
     # the counts of each (file, status) in order of first appearance within the file
     per = (
-        pa.table({"fi": pa.array(out_fi), "status": status, "line": out.column("src_line")})
+        pa.table({"fi": from_numpy(out_fi), "status": status, "line": out.column("src_line")})
         .group_by(["fi", "status"], use_threads=False)
         .aggregate([("line", "min"), ("line", "count")])
     )
@@ -418,7 +419,7 @@ def _account_files(
         table,
         (
             ("src_format", constant_dict(src_format, table.num_rows)),
-            ("src_file", pa.DictionaryArray.from_arrays(pa.array(ok_fi.astype(np.int32)), names)),
+            ("src_file", pa.DictionaryArray.from_arrays(from_numpy(ok_fi.astype(np.int32)), names)),
         ),
     )
     table = conform(table)
@@ -439,7 +440,7 @@ def _account_files(
 def constant_dict(value: str, n: int) -> pa.DictionaryArray:
     """``n`` copies of ``value`` as a dictionary array (no per-row string)."""
     return pa.DictionaryArray.from_arrays(
-        pa.array(np.zeros(n, dtype=np.int32)), pa.array([value], pa.string())
+        from_numpy(np.zeros(n, dtype=np.int32)), pa.array([value], pa.string())
     )
 
 
@@ -505,7 +506,7 @@ def split_lines(
         arr = pa.StringArray.from_buffers(n, pa.py_buffer(offs.astype(np.int32)), data)
     other = lnos[notobj] if keep_other else None
     if not is_obj.all():
-        arr = arr.filter(pa.array(is_obj))
+        arr = arr.filter(from_numpy(is_obj))
         lnos = lnos[is_obj]
     return LineBlock(arr, lnos, records, skipped, other), n
 
@@ -726,7 +727,7 @@ def _line_batches(
                 if not pa.types.is_string(lines.type):
                     lines = lines.cast(pa.string())
                 fed[0] += len(lines)
-                ln_arr = pa.array(ln, pa.int64())
+                ln_arr = from_numpy(ln, pa.int64())
                 for i in range(0, len(lines), _STREAM_BATCH_ROWS):
                     yield pa.record_batch(
                         [ln_arr.slice(i, _STREAM_BATCH_ROWS), lines.slice(i, _STREAM_BATCH_ROWS)],
@@ -843,7 +844,7 @@ def read_small_json_lines(
         got = np.bincount(out_fi, minlength=len(files))
         status = out.column("_status")
         grouped = (
-            pa.table({"fi": out_fi, "status": status, "ln": local})
+            pa.table({"fi": from_numpy(out_fi), "status": status, "ln": from_numpy(local)})
             .group_by(["fi", "status"], use_threads=False)
             .aggregate([("ln", "count"), ("ln", "min")])
             .to_pylist()
@@ -862,10 +863,10 @@ def read_small_json_lines(
         if sel.num_rows:
             ok_np = ok.to_numpy(zero_copy_only=False)
             sel = sel.set_column(
-                sel.column_names.index("src_line"), "src_line", pa.array(local[ok_np])
+                sel.column_names.index("src_line"), "src_line", from_numpy(local[ok_np])
             )
             names = pa.DictionaryArray.from_arrays(
-                pa.array(out_fi[ok_np].astype(np.int32)), pa.array(files, pa.string())
+                from_numpy(out_fi[ok_np].astype(np.int32)), pa.array(files, pa.string())
             )
             provenance = (
                 ("src_format", constant_dict(src_format, sel.num_rows)),

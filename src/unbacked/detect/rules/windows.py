@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 
 from unbacked.detect.base import DetectionContext, Rule, empty_signals, register_rule
 from unbacked.detect.features import JIT_STEMS_RE, POWERSHELL_MODULE_RE
+from unbacked.model.rows import from_numpy
 
 #: Start addresses at or above this lie in kernel space on x64 (dwm -> csrss, csrss internals).
 KERNEL_SPACE_X64 = 0xFFFF800000000000
@@ -342,7 +343,7 @@ class InMemoryLoaderCommandLine(Rule):
         keep = np.array([f is not None for f in idioms])
         if not keep.any():
             return empty_signals()
-        hit = cand.filter(pa.array(keep))
+        hit = cand.filter(from_numpy(keep))
         found = [f for f in idioms if f is not None]
         names = pa.array([f[0] for f in found], pa.string())
         msg = pc.binary_join_element_wise(
@@ -401,8 +402,8 @@ class EngineInUnusualHost(Rule):
         k, n = ctx.peer_counts(scored)
         share = np.where(n > 0, k / np.maximum(n, 1), 0.0)
         unusual = (share <= self.max_share) & (n >= self.min_peers)
-        scored = scored.append_column("k", pa.array(k)).append_column("n", pa.array(n))
-        scored = scored.filter(pa.array(unusual))
+        scored = scored.append_column("k", from_numpy(k)).append_column("n", from_numpy(n))
+        scored = scored.filter(from_numpy(np.asarray(unusual, dtype=bool)))
         if scored.num_rows == 0:
             return empty_signals()
         ev = ctx.events.take(scored["row"])
