@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.support.events import events, launch, memory, module_load, open_process
@@ -206,3 +208,72 @@ def test_rwx_from_a_linux_jit_engine_is_churn_and_a_lookalike_is_not():
     fx = FIXTURES["UNB-M-003"]
     out = RwxPrivateFromNonJit().evaluate(DetectionContext.build(events(fx["tp"] + fx["fp"])))
     assert set(out["subject_uid"].to_pylist()) == {"r1", "r2"}
+
+
+REPO = Path(__file__).resolve().parents[2]
+_SORT = [(c, "ascending") for c in ("row", "process_uid", "program", "feature", "value")]
+
+
+def _contexts(paths: list[Path]) -> list[DetectionContext]:
+    from unbacked.engine.local import load_events
+    from unbacked.runreport import RunReport
+
+    return [DetectionContext.build(load_events([p], RunReport())) for p in paths]
+
+
+def _assert_one_pass_is_facts_then_instances(ctx: DetectionContext) -> None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from unbacked.detect.baseline import instance_facts
+    from unbacked.detect.features import extract_facts, extract_instance_facts
+
+    facts = extract_facts(ctx.events)
+    assert facts.num_rows
+    one_pass = extract_instance_facts(ctx.events)
+    assert one_pass.equals(instance_facts(facts))  # values, types and order
+    assert ctx.instance_facts.equals(one_pass)  # the context takes the one pass
+    assert "facts" not in ctx.cache
+    for features in (("open.unbacked",), ("module.engine",), ("mem.transition", "process.seen")):
+        want = facts.filter(pc.is_in(facts["feature"], pa.array(list(features))))
+        assert ctx.facts_of(*features).sort_by(_SORT).equals(want.sort_by(_SORT)), features
+    assert "facts" not in ctx.cache  # only the features asked for were computed
+    ctx.facts  # noqa: B018 - once every fact is there, facts_of filters them
+    assert (
+        ctx.facts_of("module.engine")
+        .sort_by(_SORT)
+        .equals(facts.filter(pc.equal(facts["feature"], "module.engine")).sort_by(_SORT))
+    )
+
+
+def test_instance_facts_in_one_pass_are_the_facts_aggregated():
+    """The facts per instance computed in one DuckDB pass (what a hunt or detect learns from
+    and scores) are exactly those aggregated from every fact; ``facts_of`` runs only the
+    branches of the features asked for, with the facts ``facts`` has of them."""
+    for ctx in _contexts([REPO / "samples" / "linux", REPO / "tests" / "fixtures" / "windows"]):
+        _assert_one_pass_is_facts_then_instances(ctx)
+
+
+@pytest.mark.shared_data
+def test_instance_facts_in_one_pass_on_real_telemetry(shared_data):
+    for ctx in _contexts([shared_data / "windows", shared_data / "wide"]):
+        _assert_one_pass_is_facts_then_instances(ctx)
+
+
+def test_every_facts_branch_names_one_feature_and_each_is_selectable():
+    from unbacked.detect.features import (
+        _BRANCH_FEATURES,
+        FEATURE_WEIGHT,
+        facts_sql,
+    )
+
+    assert set(FEATURE_WEIGHT) <= set(_BRANCH_FEATURES)
+    only = facts_sql(features={"mem.header"})
+    assert "'mem.header'" in only and "'mem.caller'" not in only
+    empty = facts_sql(features=set())
+    from unbacked import duck
+    from unbacked.detect.features import FACT_SCHEMA
+
+    rows = DetectionContext.build(events([launch("p", "/usr/bin/x")])).events
+    got = duck.query(empty, events=rows.drop_columns(["time"])).cast(FACT_SCHEMA)
+    assert got.num_rows == 0 and got.schema.equals(FACT_SCHEMA)

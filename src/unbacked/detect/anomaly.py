@@ -38,8 +38,7 @@ def baseline_signals(ctx: DetectionContext) -> pa.Table:
     """Score every fact against the baseline; keep those above their (calibrated) threshold."""
     if ctx.baseline is None:
         return empty_signals()
-    facts = ctx.facts
-    if facts.num_rows == 0:
+    if ctx.instance_facts.num_rows == 0:
         return empty_signals()
     scored = ctx.scored
     scored = scored.filter(pc.is_in(scored["feature"], pa.array(list(FEATURE_WEIGHT))))

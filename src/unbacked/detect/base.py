@@ -137,21 +137,42 @@ class DetectionContext:
 
     @property
     def facts(self) -> pa.Table:
-        """Feature facts of every event (``detect.features.extract_facts``), computed once."""
+        """Feature facts of every event (``detect.features.extract_facts``), computed once.
+        A rule that needs a few features' facts asks ``facts_of`` (the others are not
+        computed then)."""
         if "facts" not in self.cache:
             from unbacked.detect.features import extract_facts
 
             self.cache["facts"] = extract_facts(self.events)
         return self.cache["facts"]
 
+    def facts_of(self, *features: str) -> pa.Table:
+        """The facts of ``features`` only (rows in no particular order, as ``facts``'): taken
+        from ``facts`` when those were computed, else computed for these features alone."""
+        if "facts" in self.cache:
+            facts = self.cache["facts"]
+            return facts.filter(pc.is_in(facts["feature"], pa.array(list(features), pa.string())))
+        key = "facts:" + "\x1f".join(sorted(set(features)))
+        if key not in self.cache:
+            from unbacked.detect.features import extract_facts
+
+            self.cache[key] = extract_facts(self.events, features)
+        return self.cache[key]
+
     @property
     def instance_facts(self) -> pa.Table:
         """``facts`` aggregated per (instance, feature, value), first row kept (what baselines
-        learn from and score)."""
+        learn from and score), computed once: from ``facts`` when those were computed, else in
+        one pass over the events without them (``extract_instance_facts``)."""
         if "instance_facts" not in self.cache:
-            from unbacked.detect.baseline import instance_facts
+            if "facts" in self.cache:
+                from unbacked.detect.baseline import instance_facts
 
-            self.cache["instance_facts"] = instance_facts(self.facts)
+                self.cache["instance_facts"] = instance_facts(self.facts)
+            else:
+                from unbacked.detect.features import extract_instance_facts
+
+                self.cache["instance_facts"] = extract_instance_facts(self.events)
         return self.cache["instance_facts"]
 
     @property

@@ -38,7 +38,8 @@ Features (DESIGN.md §5):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Collection
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -393,9 +394,22 @@ mem AS (SELECT * FROM prot WHERE p_new LIKE '%X%' OR p_old LIKE '%X%'),
 facts(row, process_uid, program, feature, value) AS (
 {{branches}}
 )
-SELECT row, process_uid, program, feature, value FROM facts
- WHERE process_uid IS NOT NULL AND value IS NOT NULL AND program IS NOT NULL AND program != ''
+{{select}}
 """
+
+#: the facts as they are, one per event and feature
+_FACTS_SELECT = """SELECT row, process_uid, program, feature, value FROM facts
+ WHERE process_uid IS NOT NULL AND value IS NOT NULL AND program IS NOT NULL AND program != ''"""
+
+#: the facts per instance, program, feature and value: the first event's ``row`` and the
+#: number of events (``detect.baseline.instance_facts`` of the facts, computed in the same pass:
+#: a (row, feature) pair is one fact, so the order is total)
+_INSTANCE_SELECT = """SELECT min(row) AS row, process_uid, program, feature, value,
+       count(*) AS events
+  FROM facts
+ WHERE process_uid IS NOT NULL AND value IS NOT NULL AND program IS NOT NULL AND program != ''
+ GROUP BY process_uid, program, feature, value
+ ORDER BY row, feature"""
 
 #: Features whose absence is informative, with the fact that counts the instances that could
 #: have shown them: every instance seen for remote threads and children; for engines, only the
@@ -419,10 +433,39 @@ _GROUP_FILTER = {
 }
 
 
-def facts_sql(groups: set[str] | None = None) -> str:
-    """The facts query with the branches of ``groups`` (all when None)."""
-    parts = [b for g, b in _FACT_BRANCHES if groups is None or g == "always" or g in groups]
-    return _FACTS_TEMPLATE.replace("{branches}", "\n  UNION ALL\n".join(parts))
+def _branch_feature(branch: str) -> str:
+    """The one feature a branch of the facts query produces (its feature literal)."""
+    named: set[str] = set(re.findall(r"'((?:open|thread|module|network|process|mem|xproc|seen)\.[a-z_]+)'",
+                           branch))  # fmt: skip
+    if len(named) != 1:
+        raise AssertionError(f"a facts branch must name one feature, not {sorted(named)}")
+    return named.pop()
+
+
+#: the feature of each branch of ``_FACT_BRANCHES``, in order
+_BRANCH_FEATURES = tuple(_branch_feature(b) for _, b in _FACT_BRANCHES)
+
+
+def facts_sql(
+    groups: set[str] | None = None,
+    features: Collection[str] | None = None,
+    *,
+    per_instance: bool = False,
+) -> str:
+    """The facts query with the branches of ``groups`` (all when None) that produce
+    ``features`` (all when None); ``per_instance``: aggregated per instance, program, feature and
+    value (``_INSTANCE_SELECT``) instead of one row per fact."""
+    parts = [
+        b
+        for (g, b), f in zip(_FACT_BRANCHES, _BRANCH_FEATURES, strict=True)
+        if (groups is None or g == "always" or g in groups) and (features is None or f in features)
+    ]
+    if not parts:  # nothing asked for: a query of the facts' columns and no rows
+        parts = ["  SELECT NULL::BIGINT, NULL, NULL, NULL, NULL WHERE false"]
+    select = _INSTANCE_SELECT if per_instance else _FACTS_SELECT
+    return _FACTS_TEMPLATE.replace("{branches}", "\n  UNION ALL\n".join(parts)).replace(
+        "{select}", select
+    )
 
 
 #: every branch (what the Spark engine and tests read)
@@ -437,6 +480,8 @@ FACT_SCHEMA = pa.schema(
         ("value", pa.string()),
     ]
 )
+#: facts per instance (``detect.baseline.instance_facts``): the first row and the event count
+INSTANCE_FACT_SCHEMA = FACT_SCHEMA.append(pa.field("events", pa.int64()))
 
 #: How much a surprising value of each feature says about foreign code (0-1).
 FEATURE_WEIGHT: dict[str, float] = {
@@ -470,21 +515,37 @@ _GROUP_PRESENT: dict[str, Callable[[str, str], bool]] = {
 }
 
 
-def extract_facts(events: pa.Table) -> pa.Table:
-    """Facts of every event of ``events`` (a ``DetectionContext.events`` table: with ``row``,
-    ``program`` and ``target_program`` columns)."""
-    cols = [c for c in events.column_names if c not in ("time",)]
-    # the distinct (kind, activity) pairs, as plain strings (chunks may carry differing
-    # dictionaries); joined and hashed rather than grouped, which would load Acero
+def _present_groups(events: pa.Table) -> set[str]:
+    """The branch groups whose events are present: the distinct (kind, activity) pairs, as
+    plain strings (chunks may carry differing dictionaries), joined and hashed rather than
+    grouped, which would load Acero."""
     pairs = pc.unique(
         pc.binary_join_element_wise(
             events["kind"].cast(pa.string()), events["activity"].cast(pa.string()), "\x1f"
         )
     )
     present = {tuple(p.split("\x1f", 1)) for p in pairs.to_pylist() if p is not None}
-    groups = {g for g, cond in _GROUP_PRESENT.items() if any(cond(k, a) for k, a in present)}
-    table = duck.query(facts_sql(groups), events=events.select(cols))
-    return table.cast(FACT_SCHEMA)
+    return {g for g, cond in _GROUP_PRESENT.items() if any(cond(k, a) for k, a in present)}
+
+
+def _run_facts(events: pa.Table, features: Collection[str] | None, per_instance: bool) -> pa.Table:
+    cols = [c for c in events.column_names if c not in ("time",)]
+    sql = facts_sql(_present_groups(events), features, per_instance=per_instance)
+    return duck.query(sql, events=events.select(cols))
+
+
+def extract_facts(events: pa.Table, features: Collection[str] | None = None) -> pa.Table:
+    """Facts of every event of ``events`` (a ``DetectionContext.events`` table: with ``row``,
+    ``program`` and ``target_program`` columns); only those of ``features`` when given (the
+    other branches are not run)."""
+    return _run_facts(events, features, per_instance=False).cast(FACT_SCHEMA)
+
+
+def extract_instance_facts(events: pa.Table) -> pa.Table:
+    """``detect.baseline.instance_facts(extract_facts(events))`` in one DuckDB pass, without the
+    facts themselves leaving it (a fact per event and feature: several per event, mostly
+    repeating their instance's strings)."""
+    return _run_facts(events, None, per_instance=True).cast(INSTANCE_FACT_SCHEMA)
 
 
 def trace_class(call_traces: list[str | None]) -> list[str | None]:

@@ -223,8 +223,9 @@ def detect_events(
 
 
 #: what the learning pass keeps per group for the detection pass (not computed twice): the
-#: group's events in canonical order, its facts, its instance facts
-_KEPT = ("events", "facts", "instance_facts")
+#: group's events in canonical order and its instance facts (a rule that needs facts of a few
+#: features asks for those: ``DetectionContext.facts_of``)
+_KEPT = ("events", "instance_facts")
 
 
 def _learn_groups(

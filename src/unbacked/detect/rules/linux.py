@@ -145,10 +145,11 @@ class AnonymousWriteToExecFlip(Rule):
         if ctx.baseline is not None:
             # "normal for this program" = its peers flip pages the same way (the transition),
             # not merely use the same library (python's libffi also allocates ctypes closures)
-            transitions = ctx.facts.filter(
+            facts = ctx.facts_of("mem.transition")
+            transitions = facts.filter(
                 pc.and_(
-                    pc.equal(ctx.facts["feature"], "mem.transition"),
-                    pc.is_in(ctx.facts["row"], hit["row"]),
+                    pc.equal(facts["feature"], "mem.transition"),
+                    pc.is_in(facts["row"], hit["row"]),
                 )
             )
             by_row = dict(

@@ -134,7 +134,7 @@ class UnbackedCallerInCallTrace(Rule):
     requires = ("call_trace",)
 
     def evaluate(self, ctx: DetectionContext) -> pa.Table:
-        facts = ctx.facts
+        facts = ctx.facts_of("open.unbacked")
         mask = pc.and_(
             pc.equal(facts["feature"], "open.unbacked"),
             pc.is_in(facts["value"], pa.array(list(TRACE_CLASS_SCORE))),
@@ -185,7 +185,7 @@ def managed_instances(ctx: DetectionContext) -> pa.Table:
     A call trace through managed-runtime modules (class ``managed``) counts from its event.
     Only events from ``since`` on are excused: code run before the runtime came is not JIT."""
     if "managed" not in ctx.cache:
-        facts = ctx.facts
+        facts = ctx.facts_of("open.unbacked")
         ev = ctx.events
         parts: list[pa.Table] = []
         traced = facts.filter(
@@ -389,7 +389,7 @@ class EngineInUnusualHost(Rule):
     min_peers = 3
 
     def evaluate(self, ctx: DetectionContext) -> pa.Table:
-        facts = ctx.facts
+        facts = ctx.facts_of("module.engine")
         hits = facts.filter(pc.equal(facts["feature"], "module.engine"))
         if hits.num_rows == 0 or ctx.baseline is None:
             return empty_signals()
