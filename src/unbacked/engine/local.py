@@ -274,10 +274,13 @@ def detect_partitioned(
     signals: list[pa.Table] = []
     groups = 0
     n = len(spill.group_plan(group_events))
+    timings["spill_read"] = 0.0  # reading host groups back, in canonical order
+    t_read = time.perf_counter()
     for i, group in enumerate(groups_again):
         if stage is not None:
             stage("detecting", f"host group {i + 1} of {n}")
         kept = {name: spill.get(i, name) for name in _KEPT[1:]} if self_baselined else None
+        timings["spill_read"] += time.perf_counter() - t_read
         part = detect_events(
             group,
             baseline=baseline,
@@ -290,6 +293,7 @@ def detect_partitioned(
         for step, seconds in part.timings.items():
             timings[step] = timings.get(step, 0.0) + seconds
         groups += 1
+        t_read = time.perf_counter()
     report.alerts = len(alerts)
     report.extra["engine"] = {
         "name": "local",
