@@ -225,19 +225,26 @@ def _assert_one_pass_is_facts_then_instances(ctx: DetectionContext) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from unbacked.detect.base import declared_row_features
     from unbacked.detect.baseline import instance_facts
     from unbacked.detect.features import extract_facts, extract_instance_facts
 
     facts = extract_facts(ctx.events)
     assert facts.num_rows
-    one_pass = extract_instance_facts(ctx.events)
+    declared = declared_row_features()
+    assert declared >= {"open.unbacked", "module.engine", "mem.transition"}
+    one_pass, rows = extract_instance_facts(ctx.events, declared)
     assert one_pass.equals(instance_facts(facts))  # values, types and order
-    assert ctx.instance_facts.equals(one_pass)  # the context takes the one pass
-    assert "facts" not in ctx.cache
+    declared_facts = facts.filter(pc.is_in(facts["feature"], pa.array(sorted(declared))))
+    assert rows.sort_by(_SORT).equals(declared_facts.sort_by(_SORT))
+    # a context above SMALL_QUERY_ROWS takes the one pass and never computes every fact
+    assert ctx.instance_facts.equals(one_pass)
     for features in (("open.unbacked",), ("module.engine",), ("mem.transition", "process.seen")):
         want = facts.filter(pc.is_in(facts["feature"], pa.array(list(features))))
         assert ctx.facts_of(*features).sort_by(_SORT).equals(want.sort_by(_SORT)), features
-    assert "facts" not in ctx.cache  # only the features asked for were computed
+    assert "facts" not in ctx.cache
+    assert "facts:mem.transition\x1fprocess.seen" in ctx.cache  # undeclared: its own query
+    assert not [k for k in ctx.cache if k.startswith("facts:") and "process.seen" not in k]
     ctx.facts  # noqa: B018 - once every fact is there, facts_of filters them
     assert (
         ctx.facts_of("module.engine")
@@ -246,17 +253,32 @@ def _assert_one_pass_is_facts_then_instances(ctx: DetectionContext) -> None:
     )
 
 
-def test_instance_facts_in_one_pass_are_the_facts_aggregated():
+def test_instance_facts_in_one_pass_are_the_facts_aggregated(monkeypatch):
     """The facts per instance computed in one DuckDB pass (what a hunt or detect learns from
-    and scores) are exactly those aggregated from every fact; ``facts_of`` runs only the
-    branches of the features asked for, with the facts ``facts`` has of them."""
+    and scores, above ``SMALL_QUERY_ROWS`` events: lowered here so that the samples take that
+    path) are exactly those aggregated from every fact, and the declared features' facts come
+    with them; ``facts_of`` of other features runs only their branches."""
+    import unbacked.detect.base as base
+
+    monkeypatch.setattr(base, "SMALL_QUERY_ROWS", 0)
     for ctx in _contexts([REPO / "samples" / "linux", REPO / "tests" / "fixtures" / "windows"]):
         _assert_one_pass_is_facts_then_instances(ctx)
+
+
+def test_a_small_run_aggregates_its_facts():
+    """Up to ``SMALL_QUERY_ROWS`` events, the facts are computed once, whole, and the instance
+    facts and every ``facts_of`` come from them (one query instead of several)."""
+    (ctx,) = _contexts([REPO / "tests" / "fixtures" / "windows"])
+    ctx.instance_facts  # noqa: B018
+    assert "facts" in ctx.cache
+    assert ctx.facts_of("process.seen").num_rows
+    assert not [k for k in ctx.cache if k.startswith("facts:")]
 
 
 @pytest.mark.shared_data
 def test_instance_facts_in_one_pass_on_real_telemetry(shared_data):
     for ctx in _contexts([shared_data / "windows", shared_data / "wide"]):
+        assert ctx.events.num_rows > 8192  # the one pass, without lowering the threshold
         _assert_one_pass_is_facts_then_instances(ctx)
 
 

@@ -147,12 +147,18 @@ class DetectionContext:
         return self.cache["facts"]
 
     def facts_of(self, *features: str) -> pa.Table:
-        """The facts of ``features`` only (rows in no particular order, as ``facts``'): taken
-        from ``facts`` when those were computed, else computed for these features alone."""
-        if "facts" in self.cache:
-            facts = self.cache["facts"]
-            return facts.filter(pc.is_in(facts["feature"], pa.array(list(features), pa.string())))
-        key = "facts:" + "\x1f".join(sorted(set(features)))
+        """The facts of ``features`` only (rows in no particular order, as ``facts``'): from
+        ``facts`` when those are computed (or the run is small enough to compute them all),
+        from ``row_facts`` when the features are among those detectors declare, else computed
+        for these features alone."""
+        wanted = pa.array(sorted(set(features)), pa.string())
+        if "facts" in self.cache or self.events.num_rows <= SMALL_QUERY_ROWS:
+            facts = self.facts
+            return facts.filter(pc.is_in(facts["feature"], wanted))
+        if set(features) <= declared_row_features():
+            facts = self.row_facts
+            return facts.filter(pc.is_in(facts["feature"], wanted))
+        key = "facts:" + "\x1f".join(wanted.to_pylist())
         if key not in self.cache:
             from unbacked.detect.features import extract_facts
 
@@ -160,19 +166,38 @@ class DetectionContext:
         return self.cache[key]
 
     @property
+    def row_facts(self) -> pa.Table:
+        """The facts, event by event, of the features detectors declare they read
+        (``Detector.row_facts``): computed with ``instance_facts``, in the same pass."""
+        if "row_facts" not in self.cache:
+            declared = declared_row_features()
+            if "facts" in self.cache or self.events.num_rows <= SMALL_QUERY_ROWS:
+                self.cache["row_facts"] = self.facts_of(*declared)
+            else:
+                self.instance_facts  # noqa: B018 - computes both
+            if "row_facts" not in self.cache:  # instance facts came from an earlier pass
+                from unbacked.detect.features import extract_facts
+
+                self.cache["row_facts"] = extract_facts(self.events, declared)
+        return self.cache["row_facts"]
+
+    @property
     def instance_facts(self) -> pa.Table:
         """``facts`` aggregated per (instance, feature, value), first row kept (what baselines
-        learn from and score), computed once: from ``facts`` when those were computed, else in
-        one pass over the events without them (``extract_instance_facts``)."""
+        learn from and score), computed once. A small run aggregates ``facts``; a larger one
+        computes them in one DuckDB pass with ``row_facts``, and without the other facts
+        (``extract_instance_facts``: several facts per event, mostly repeating strings)."""
         if "instance_facts" not in self.cache:
-            if "facts" in self.cache:
+            if "facts" in self.cache or self.events.num_rows <= SMALL_QUERY_ROWS:
                 from unbacked.detect.baseline import instance_facts
 
                 self.cache["instance_facts"] = instance_facts(self.facts)
             else:
                 from unbacked.detect.features import extract_instance_facts
 
-                self.cache["instance_facts"] = extract_instance_facts(self.events)
+                inst, rows = extract_instance_facts(self.events, declared_row_features())
+                self.cache["instance_facts"] = inst
+                self.cache.setdefault("row_facts", rows)
         return self.cache["instance_facts"]
 
     @property
@@ -312,6 +337,12 @@ class DetectionContext:
         return self.cache[key]
 
 
+def declared_row_features() -> frozenset[str]:
+    """The features whose facts, event by event, registered detectors read
+    (``Detector.row_facts``): computed with the instance facts, in one pass."""
+    return frozenset(f for cls in DETECTORS.values() for f in getattr(cls, "row_facts", ()))
+
+
 class Detector(ABC):
     """Turns the run's events into signals: a rule (``Rule``) or a learned detector (the
     baseline, ``detect.anomaly.BaselineDetector``). Registered in ``DETECTORS`` under ``id``.
@@ -328,6 +359,9 @@ class Detector(ABC):
     attack: ClassVar[tuple[str, ...]]  # ATT&CK technique ids
     references: ClassVar[tuple[str, ...]] = ()
     os: ClassVar[tuple[str, ...]] = ("windows", "linux")
+    #: features whose facts, event by event, ``evaluate`` reads through ``ctx.facts_of``
+    #: (declared, they come with the instance facts in one pass; undeclared, a query of their own)
+    row_facts: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def evaluate(self, ctx: DetectionContext) -> pa.Table:

@@ -46,6 +46,7 @@ import pyarrow.compute as pc
 
 from unbacked import duck
 from unbacked.model.jit import JIT_ENGINE_STEMS, JIT_ENGINES
+from unbacked.sql import sql_str
 
 #: The JIT engines' module-name stems (``model.jit.JIT_ENGINES``, the one table every JIT
 #: allowance derives from): a module of one of these in a call trace explains unbacked frames as
@@ -403,13 +404,18 @@ _FACTS_SELECT = """SELECT row, process_uid, program, feature, value FROM facts
 
 #: the facts per instance, program, feature and value: the first event's ``row`` and the
 #: number of events (``detect.baseline.instance_facts`` of the facts, computed in the same pass:
-#: a (row, feature) pair is one fact, so the order is total)
-_INSTANCE_SELECT = """SELECT min(row) AS row, process_uid, program, feature, value,
-       count(*) AS events
-  FROM facts
- WHERE process_uid IS NOT NULL AND value IS NOT NULL AND program IS NOT NULL AND program != ''
- GROUP BY process_uid, program, feature, value
- ORDER BY row, feature"""
+#: a (row, feature) pair is one fact, so the order is total); with ``{row_features}`` (a SQL
+#: list) the facts of those features one by one as well, in the same aggregation (a second
+#: grouping set, by event), marked ``per_row``
+_INSTANCE_SELECT = """SELECT grouping(ev_row) = 0 AS per_row, min(row) AS row, process_uid,
+       program, feature, value, count(*) AS events
+  FROM (SELECT *, CASE WHEN feature IN {row_features} THEN row END AS ev_row FROM facts
+         WHERE process_uid IS NOT NULL AND value IS NOT NULL AND program IS NOT NULL
+           AND program != '')
+ GROUP BY GROUPING SETS ((process_uid, program, feature, value),
+                         (process_uid, program, feature, value, ev_row))
+HAVING grouping(ev_row) = 1 OR ev_row IS NOT NULL
+ ORDER BY per_row, row, feature"""
 
 #: Features whose absence is informative, with the fact that counts the instances that could
 #: have shown them: every instance seen for remote threads and children; for engines, only the
@@ -435,8 +441,8 @@ _GROUP_FILTER = {
 
 def _branch_feature(branch: str) -> str:
     """The one feature a branch of the facts query produces (its feature literal)."""
-    named: set[str] = set(re.findall(r"'((?:open|thread|module|network|process|mem|xproc|seen)\.[a-z_]+)'",
-                           branch))  # fmt: skip
+    literal = r"'((?:open|thread|module|network|process|mem|xproc|seen)\.[a-z_]+)'"
+    named: set[str] = set(re.findall(literal, branch))
     if len(named) != 1:
         raise AssertionError(f"a facts branch must name one feature, not {sorted(named)}")
     return named.pop()
@@ -451,10 +457,12 @@ def facts_sql(
     features: Collection[str] | None = None,
     *,
     per_instance: bool = False,
+    row_features: Collection[str] = (),
 ) -> str:
     """The facts query with the branches of ``groups`` (all when None) that produce
     ``features`` (all when None); ``per_instance``: aggregated per instance, program, feature and
-    value (``_INSTANCE_SELECT``) instead of one row per fact."""
+    value (``_INSTANCE_SELECT``), with the facts of ``row_features`` one by one beside them,
+    instead of one row per fact."""
     parts = [
         b
         for (g, b), f in zip(_FACT_BRANCHES, _BRANCH_FEATURES, strict=True)
@@ -462,7 +470,10 @@ def facts_sql(
     ]
     if not parts:  # nothing asked for: a query of the facts' columns and no rows
         parts = ["  SELECT NULL::BIGINT, NULL, NULL, NULL, NULL WHERE false"]
-    select = _INSTANCE_SELECT if per_instance else _FACTS_SELECT
+    select = _FACTS_SELECT
+    if per_instance:
+        listed = ", ".join(sql_str(f) for f in sorted(row_features)) or "NULL"
+        select = _INSTANCE_SELECT.replace("{row_features}", f"({listed})")
     return _FACTS_TEMPLATE.replace("{branches}", "\n  UNION ALL\n".join(parts)).replace(
         "{select}", select
     )
@@ -528,9 +539,16 @@ def _present_groups(events: pa.Table) -> set[str]:
     return {g for g, cond in _GROUP_PRESENT.items() if any(cond(k, a) for k, a in present)}
 
 
-def _run_facts(events: pa.Table, features: Collection[str] | None, per_instance: bool) -> pa.Table:
+def _run_facts(
+    events: pa.Table,
+    features: Collection[str] | None,
+    per_instance: bool,
+    row_features: Collection[str] = (),
+) -> pa.Table:
     cols = [c for c in events.column_names if c not in ("time",)]
-    sql = facts_sql(_present_groups(events), features, per_instance=per_instance)
+    sql = facts_sql(
+        _present_groups(events), features, per_instance=per_instance, row_features=row_features
+    )
     return duck.query(sql, events=events.select(cols))
 
 
@@ -541,11 +559,18 @@ def extract_facts(events: pa.Table, features: Collection[str] | None = None) -> 
     return _run_facts(events, features, per_instance=False).cast(FACT_SCHEMA)
 
 
-def extract_instance_facts(events: pa.Table) -> pa.Table:
-    """``detect.baseline.instance_facts(extract_facts(events))`` in one DuckDB pass, without the
-    facts themselves leaving it (a fact per event and feature: several per event, mostly
-    repeating their instance's strings)."""
-    return _run_facts(events, None, per_instance=True).cast(INSTANCE_FACT_SCHEMA)
+def extract_instance_facts(
+    events: pa.Table, row_features: Collection[str] = ()
+) -> tuple[pa.Table, pa.Table]:
+    """``detect.baseline.instance_facts(extract_facts(events))`` and the facts of
+    ``row_features`` (``extract_facts(events, row_features)``, in no particular order), in one
+    DuckDB pass, without every fact leaving it (a fact per event and feature: several per
+    event, mostly repeating their instance's strings)."""
+    both = _run_facts(events, None, per_instance=True, row_features=row_features)
+    per_row = both["per_row"]
+    instances = both.filter(pc.invert(per_row)).drop_columns(["per_row"])
+    rows = both.filter(per_row).drop_columns(["per_row", "events"])
+    return instances.cast(INSTANCE_FACT_SCHEMA), rows.cast(FACT_SCHEMA)
 
 
 def trace_class(call_traces: list[str | None]) -> list[str | None]:

@@ -223,9 +223,9 @@ def detect_events(
 
 
 #: what the learning pass keeps per group for the detection pass (not computed twice): the
-#: group's events in canonical order and its instance facts (a rule that needs facts of a few
-#: features asks for those: ``DetectionContext.facts_of``)
-_KEPT = ("events", "instance_facts")
+#: group's events in canonical order, its instance facts and the event-by-event facts rules
+#: declare (``DetectionContext.row_facts``; the other facts are never computed there)
+_KEPT = ("events", "instance_facts", "row_facts")
 
 
 def _learn_groups(
@@ -243,7 +243,7 @@ def _learn_groups(
         part = ProgramBaseline().learn(ctx.instance_facts, calibrate=False)
         rows.append(partitions.rows_of(part, group))
         for name in keep:
-            spill.put(i, name, group if name == "events" else ctx.cache[name])
+            spill.put(i, name, group if name == "events" else getattr(ctx, name))
     return partitions.combine(rows)
 
 

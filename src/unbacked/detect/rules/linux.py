@@ -133,6 +133,7 @@ class AnonymousWriteToExecFlip(Rule):
     )
     kinds = ("memory",)
     requires = ("old_protection", "protection", "region_type")
+    row_facts = ("mem.transition",)
     os = ("linux",)
 
     def evaluate(self, ctx: DetectionContext) -> pa.Table:

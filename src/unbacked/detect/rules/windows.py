@@ -132,6 +132,7 @@ class UnbackedCallerInCallTrace(Rule):
     )
     kinds = ("process",)
     requires = ("call_trace",)
+    row_facts = ("open.unbacked",)
 
     def evaluate(self, ctx: DetectionContext) -> pa.Table:
         facts = ctx.facts_of("open.unbacked")
@@ -382,6 +383,7 @@ class EngineInUnusualHost(Rule):
     references = ("https://github.com/leechristensen/UnmanagedPowerShell",)
     kinds = ("module",)
     requires = ("module_path",)
+    row_facts = ("module.engine",)
     #: at most this share of the program's peers may load the engine for the rule to fire
     max_share = 0.1
     #: peer instances with logged module loads needed: without peers, whether a program
