@@ -27,8 +27,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from unbacked.engine.order import canonical_order
+from unbacked.engine.order import canonical_order, take_rows
 from unbacked.errors import SpillError
+from unbacked.model.rows import from_numpy
 from unbacked.model.schema import EVENT_SCHEMA
 
 #: hash buckets of hosts (groups are packed from consecutive buckets)
@@ -37,8 +38,6 @@ BUCKETS = 256
 FLUSH_ROWS = 262_144
 #: lz4: a tenth of zstd's cost to write here, and events are read back once or twice
 _OPTIONS = ipc.IpcWriteOptions(compression="lz4")
-#: gathers run column by column on this many threads (Arrow releases the GIL)
-_TAKE_THREADS = 2
 
 
 def host_buckets(hosts: pa.ChunkedArray | pa.Array, buckets: int = BUCKETS) -> np.ndarray:
@@ -75,16 +74,6 @@ def _disk(what: str, where: str | Path) -> Iterator[None]:
             hint="free space there, choose another place with --spill-dir DIR, or hold more "
             "events in memory with --memory-events N",
         ) from exc
-
-
-def _take(table: pa.Table, indices: pa.Array) -> pa.Table:
-    """``table.take(indices)``, columns gathered in parallel (a random gather of string
-    columns is memory-bound, and ``Table.take`` runs one column after the other)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(_TAKE_THREADS) as pool:
-        columns = list(pool.map(lambda c: c.take(indices), table.columns))
-    return pa.Table.from_arrays(columns, schema=table.schema)
 
 
 def _read(path: Path) -> pa.Table:
@@ -133,7 +122,7 @@ class HostSpill:
         table = pa.concat_tables(self._pending)
         self._pending, self._pending_rows = [], 0
         bucket = host_buckets(table.column("host"), self.buckets)
-        table = _take(table, pa.array(np.argsort(bucket, kind="stable")))
+        table = take_rows(table, from_numpy(np.argsort(bucket, kind="stable")))
         counts = np.bincount(bucket, minlength=self.buckets)
         self._rows_per_bucket += counts
         start = 0
