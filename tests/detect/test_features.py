@@ -299,3 +299,29 @@ def test_every_facts_branch_names_one_feature_and_each_is_selectable():
     rows = DetectionContext.build(events([launch("p", "/usr/bin/x")])).events
     got = duck.query(empty, events=rows.drop_columns(["time"])).cast(FACT_SCHEMA)
     assert got.num_rows == 0 and got.schema.equals(FACT_SCHEMA)
+
+
+def test_pruning_branch_groups_never_changes_the_facts():
+    """The facts query runs only the branches whose events are present; an event without an
+    activity still counts for the groups that look at its kind alone (a memory event whose
+    activity the source left empty has memory facts, as the full query gives it)."""
+    import pyarrow as pa
+
+    from unbacked import duck
+    from unbacked.detect.features import FACT_SCHEMA, FACTS_SQL, extract_facts
+
+    rows = [
+        memory("p", r"C:\x\doc.exe", "protect", 0x30000, 0x3A000, 0x20, old=0x04),
+        launch("q", r"C:\x\y.exe", parent="p", parent_image=r"C:\x\doc.exe"),
+    ]
+    table = events(rows)
+    i = table.schema.get_field_index("activity")
+    no_activity = pa.chunked_array(
+        [pa.array([None, "launch"]).dictionary_encode().cast(table.schema.field(i).type)]
+    )
+    ctx = DetectionContext.build(table.set_column(i, table.schema.field(i), no_activity))
+    assert ctx.has("memory") and not ctx.has("memory", "protect") and ctx.has("process", "launch")
+    pruned = extract_facts(ctx.events)
+    full = duck.query(FACTS_SQL, events=ctx.events.drop_columns(["time"])).cast(FACT_SCHEMA)
+    assert pruned.sort_by(_SORT).equals(full.sort_by(_SORT))
+    assert "mem.protection" in pruned["feature"].to_pylist()

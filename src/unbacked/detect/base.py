@@ -319,6 +319,15 @@ class DetectionContext:
         for _, con in self.cache.pop("small_events", []):
             con.close()
 
+    def has(self, kind: str, activity: str | None = None) -> bool:
+        """Whether any event is of ``kind`` (and ``activity``): a rule skips its query without
+        them (the distinct pairs are found once per context)."""
+        if "kind_pairs" not in self.cache:
+            from unbacked.detect.features import kind_pairs
+
+            self.cache["kind_pairs"] = kind_pairs(self.events)
+        return any(k == kind and activity in (None, a) for k, a in self.cache["kind_pairs"])
+
     def select(
         self, *, kind: str | None = None, activity: Sequence[str] | str | None = None
     ) -> pa.Table:

@@ -526,16 +526,23 @@ _GROUP_PRESENT: dict[str, Callable[[str, str], bool]] = {
 }
 
 
-def _present_groups(events: pa.Table) -> set[str]:
-    """The branch groups whose events are present: the distinct (kind, activity) pairs, as
-    plain strings (chunks may carry differing dictionaries), joined and hashed rather than
-    grouped, which would load Acero."""
+def kind_pairs(events: pa.Table) -> set[tuple[str, str]]:
+    """The distinct (kind, activity) pairs of ``events`` (a null activity as ""), as plain
+    strings (chunks may carry differing dictionaries): joined and hashed rather than grouped,
+    which would load Acero."""
     pairs = pc.unique(
         pc.binary_join_element_wise(
-            events["kind"].cast(pa.string()), events["activity"].cast(pa.string()), "\x1f"
+            events["kind"].cast(pa.string()),
+            pc.fill_null(events["activity"].cast(pa.string()), ""),
+            "\x1f",
         )
     )
-    present = {tuple(p.split("\x1f", 1)) for p in pairs.to_pylist() if p is not None}
+    return {(k, a) for k, _, a in (p.partition("\x1f") for p in pairs.to_pylist() if p)}
+
+
+def _present_groups(events: pa.Table) -> set[str]:
+    """The branch groups whose events are present."""
+    present = kind_pairs(events)
     return {g for g, cond in _GROUP_PRESENT.items() if any(cond(k, a) for k, a in present)}
 
 

@@ -51,12 +51,12 @@ class ImageHeaderInUnbackedExec(Rule):
     requires = ("header_kind", "protection")
 
     def evaluate(self, ctx: DetectionContext) -> pa.Table:
-        ev = ctx.select(kind="memory")
-        if ev.num_rows == 0:
+        if not ctx.has("memory"):
             return empty_signals()
         sql = f"""SELECT row FROM ev
-                   WHERE header_kind IN ('pe', 'elf') AND {_EXEC} AND {_UNBACKED}"""
-        hit = ctx.query_rows(ev, sql)
+                   WHERE kind = 'memory' AND header_kind IN ('pe', 'elf') AND {_EXEC}
+                     AND {_UNBACKED}"""
+        hit = ctx.query_rows(ctx.events, sql)
         return self.signals(
             hit,
             subject=pc.coalesce(hit["target_uid"], hit["process_uid"]),
@@ -90,12 +90,11 @@ class ExecMemoryFromUnbackedCaller(Rule):
     requires = ("caller_unbacked", "protection")
 
     def evaluate(self, ctx: DetectionContext) -> pa.Table:
-        ev = ctx.select(kind="memory")
-        if ev.num_rows == 0:
+        if not ctx.has("memory"):
             return empty_signals()
         sql = f"""SELECT row FROM ev
-                   WHERE caller_unbacked AND {_EXEC}"""
-        hit = ctx.query_rows(ev, sql)
+                   WHERE kind = 'memory' AND caller_unbacked AND {_EXEC}"""
+        hit = ctx.query_rows(ctx.events, sql)
         return self.signals(
             hit,
             subject=pc.coalesce(hit["target_uid"], hit["process_uid"]),
@@ -126,14 +125,13 @@ class RwxPrivateFromNonJit(Rule):
     requires = ("protection",)
 
     def evaluate(self, ctx: DetectionContext) -> pa.Table:
-        ev = ctx.select(kind="memory")
-        if ev.num_rows == 0:
+        if not ctx.has("memory"):
             return empty_signals()
         sql = f"""SELECT row FROM ev
-                   WHERE {_RWX} AND {_UNBACKED}
+                   WHERE kind = 'memory' AND {_RWX} AND {_UNBACKED}
                      AND (NOT regexp_matches(coalesce(caller_module, ''), '{JIT_CALLER_RE}')
                           OR {_FFI_TRAMPOLINE})"""
-        hit = ctx.query_rows(ev, sql)
+        hit = ctx.query_rows(ctx.events, sql)
         if hit.num_rows == 0:
             return empty_signals()
         score, k, n = ctx.discount_common(
@@ -172,10 +170,9 @@ class WrittenThenExecutable(Rule):
     requires = ("old_protection", "protection")
 
     def evaluate(self, ctx: DetectionContext) -> pa.Table:
-        mem = ctx.select(kind="memory")
-        threads = ctx.select(kind="thread")
-        if mem.num_rows == 0 or threads.num_rows == 0:
+        if not ctx.has("memory") or not ctx.has("thread"):
             return empty_signals()
+        threads = ctx.select(kind="thread")
         rows = duck.query(
             f"""
             WITH m AS (SELECT row, time, os::VARCHAR AS os, protection, old_protection,
@@ -185,7 +182,7 @@ class WrittenThenExecutable(Rule):
                                 + greatest(coalesce(reservation_size, region_size, 4096),
                                            coalesce(region_size, 4096)) AS hi,
                               region_type::VARCHAR AS region_type, backing_path
-                         FROM mem),
+                         FROM mem WHERE kind::VARCHAR = 'memory'),
             flips AS (
               SELECT * FROM m
                WHERE old_protection IS NOT NULL AND {_EXEC}
@@ -200,7 +197,7 @@ class WrittenThenExecutable(Rule):
                AND t.time >= f.time
              ORDER BY f.row
             """,
-            mem=mem.select(_MEM_COLS),
+            mem=ctx.events.select(_MEM_COLS),
             thr=threads.select(_THR_COLS),
         )
         if rows.num_rows == 0:
@@ -218,6 +215,7 @@ class WrittenThenExecutable(Rule):
 
 _MEM_COLS = [
     "row",
+    "kind",
     "time",
     "os",
     "protection",
@@ -296,11 +294,14 @@ class SyscallOutsideLibc(Rule):
     os = ("linux",)
 
     def evaluate(self, ctx: DetectionContext) -> pa.Table:
-        ev = ctx.select(kind="memory")
-        if ev.num_rows == 0:
+        if not ctx.has("memory"):
             return empty_signals()
-        flag = pc.fill_null(ev["syscall_outside_libc"], False)
-        hit = ev.filter(flag)
+        ev = ctx.events
+        flag = pc.and_(
+            pc.equal(ev["kind"].cast(pa.string()), "memory"),
+            pc.fill_null(ev["syscall_outside_libc"], False),
+        )
+        hit = ev.filter(pc.fill_null(flag, False))
         if hit.num_rows == 0:
             return empty_signals()
         score, _, _ = ctx.discount_common(
