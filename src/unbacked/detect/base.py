@@ -421,7 +421,7 @@ class Rule(Detector):
             "time": events["time"],
             "detector": pa.array([self.id] * n, pa.string()),
             "title": pa.array([self.title] * n, pa.string()),
-            "score": from_numpy(np.asarray(scores, dtype=np.float64)),
+            "score": _cast(scores, pa.float64()),
             "severity_id": pa.array([self.severity] * n, pa.int8()),
             "techniques": pa.array([techs] * n, pa.list_(pa.string())),
             "feature": pa.array([feature] * n, pa.string()),
