@@ -41,14 +41,17 @@ def canonical_order(events: pa.Table | Sequence[pa.Table]) -> pa.Table:
     return table
 
 
-#: gathers run column by column on this many threads (Arrow releases the GIL)
+#: gathers run column by column on this many threads (Arrow releases the GIL), for gathers of
+#: at least ``PARALLEL_TAKE_ROWS`` rows (the spill's flushes and host groups; a small run's
+#: tables are gathered on the calling thread)
 TAKE_THREADS = 2
+PARALLEL_TAKE_ROWS = 65_536
 
 
 def take_rows(table: pa.Table, indices: pa.Array) -> pa.Table:
     """``table.take(indices)``, columns gathered in parallel (a random gather of string
     columns is memory-bound, and ``Table.take`` runs one column after the other)."""
-    if table.num_columns < 2 or len(indices) < 65_536:
+    if table.num_columns < 2 or len(indices) < PARALLEL_TAKE_ROWS:
         return table.take(indices)
     from concurrent.futures import ThreadPoolExecutor
 

@@ -88,12 +88,6 @@ def _has_linux(ctx: DetectionContext) -> bool:
     return ev.num_rows > 0 and "linux" in set(pc.unique(ev["os"].cast(pa.string())).to_pylist())
 
 
-def _present(ctx: DetectionContext, kind: str, activity: str) -> bool:
-    """Whether any event is of ``kind`` and ``activity``: a rule whose query needs such events
-    skips the query without them (~5-15 ms of planning each)."""
-    return ctx.has(kind, activity)
-
-
 def _rows(ctx: DetectionContext, sql: str, cols: list[str] = _COLS) -> pa.Table:
     """The Linux events ``sql`` selects (by ``row``) over the columns ``cols``."""
     if not _has_linux(ctx):
@@ -147,12 +141,7 @@ class AnonymousWriteToExecFlip(Rule):
             # "normal for this program" = its peers flip pages the same way (the transition),
             # not merely use the same library (python's libffi also allocates ctypes closures)
             facts = ctx.facts_of("mem.transition")
-            transitions = facts.filter(
-                pc.and_(
-                    pc.equal(facts["feature"], "mem.transition"),
-                    pc.is_in(facts["row"], hit["row"]),
-                )
-            )
+            transitions = facts.filter(pc.is_in(facts["row"], hit["row"]))
             by_row = dict(
                 zip(transitions["row"].to_pylist(), transitions["value"].to_pylist(), strict=True)
             )
@@ -202,7 +191,7 @@ class ConnectAfterForeignCode(Rule):
     os = ("linux",)
 
     def evaluate(self, ctx: DetectionContext) -> pa.Table:
-        if not _present(ctx, "network", "connect"):
+        if not ctx.has("network", "connect"):
             return empty_signals()
         sql = f"""
         WITH foreign_code AS (
@@ -300,7 +289,7 @@ class SelfCodeWriteProcMem(Rule):
     os = ("linux",)
 
     def evaluate(self, ctx: DetectionContext) -> pa.Table:
-        if not _present(ctx, "memory", "write"):
+        if not ctx.has("memory", "write"):
             return empty_signals()
         sql = f"""SELECT row, {_VIA} AS via, {_MAPPING} AS mapping,
                          coalesce(region_size, 0) AS bytes, region_type = 'file' AS file_text
@@ -361,7 +350,7 @@ class CrossProcessCodeWrite(Rule):
     os = ("linux",)
 
     def evaluate(self, ctx: DetectionContext) -> pa.Table:
-        if not _present(ctx, "memory", "write"):
+        if not ctx.has("memory", "write"):
             return empty_signals()
         sql = f"""
         WITH w AS (

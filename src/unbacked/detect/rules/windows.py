@@ -136,11 +136,7 @@ class UnbackedCallerInCallTrace(Rule):
 
     def evaluate(self, ctx: DetectionContext) -> pa.Table:
         facts = ctx.facts_of("open.unbacked")
-        mask = pc.and_(
-            pc.equal(facts["feature"], "open.unbacked"),
-            pc.is_in(facts["value"], pa.array(list(TRACE_CLASS_SCORE))),
-        )
-        hits = facts.filter(mask)
+        hits = facts.filter(pc.is_in(facts["value"], pa.array(list(TRACE_CLASS_SCORE))))
         if hits.num_rows == 0:
             return empty_signals()
         ev = ctx.events.take(hits["row"])
@@ -189,11 +185,7 @@ def managed_instances(ctx: DetectionContext) -> pa.Table:
         facts = ctx.facts_of("open.unbacked")
         ev = ctx.events
         parts: list[pa.Table] = []
-        traced = facts.filter(
-            pc.and_(
-                pc.equal(facts["feature"], "open.unbacked"), pc.equal(facts["value"], "managed")
-            )
-        )
+        traced = facts.filter(pc.equal(facts["value"], "managed"))
         if traced.num_rows:
             parts.append(
                 pa.table(
@@ -391,8 +383,7 @@ class EngineInUnusualHost(Rule):
     min_peers = 3
 
     def evaluate(self, ctx: DetectionContext) -> pa.Table:
-        facts = ctx.facts_of("module.engine")
-        hits = facts.filter(pc.equal(facts["feature"], "module.engine"))
+        hits = ctx.facts_of("module.engine")
         if hits.num_rows == 0 or ctx.baseline is None:
             return empty_signals()
         # one signal per (instance, engine): the first load
@@ -405,7 +396,7 @@ class EngineInUnusualHost(Rule):
         share = np.where(n > 0, k / np.maximum(n, 1), 0.0)
         unusual = (share <= self.max_share) & (n >= self.min_peers)
         scored = scored.append_column("k", from_numpy(k)).append_column("n", from_numpy(n))
-        scored = scored.filter(from_numpy(np.asarray(unusual, dtype=bool)))
+        scored = scored.filter(from_numpy(unusual))
         if scored.num_rows == 0:
             return empty_signals()
         ev = ctx.events.take(scored["row"])
