@@ -40,6 +40,28 @@ def test_unsorted_or_overlapping_blocks_fall_back_to_sorting_rows():
     assert canonical_order([b, a]).equals(canonical_order(want.slice(0, 40)))
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_dictionary_encoded_strings_come_out_decoded_and_in_the_same_order(seed):
+    """A spill's tables carry strings dictionary-encoded, each with dictionaries of its own:
+    put in order as indices and looked up, they give the table plain strings give (blocks in
+    order, and rows to sort)."""
+    from unbacked.model.schema import EVENT_SCHEMA, encode_strings
+
+    want = _by_file()
+    rows = list(range(want.num_rows))
+    random.Random(seed).shuffle(rows)
+    shuffled = want.take(pa.array(rows))
+    parts = [encode_strings(shuffled.slice(i, 50)) for i in range(0, want.num_rows, 50)]
+    assert all(p.column("process_uid").type != pa.string() for p in parts)
+    got = canonical_order(parts)
+    assert got.schema.equals(EVENT_SCHEMA, check_metadata=True)
+    assert got.equals(want)
+    blocks = [encode_strings(want.slice(i, 17)) for i in range(0, want.num_rows, 17)]
+    random.Random(seed).shuffle(blocks)
+    assert _ordered_blocks(blocks) is not None
+    assert canonical_order(blocks).equals(want)
+
+
 def _decode_and_encode(col: pa.ChunkedArray) -> pa.Array:
     import pyarrow.compute as pc
 

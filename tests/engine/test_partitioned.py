@@ -85,6 +85,27 @@ def test_spill_keeps_every_event_once_and_every_host_whole(tmp_path):
     )
 
 
+def test_spill_of_encoded_and_plain_tables_gives_the_groups_of_plain_ones(tmp_path):
+    """Tables whose strings come dictionary-encoded (a lake's Parquet) and plain ones (JSON
+    sources) spill side by side; the groups are those of plain tables, value for value."""
+    from unbacked.model.schema import encode_strings
+
+    table = fleet(hosts=8)
+    with HostSpill(tmp_path, buckets=16, flush_rows=97) as spill:
+        for i, batch in enumerate(table.to_batches(max_chunksize=41)):
+            part = pa.Table.from_batches([batch])
+            spill.add(encode_strings(part) if i % 2 else part)
+        mixed = list(spill.groups(group_rows=table.num_rows // 3))
+    with HostSpill(tmp_path, buckets=16, flush_rows=97) as spill:
+        for batch in table.to_batches(max_chunksize=41):
+            spill.add(pa.Table.from_batches([batch]))
+        plain = list(spill.groups(group_rows=table.num_rows // 3))
+    assert len(mixed) == len(plain) >= 2
+    for a, b in zip(mixed, plain, strict=True):
+        assert a.schema.equals(EVENT_SCHEMA, check_metadata=True)
+        assert a.equals(b)
+
+
 def test_a_bucket_larger_than_a_group_is_never_split(tmp_path):
     table = fleet(hosts=3)
     with HostSpill(tmp_path, buckets=4) as spill:

@@ -67,6 +67,34 @@ def test_round_trip_keeps_every_value_and_provenance(tmp_path: Path, suffix: str
     assert rep.events == 3 and accounted(rep)
 
 
+def test_parquet_read_encoded_keeps_strings_as_dictionaries_with_the_same_values(
+    tmp_path: Path,
+) -> None:
+    """What the spill asks for: every string column the file holds as a string comes as a
+    dictionary, the rest as ``read`` gives it, and decoding gives ``read``'s table; a string
+    column the file lacks stays a column of nulls."""
+    from unbacked.model.schema import ENCODED_EVENT_SCHEMA, STRING_COLUMNS, decode_strings
+    from unbacked.sources.base import InputFile
+
+    t = sample(5).drop_columns(["cmd_line"])  # a column the file does not hold
+    path = tmp_path / "ev.parquet"
+    pq.write_table(t, path, row_group_size=2)
+    inp = InputFile.from_bytes(str(path), path.read_bytes())
+    plain = pa.concat_tables(NativeParquetSource().read(inp, RunReport()))
+    tables = list(NativeParquetSource().read_encoded(inp, RunReport()))
+    assert len(tables) >= 2  # batch by batch, each with dictionaries of its own
+    for table in tables:
+        for field in table.schema:
+            if field.name in STRING_COLUMNS and field.name != "cmd_line":
+                assert field.type == ENCODED_EVENT_SCHEMA.field(field.name).type, field.name
+            else:
+                assert field.type == EVENT_SCHEMA.field(field.name).type, field.name
+    decoded = pa.concat_tables([decode_strings(x) for x in tables])
+    assert decoded.schema.equals(EVENT_SCHEMA, check_metadata=True)
+    assert decoded.equals(plain)
+    assert decoded.column("cmd_line").null_count == 5
+
+
 def test_jsonl_omits_nulls_and_writes_integer_ns(tmp_path: Path) -> None:
     path = write_events(sample(1), tmp_path / "e.jsonl")
     obj = orjson.loads(path.read_bytes().splitlines()[0])

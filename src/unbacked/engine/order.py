@@ -4,13 +4,14 @@ readers finished in (the embedded engine, its spill files and the partitioned ru
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from unbacked.model.rows import from_numpy
+from unbacked.model.schema import EVENT_SCHEMA
 
 _ORDER_KEYS = [("f", "ascending"), ("l", "ascending"), ("r", "ascending")]
 
@@ -22,16 +23,21 @@ def canonical_order(events: pa.Table | Sequence[pa.Table]) -> pa.Table:
 
     Given the readers' tables (each a block of consecutive records, finished in any order),
     the blocks are put in order instead of the rows when that is enough: each block already in
-    order and no two overlapping (the usual case; a row-wise gather costs far more)."""
+    order and no two overlapping (the usual case; a row-wise gather costs far more).
+
+    The tables may carry their strings dictionary-encoded (``ENCODED_EVENT_SCHEMA``, e.g. a
+    spill's): the rows are then put in order as dictionary indices and each value is looked up
+    once; the result is ``EVENT_SCHEMA``'s types either way."""
     if isinstance(events, pa.Table):
         events = [events]
     blocks = _ordered_blocks(list(events))
+    order: pa.Array | None = None
     if blocks is not None:
-        table = pa.concat_tables(blocks).combine_chunks()
+        table = pa.concat_tables(blocks)
     else:
         table = pa.concat_tables(events)
-        table = take_rows(table, pc.sort_indices(_order_keys(table), sort_keys=_ORDER_KEYS))
-        table = table.combine_chunks()
+        order = pc.sort_indices(_order_keys(table), sort_keys=_ORDER_KEYS)
+    table = _gather(table, order)
     # dictionaries in first-appearance order of the canonical rows (readers that finished in
     # another order built them in another order)
     for i, column_field in enumerate(table.schema):
@@ -48,16 +54,61 @@ TAKE_THREADS = 2
 PARALLEL_TAKE_ROWS = 65_536
 
 
-def take_rows(table: pa.Table, indices: pa.Array) -> pa.Table:
-    """``table.take(indices)``, columns gathered in parallel (a random gather of string
-    columns is memory-bound, and ``Table.take`` runs one column after the other)."""
-    if table.num_columns < 2 or len(indices) < PARALLEL_TAKE_ROWS:
-        return table.take(indices)
+def _by_column(
+    table: pa.Table, gather: Callable[[str, pa.ChunkedArray], pa.Array | pa.ChunkedArray]
+) -> list[pa.Array | pa.ChunkedArray]:
+    """``gather(name, column)`` of each column of ``table``, on ``TAKE_THREADS`` threads for a
+    large table (a random gather of string columns is memory-bound; Arrow releases the GIL)."""
+    columns = list(zip(table.column_names, table.columns, strict=True))
+    if table.num_columns < 2 or table.num_rows < PARALLEL_TAKE_ROWS:
+        return [gather(name, col) for name, col in columns]
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(TAKE_THREADS) as pool:
-        columns = list(pool.map(lambda c: c.take(indices), table.columns))
+        return list(pool.map(lambda nc: gather(*nc), columns))
+
+
+def take_rows(table: pa.Table, indices: pa.Array) -> pa.Table:
+    """``table.take(indices)``, columns gathered in parallel (``Table.take`` runs one column
+    after the other)."""
+    if table.num_columns < 2 or len(indices) < PARALLEL_TAKE_ROWS:
+        return table.take(indices)
+    columns = _by_column(table, lambda _, col: col.take(indices))
     return pa.Table.from_arrays(columns, schema=table.schema)
+
+
+def _gather(table: pa.Table, order: pa.Array | None) -> pa.Table:
+    """``table``'s rows in ``order`` (as they are when None), one chunk per column, with
+    ``EVENT_SCHEMA``'s types: a string column that comes dictionary-encoded is looked up in its
+    dictionaries after the rows are put in order as indices."""
+
+    def gather(name: str, col: pa.ChunkedArray) -> pa.Array:
+        if pa.types.is_dictionary(col.type) and EVENT_SCHEMA.field(name).type == pa.string():
+            return _decoded(col, order)
+        taken = col.take(order) if order is not None else col
+        return taken.combine_chunks()
+
+    return pa.Table.from_arrays(_by_column(table, gather), schema=EVENT_SCHEMA)
+
+
+def _decoded(col: pa.ChunkedArray, order: pa.Array | None) -> pa.Array:
+    """The values of a dictionary column (chunks with dictionaries of their own) in ``order``:
+    the chunks' dictionaries laid end to end, each chunk's indices shifted onto its own, the
+    indices gathered, then each value looked up once. Nothing is hashed: a dictionary entry
+    repeated across chunks is looked up, never merged."""
+    chunks = col.chunks
+    if not chunks:
+        return pa.array([], pa.string())
+    values = pa.concat_arrays([c.dictionary for c in chunks])
+    shifted, offset = [], 0
+    for c in chunks:
+        idx = c.indices.cast(pa.int64())
+        shifted.append(pc.add(idx, offset) if offset else idx)
+        offset += len(c.dictionary)
+    indices = pa.concat_arrays(shifted)
+    if order is not None:
+        indices = indices.take(order)
+    return values.take(indices)
 
 
 def first_appearance(col: pa.ChunkedArray) -> pa.Array:
@@ -75,8 +126,8 @@ def first_appearance(col: pa.ChunkedArray) -> pa.Array:
     indices = arr.indices
     valid = None if not indices.null_count else indices.is_valid().to_numpy(zero_copy_only=False)
     ids = indices.fill_null(0).to_numpy(zero_copy_only=False)
-    seen, first = np.unique(ids if valid is None else ids[valid], return_index=True)
-    order = seen[np.argsort(first, kind="stable")]
+    # Arrow's unique keeps the order of first appearance
+    order = pc.unique(indices.drop_null() if valid is not None else indices).to_numpy()
     renumber = np.zeros(max(len(values), 1), dtype=np.int64)
     renumber[order] = np.arange(len(order))
     new_ids = from_numpy(renumber[ids], typ.index_type, valid)

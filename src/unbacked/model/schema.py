@@ -180,12 +180,53 @@ def empty_events() -> pa.Table:
     return EVENT_SCHEMA.empty_table()
 
 
-def conform(data: pa.Table | pa.RecordBatch | Mapping[str, Any]) -> pa.Table:
+#: ``EVENT_SCHEMA`` with every string column dictionary-encoded: the form events travel in
+#: between a reader and the spill (a lake's Parquet keeps most strings as dictionaries, and a
+#: dictionary column is sorted, written and read back as integers: ``encode_strings``)
+ENCODED_EVENT_SCHEMA: pa.Schema = pa.schema(
+    [pa.field(f.name, _DSTR) if f.type == _STR else f for f in EVENT_FIELDS],
+    metadata=EVENT_SCHEMA.metadata,
+)
+#: the string columns of ``EVENT_SCHEMA`` (dictionary-encoded in ``ENCODED_EVENT_SCHEMA``)
+STRING_COLUMNS: frozenset[str] = frozenset(f.name for f in EVENT_FIELDS if f.type == _STR)
+
+
+def encode_strings(table: pa.Table) -> pa.Table:
+    """``table`` (``EVENT_SCHEMA``, or a source's ``read_encoded`` output) as
+    ``ENCODED_EVENT_SCHEMA``: string columns not yet dictionary-encoded are encoded."""
+    arrays = []
+    for field in ENCODED_EVENT_SCHEMA:
+        col = table.column(field.name)
+        if col.type != field.type:
+            if field.name in STRING_COLUMNS and not pa.types.is_dictionary(col.type):
+                col = col.cast(_STR).dictionary_encode()
+            col = col.cast(field.type)
+        arrays.append(col)
+    return pa.Table.from_arrays(arrays, schema=ENCODED_EVENT_SCHEMA)
+
+
+def decode_strings(table: pa.Table) -> pa.Table:
+    """``table`` with dictionary-encoded string columns (``encode_strings``) as
+    ``EVENT_SCHEMA``: each value looked up in its dictionary, nothing hashed."""
+    arrays = []
+    for field in EVENT_SCHEMA:
+        col = table.column(field.name)
+        if col.type != field.type:
+            col = col.cast(field.type)
+        arrays.append(col)
+    return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
+
+
+def conform(
+    data: pa.Table | pa.RecordBatch | Mapping[str, Any], *, encoded: bool = False
+) -> pa.Table:
     """Return ``data`` as a table of exactly ``EVENT_SCHEMA``.
 
     Missing columns are filled with nulls, columns are cast to the schema's types (a plain string
     column becomes dictionary-encoded, an int column unsigned, ...), unknown columns are dropped.
     ``data`` may be a table, a batch or a mapping of column name to array/list.
+    ``encoded``: a string column that comes dictionary-encoded stays so (as in
+    ``ENCODED_EVENT_SCHEMA``; the schema then differs from ``EVENT_SCHEMA`` in those columns).
     Raises ``pyarrow.ArrowInvalid`` when a value cannot be cast (a source bug, not bad input:
     sources clean their values before conforming).
     """
@@ -197,15 +238,21 @@ def conform(data: pa.Table | pa.RecordBatch | Mapping[str, Any]) -> pa.Table:
         table = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
         n = table.num_rows
     arrays = []
+    fields = []
     for field in EVENT_SCHEMA:
         if table is not None and field.name in table.column_names:
             col = table.column(field.name)
+            if encoded and field.type == _STR and pa.types.is_dictionary(col.type):
+                field = pa.field(field.name, _DSTR)
             if col.type != field.type:
                 col = col.cast(field.type)
             arrays.append(col)
+            fields.append(field)
         else:
             arrays.append(pa.nulls(n, field.type))
-    return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
+            fields.append(field)
+    schema = EVENT_SCHEMA if not encoded else pa.schema(fields, metadata=EVENT_SCHEMA.metadata)
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _as_array(values: Any) -> pa.Array | pa.ChunkedArray:

@@ -787,9 +787,10 @@ class _Group:
 
 
 def iter_event_tables(
-    paths: Iterable[str | os.PathLike[str]], report: RunReport
+    paths: Iterable[str | os.PathLike[str]], report: RunReport, *, encoded: bool = False
 ) -> Iterator[pa.Table]:
     """Tables of ``EVENT_SCHEMA`` from every input under ``paths``; bad inputs are reported.
+    ``encoded``: string columns may come dictionary-encoded (``Source.read_encoded``).
 
     Small inputs of a source that batches (``Source.batch_bytes``: JSON lines, EVTX, XML) are
     read together, one group per source, so a collection of thousands of small files does not
@@ -813,7 +814,7 @@ def iter_event_tables(
 
     def flush(cls: type[Source]) -> Iterator[pa.Table]:
         group = pending.pop(cls)
-        yield from _read_group(cls, group.inputs, report)
+        yield from _read_group(cls, group.inputs, report, encoded)
         release()
 
     try:
@@ -821,7 +822,7 @@ def iter_event_tables(
             report.file(inp.name, cls.name)
             size = inp.size if inp.size is not None else cls.batch_bytes + 1
             if not (cls.batch_bytes and size <= cls.batch_bytes):
-                yield from _read_one(cls, inp, report)
+                yield from _read_one(cls, inp, report, encoded)
                 continue
             group = pending.get(cls)
             if group is not None and (
@@ -849,18 +850,22 @@ def iter_event_tables(
 
 
 def _read_group(
-    cls: type[Source] | None, inputs: list[InputFile], report: RunReport
+    cls: type[Source] | None, inputs: list[InputFile], report: RunReport, encoded: bool = False
 ) -> Iterator[pa.Table]:
     if cls is None:
         return
     if len(inputs) == 1:
-        yield from _read_one(cls, inputs[0], report)
+        yield from _read_one(cls, inputs[0], report, encoded)
         return
     yield from _guard(cls().read_many(inputs, report), f"{len(inputs)} {cls.name} inputs", report)
 
 
-def _read_one(cls: type[Source], inp: InputFile, report: RunReport) -> Iterator[pa.Table]:
-    yield from _guard(cls().read(inp, report), inp.name, report)
+def _read_one(
+    cls: type[Source], inp: InputFile, report: RunReport, encoded: bool = False
+) -> Iterator[pa.Table]:
+    source = cls()
+    tables = source.read_encoded(inp, report) if encoded else source.read(inp, report)
+    yield from _guard(tables, inp.name, report)
 
 
 def _guard(tables: Iterator[pa.Table], name: str, report: RunReport) -> Iterator[pa.Table]:

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from unbacked.errors import FormatError, InputError
 from unbacked.model import EVENT_SCHEMA, conform
+from unbacked.model.schema import STRING_COLUMNS
 from unbacked.runreport import RunReport
 from unbacked.sources._engine import (
     JsonLinesSource,
@@ -171,15 +172,30 @@ class NativeParquetSource(Source):
         return meta.get(b"unbacked.schema") == b"event"
 
     def read(self, inp: InputFile, report: RunReport) -> Iterator[pa.Table]:
+        return self._read(inp, report, encoded=False)
+
+    def read_encoded(self, inp: InputFile, report: RunReport) -> Iterator[pa.Table]:
+        """String columns as the file's dictionaries: Parquet writers keep repetitive strings
+        dictionary-encoded, and reading them as such costs a fraction of materializing every
+        value (a lake's call traces and command lines repeat on every event of a process)."""
+        return self._read(inp, report, encoded=True)
+
+    def _read(self, inp: InputFile, report: RunReport, *, encoded: bool) -> Iterator[pa.Table]:
         rep = report.file(inp.name, self.name)
         fh: IO[bytes] | None = None
         try:
             fh = inp.open()
             pf = pq.ParquetFile(fh)
+            if encoded:
+                schema = pf.schema_arrow
+                names = [n for n in schema.names if n in STRING_COLUMNS]
+                strings = [n for n in names if schema.field(n).type == pa.string()]
+                if strings:
+                    pf = pq.ParquetFile(fh, read_dictionary=strings, metadata=pf.metadata)
             for batch in pf.iter_batches(batch_size=_PARQUET_BATCH_ROWS):
                 rep.records += batch.num_rows
                 try:
-                    table = conform(batch)
+                    table = conform(batch, encoded=encoded)
                 except (pa.ArrowException, ValueError) as exc:
                     report.skip(
                         inp.name,
