@@ -42,10 +42,11 @@ def test_unsorted_or_overlapping_blocks_fall_back_to_sorting_rows():
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_dictionary_encoded_strings_come_out_decoded_and_in_the_same_order(seed):
-    """A spill's tables carry strings dictionary-encoded, each with dictionaries of its own:
+    """A lake's Parquet batches carry strings dictionary-encoded, each with dictionaries of its own:
     put in order as indices and looked up, they give the table plain strings give (blocks in
     order, and rows to sort)."""
-    from unbacked.model.schema import EVENT_SCHEMA, encode_strings
+    from tests.support.events import encode_strings
+    from unbacked.model.schema import EVENT_SCHEMA
 
     want = _by_file()
     rows = list(range(want.num_rows))

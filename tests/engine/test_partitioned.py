@@ -88,7 +88,7 @@ def test_spill_keeps_every_event_once_and_every_host_whole(tmp_path):
 def test_spill_of_encoded_and_plain_tables_gives_the_groups_of_plain_ones(tmp_path):
     """Tables whose strings come dictionary-encoded (a lake's Parquet) and plain ones (JSON
     sources) spill side by side; the groups are those of plain tables, value for value."""
-    from unbacked.model.schema import encode_strings
+    from tests.support.events import encode_strings
 
     table = fleet(hosts=8)
     with HostSpill(tmp_path, buckets=16, flush_rows=97) as spill:

@@ -238,3 +238,17 @@ def exact_rows(table: pa.Table) -> list[dict[str, Any]]:
             table = table.set_column(i, f.name, table.column(i).cast(pa.int64()))
     rows: list[dict[str, Any]] = table.to_pylist()
     return rows
+
+
+def encode_strings(table: pa.Table) -> pa.Table:
+    """``table`` (``EVENT_SCHEMA``) with every string column dictionary-encoded
+    (``ENCODED_EVENT_SCHEMA``), as a lake's Parquet is read by ``Source.read_encoded``."""
+    from unbacked.model.schema import ENCODED_EVENT_SCHEMA, STRING_COLUMNS
+
+    arrays = []
+    for field in ENCODED_EVENT_SCHEMA:
+        col = table.column(field.name)
+        if field.name in STRING_COLUMNS and not pa.types.is_dictionary(col.type):
+            col = col.dictionary_encode()
+        arrays.append(col.cast(field.type))
+    return pa.Table.from_arrays(arrays, schema=ENCODED_EVENT_SCHEMA)

@@ -25,9 +25,9 @@ def canonical_order(events: pa.Table | Sequence[pa.Table]) -> pa.Table:
     the blocks are put in order instead of the rows when that is enough: each block already in
     order and no two overlapping (the usual case; a row-wise gather costs far more).
 
-    The tables may carry their strings dictionary-encoded (``ENCODED_EVENT_SCHEMA``, e.g. a
-    spill's): the rows are then put in order as dictionary indices and each value is looked up
-    once; the result is ``EVENT_SCHEMA``'s types either way."""
+    The tables may carry their strings dictionary-encoded (``ENCODED_EVENT_SCHEMA``'s types, as
+    a lake's Parquet is read): the rows are then put in order as dictionary indices and each
+    value is looked up once; the result is ``EVENT_SCHEMA``'s types either way."""
     if isinstance(events, pa.Table):
         events = [events]
     blocks = _ordered_blocks(list(events))
@@ -96,19 +96,41 @@ def _decoded(col: pa.ChunkedArray, order: pa.Array | None) -> pa.Array:
     the chunks' dictionaries laid end to end, each chunk's indices shifted onto its own, the
     indices gathered, then each value looked up once. Nothing is hashed: a dictionary entry
     repeated across chunks is looked up, never merged."""
-    chunks = col.chunks
+    import numpy as np
+
+    # a reader's batch may carry its whole file's dictionary
+    chunks = [_used_entries(c) if len(c.dictionary) > len(c) else c for c in col.chunks]
     if not chunks:
         return pa.array([], pa.string())
     values = pa.concat_arrays([c.dictionary for c in chunks])
-    shifted, offset = [], 0
-    for c in chunks:
-        idx = c.indices.cast(pa.int64())
-        shifted.append(pc.add(idx, offset) if offset else idx)
-        offset += len(c.dictionary)
-    indices = pa.concat_arrays(shifted)
+    indices = pa.concat_arrays([c.indices for c in chunks])
+    sizes = np.array([len(c.dictionary) for c in chunks], dtype=np.int64)
+    if len(chunks) > 1:
+        lengths = np.array([len(c) for c in chunks], dtype=np.int64)
+        shift = np.repeat(np.cumsum(sizes) - sizes, lengths)
+        valid = None if not indices.null_count else indices.is_valid().to_numpy(False)
+        ids = indices.fill_null(0).to_numpy(zero_copy_only=False) + shift
+        indices = from_numpy(ids, pa.int64(), valid)
     if order is not None:
         indices = indices.take(order)
     return values.take(indices)
+
+
+def _used_entries(chunk: pa.DictionaryArray) -> pa.DictionaryArray:
+    """``chunk`` with a dictionary of only the entries it uses, in the dictionary's order
+    (entries counted, not hashed)."""
+    import numpy as np
+
+    size = len(chunk.dictionary)
+    indices = chunk.indices
+    valid = None if not indices.null_count else indices.is_valid().to_numpy(zero_copy_only=False)
+    ids = indices.fill_null(0).to_numpy(zero_copy_only=False)
+    used = np.flatnonzero(np.bincount(ids if valid is None else ids[valid], minlength=size))
+    renumber = np.zeros(size, dtype=np.int32)
+    renumber[used] = np.arange(len(used), dtype=np.int32)
+    return pa.DictionaryArray.from_arrays(
+        from_numpy(renumber[ids], pa.int32(), valid), chunk.dictionary.take(from_numpy(used))
+    )
 
 
 def first_appearance(col: pa.ChunkedArray) -> pa.Array:

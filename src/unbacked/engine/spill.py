@@ -4,19 +4,15 @@ memory flat when the input is larger than it wants to hold.
 Every process lives on one host, so a host's events hold every process's whole history (and
 both ends of an injection): detection over a group of whole hosts is detection over all events
 restricted to those hosts (``engine.partitions`` learns one baseline from such groups). Events
-are buffered (``flush_rows``) and each buffer is written as one Arrow IPC file (lz4), its rows
-sorted by bucket (a stable hash of the host, one of ``buckets``); ``groups`` packs consecutive
-buckets into tables of about ``group_rows`` events, reads their rows from every file (the
-record batches that hold them) and returns each group in the embedded engine's
-canonical order (which, restricted to a subset of hosts, is the same relative order as over all
-events).
+are appended to one of ``buckets`` Arrow IPC streams (lz4) chosen by a stable hash of the host;
+``groups`` packs consecutive buckets into tables of about ``group_rows`` events and returns
+each in the embedded engine's canonical order (which, restricted to a subset of hosts, is the
+same relative order as over all events). Strings that come dictionary-encoded (a lake's
+Parquet, read as its dictionaries) are sorted by bucket as their indices and looked up once,
+just before they are written.
 
-Strings travel dictionary-encoded (``ENCODED_EVENT_SCHEMA``: one dictionary per column and
-file): sorting by bucket, writing, reading back and putting a group in canonical order move
-integers, and each value is looked up once, when the group is handed out as ``EVENT_SCHEMA``.
-
-Memory: the write buffer while spilling; one group while reading. Disk: the compressed events
-(tens of bytes per event); the directory is removed on ``close``.
+Memory: the write buffer (``flush_rows`` events) while spilling; one group while reading. Disk:
+the compressed events (a few hundred bytes per event); the directory is removed on ``close``.
 """
 
 from __future__ import annotations
@@ -36,15 +32,12 @@ import pyarrow.ipc as ipc
 from unbacked.engine.order import canonical_order, take_rows
 from unbacked.errors import SpillError
 from unbacked.model.rows import from_numpy
-from unbacked.model.schema import ENCODED_EVENT_SCHEMA, encode_strings
+from unbacked.model.schema import EVENT_SCHEMA, decode_strings
 
 #: hash buckets of hosts (groups are packed from consecutive buckets)
 BUCKETS = 256
-#: events buffered before they are sorted by bucket and written (one file)
+#: events buffered before they are split by bucket and written
 FLUSH_ROWS = 262_144
-#: rows per record batch of a file (a group reads the batches that hold its buckets' rows:
-#: few batches, each compressed buffer of a batch a fair size)
-BATCH_ROWS = 32_768
 #: lz4: a tenth of zstd's cost to write here, and events are read back once or twice
 _OPTIONS = ipc.IpcWriteOptions(compression="lz4")
 
@@ -90,17 +83,6 @@ def _read(path: Path) -> pa.Table:
         return ipc.open_stream(source).read_all()
 
 
-def _read_rows(path: Path, start: int, stop: int) -> pa.Table:
-    """Rows ``start`` to ``stop - 1`` of the IPC file at ``path`` (batches of ``BATCH_ROWS``
-    rows): only the batches that hold them are read and decompressed."""
-    with pa.memory_map(str(path), "r") as source:
-        reader = ipc.open_file(source)
-        first, last = start // BATCH_ROWS, (stop - 1) // BATCH_ROWS
-        batches = [reader.get_batch(i) for i in range(first, last + 1)]
-        table = pa.Table.from_batches(batches, schema=reader.schema)
-    return table.slice(start - first * BATCH_ROWS, stop - start)
-
-
 class HostSpill:
     """A temporary, host-partitioned store of events (see module docs). Use as a context
     manager, or call ``close`` (removes the files)."""
@@ -119,19 +101,16 @@ class HostSpill:
         self.rows = 0
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
-        #: each written file with the first row of each bucket in it (``buckets + 1`` entries:
-        #: bucket b's rows are ``first[b]`` to ``first[b + 1] - 1``)
-        self._files: list[tuple[Path, np.ndarray]] = []
+        self._writers: dict[int, tuple[ipc.RecordBatchStreamWriter, pa.NativeFile]] = {}
         self._rows_per_bucket = np.zeros(buckets, np.int64)
         self._finished = False
 
     # -- writing ---------------------------------------------------------------------------
     def add(self, table: pa.Table) -> None:
-        """Buffer ``table`` (``EVENT_SCHEMA``; string columns may come dictionary-encoded)."""
+        """Buffer ``table`` (``EVENT_SCHEMA``; string columns may come dictionary-encoded, as a
+        source's ``read_encoded`` gives them)."""
         if self._finished:
             raise RuntimeError("spill already finished")
-        if table.schema != ENCODED_EVENT_SCHEMA:
-            table = encode_strings(table)
         self._pending.append(table)
         self._pending_rows += table.num_rows
         self.rows += table.num_rows
@@ -142,32 +121,47 @@ class HostSpill:
     def _flush(self) -> None:
         if not self._pending_rows:
             return
-        # one dictionary per column: an IPC file holds one per column for all its batches
-        table = pa.concat_tables(self._pending).unify_dictionaries()
-        self._pending, self._pending_rows = [], 0
+        pending, self._pending, self._pending_rows = self._pending, [], 0
+        if len({t.schema for t in pending}) > 1:  # sources encoded differently
+            pending = [decode_strings(t) for t in pending]
+        table = pa.concat_tables(pending).unify_dictionaries()
         bucket = host_buckets(table.column("host"), self.buckets)
-        table = take_rows(table, from_numpy(np.argsort(bucket, kind="stable"))).combine_chunks()
+        # strings that come dictionary-encoded are sorted as their indices, then looked up
+        table = take_rows(table, from_numpy(np.argsort(bucket, kind="stable")))
+        if table.schema != EVENT_SCHEMA:
+            table = decode_strings(table)
         counts = np.bincount(bucket, minlength=self.buckets)
         self._rows_per_bucket += counts
-        path = self.path / f"events-{len(self._files):05d}.arrow"
-        with (
-            pa.OSFile(str(path), "wb") as sink,
-            ipc.new_file(sink, ENCODED_EVENT_SCHEMA, options=_OPTIONS) as writer,
-        ):
-            writer.write_table(table, max_chunksize=BATCH_ROWS)
-        self._files.append((path, np.concatenate([[0], np.cumsum(counts)])))
+        start = 0
+        for b in np.flatnonzero(counts):
+            n = int(counts[b])
+            self._writer(int(b)).write_table(table.slice(start, n), max_chunksize=65_536)
+            start += n
+
+    def _writer(self, bucket: int) -> ipc.RecordBatchStreamWriter:
+        if bucket not in self._writers:
+            sink = pa.OSFile(str(self._file(bucket)), "wb")
+            self._writers[bucket] = (ipc.new_stream(sink, EVENT_SCHEMA, options=_OPTIONS), sink)
+        return self._writers[bucket][0]
+
+    def _file(self, bucket: int) -> Path:
+        return self.path / f"bucket-{bucket:04d}.arrows"
 
     def finish(self) -> None:
-        """Write what is buffered (no more ``add``)."""
+        """Write what is buffered and close the files (no more ``add``)."""
         if self._finished:
             return
         with _disk("write events to the spill", self.path):
             self._flush()
+            for writer, sink in self._writers.values():
+                writer.close()
+                sink.close()
+        self._writers.clear()
         self._finished = True
 
     @property
     def bytes_on_disk(self) -> int:
-        return sum(p.stat().st_size for p in self.path.glob("*.arrow*"))
+        return sum(p.stat().st_size for p in self.path.glob("*.arrows"))
 
     # -- reading ---------------------------------------------------------------------------
     def group_plan(self, group_rows: int) -> list[list[int]]:
@@ -193,13 +187,8 @@ class HostSpill:
         groups in the same order for the same ``group_rows``)."""
         self.finish()
         for buckets in self.group_plan(group_rows):
-            lo, hi = buckets[0], buckets[-1] + 1  # consecutive: the buckets between are empty
             with _disk("read events back from the spill", self.path):
-                tables = [
-                    _read_rows(path, int(first[lo]), int(first[hi]))
-                    for path, first in self._files
-                    if first[hi] > first[lo]
-                ]
+                tables = [_read(self._file(b)) for b in buckets]
             yield canonical_order(tables)
 
     # -- what a pass computed per group, for the next pass ---------------------------------
@@ -219,7 +208,11 @@ class HostSpill:
 
     # -- lifetime --------------------------------------------------------------------------
     def close(self) -> None:
-        self._pending, self._pending_rows = [], 0
+        for writer, sink in self._writers.values():
+            with contextlib.suppress(OSError, pa.ArrowException):
+                writer.close()
+            sink.close()
+        self._writers.clear()
         self._finished = True
         shutil.rmtree(self.path, ignore_errors=True)
 

@@ -180,9 +180,10 @@ def empty_events() -> pa.Table:
     return EVENT_SCHEMA.empty_table()
 
 
-#: ``EVENT_SCHEMA`` with every string column dictionary-encoded: the form events travel in
-#: between a reader and the spill (a lake's Parquet keeps most strings as dictionaries, and a
-#: dictionary column is sorted, written and read back as integers: ``encode_strings``)
+#: ``EVENT_SCHEMA`` with every string column dictionary-encoded: the types a source's
+#: ``read_encoded`` may give a string column (a lake's Parquet keeps most strings as
+#: dictionaries; the embedded engine orders rows by their indices and looks each value up once:
+#: ``decode_strings``)
 ENCODED_EVENT_SCHEMA: pa.Schema = pa.schema(
     [pa.field(f.name, _DSTR) if f.type == _STR else f for f in EVENT_FIELDS],
     metadata=EVENT_SCHEMA.metadata,
@@ -191,22 +192,8 @@ ENCODED_EVENT_SCHEMA: pa.Schema = pa.schema(
 STRING_COLUMNS: frozenset[str] = frozenset(f.name for f in EVENT_FIELDS if f.type == _STR)
 
 
-def encode_strings(table: pa.Table) -> pa.Table:
-    """``table`` (``EVENT_SCHEMA``, or a source's ``read_encoded`` output) as
-    ``ENCODED_EVENT_SCHEMA``: string columns not yet dictionary-encoded are encoded."""
-    arrays = []
-    for field in ENCODED_EVENT_SCHEMA:
-        col = table.column(field.name)
-        if col.type != field.type:
-            if field.name in STRING_COLUMNS and not pa.types.is_dictionary(col.type):
-                col = col.cast(_STR).dictionary_encode()
-            col = col.cast(field.type)
-        arrays.append(col)
-    return pa.Table.from_arrays(arrays, schema=ENCODED_EVENT_SCHEMA)
-
-
 def decode_strings(table: pa.Table) -> pa.Table:
-    """``table`` with dictionary-encoded string columns (``encode_strings``) as
+    """``table`` with dictionary-encoded string columns (``ENCODED_EVENT_SCHEMA``'s types) as
     ``EVENT_SCHEMA``: each value looked up in its dictionary, nothing hashed."""
     arrays = []
     for field in EVENT_SCHEMA:
