@@ -37,7 +37,7 @@ def canonical_order(events: pa.Table | Sequence[pa.Table]) -> pa.Table:
     else:
         table = pa.concat_tables(events)
         order = pc.sort_indices(_order_keys(table), sort_keys=_ORDER_KEYS)
-    table = _gather(table, order)
+    table = gather_events(table, order)
     # dictionaries in first-appearance order of the canonical rows (readers that finished in
     # another order built them in another order)
     for i, column_field in enumerate(table.schema):
@@ -77,10 +77,11 @@ def take_rows(table: pa.Table, indices: pa.Array) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=table.schema)
 
 
-def _gather(table: pa.Table, order: pa.Array | None) -> pa.Table:
+def gather_events(table: pa.Table, order: pa.Array | None) -> pa.Table:
     """``table``'s rows in ``order`` (as they are when None), one chunk per column, with
     ``EVENT_SCHEMA``'s types: a string column that comes dictionary-encoded is looked up in its
-    dictionaries after the rows are put in order as indices."""
+    dictionaries after the rows are put in order as indices (columns on ``TAKE_THREADS``
+    threads for a large table)."""
 
     def gather(name: str, col: pa.ChunkedArray) -> pa.Array:
         if pa.types.is_dictionary(col.type) and EVENT_SCHEMA.field(name).type == pa.string():
@@ -196,4 +197,4 @@ def _sortable(row: dict[str, Any]) -> tuple[tuple[bool, Any], ...]:
     return tuple((row[k] is None, row[k] if row[k] is not None else 0) for k in ("f", "l", "r"))
 
 
-__all__ = ["canonical_order", "first_appearance", "take_rows"]
+__all__ = ["canonical_order", "first_appearance", "gather_events", "take_rows"]

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from unbacked.engine.order import canonical_order, take_rows
+from unbacked.engine.order import canonical_order, gather_events
 from unbacked.errors import SpillError
 from unbacked.model.rows import from_numpy
 from unbacked.model.schema import EVENT_SCHEMA, decode_strings
@@ -124,12 +124,10 @@ class HostSpill:
         pending, self._pending, self._pending_rows = self._pending, [], 0
         if len({t.schema for t in pending}) > 1:  # sources encoded differently
             pending = [decode_strings(t) for t in pending]
-        table = pa.concat_tables(pending).unify_dictionaries()
+        table = pa.concat_tables(pending).unify_dictionaries().combine_chunks()
         bucket = host_buckets(table.column("host"), self.buckets)
         # strings that come dictionary-encoded are sorted as their indices, then looked up
-        table = take_rows(table, from_numpy(np.argsort(bucket, kind="stable")))
-        if table.schema != EVENT_SCHEMA:
-            table = decode_strings(table)
+        table = gather_events(table, from_numpy(np.argsort(bucket, kind="stable")))
         counts = np.bincount(bucket, minlength=self.buckets)
         self._rows_per_bucket += counts
         start = 0
