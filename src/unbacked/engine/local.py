@@ -36,7 +36,7 @@ from unbacked.detect import (
 )
 from unbacked.engine import partitions
 from unbacked.engine.order import canonical_order
-from unbacked.engine.spill import HostSpill
+from unbacked.engine.spill import HostSpill, read_ahead
 from unbacked.model.alert import Alert, Alerts, sort_alerts
 from unbacked.model.schema import EVENT_SCHEMA, decode_strings
 from unbacked.runreport import RunReport
@@ -146,9 +146,11 @@ def read_inputs(
     spill: HostSpill | None = None
     n = 0
     try:
-        # strings may come dictionary-encoded (a lake's Parquet): the spill keeps them so, and
-        # the canonical order looks each value up once, after putting the rows in order
-        for table in iter_event_tables([str(p) for p in paths], report, encoded=True):
+        # strings may come dictionary-encoded (a lake's Parquet): the spill and the canonical
+        # order look each value up once, after putting the rows in order; the next table is
+        # read while this one is spilled
+        tables_read = iter_event_tables([str(p) for p in paths], report, encoded=True)
+        for table in read_ahead(tables_read):
             n += table.num_rows
             if spill is not None:
                 spill.add(table)
@@ -240,7 +242,7 @@ def _learn_groups(
     group's detection context are put back into the spill for the next pass."""
     rows = []
     n = len(spill.group_plan(group_events))
-    for i, group in enumerate(spill.groups(group_events)):
+    for i, group in enumerate(read_ahead(spill.groups(group_events))):
         if stage is not None:
             stage("learning", f"host group {i + 1} of {n}")
         ctx = DetectionContext.build(group)
@@ -278,9 +280,10 @@ def detect_partitioned(
     signals: list[pa.Table] = []
     groups = 0
     n = len(spill.group_plan(group_events))
-    timings["spill_read"] = 0.0  # reading host groups back, in canonical order
+    # waiting for host groups read back (in canonical order) while the one before is detected
+    timings["spill_read"] = 0.0
     t_read = time.perf_counter()
-    for i, group in enumerate(groups_again):
+    for i, group in enumerate(read_ahead(groups_again)):
         if stage is not None:
             stage("detecting", f"host group {i + 1} of {n}")
         kept = {name: spill.get(i, name) for name in _KEPT[1:]} if self_baselined else None

@@ -83,6 +83,24 @@ def _read(path: Path) -> pa.Table:
         return ipc.open_stream(source).read_all()
 
 
+def read_ahead(tables: Iterator[pa.Table]) -> Iterator[pa.Table]:
+    """``tables``, each next one made on a thread of its own while the caller works on the one
+    it has: reading the input overlaps spilling it, and reading a host group back overlaps
+    detecting the one before (one more table held in memory). An error making a table is
+    raised where the caller asks for it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    end = object()
+    with ThreadPoolExecutor(1, thread_name_prefix="unbacked-read-ahead") as pool:
+        upcoming = pool.submit(next, tables, end)
+        while True:
+            table = upcoming.result()
+            if table is end:
+                return
+            upcoming = pool.submit(next, tables, end)
+            yield table
+
+
 class HostSpill:
     """A temporary, host-partitioned store of events (see module docs). Use as a context
     manager, or call ``close`` (removes the files)."""
