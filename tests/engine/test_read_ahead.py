@@ -1,0 +1,52 @@
+"""Reading ahead: the next table is made on a thread of its own while the caller works on the
+one it has; order, errors and the end of the input are those of the plain iteration."""
+
+from __future__ import annotations
+
+import threading
+
+import pyarrow as pa
+import pytest
+
+from unbacked.engine.spill import read_ahead
+
+
+def _tables(n: int, log: list[str], fail_at: int | None = None):
+    for i in range(n):
+        if i == fail_at:
+            raise OSError(f"disk gone at {i}")
+        log.append(f"made {i} on {threading.current_thread().name}")
+        yield pa.table({"i": [i]})
+
+
+def test_tables_come_in_order_and_the_next_is_made_while_the_caller_holds_one():
+    log: list[str] = []
+    got = []
+    for table in read_ahead(_tables(4, log)):
+        i = table["i"][0].as_py()
+        got.append(i)
+        if i < 3:  # the next one is being made meanwhile: wait for it to be logged
+            for _ in range(1000):
+                if any(entry.startswith(f"made {i + 1} ") for entry in log):
+                    break
+                threading.Event().wait(0.005)
+            assert any(entry.startswith(f"made {i + 1} ") for entry in log)
+        log.append(f"used {i}")
+    assert got == [0, 1, 2, 3]
+    assert all("read-ahead" in entry for entry in log if entry.startswith("made"))
+    # table 1 was made before table 0 was used up
+    made_1 = next(k for k, entry in enumerate(log) if entry.startswith("made 1 "))
+    assert made_1 < log.index("used 0")
+
+
+def test_an_error_making_a_table_is_raised_where_that_table_is_asked_for():
+    log: list[str] = []
+    got = []
+    with pytest.raises(OSError, match="disk gone at 2"):
+        for table in read_ahead(_tables(5, log, fail_at=2)):
+            got.append(table["i"][0].as_py())
+    assert got == [0, 1]
+
+
+def test_no_tables():
+    assert list(read_ahead(iter([]))) == []
