@@ -84,10 +84,11 @@ def gather_events(table: pa.Table, order: pa.Array | None) -> pa.Table:
     threads for a large table)."""
 
     def gather(name: str, col: pa.ChunkedArray) -> pa.Array:
-        if pa.types.is_dictionary(col.type) and EVENT_SCHEMA.field(name).type == pa.string():
+        typ = EVENT_SCHEMA.field(name).type
+        if pa.types.is_dictionary(col.type) and typ == pa.string():
             return _decoded(col, order)
-        taken = col.take(order) if order is not None else col
-        return taken.combine_chunks()
+        taken = (col.take(order) if order is not None else col).combine_chunks()
+        return taken if taken.type == typ else taken.cast(typ)
 
     return pa.Table.from_arrays(_by_column(table, gather), schema=EVENT_SCHEMA)
 

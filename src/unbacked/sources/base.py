@@ -97,8 +97,9 @@ class Source(ABC):
     def read_encoded(self, inp: InputFile, report: RunReport) -> Iterator[pa.Table]:
         """``read``, except that a string column may come dictionary-encoded (as in
         ``ENCODED_EVENT_SCHEMA``), column by column: what the embedded engine asks for when it
-        spills events, which it encodes anyway. A format whose reader has dictionaries at hand
-        (Parquet) overrides this to skip decoding them; the default is ``read``."""
+        reads a run's inputs (it puts rows in order as dictionary indices and looks each value
+        up once). A format whose reader has dictionaries at hand (Parquet) overrides this to
+        skip decoding them; the default is ``read``."""
         return self.read(inp, report)
 
     def read_many(self, inputs: Sequence[InputFile], report: RunReport) -> Iterator[pa.Table]:
