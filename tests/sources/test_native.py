@@ -95,6 +95,45 @@ def test_parquet_read_encoded_keeps_strings_as_dictionaries_with_the_same_values
     assert decoded.column("cmd_line").null_count == 5
 
 
+@pytest.mark.parametrize("dictionary", [True, False])
+@pytest.mark.parametrize("encoded", [True, False])
+def test_parquet_strings_not_utf8_are_skipped_and_counted(
+    tmp_path: Path, dictionary: bool, encoded: bool
+) -> None:
+    """A valid Parquet file may hold any bytes in a string column (writers do not check, nor
+    do readers); such a row is skipped and counted, the others are read, and nothing invalid
+    reaches the queries downstream (which refused it: the whole run failed)."""
+    from unbacked.sources.base import InputFile
+
+    t = sample(4)
+    raw = pa.array([b"ok", b"\xff\xfe not utf-8", None, b"ok"], pa.binary())
+    t = t.set_column(t.schema.get_field_index("cmd_line"), "cmd_line", raw.view(pa.string()))
+    path = tmp_path / "ev.parquet"
+    pq.write_table(t, path, use_dictionary=dictionary)
+    inp = InputFile.from_bytes(str(path), path.read_bytes())
+    report = RunReport()
+    source = NativeParquetSource()
+    tables = list(source.read_encoded(inp, report) if encoded else source.read(inp, report))
+    got = pa.concat_tables(tables)
+    assert got.num_rows == 3
+    assert got.column("src_record").to_pylist() == [10, 12, 13]
+    rep = report.files[str(path)]
+    assert rep.skipped == {"invalid UTF-8": 1}
+    assert rep.events == 3 and accounted(rep)
+
+
+def test_hunt_of_a_parquet_file_with_strings_not_utf8_completes(tmp_path: Path) -> None:
+    from unbacked.engine.local import hunt
+
+    t = sample(3)
+    raw = pa.array([b"\xc3\x28", b"ok", b"ok"], pa.binary())
+    t = t.set_column(t.schema.get_field_index("image"), "image", raw.view(pa.string()))
+    path = tmp_path / "ev.parquet"
+    pq.write_table(t, path)
+    result = hunt([path])
+    assert result.report.skipped_by_reason() == {"invalid UTF-8": 1}
+
+
 def test_jsonl_omits_nulls_and_writes_integer_ns(tmp_path: Path) -> None:
     path = write_events(sample(1), tmp_path / "e.jsonl")
     obj = orjson.loads(path.read_bytes().splitlines()[0])

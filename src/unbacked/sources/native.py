@@ -215,6 +215,7 @@ class NativeParquetSource(Source):
                     n_bad = table.num_rows - pc.sum(ok).as_py()
                     report.skip(inp.name, "missing or invalid required field", n_bad)
                     table = table.filter(ok)
+                table = _valid_utf8_rows(table, inp.name, report)
                 rep.events += table.num_rows
                 if table.num_rows:
                     yield table
@@ -225,6 +226,59 @@ class NativeParquetSource(Source):
         finally:
             if fh is not None:
                 fh.close()
+
+
+def _valid_utf8_rows(table: pa.Table, name: str, report: RunReport) -> pa.Table:
+    """The rows of ``table`` whose strings are valid UTF-8; the others are skipped and counted
+    (``invalid UTF-8``, as the JSON readers count such lines). Parquet readers do not check: a
+    file may hold any bytes in a string column, and the queries downstream refuse them. A
+    dictionary column is checked on its dictionary (each distinct value once)."""
+    import pyarrow.compute as pc
+
+    bad: pa.ChunkedArray | None = None
+    columns: list[str] = []
+    for column_field in table.schema:
+        if column_field.name not in STRING_COLUMNS:
+            continue
+        col = table.column(column_field.name)
+        try:
+            for chunk in col.chunks:
+                values = chunk.dictionary if isinstance(chunk, pa.DictionaryArray) else chunk
+                values.validate(full=True)
+        except pa.ArrowInvalid:
+            flags = _invalid_utf8(col)
+            bad = flags if bad is None else pc.or_(bad, flags)
+            columns.append(column_field.name)
+    if bad is None:
+        return table
+    n_bad = pc.sum(bad).as_py() or 0
+    report.skip(name, "invalid UTF-8", n_bad, detail=f"in {', '.join(columns)}")
+    return table.filter(pc.invert(bad))
+
+
+def _invalid_utf8(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """For each row of a string column (plain or dictionary-encoded), whether its value is not
+    valid UTF-8 (the slow path, for a column that failed validation)."""
+    import pyarrow.compute as pc
+
+    def undecodable(values: pa.Array) -> pa.Array:
+        flags = []
+        for raw in values.view(pa.binary()).to_pylist():
+            try:
+                if raw is not None:
+                    raw.decode("utf-8")
+                flags.append(False)
+            except UnicodeDecodeError:
+                flags.append(True)
+        return pa.array(flags, pa.bool_())
+
+    chunks = []
+    for chunk in col.chunks:
+        if isinstance(chunk, pa.DictionaryArray):
+            chunks.append(pc.fill_null(undecodable(chunk.dictionary).take(chunk.indices), False))
+        else:
+            chunks.append(undecodable(chunk))
+    return pa.chunked_array(chunks, pa.bool_())
 
 
 # -- writing -----------------------------------------------------------------------------------
