@@ -159,44 +159,52 @@ class RunReport:
                 rep.notes.append(text)
 
     # -- summary ---------------------------------------------------------------------------
+    # (summaries may be asked while a reader thread adds files and counts skips: the engine
+    # reads its next input ahead while the progress line shows the totals)
+    def _file_reports(self) -> list[FileReport]:
+        with self._lock:
+            return list(self.files.values())
+
     @property
     def events(self) -> int:
-        return sum(f.events for f in self.files.values())
+        return sum(f.events for f in self._file_reports())
 
     @property
     def records(self) -> int:
-        return sum(f.records for f in self.files.values())
+        return sum(f.records for f in self._file_reports())
 
     @property
     def skipped(self) -> int:
-        return sum(sum(f.skipped.values()) for f in self.files.values())
+        return sum(self.skipped_by_reason().values())
 
     def skipped_by_reason(self) -> Counter[str]:
         total: Counter[str] = Counter()
-        for f in self.files.values():
-            total.update(f.skipped)
+        with self._lock:
+            for f in self.files.values():
+                total.update(f.skipped)
         return total
 
     @property
     def failed_files(self) -> list[FileReport]:
-        return [f for f in self.files.values() if f.error is not None]
+        return [f for f in self._file_reports() if f.error is not None]
 
     @property
     def lost(self) -> list[str]:
         """Inputs lost whole: failed files and unread inputs that held telemetry."""
-        out = [f.path for f in self.files.values() if f.error is not None]
-        out += [u.path for u in self.unread if u.lost]
+        out = [f.path for f in self._file_reports() if f.error is not None]
+        with self._lock:
+            out += [u.path for u in self.unread if u.lost]
         return out
 
     @property
     def found_telemetry(self) -> bool:
         """Whether any input was recognised as telemetry (read, even if it held no events)."""
-        return any(f.format is not None for f in self.files.values())
+        return any(f.format is not None for f in self._file_reports())
 
     @property
     def unaccounted(self) -> list[FileReport]:
         """Read inputs whose records do not add up (should never happen; shown if it does)."""
-        return [f for f in self.files.values() if f.error is None and not f.accounted]
+        return [f for f in self._file_reports() if f.error is None and not f.accounted]
 
     def finish(self) -> None:
         self.finished = time.time()
@@ -214,7 +222,7 @@ class RunReport:
             "skipped_by_reason": dict(self.skipped_by_reason()),
             "alerts": self.alerts,
             "seconds": round(end - self.started, 3),
-            "per_file": [f.to_dict() for f in self.files.values()],
+            "per_file": [f.to_dict() for f in self._file_reports()],
             "unread": [u.to_dict() for u in self.unread],
             **self.extra,
         }

@@ -90,3 +90,11 @@ def test_first_appearance_is_decoding_and_encoding_again(seed):
     got = first_appearance(col)
     assert got.equals(_decode_and_encode(col))
     assert got.dictionary.equals(_decode_and_encode(col).dictionary)
+
+
+def test_columns_are_taken_by_name_whatever_their_order():
+    from unbacked.engine.order import gather_events
+
+    want = _by_file()
+    names = list(reversed(want.column_names))
+    assert gather_events(want.select(names), None).equals(want)

@@ -50,3 +50,25 @@ def test_an_error_making_a_table_is_raised_where_that_table_is_asked_for():
 
 def test_no_tables():
     assert list(read_ahead(iter([]))) == []
+
+
+def test_a_caller_that_stops_does_not_wait_for_the_table_being_made_which_is_then_closed():
+    closed = threading.Event()
+    slow = threading.Event()  # never set: the second table takes as long as the test allows
+
+    def tables():
+        try:
+            yield pa.table({"i": [0]})
+            slow.wait(1.0)
+            yield pa.table({"i": [1]})
+        finally:
+            closed.set()
+
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="caller failed"):
+        for _ in read_ahead(tables()):
+            raise RuntimeError("caller failed")
+    assert time.monotonic() - started < 0.5  # not held up by the second table
+    assert closed.wait(5.0)  # the thread finished it, then closed the input

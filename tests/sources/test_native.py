@@ -122,16 +122,21 @@ def test_parquet_strings_not_utf8_are_skipped_and_counted(
     assert rep.events == 3 and accounted(rep)
 
 
-def test_hunt_of_a_parquet_file_with_strings_not_utf8_completes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("column", ["image", "host", "event_code", "src_file"])
+def test_hunt_of_a_parquet_file_with_strings_not_utf8_completes(
+    tmp_path: Path, column: str
+) -> None:
+    """Plain string columns and the schema's dictionary-typed ones alike."""
     from unbacked.engine.local import hunt
 
     t = sample(3)
     raw = pa.array([b"\xc3\x28", b"ok", b"ok"], pa.binary())
-    t = t.set_column(t.schema.get_field_index("image"), "image", raw.view(pa.string()))
+    t = t.set_column(t.schema.get_field_index(column), column, raw.view(pa.string()))
     path = tmp_path / "ev.parquet"
     pq.write_table(t, path)
     result = hunt([path])
     assert result.report.skipped_by_reason() == {"invalid UTF-8": 1}
+    assert result.report.events == 2
 
 
 def test_jsonl_omits_nulls_and_writes_integer_ns(tmp_path: Path) -> None:

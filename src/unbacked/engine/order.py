@@ -90,14 +90,16 @@ def gather_events(table: pa.Table, order: pa.Array | None) -> pa.Table:
         taken = (col.take(order) if order is not None else col).combine_chunks()
         return taken if taken.type == typ else taken.cast(typ)
 
-    return pa.Table.from_arrays(_by_column(table, gather), schema=EVENT_SCHEMA)
+    # by name: a table is an event table whatever the order of its columns
+    events = table.select(EVENT_SCHEMA.names)
+    return pa.Table.from_arrays(_by_column(events, gather), schema=EVENT_SCHEMA)
 
 
 def _decoded(col: pa.ChunkedArray, order: pa.Array | None) -> pa.Array:
     """The values of a dictionary column (chunks with dictionaries of their own) in ``order``:
     the chunks' dictionaries laid end to end, each chunk's indices shifted onto its own, the
-    indices gathered, then each value looked up once. Nothing is hashed: a dictionary entry
-    repeated across chunks is looked up, never merged."""
+    indices gathered, then each value looked up once. Nothing is hashed here: a dictionary
+    entry repeated across chunks is looked up, never merged."""
     import numpy as np
 
     # a reader's batch may carry its whole file's dictionary
@@ -105,7 +107,8 @@ def _decoded(col: pa.ChunkedArray, order: pa.Array | None) -> pa.Array:
     if not chunks:
         return pa.array([], pa.string())
     values = pa.concat_arrays([c.dictionary for c in chunks])
-    indices = pa.concat_arrays([c.indices for c in chunks])
+    same = all(c.indices.type == pa.int32() for c in chunks)
+    indices = pa.concat_arrays([c.indices if same else c.indices.cast(pa.int64()) for c in chunks])
     sizes = np.array([len(c.dictionary) for c in chunks], dtype=np.int64)
     if len(chunks) > 1:
         lengths = np.array([len(c) for c in chunks], dtype=np.int64)

@@ -11,7 +11,8 @@ same relative order as over all events). Strings that come dictionary-encoded (a
 Parquet, read as its dictionaries) are sorted by bucket as their indices and looked up once,
 just before they are written.
 
-Memory: the write buffer (``flush_rows`` events) while spilling; one group while reading. Disk:
+Memory: the write buffer (``flush_rows`` events) while spilling; two groups while reading (one
+detected, the next read ahead: ``read_ahead``). Disk:
 the compressed events (a few hundred bytes per event); the directory is removed on ``close``.
 """
 
@@ -24,6 +25,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -87,18 +89,45 @@ def read_ahead(tables: Iterator[pa.Table]) -> Iterator[pa.Table]:
     """``tables``, each next one made on a thread of its own while the caller works on the one
     it has: reading the input overlaps spilling it, and reading a host group back overlaps
     detecting the one before (one more table held in memory). An error making a table is
-    raised where the caller asks for it."""
-    from concurrent.futures import ThreadPoolExecutor
+    raised where the caller asks for it. When the caller stops early (an error, Ctrl-C) it does
+    not wait for the table being made: the thread (a daemon) finishes that one, then closes
+    ``tables`` and ends."""
+    import queue
+    import threading
 
+    asks: queue.SimpleQueue[bool] = queue.SimpleQueue()  # True: make the next one; False: stop
+    made: queue.SimpleQueue[tuple[object, BaseException | None]] = queue.SimpleQueue()
     end = object()
-    with ThreadPoolExecutor(1, thread_name_prefix="unbacked-read-ahead") as pool:
-        upcoming = pool.submit(next, tables, end)
+
+    def work() -> None:
+        try:
+            while asks.get():
+                try:
+                    table = next(tables, end)
+                except BaseException as exc:  # handed to the caller's thread
+                    made.put((None, exc))
+                    return
+                made.put((table, None))
+                if table is end:
+                    return
+        finally:
+            close = getattr(tables, "close", None)
+            if close is not None:
+                close()
+
+    threading.Thread(target=work, name="unbacked-read-ahead", daemon=True).start()
+    asks.put(True)
+    try:
         while True:
-            table = upcoming.result()
+            table, exc = made.get()
+            if exc is not None:
+                raise exc
             if table is end:
                 return
-            upcoming = pool.submit(next, tables, end)
-            yield table
+            asks.put(True)
+            yield cast(pa.Table, table)
+    finally:
+        asks.put(False)
 
 
 class HostSpill:
@@ -129,6 +158,8 @@ class HostSpill:
         source's ``read_encoded`` gives them)."""
         if self._finished:
             raise RuntimeError("spill already finished")
+        if table.schema.names != EVENT_SCHEMA.names:
+            raise ValueError(f"not an event table: columns {table.schema.names[:5]}...")
         self._pending.append(table)
         self._pending_rows += table.num_rows
         self.rows += table.num_rows

@@ -231,14 +231,18 @@ class NativeParquetSource(Source):
 def _valid_utf8_rows(table: pa.Table, name: str, report: RunReport) -> pa.Table:
     """The rows of ``table`` whose strings are valid UTF-8; the others are skipped and counted
     (``invalid UTF-8``, as the JSON readers count such lines). Parquet readers do not check: a
-    file may hold any bytes in a string column, and the queries downstream refuse them. A
-    dictionary column is checked on its dictionary (each distinct value once)."""
+    file may hold any bytes in a string column, and the queries downstream refuse them. Every
+    string column is checked, a dictionary column on its dictionary (each distinct value
+    once)."""
     import pyarrow.compute as pc
 
     bad: pa.ChunkedArray | None = None
     columns: list[str] = []
     for column_field in table.schema:
-        if column_field.name not in STRING_COLUMNS:
+        typ = column_field.type
+        if pa.types.is_dictionary(typ):
+            typ = typ.value_type
+        if typ != pa.string():
             continue
         col = table.column(column_field.name)
         try:
