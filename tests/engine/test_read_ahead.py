@@ -72,3 +72,21 @@ def test_a_caller_that_stops_does_not_wait_for_the_table_being_made_which_is_the
             raise RuntimeError("caller failed")
     assert time.monotonic() - started < 0.5  # not held up by the second table
     assert closed.wait(5.0)  # the thread finished it, then closed the input
+
+
+def test_the_run_report_totals_can_be_taken_while_the_reader_thread_adds_files():
+    """What a run does: the reader (ahead, on its thread) adds a file to the report per input
+    while the progress line sums the report's records for every table."""
+    from unbacked.runreport import RunReport
+
+    report = RunReport()
+
+    def tables():
+        for t in range(40):
+            for i in range(2000):
+                report.file(f"in-{t}-{i}.jsonl", "unbacked-jsonl")
+            yield pa.table({"t": [t]})
+
+    totals = [report.records + report.events + report.skipped for _ in read_ahead(tables())]
+    assert len(totals) == 40
+    assert len(report.files) == 80_000
