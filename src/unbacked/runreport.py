@@ -159,8 +159,8 @@ class RunReport:
                 rep.notes.append(text)
 
     # -- summary ---------------------------------------------------------------------------
-    # (summaries may be asked while a reader thread adds files and counts skips: the engine
-    # reads its next input ahead while the progress line shows the totals)
+    # (summaries are taken under the lock the writers take: a reader on another thread may add
+    # files and count skips while a progress line shows the totals)
     def _file_reports(self) -> list[FileReport]:
         with self._lock:
             return list(self.files.values())

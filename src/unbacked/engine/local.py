@@ -38,7 +38,7 @@ from unbacked.engine import partitions
 from unbacked.engine.order import canonical_order
 from unbacked.engine.spill import HostSpill, read_ahead
 from unbacked.model.alert import Alert, Alerts, sort_alerts
-from unbacked.model.schema import EVENT_SCHEMA, decode_strings
+from unbacked.model.schema import EVENT_SCHEMA
 from unbacked.runreport import RunReport
 
 ProgressFn = Callable[[str, int, int], None]  # (file name, events so far, records so far)
@@ -147,10 +147,8 @@ def read_inputs(
     n = 0
     try:
         # strings may come dictionary-encoded (a lake's Parquet): the spill and the canonical
-        # order look each value up once, after putting the rows in order; the next table is
-        # read while this one is spilled
-        tables_read = iter_event_tables([str(p) for p in paths], report, encoded=True)
-        for table in read_ahead(tables_read):
+        # order look each value up once, after putting the rows in order
+        for table in iter_event_tables([str(p) for p in paths], report, encoded=True):
             n += table.num_rows
             if spill is not None:
                 spill.add(table)
@@ -167,8 +165,6 @@ def read_inputs(
         if spill is None:
             if not tables:
                 yield EVENT_SCHEMA.empty_table()
-            elif len({t.schema for t in tables}) > 1:  # formats encoded differently
-                yield canonical_order([decode_strings(t) for t in tables])
             else:
                 yield canonical_order(tables)
         else:

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from unbacked.model.rows import from_numpy
-from unbacked.model.schema import EVENT_SCHEMA
+from unbacked.model.schema import EVENT_SCHEMA, decode_strings
 
 _ORDER_KEYS = [("f", "ascending"), ("l", "ascending"), ("r", "ascending")]
 
@@ -33,9 +33,9 @@ def canonical_order(events: pa.Table | Sequence[pa.Table]) -> pa.Table:
     blocks = _ordered_blocks(list(events))
     order: pa.Array | None = None
     if blocks is not None:
-        table = pa.concat_tables(blocks)
+        table = concat_events(blocks)
     else:
-        table = pa.concat_tables(events)
+        table = concat_events(events)
         order = pc.sort_indices(_order_keys(table), sort_keys=_ORDER_KEYS)
     table = gather_events(table, order)
     # dictionaries in first-appearance order of the canonical rows (readers that finished in
@@ -47,7 +47,7 @@ def canonical_order(events: pa.Table | Sequence[pa.Table]) -> pa.Table:
     return table
 
 
-#: gathers run column by column on this many threads (Arrow releases the GIL), for gathers of
+#: ``gather_events`` runs column by column on this many threads (Arrow releases the GIL) for
 #: at least ``PARALLEL_TAKE_ROWS`` rows (the spill's flushes and host groups; a small run's
 #: tables are gathered on the calling thread)
 TAKE_THREADS = 2
@@ -68,13 +68,12 @@ def _by_column(
         return list(pool.map(lambda nc: gather(*nc), columns))
 
 
-def take_rows(table: pa.Table, indices: pa.Array) -> pa.Table:
-    """``table.take(indices)``, columns gathered in parallel (``Table.take`` runs one column
-    after the other)."""
-    if table.num_columns < 2 or len(indices) < PARALLEL_TAKE_ROWS:
-        return table.take(indices)
-    columns = _by_column(table, lambda _, col: col.take(indices))
-    return pa.Table.from_arrays(columns, schema=table.schema)
+def concat_events(tables: Sequence[pa.Table]) -> pa.Table:
+    """``tables`` as one table; when their strings come encoded differently (sources differ:
+    a lake's dictionaries beside a JSON reader's strings), each is decoded first."""
+    if len({t.schema for t in tables}) > 1:
+        tables = [decode_strings(t) for t in tables]
+    return pa.concat_tables(tables)
 
 
 def gather_events(table: pa.Table, order: pa.Array | None) -> pa.Table:
@@ -109,8 +108,8 @@ def _decoded(col: pa.ChunkedArray, order: pa.Array | None) -> pa.Array:
     values = pa.concat_arrays([c.dictionary for c in chunks])
     same = all(c.indices.type == pa.int32() for c in chunks)
     indices = pa.concat_arrays([c.indices if same else c.indices.cast(pa.int64()) for c in chunks])
-    sizes = np.array([len(c.dictionary) for c in chunks], dtype=np.int64)
     if len(chunks) > 1:
+        sizes = np.array([len(c.dictionary) for c in chunks], dtype=np.int64)
         lengths = np.array([len(c) for c in chunks], dtype=np.int64)
         shift = np.repeat(np.cumsum(sizes) - sizes, lengths)
         valid = None if not indices.null_count else indices.is_valid().to_numpy(False)
@@ -201,4 +200,4 @@ def _sortable(row: dict[str, Any]) -> tuple[tuple[bool, Any], ...]:
     return tuple((row[k] is None, row[k] if row[k] is not None else 0) for k in ("f", "l", "r"))
 
 
-__all__ = ["canonical_order", "first_appearance", "gather_events", "take_rows"]
+__all__ = ["canonical_order", "concat_events", "first_appearance", "gather_events"]

@@ -31,10 +31,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from unbacked.engine.order import canonical_order, gather_events
+from unbacked.engine.order import canonical_order, concat_events, gather_events
 from unbacked.errors import SpillError
 from unbacked.model.rows import from_numpy
-from unbacked.model.schema import EVENT_SCHEMA, decode_strings
+from unbacked.model.schema import EVENT_SCHEMA
 
 #: hash buckets of hosts (groups are packed from consecutive buckets)
 BUCKETS = 256
@@ -87,11 +87,11 @@ def _read(path: Path) -> pa.Table:
 
 def read_ahead(tables: Iterator[pa.Table]) -> Iterator[pa.Table]:
     """``tables``, each next one made on a thread of its own while the caller works on the one
-    it has: reading the input overlaps spilling it, and reading a host group back overlaps
-    detecting the one before (one more table held in memory). An error making a table is
-    raised where the caller asks for it. When the caller stops early (an error, Ctrl-C) it does
-    not wait for the table being made: the thread (a daemon) finishes that one, then closes
-    ``tables`` and ends."""
+    it has: reading a host group back overlaps detecting the one before (one more table held
+    in memory; reading the input ahead of spilling it measured no faster). An error making a
+    table is raised where the caller asks for it. When the caller stops early (an error,
+    Ctrl-C) it does not wait for the table being made: the thread (a daemon) finishes that
+    one, then closes ``tables`` and ends."""
     import queue
     import threading
 
@@ -170,10 +170,8 @@ class HostSpill:
     def _flush(self) -> None:
         if not self._pending_rows:
             return
-        pending, self._pending, self._pending_rows = self._pending, [], 0
-        if len({t.schema for t in pending}) > 1:  # sources encoded differently
-            pending = [decode_strings(t) for t in pending]
-        table = pa.concat_tables(pending).unify_dictionaries().combine_chunks()
+        table = concat_events(self._pending)
+        self._pending, self._pending_rows = [], 0
         bucket = host_buckets(table.column("host"), self.buckets)
         # strings that come dictionary-encoded are sorted as their indices, then looked up
         table = gather_events(table, from_numpy(np.argsort(bucket, kind="stable")))

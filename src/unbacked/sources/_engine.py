@@ -337,20 +337,27 @@ def _ensure_utf8(lines: pa.Array, ln: np.ndarray, res: BlockResult) -> tuple[pa.
     except pa.ArrowInvalid:
         pass
     raw = lines.cast(pa.large_binary()) if not pa.types.is_binary(lines.type) else lines
-    keep: list[str | None] = []
-    first_bad: int | None = None
-    for i, b in enumerate(raw.to_pylist()):
-        try:
-            keep.append(b.decode("utf-8") if b is not None else None)
-        except UnicodeDecodeError:
-            keep.append(None)
-            if first_bad is None:
-                first_bad = int(ln[i])
-    good = np.array([k is not None for k in keep], dtype=bool)
+    bad = undecodable_utf8(raw)
+    first_bad = int(ln[bad][0]) if bad.any() else None
     res.add_skip(
-        "invalid UTF-8", int((~good).sum()), f"line {first_bad}" if first_bad is not None else None
+        "invalid UTF-8", int(bad.sum()), f"line {first_bad}" if first_bad is not None else None
     )
-    return pa.array([k for k in keep if k is not None], pa.large_string()), ln[good]
+    good = ~bad
+    return raw.filter(from_numpy(good)).cast(pa.large_string()), ln[good]
+
+
+def undecodable_utf8(values: pa.Array) -> np.ndarray:
+    """For each value of a string or binary array, whether its bytes are not UTF-8 (a null is
+    not): the slow path, one value at a time, for an array that failed validation."""
+    flags = np.zeros(len(values), dtype=bool)
+    raw = values if pa.types.is_binary(values.type) else values.cast(pa.large_binary())
+    for i, b in enumerate(raw.to_pylist()):
+        if b is not None:
+            try:
+                b.decode("utf-8")
+            except UnicodeDecodeError:
+                flags[i] = True
+    return flags
 
 
 def _account(out: pa.Table, res: BlockResult, *, src_format: str, src_file: str) -> BlockResult:

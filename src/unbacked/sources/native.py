@@ -25,12 +25,14 @@ import pyarrow.parquet as pq
 
 from unbacked.errors import FormatError, InputError
 from unbacked.model import EVENT_SCHEMA, conform
+from unbacked.model.rows import from_numpy
 from unbacked.model.schema import STRING_COLUMNS
 from unbacked.runreport import RunReport
 from unbacked.sources._engine import (
     JsonLinesSource,
     JsonQuery,
     first_json_objects,
+    undecodable_utf8,
 )
 from unbacked.sources.base import InputFile, Source, register
 
@@ -266,15 +268,7 @@ def _invalid_utf8(col: pa.ChunkedArray) -> pa.ChunkedArray:
     import pyarrow.compute as pc
 
     def undecodable(values: pa.Array) -> pa.Array:
-        flags = []
-        for raw in values.view(pa.binary()).to_pylist():
-            try:
-                if raw is not None:
-                    raw.decode("utf-8")
-                flags.append(False)
-            except UnicodeDecodeError:
-                flags.append(True)
-        return pa.array(flags, pa.bool_())
+        return from_numpy(undecodable_utf8(values.view(pa.binary())))
 
     chunks = []
     for chunk in col.chunks:
