@@ -112,6 +112,15 @@ def interleaved(
     return out
 
 
+def print_runs(res: dict[str, Runs], first: str) -> None:
+    """``res`` as a Markdown table: ``first`` (what the rows are), wall and CPU min / median /
+    max."""
+    print(f"| {first} | wall s (min / median / max) | CPU s (min / median / max) |")
+    print("|---|---:|---:|")
+    for r in res.values():
+        print(f"| {r.name} | {fmt3(r.stat('wall'))} | {fmt3(r.stat('cpu'))} |")
+
+
 def fmt3(t: tuple[float, float, float]) -> str:
     return f"{t[0]:.3f} / {t[1]:.3f} / {t[2]:.3f}"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _proc import fmt3, interleaved, loadavg, machine, versions
+from _proc import interleaved, loadavg, machine, print_runs, versions
 from bench_score import _fleet
 
 _READ = """
@@ -66,11 +66,7 @@ def main() -> None:
             *[py, "-c", _SPILL, str(lake), "read back", str(args.group_rows)]
         ],
     }
-    res = interleaved(commands, args.runs)
-    print("| stage (fresh process) | wall s (min / median / max) | CPU s (min / median / max) |")
-    print("|---|---:|---:|")
-    for r in res.values():
-        print(f"| {r.name} | {fmt3(r.stat('wall'))} | {fmt3(r.stat('cpu'))} |")
+    print_runs(interleaved(commands, args.runs), "stage (fresh process)")
     print(f"load average after: {loadavg()}")
 
 

@@ -20,11 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _proc import (
     REPO,
-    fmt3,
     importtime_summary,
     interleaved,
     loadavg,
     machine,
+    print_runs,
     unbacked_command,
     versions,
 )
@@ -54,11 +54,7 @@ def main() -> None:
         if on_path and Path(on_path).resolve() != Path(exe[0]).resolve():
             commands[f"unbacked --help via PATH ({on_path})"] = [on_path, "--help"]
         print(f"load average before: {loadavg()}")
-        res = interleaved(commands, args.runs)
-        print("| command | wall s (min / median / max) | CPU s (min / median / max) |")
-        print("|---|---:|---:|")
-        for r in res.values():
-            print(f"| {r.name} | {fmt3(r.stat('wall'))} | {fmt3(r.stat('cpu'))} |")
+        print_runs(interleaved(commands, args.runs), "command")
         print(f"load average after: {loadavg()}")
         script = [exe[-1]] if exe[0] != sys.executable else ["-m", "unbacked.cli.main"]
         print("\n`unbacked --help`:")
