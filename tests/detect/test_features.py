@@ -265,6 +265,59 @@ def test_instance_facts_in_one_pass_are_the_facts_aggregated(monkeypatch):
         _assert_one_pass_is_facts_then_instances(ctx)
 
 
+def test_instance_facts_of_repeated_events_count_every_event_once(monkeypatch):
+    """The pass per instance makes each fact once per group of events sharing instance,
+    program and values: events that repeat, differ in one feature only, leave a value empty,
+    launch children (the parent is the instance) or load an engine through several paths count
+    exactly as the facts aggregated one by one do (first row, number of events)."""
+    import unbacked.detect.base as base
+    from tests.support.events import (
+        API_TRACE,
+        CLEAN_TRACE,
+        connect,
+        remote_thread,
+    )
+    from unbacked.detect.base import declared_row_features
+    from unbacked.detect.baseline import instance_facts
+    from unbacked.detect.features import extract_facts, extract_instance_facts
+
+    monkeypatch.setattr(base, "SMALL_QUERY_ROWS", 0)
+    app, doc = r"C:\x\app.exe", r"C:\x\doc.exe"
+    rows = [
+        *[memory("p", app, "allocate", 0x30000, 0x1000, 0x40) for _ in range(3)],
+        memory("p", app, "allocate", 0x31000, 0x1000, 0x40),  # another alignment only
+        memory("p", app, "protect", 0x30000, 0x2000, 0x20, old=0x04),
+        memory("p", app, "protect", 0x30000, None, 0x20, old=0x04),  # no size
+        memory("q", app, "allocate", 0x30000, 0x1000, 0x40, caller_unbacked=True),
+        *[open_process("p", app, "t", doc, API_TRACE) for _ in range(2)],
+        open_process("p", app, "t", doc, CLEAN_TRACE, access=None),
+        open_process("q", app, "t", doc, API_TRACE, access=0x1410),
+        *[launch(f"c{i}", doc, parent="p", parent_image=app) for i in range(3)],
+        launch("c9", r"C:\x\other.exe", parent="q", parent_image=app),
+        module_load("p", app, r"C:\Windows\Microsoft.NET\Framework64\v4\clr.dll"),
+        module_load("p", app, r"C:\Windows\Microsoft.NET\Framework\v4\clr.dll"),
+        module_load("q", app, r"C:\Windows\System32\ntdll.dll"),
+        remote_thread("p", app, "t", doc, 0x1000),
+        connect("p", app),
+        connect("p", app),
+    ]
+    ctx = DetectionContext.build(events(rows))
+    facts = extract_facts(ctx.events)
+    one_pass, per_row = extract_instance_facts(ctx.events, declared_row_features())
+    assert one_pass.equals(instance_facts(facts))
+    assert one_pass.num_rows < facts.num_rows  # repeats were counted, not listed
+    counts = {
+        (r["process_uid"], r["feature"], r["value"]): r["events"] for r in one_pass.to_pylist()
+    }
+    assert counts[("p", "mem.protection", "RWX")] == 4
+    assert counts[("p", "mem.align", "64k")] == 5 and counts[("p", "mem.align", "page")] == 1
+    assert counts[("p", "mem.transition", "RW- -> R-X")] == 2
+    assert counts[("p", "process.child", "doc.exe")] == 3
+    assert counts[("p", "module.engine", "clr")] == 2
+    assert counts[("p", "network.connect", "outbound")] == 2
+    assert per_row.num_rows == 2 + 2 + 4  # transitions, engine loads, opens: event by event
+
+
 def test_a_small_run_aggregates_its_facts():
     """Up to ``SMALL_QUERY_ROWS`` events, the facts are computed once, whole, and the instance
     facts and every ``facts_of`` come from them (one query instead of several)."""
@@ -284,12 +337,17 @@ def test_instance_facts_in_one_pass_on_real_telemetry(shared_data):
 
 def test_every_facts_branch_names_one_feature_and_each_is_selectable():
     from unbacked.detect.features import (
-        _BRANCH_FEATURES,
+        _FACT_BRANCHES,
         FEATURE_WEIGHT,
         facts_sql,
     )
 
-    assert set(FEATURE_WEIGHT) <= set(_BRANCH_FEATURES)
+    features = [b.feature for b in _FACT_BRANCHES]
+    assert len(features) == len(set(features))
+    assert set(FEATURE_WEIGHT) <= set(features)
+    for branch in _FACT_BRANCHES:  # each branch's SQL names its own feature, and only that one
+        named = [f for f in features if f"'{f}'" in branch.row_sql()]
+        assert named == [branch.feature], (branch.feature, named)
     only = facts_sql(features={"mem.header"})
     assert "'mem.header'" in only and "'mem.caller'" not in only
     empty = facts_sql(features=set())

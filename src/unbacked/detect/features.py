@@ -38,15 +38,14 @@ Features (DESIGN.md §5):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from unbacked import duck
 from unbacked.model.jit import JIT_ENGINE_STEMS, JIT_ENGINES
-from unbacked.sql import sql_str
 
 #: The JIT engines' module-name stems (``model.jit.JIT_ENGINES``, the one table every JIT
 #: allowance derives from): a module of one of these in a call trace explains unbacked frames as
@@ -169,148 +168,138 @@ END
 #: leaves them out; ``UNB-W-002`` scores only the others).
 EXPLAINED_TRACE_CLASSES = ("none", "kernel", "managed", "image-range", "hosted")
 
-#: One SELECT per feature, tagged with the kind of event it needs: only the branches whose
+
+@dataclass(frozen=True, slots=True)
+class FactBranch:
+    """The facts of one feature, one per event of ``source`` (a CTE of the facts query) for
+    which ``where`` holds: ``value`` of the event, for the instance ``instance`` of program
+    ``program`` (SQL over the source's columns). ``group``: the kind of events it needs (the
+    branch runs only when they are present)."""
+
+    group: str
+    feature: str
+    source: str
+    value: str
+    where: str = ""
+    instance: str = "process_uid"
+    program: str = "program"
+
+    def row_sql(self) -> str:
+        """One fact per event: ``(row, process_uid, program, feature, value)``."""
+        where = f"\n   WHERE {self.where}" if self.where else ""
+        return (
+            f"  SELECT row, {self.instance}, {self.program}, '{self.feature}',\n"
+            f"         {self.value}\n    FROM {self.source}{where}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceBranch:
+    """The fact of one feature per instance, aggregated by ``sql`` (``(row, process_uid,
+    program, feature, value)``, ``row`` the instance's first event): one fact per instance,
+    in either form of the query."""
+
+    group: str
+    feature: str
+    sql: str
+
+    def row_sql(self) -> str:
+        return self.sql
+
+
+#: One branch per feature, tagged with the kind of event it needs: only the branches whose
 #: events are present run (a Sysmon capture has no memory events, a sensor capture no opens).
-_FACT_BRANCHES: tuple[tuple[str, str], ...] = (
-    (
+_FACT_BRANCHES: tuple[FactBranch | InstanceBranch, ...] = (
+    FactBranch("open", "open.unbacked", "opens", "trace_class"),
+    FactBranch("open", "open.trace_shape", "opens", "trace_shape"),
+    FactBranch(
         "open",
-        r"""
-  SELECT row, process_uid, program, 'open.unbacked' AS feature, trace_class AS value
-    FROM opens
-""",
+        "open.access",
+        "opens",
+        "coalesce(target_program, '?') || ':' || printf('0x%x', granted_access)",
+        "granted_access IS NOT NULL",
     ),
-    (
-        "open",
-        r"""
-  SELECT row, process_uid, program, 'open.trace_shape', trace_shape FROM opens
-""",
-    ),
-    (
-        "open",
-        r"""
-  SELECT row, process_uid, program, 'open.access',
-         coalesce(target_program, '?') || ':' || printf('0x%x', granted_access)
-    FROM opens WHERE granted_access IS NOT NULL
-""",
-    ),
-    (
+    FactBranch(
         "thread",
-        r"""
-  SELECT row, process_uid, program, 'thread.remote',
-         coalesce(target_program, '?') || ':' ||
-         coalesce(lower(regexp_replace(start_module, '^.*[\\/]', '')), '<unbacked>')
-    FROM ev WHERE kind = 'thread' AND activity = 'remote_thread'
-""",
+        "thread.remote",
+        "ev",
+        r"""coalesce(target_program, '?') || ':' ||
+         coalesce(lower(regexp_replace(start_module, '^.*[\\/]', '')), '<unbacked>')""",
+        "kind = 'thread' AND activity = 'remote_thread'",
     ),
-    (
-        "module",
-        rf"""
-  SELECT row, process_uid, program, 'module.engine', engine
-    FROM (SELECT *, {ENGINE_SQL} AS engine FROM ev
-           WHERE kind = 'module' AND activity = 'load' AND module_path IS NOT NULL
-             -- one cheap test first: most loads are none of the engines
-             AND regexp_matches(lower(module_path), '{ENGINE_PREFILTER}'))
-   WHERE engine IS NOT NULL
-""",
+    FactBranch("module", "module.engine", "loads", "engine"),
+    FactBranch(
+        "network", "network.connect", "ev", "coalesce(direction, 'unknown')", "kind = 'network'"
     ),
-    (
-        "network",
-        r"""
-  SELECT row, process_uid, program, 'network.connect', coalesce(direction, 'unknown')
-    FROM ev WHERE kind = 'network'
-""",
-    ),
-    (
+    FactBranch(
         "launch",
-        r"""
-  SELECT row, parent_uid, lower(regexp_replace(coalesce(parent_image, ''), '^.*[\\/]', '')),
-         'process.child', program
-    FROM ev WHERE kind = 'process' AND activity = 'launch' AND parent_uid IS NOT NULL
-""",
+        "process.child",
+        "ev",
+        "program",
+        "kind = 'process' AND activity = 'launch' AND parent_uid IS NOT NULL",
+        instance="parent_uid",
+        program=r"lower(regexp_replace(coalesce(parent_image, ''), '^.*[\\/]', ''))",
     ),
-    (
+    FactBranch("memory", "mem.protection", "mem", "p_new"),
+    FactBranch("memory", "mem.transition", "mem", "p_old || ' -> ' || p_new", "p_old IS NOT NULL"),
+    FactBranch(
         "memory",
-        r"""
-  SELECT row, process_uid, program, 'mem.protection', p_new FROM mem
-""",
+        "mem.size",
+        "mem",
+        "'2^' || CAST(ceil(log2(greatest(region_size, 1))) AS INTEGER)",
+        "region_size IS NOT NULL",
     ),
-    (
+    FactBranch(
         "memory",
-        r"""
-  SELECT row, process_uid, program, 'mem.transition', p_old || ' -> ' || p_new
-    FROM mem WHERE p_old IS NOT NULL
-""",
+        "mem.align",
+        "mem",
+        """CASE WHEN base_address % 65536 = 0 THEN '64k'
+              WHEN base_address % 4096 = 0 THEN 'page' ELSE 'unaligned' END""",
+        "base_address IS NOT NULL",
     ),
-    (
+    FactBranch(
         "memory",
-        r"""
-  SELECT row, process_uid, program, 'mem.size',
-         '2^' || CAST(ceil(log2(greatest(region_size, 1))) AS INTEGER)
-    FROM mem WHERE region_size IS NOT NULL
-""",
+        "mem.region",
+        "mem",
+        """coalesce(region_type, '?') || '/' ||
+         CASE WHEN backing_path IS NULL OR backing_path = '' THEN 'none' ELSE 'file' END""",
     ),
-    (
+    FactBranch(
         "memory",
-        r"""
-  SELECT row, process_uid, program, 'mem.align',
-         CASE WHEN base_address % 65536 = 0 THEN '64k'
-              WHEN base_address % 4096 = 0 THEN 'page' ELSE 'unaligned' END
-    FROM mem WHERE base_address IS NOT NULL
-""",
+        "mem.caller",
+        "mem",
+        r"""CASE WHEN caller_unbacked THEN '<unbacked>'
+              ELSE coalesce(lower(regexp_replace(caller_module, '^.*[\\/]', '')), '?') END""",
+        "caller_unbacked IS NOT NULL OR caller_module IS NOT NULL",
     ),
-    (
+    FactBranch("memory", "mem.header", "mem", "header_kind", "header_kind IS NOT NULL"),
+    FactBranch(
         "memory",
-        r"""
-  SELECT row, process_uid, program, 'mem.region',
-         coalesce(region_type, '?') || '/' ||
-         CASE WHEN backing_path IS NULL OR backing_path = '' THEN 'none' ELSE 'file' END
-    FROM mem
-""",
+        "mem.scope",
+        "mem",
+        "CASE WHEN target_uid IS NULL OR target_uid = process_uid THEN 'local' ELSE 'remote' END",
     ),
-    (
+    FactBranch(
         "memory",
-        r"""
-  SELECT row, process_uid, program, 'mem.caller',
-         CASE WHEN caller_unbacked THEN '<unbacked>'
-              ELSE coalesce(lower(regexp_replace(caller_module, '^.*[\\/]', '')), '?') END
-    FROM mem WHERE caller_unbacked IS NOT NULL OR caller_module IS NOT NULL
-""",
-    ),
-    (
-        "memory",
-        r"""
-  SELECT row, process_uid, program, 'mem.header', header_kind
-    FROM mem WHERE header_kind IS NOT NULL
-""",
-    ),
-    (
-        "memory",
-        r"""
-  SELECT row, process_uid, program, 'mem.scope',
-         CASE WHEN target_uid IS NULL OR target_uid = process_uid THEN 'local' ELSE 'remote' END
-    FROM mem
-""",
-    ),
-    (
-        "memory",
-        r"""
-  SELECT row, process_uid, program, 'xproc.write',
-         CASE WHEN target_uid IS NULL OR target_uid = process_uid THEN 'own' ELSE 'other' END
+        "xproc.write",
+        "ev",
+        """CASE WHEN target_uid IS NULL OR target_uid = process_uid THEN 'own' ELSE 'other' END
          || ' ' || CASE WHEN vm_flags & 4 = 4 THEN 'code' ELSE 'data' END
-         || '/' || coalesce(region_type, '?')
-    FROM ev WHERE os = 'linux' AND kind = 'memory' AND activity = 'write'
-""",
+         || '/' || coalesce(region_type, '?')""",
+        "os = 'linux' AND kind = 'memory' AND activity = 'write'",
     ),
-    (
+    InstanceBranch(
         "always",
+        "process.seen",
         r"""
   SELECT min(row), process_uid, arg_min(program, row) FILTER (program IS NOT NULL),
          'process.seen', 'yes'
     FROM ev WHERE process_uid IS NOT NULL GROUP BY process_uid
 """,
     ),
-    (
+    InstanceBranch(
         "always",
+        "process.image",
         r"""
   SELECT min(row), process_uid, arg_min(program, row) FILTER (program IS NOT NULL),
          'process.image', lower(arg_min(image, row) FILTER (image IS NOT NULL))
@@ -318,8 +307,9 @@ _FACT_BRANCHES: tuple[tuple[str, str], ...] = (
    GROUP BY process_uid
 """,
     ),
-    (
+    InstanceBranch(
         "always",
+        "process.file",
         r"""
   SELECT min(row), process_uid, arg_min(program, row) FILTER (program IS NOT NULL),
          'process.file', arg_min(coalesce(image_build_id, image_hash), row)
@@ -328,26 +318,27 @@ _FACT_BRANCHES: tuple[tuple[str, str], ...] = (
    GROUP BY process_uid
 """,
     ),
-    (
+    InstanceBranch(
         "module",
+        "seen.module",
         r"""
   SELECT min(row), process_uid, arg_min(program, row) FILTER (program IS NOT NULL),
          'seen.module', 'yes'
     FROM ev WHERE process_uid IS NOT NULL AND kind = 'module' GROUP BY process_uid
 """,
     ),
-    (
+    FactBranch(
         "memory",
-        r"""
-  SELECT row, process_uid, program, 'mem.syscall',
-         CASE WHEN syscall_outside_libc THEN 'outside-libc' ELSE 'libc' END
-    FROM mem WHERE syscall_outside_libc IS NOT NULL
-""",
+        "mem.syscall",
+        "mem",
+        "CASE WHEN syscall_outside_libc THEN 'outside-libc' ELSE 'libc' END",
+        "syscall_outside_libc IS NOT NULL",
     ),
 )
 
-_FACTS_TEMPLATE = rf"""
-WITH ev AS (
+#: The event columns the facts are computed from (``ev``: a CTE of the facts query, or a view of
+#: its connection for the query per instance, whose branches filter it each their own way)
+_EV_SQL = """
   SELECT row, process_uid, program, host, kind::VARCHAR AS kind, activity::VARCHAR AS activity,
          os::VARCHAR AS os, call_trace, granted_access, target_program, start_module,
          module_path, direction::VARCHAR AS direction, protection, old_protection, region_size,
@@ -356,7 +347,10 @@ WITH ev AS (
          syscall_outside_libc, parent_uid, parent_image, image, image_build_id, image_hash,
          vm_flags
     FROM events
-),
+"""
+
+_FACTS_TEMPLATE = rf"""
+WITH {{ev}}
 traces AS (   -- each distinct call trace parsed once (a fleet repeats a few thousand shapes)
   SELECT call_trace, frames, {TRACE_CLASS_SQL} AS trace_class,
          array_to_string(list_filter(frames, lambda f, i: i = 1 OR f != frames[i - 1]), '|')
@@ -392,30 +386,46 @@ prot AS (
   FROM ev WHERE kind = 'memory' AND protection IS NOT NULL
 ),
 mem AS (SELECT * FROM prot WHERE p_new LIKE '%X%' OR p_old LIKE '%X%'),
-facts(row, process_uid, program, feature, value) AS (
-{{branches}}
+-- the engine of each distinct module path (a fleet loads a few hundred paths), then the loads
+paths AS MATERIALIZED (
+  SELECT DISTINCT module_path FROM ev
+   WHERE kind = 'module' AND activity = 'load' AND module_path IS NOT NULL
+),
+engines AS (
+  SELECT * FROM (SELECT module_path, {ENGINE_SQL} AS engine FROM paths
+                  -- one cheap test first: most paths are none of the engines
+                  WHERE regexp_matches(lower(module_path), '{ENGINE_PREFILTER}'))
+   WHERE engine IS NOT NULL
+),
+loads AS (
+  SELECT e.*, g.engine FROM ev e JOIN engines g USING (module_path)
+   WHERE e.kind = 'module' AND e.activity = 'load'
+),
+{{facts}}
 )
 {{select}}
 """
 
-#: the facts as they are, one per event and feature
-_FACTS_SELECT = """SELECT row, process_uid, program, feature, value FROM facts
- WHERE process_uid IS NOT NULL AND value IS NOT NULL AND program IS NOT NULL AND program != ''"""
+#: a fact that names its instance, program and value
+_VALID = "process_uid IS NOT NULL AND value IS NOT NULL AND program IS NOT NULL AND program != ''"
 
-#: the facts per instance, program, feature and value: the first event's ``row`` and the
-#: number of events (``detect.baseline.instance_facts`` of the facts, computed in the same pass:
-#: a (row, feature) pair is one fact, so the order is total); with ``{row_features}`` (a SQL
-#: list) the facts of those features one by one as well, in the same aggregation (a second
-#: grouping set, by event), marked ``per_row``
-_INSTANCE_SELECT = """SELECT grouping(ev_row) = 0 AS per_row, min(row) AS row, process_uid,
-       program, feature, value, count(*) AS events
-  FROM (SELECT *, CASE WHEN feature IN {row_features} THEN row END AS ev_row FROM facts
-         WHERE process_uid IS NOT NULL AND value IS NOT NULL AND program IS NOT NULL
-           AND program != '')
- GROUP BY GROUPING SETS ((process_uid, program, feature, value),
-                         (process_uid, program, feature, value, ev_row))
-HAVING grouping(ev_row) = 1 OR ev_row IS NOT NULL
- ORDER BY per_row, row, feature"""
+#: the facts as they are, one per event and feature
+_FACTS_SELECT = f"SELECT row, process_uid, program, feature, value FROM facts\n WHERE {_VALID}"
+
+#: the facts per instance, program, feature and value, from ``wfacts`` (facts of groups of
+#: events that share their instance, program and values: the group's first ``row`` and its
+#: ``n`` events): the first event's ``row`` and the number of events
+#: (``detect.baseline.instance_facts`` of the facts: a (row, feature) pair is one fact, so the
+#: order is total); then the facts of ``rfacts`` one by one (the features rules read event by
+#: event), marked ``per_row``
+_INSTANCE_SELECT = f"""SELECT * FROM (
+  SELECT false AS per_row, min(row) AS row, process_uid, program, feature, value,
+         CAST(sum(n) AS BIGINT) AS events
+    FROM wfacts WHERE {_VALID}
+   GROUP BY process_uid, program, feature, value
+  UNION ALL
+  SELECT true, row, process_uid, program, feature, value, 1 FROM rfacts WHERE {_VALID}
+) ORDER BY per_row, row, feature"""
 
 #: Features whose absence is informative, with the fact that counts the instances that could
 #: have shown them: every instance seen for remote threads and children; for engines, only the
@@ -428,28 +438,43 @@ ABSENCE_AWARE: dict[str, str] = {
     "xproc.write": "process.seen",
 }
 
-#: kinds/activities of events each branch group needs
-_GROUP_FILTER = {
-    "open": "kind = 'process' AND activity = 'open'",
-    "thread": "kind = 'thread' AND activity = 'remote_thread'",
-    "module": "kind = 'module'",
-    "network": "kind = 'network'",
-    "launch": "kind = 'process' AND activity = 'launch'",
-    "memory": "kind = 'memory'",
-}
 
-
-def _branch_feature(branch: str) -> str:
-    """The one feature a branch of the facts query produces (its feature literal)."""
-    literal = r"'((?:open|thread|module|network|process|mem|xproc|seen)\.[a-z_]+)'"
-    named: set[str] = set(re.findall(literal, branch))
-    if len(named) != 1:
-        raise AssertionError(f"a facts branch must name one feature, not {sorted(named)}")
-    return named.pop()
-
-
-#: the feature of each branch of ``_FACT_BRANCHES``, in order
-_BRANCH_FEATURES = tuple(_branch_feature(b) for _, b in _FACT_BRANCHES)
+def _weighted_sql(branches: list[FactBranch | InstanceBranch]) -> tuple[str, str]:
+    """The CTEs of ``branches`` as facts of groups of events (``wfacts``: ``row`` the group's
+    first event, ``n`` its events): the events of one source, instance and program are grouped
+    by the value each branch gives them (a fleet repeats a few thousand combinations), so a
+    fact is made once per group instead of once per event."""
+    sources: dict[tuple[str, str, str], list[tuple[int, FactBranch]]] = {}
+    facts: list[str] = []
+    for i, branch in enumerate(branches):
+        if isinstance(branch, InstanceBranch):
+            facts.append(f"  SELECT *, 1 FROM ({branch.sql})")
+        else:
+            key = (branch.source, branch.instance, branch.program)
+            sources.setdefault(key, []).append((i, branch))
+    ctes: list[str] = []
+    for g, ((source, instance, program), members) in enumerate(sources.items()):
+        values = "".join(
+            f",\n         CASE WHEN {b.where} THEN {b.value} END AS v{i}"
+            if b.where
+            else f",\n         {b.value} AS v{i}"
+            for i, b in members
+        )
+        # the source's events at least one branch speaks of
+        wheres = [b.where for _, b in members]
+        where = "\n   WHERE " + " OR ".join(f"({w})" for w in wheres) if all(wheres) else ""
+        ctes.append(
+            f"g{g} AS (\n  SELECT min(row) AS first_row, count(*) AS n, {instance} AS g_uid,\n"
+            f"         {program} AS g_program{values}\n    FROM {source}{where}\n   GROUP BY ALL\n)"
+        )
+        facts += [
+            f"  SELECT first_row, g_uid, g_program, '{b.feature}', v{i}, n FROM g{g}"
+            f" WHERE v{i} IS NOT NULL"
+            for i, b in members
+        ]
+    if not facts:
+        facts = ["  SELECT NULL::BIGINT, NULL, NULL, NULL, NULL, NULL::BIGINT WHERE false"]
+    return ",\n".join(ctes), "\n  UNION ALL\n".join(facts)
 
 
 def facts_sql(
@@ -462,20 +487,41 @@ def facts_sql(
     """The facts query with the branches of ``groups`` (all when None) that produce
     ``features`` (all when None); ``per_instance``: aggregated per instance, program, feature and
     value (``_INSTANCE_SELECT``), with the facts of ``row_features`` one by one beside them,
-    instead of one row per fact."""
-    parts = [
+    instead of one row per fact. The query per instance reads ``ev`` as a view of its
+    connection (``_EV_SQL``), which each branch filters its own way."""
+    chosen = [
         b
-        for (g, b), f in zip(_FACT_BRANCHES, _BRANCH_FEATURES, strict=True)
-        if (groups is None or g == "always" or g in groups) and (features is None or f in features)
+        for b in _FACT_BRANCHES
+        if (groups is None or b.group == "always" or b.group in groups)
+        and (features is None or b.feature in features)
     ]
-    if not parts:  # nothing asked for: a query of the facts' columns and no rows
-        parts = ["  SELECT NULL::BIGINT, NULL, NULL, NULL, NULL WHERE false"]
-    select = _FACTS_SELECT
-    if per_instance:
-        listed = ", ".join(sql_str(f) for f in sorted(row_features)) or "NULL"
-        select = _INSTANCE_SELECT.replace("{row_features}", f"({listed})")
-    return _FACTS_TEMPLATE.replace("{branches}", "\n  UNION ALL\n".join(parts)).replace(
-        "{select}", select
+    if not per_instance:
+        parts = [b.row_sql() for b in chosen]
+        if not parts:  # nothing asked for: a query of the facts' columns and no rows
+            parts = ["  SELECT NULL::BIGINT, NULL, NULL, NULL, NULL WHERE false"]
+        body = "facts(row, process_uid, program, feature, value) AS (\n" + "\n  UNION ALL\n".join(
+            parts
+        )
+        return (
+            _FACTS_TEMPLATE.replace("{ev}", f"ev AS ({_EV_SQL}),")
+            .replace("{facts}", body)
+            .replace("{select}", _FACTS_SELECT)
+        )
+    grouped, weighted = _weighted_sql(chosen)
+    per_row = [b.row_sql() for b in chosen if b.feature in row_features] or [
+        "  SELECT NULL::BIGINT, NULL, NULL, NULL, NULL WHERE false"
+    ]
+    body = (
+        (grouped + ",\n" if grouped else "")
+        + "wfacts(row, process_uid, program, feature, value, n) AS (\n"
+        + weighted
+        + "\n),\nrfacts(row, process_uid, program, feature, value) AS (\n"
+        + "\n  UNION ALL\n".join(per_row)
+    )
+    return (
+        _FACTS_TEMPLATE.replace("{ev}", "")
+        .replace("{facts}", body)
+        .replace("{select}", _INSTANCE_SELECT)
     )
 
 
@@ -556,7 +602,10 @@ def _run_facts(
     sql = facts_sql(
         _present_groups(events), features, per_instance=per_instance, row_features=row_features
     )
-    return duck.query(sql, events=events.select(cols))
+    with duck.session(events=events.select(cols)) as con:
+        if per_instance:
+            con.execute(f"CREATE TEMP VIEW ev AS {_EV_SQL}")
+        return duck.sql(con, sql)
 
 
 def extract_facts(events: pa.Table, features: Collection[str] | None = None) -> pa.Table:
