@@ -73,3 +73,26 @@ def test_rule_ignores_other_kinds(rule_id):
     out = RULES[rule_id]().evaluate(_ctx(rows))
     assert isinstance(out, pa.Table)
     assert out.schema.equals(SIGNAL_SCHEMA, check_metadata=False)
+
+
+def test_memfd_rule_fires_on_executable_mappings_and_executions_of_memfds_only():
+    """UNB-M-005 on both of its shapes, beside the events that share a part of them: an
+    executable mapping of a memfd and an exec of one fire, in event order; a writable mapping
+    of a memfd, an executable mapping of a file, a memfd path on a memory event's image and a
+    Windows event do not."""
+    from tests.support.events import memory
+
+    linux = {"os": "linux"}
+    at = ("map_view", 0x1000, 0x1000)
+    rows = [
+        memory("w", "/usr/bin/w", *at, 0x3, backing_path="/memfd:a", **linux),
+        memory("x", "/usr/bin/x", *at, 0x5, backing_path="/memfd:b", **linux),
+        memory("f", "/usr/bin/f", *at, 0x5, backing_path="/lib/f.so", **linux),
+        memory("i", "/memfd:c", *at, 0x5, **linux),
+        {"kind": "process", "activity": "exec", "process_uid": "e", "image": "/memfd:d", **linux},
+        {"kind": "process", "activity": "exec", "process_uid": "v", "image": "/memfd:e",
+         "os": "windows"},
+    ]  # fmt: skip
+    out = RULES["UNB-M-005"]().evaluate(_ctx(rows))
+    assert out["subject_uid"].to_pylist() == ["x", "e"]
+    assert out["value"].to_pylist() == ["/memfd:b", "/memfd:d"]

@@ -10,6 +10,7 @@ from unbacked import duck
 from unbacked.detect.base import DetectionContext, Rule, empty_signals, register_rule
 from unbacked.detect.features import JIT_STEMS_RE
 from unbacked.model.jit import JIT_PROGRAMS
+from unbacked.model.rows import from_numpy
 
 #: Calling modules of JIT engines (``model.jit.JIT_ENGINES``, the table call traces use too:
 #: their modules, Windows and Linux, and the executables that are engines, such as dotnet or
@@ -254,17 +255,28 @@ class MemfdExecution(Rule):
         ev = ctx.events
         kind = ev["kind"].cast(pa.string())
         act = ev["activity"].cast(pa.string())
-        memfd_img = pc.match_substring(pc.fill_null(ev["image"], ""), "/memfd:")
-        memfd_map = pc.match_substring(pc.fill_null(ev["backing_path"], ""), "/memfd:")
         exec_like = pc.and_(pc.equal(kind, "process"), pc.is_in(act, pa.array(["launch", "exec"])))
-        mapped = pc.and_(pc.equal(kind, "memory"), memfd_map)
         os_linux = pc.equal(pc.fill_null(ev["os"].cast(pa.string()), ""), "linux")
         exec_prot = pc.greater(
             pc.bit_wise_and(pc.fill_null(ev["protection"], 0), pa.scalar(4, pa.uint32())),
             pa.scalar(0, pa.uint32()),
         )
-        mask = pc.and_(os_linux, pc.or_(pc.and_(exec_like, memfd_img), pc.and_(mapped, exec_prot)))
-        hit = ev.filter(mask)
+        mapped = pc.and_(pc.equal(kind, "memory"), exec_prot)
+        # the paths are matched on the events that could be hits only (launches and executable
+        # mappings on Linux), and only the path each kind of event is about
+        img_rows = pc.indices_nonzero(pc.and_(os_linux, exec_like))
+        map_rows = pc.indices_nonzero(pc.and_(os_linux, mapped))
+        img = pc.fill_null(ev["image"].take(img_rows), "")
+        backing = pc.fill_null(ev["backing_path"].take(map_rows), "")
+        hit_rows = np.sort(
+            np.concatenate(
+                [
+                    img_rows.filter(pc.match_substring(img, "/memfd:")).to_numpy(),
+                    map_rows.filter(pc.match_substring(backing, "/memfd:")).to_numpy(),
+                ]
+            )
+        )
+        hit = ev.take(from_numpy(hit_rows))
         return self.signals(
             hit,
             subject=hit["process_uid"],
