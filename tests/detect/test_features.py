@@ -383,3 +383,39 @@ def test_pruning_branch_groups_never_changes_the_facts():
     full = duck.query(FACTS_SQL, events=ctx.events.drop_columns(["time"])).cast(FACT_SCHEMA)
     assert pruned.sort_by(_SORT).equals(full.sort_by(_SORT))
     assert "mem.protection" in pruned["feature"].to_pylist()
+
+
+def test_kind_pairs_on_dictionaries_that_differ_by_chunk_and_on_plain_strings():
+    """The distinct (kind, activity) pairs: a null activity as "", a null kind left out, chunks
+    with dictionaries of their own (and an unused entry) and plain string columns alike."""
+    import pyarrow as pa
+
+    from unbacked.detect.features import kind_pairs
+
+    def dict_chunk(values, dictionary):
+        codes = [None if v is None else dictionary.index(v) for v in values]
+        return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), pa.array(dictionary))
+
+    kind = pa.chunked_array(
+        [
+            dict_chunk(["memory", None, "process"], ["process", "memory", "thread"]),
+            dict_chunk(["process", "thread", "thread"], ["thread", "process"]),
+        ]
+    )
+    activity = pa.chunked_array(
+        [
+            dict_chunk(["map_view", "open", None], ["open", "map_view"]),
+            dict_chunk(["open", None, "remote_thread"], ["remote_thread", "open"]),
+        ]
+    )
+    want = {
+        ("memory", "map_view"),
+        ("process", ""),
+        ("process", "open"),
+        ("thread", ""),
+        ("thread", "remote_thread"),
+    }
+    assert kind_pairs(pa.table({"kind": kind, "activity": activity})) == want
+    plain = pa.table({"kind": kind.cast(pa.string()), "activity": activity.cast(pa.string())})
+    assert kind_pairs(plain) == want
+    assert kind_pairs(plain.slice(0, 0)) == set()

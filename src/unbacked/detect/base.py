@@ -337,13 +337,27 @@ class DetectionContext:
             ev = self.events
             mask = None
             if kind is not None:
-                mask = pc.equal(ev["kind"].cast(pa.string()), kind)
+                mask = _is_in(ev["kind"], [kind])
             if activity is not None:
                 acts = [activity] if isinstance(activity, str) else list(activity)
-                m2 = pc.is_in(ev["activity"].cast(pa.string()), pa.array(acts))
+                m2 = _is_in(ev["activity"], acts)
                 mask = m2 if mask is None else pc.and_(mask, m2)
             self.cache[key] = ev if mask is None else ev.filter(mask)
         return self.cache[key]
+
+
+def _is_in(column: pa.ChunkedArray, values: list[str]) -> pa.ChunkedArray:
+    """Per row: whether a string or dictionary column holds one of ``values`` (false for a
+    null); a dictionary chunk is tested on its entries and the answer taken per row."""
+    wanted = pa.array(values, pa.string())
+    out = []
+    for chunk in column.chunks:
+        if pa.types.is_dictionary(chunk.type):
+            member = pc.is_in(chunk.dictionary.cast(pa.string()), value_set=wanted)
+            out.append(pc.fill_null(member.take(chunk.indices), False))
+        else:
+            out.append(pc.is_in(chunk.cast(pa.string()), value_set=wanted))
+    return pa.chunked_array(out, pa.bool_())
 
 
 def declared_row_features() -> frozenset[str]:

@@ -41,6 +41,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -573,17 +574,32 @@ _GROUP_PRESENT: dict[str, Callable[[str, str], bool]] = {
 
 
 def kind_pairs(events: pa.Table) -> set[tuple[str, str]]:
-    """The distinct (kind, activity) pairs of ``events`` (a null activity as ""), as plain
-    strings (chunks may carry differing dictionaries): joined and hashed rather than grouped,
-    which would load Acero."""
-    pairs = pc.unique(
-        pc.binary_join_element_wise(
-            events["kind"].cast(pa.string()),
-            pc.fill_null(events["activity"].cast(pa.string()), ""),
-            "\x1f",
-        )
-    )
-    return {(k, a) for k, _, a in (p.partition("\x1f") for p in pairs.to_pylist() if p)}
+    """The distinct (kind, activity) pairs of ``events`` (a null activity as "", a null kind
+    left out), as plain strings: found on each batch's dictionary indices (both columns are
+    dictionaries in an event table, a few entries each) rather than on the strings of every
+    event; chunks may carry differing dictionaries."""
+    pairs: set[tuple[str, str]] = set()
+    for batch in events.select(["kind", "activity"]).to_batches():
+        kinds, kind_codes = _entries(batch.column(0))
+        acts, act_codes = _entries(batch.column(1))
+        width = len(acts) + 1
+        codes = kind_codes * width + act_codes
+        for code in np.flatnonzero(np.bincount(codes, minlength=1)).tolist():
+            kind = kinds[code // width - 1] if code // width else None
+            if kind is not None:
+                act = acts[code % width - 1] if code % width else None
+                pairs.add((kind, "" if act is None else act))
+    return pairs
+
+
+def _entries(column: pa.Array) -> tuple[list[str | None], np.ndarray]:
+    """A string or dictionary column as its distinct values and, per row, 1 + the value's
+    position among them (0 for a null)."""
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column.cast(pa.string()))
+    values = column.dictionary.cast(pa.string()).to_pylist()
+    codes = pc.fill_null(pc.add(column.indices.cast(pa.int64()), 1), 0)
+    return values, codes.to_numpy(zero_copy_only=False)
 
 
 def _present_groups(events: pa.Table) -> set[str]:
