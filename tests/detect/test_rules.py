@@ -96,3 +96,35 @@ def test_memfd_rule_fires_on_executable_mappings_and_executions_of_memfds_only()
     out = RULES["UNB-M-005"]().evaluate(_ctx(rows))
     assert out["subject_uid"].to_pylist() == ["x", "e"]
     assert out["value"].to_pylist() == ["/memfd:b", "/memfd:d"]
+
+
+@pytest.mark.parametrize("small_rows", [8_192, 0])
+def test_rule_queries_share_one_connection_per_events_table(monkeypatch, small_rows):
+    """Every rule's query over the same events table runs on one connection of the context
+    (the events copied once into a TEMP table when small, else viewed in place), another
+    table gets its own, and ``close`` closes them."""
+    import duckdb
+
+    import unbacked.detect.base as base
+    from tests.support.events import launch, memory
+
+    monkeypatch.setattr(base, "SMALL_QUERY_ROWS", small_rows)
+    ctx = _ctx(
+        [
+            memory("p", "/usr/bin/p", "allocate", 0x1000, 0x1000, 0x7, os="linux"),
+            launch("c", "/usr/bin/c", parent="p", parent_image="/usr/bin/p", os="linux"),
+        ]
+    )
+    first = ctx.query(ctx.events, "SELECT row, kind FROM ev ORDER BY row")
+    second = ctx.query(ctx.events, "SELECT count(*) AS n FROM ev WHERE kind = 'memory'")
+    assert first["kind"].to_pylist() == ["memory", "process"]
+    assert second["n"].to_pylist() == [1]
+    launches = ctx.select(kind="process")
+    assert ctx.query_rows(launches, "SELECT row FROM ev")["process_uid"].to_pylist() == ["c"]
+    held = ctx.cache["connections"]
+    assert [t is ctx.events for t, _ in held] == [True, False]
+    ctx.close()
+    assert "connections" not in ctx.cache
+    for _, con in held:
+        with pytest.raises(duckdb.ConnectionException, match="closed"):
+            con.sql("SELECT 1").fetchall()

@@ -288,17 +288,15 @@ class DetectionContext:
         as it is: for a rule that wants computed columns beside the rows it selects."""
         if events.num_rows == 0:
             return pa.table({"row": pa.array([], pa.int64())})
-        if events.num_rows <= SMALL_QUERY_ROWS:
-            return duck.sql(self._small_events(events), sql)
-        with duck.session(ev_raw=events) as con:
-            con.execute(f"CREATE TEMP VIEW ev AS SELECT {_ev_columns(events)} FROM ev_raw")
-            return duck.sql(con, sql)
+        return duck.sql(self._connection(events), sql)
 
-    def _small_events(self, events: pa.Table) -> duckdb.DuckDBPyConnection:
-        """The context's connection holding ``events`` as TEMP table ``ev`` (made on first
-        use, one per events table; closed with the context: ``close``)."""
+    def _connection(self, events: pa.Table) -> duckdb.DuckDBPyConnection:
+        """The context's connection holding ``events`` as ``ev`` (made on first use, one per
+        events table, shared by every rule's query; closed with the context: ``close``): a
+        TEMP table up to ``SMALL_QUERY_ROWS`` events (copied once, then each query reads it
+        directly), above it a view over the Arrow table (registered once, not copied)."""
         held: list[tuple[pa.Table, duckdb.DuckDBPyConnection]] = self.cache.setdefault(
-            "small_events", []
+            "connections", []
         )
         for table, con in held:
             if table is events:
@@ -306,8 +304,11 @@ class DetectionContext:
         con = duck.connect()
         try:
             con.register("ev_raw", events)
-            con.execute(f"CREATE TEMP TABLE ev AS SELECT {_ev_columns(events)} FROM ev_raw")
-            con.unregister("ev_raw")
+            if events.num_rows <= SMALL_QUERY_ROWS:
+                con.execute(f"CREATE TEMP TABLE ev AS SELECT {_ev_columns(events)} FROM ev_raw")
+                con.unregister("ev_raw")
+            else:
+                con.execute(f"CREATE TEMP VIEW ev AS SELECT {_ev_columns(events)} FROM ev_raw")
         except BaseException:
             con.close()
             raise
@@ -316,7 +317,7 @@ class DetectionContext:
 
     def close(self) -> None:
         """Close the connections ``query`` kept (a context is done when its signals are)."""
-        for _, con in self.cache.pop("small_events", []):
+        for _, con in self.cache.pop("connections", []):
             con.close()
 
     def has(self, kind: str, activity: str | None = None) -> bool:
