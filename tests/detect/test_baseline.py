@@ -47,6 +47,26 @@ def test_self_exclusion_makes_a_lone_instance_surprising():
     assert r2[0]["surprise"] < row[0]["surprise"]
 
 
+def test_event_counts_leave_out_the_scored_instance_only_when_self_learned():
+    """``program_events`` and ``program_feature_events``: what the baseline counted for the
+    program, less the scored instance's own events when the baseline was learned from the
+    same data (a trained baseline scoring new data subtracts nothing)."""
+    rows = _fleet(3) + [open_process("chatty", SVC, "t", "x.exe", API_TRACE)] * 5
+    facts = DetectionContext.build(events(rows)).instance_facts
+    b = ProgramBaseline().learn(facts, calibrate=False)
+
+    def chatty(scored):
+        (row,) = [
+            r
+            for r in scored.to_pylist()
+            if r["process_uid"] == "chatty" and r["feature"] == "open.unbacked"
+        ]
+        return row["k"], row["n"], row["program_events"], row["program_feature_events"]
+
+    assert chatty(b.score(facts, exclude_self=True)) == (0, 3, 0, 3)
+    assert chatty(b.score(facts, exclude_self=False)) == (1, 4, 5, 8)
+
+
 def test_common_behaviour_is_not_surprising():
     facts = _facts(_fleet(10, with_unbacked=10))
     b = ProgramBaseline().learn(facts, calibrate=False)
