@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from unbacked import duck
 from unbacked.model.alert import rule_doc
-from unbacked.model.rows import from_numpy
+from unbacked.model.rows import from_numpy, per_value
 from unbacked.model.schema import EVENT_SCHEMA
 from unbacked.model.state import program_column
 from unbacked.plugins import PluginError, Registry, RegistryView
@@ -349,16 +349,9 @@ class DetectionContext:
 
 def _is_in(column: pa.ChunkedArray, values: list[str]) -> pa.ChunkedArray:
     """Per row: whether a string or dictionary column holds one of ``values`` (false for a
-    null); a dictionary chunk is tested on its entries and the answer taken per row."""
+    null; a dictionary chunk is tested on its entries)."""
     wanted = pa.array(values, pa.string())
-    out = []
-    for chunk in column.chunks:
-        if pa.types.is_dictionary(chunk.type):
-            member = pc.is_in(chunk.dictionary.cast(pa.string()), value_set=wanted)
-            out.append(pc.fill_null(member.take(chunk.indices), False))
-        else:
-            out.append(pc.is_in(chunk.cast(pa.string()), value_set=wanted))
-    return pa.chunked_array(out, pa.bool_())
+    return per_value(column, lambda v: pc.is_in(v.cast(pa.string()), value_set=wanted))
 
 
 def declared_row_features() -> frozenset[str]:

@@ -242,9 +242,8 @@ class ProgramBaseline:
             SELECT f.*,
                    greatest(coalesce(c.instances, 0) - {self_n}, 0) AS k,
                    greatest(coalesce(t.instances, 0) - {self_n}, 0) AS n,
-                   greatest(coalesce(c.events, 0) - {self_n} * {own}, 0) AS program_events,
-                   greatest(coalesce(t.events, 0) - {self_n} * {own_feat}, 0)
-                     AS program_feature_events,
+                   greatest(coalesce(c.events, 0) - {own}, 0) AS program_events,
+                   greatest(coalesce(t.events, 0) - {own_feat}, 0) AS program_feature_events,
                    (greatest(coalesce(p.instances, 0) - {self_n}, 0) + 0.5)
                      / (greatest(coalesce(pt.instances, 0) - {self_n}, 0) + 1.0) AS q,
                    greatest({thr}, $min_surprise::DOUBLE) AS threshold

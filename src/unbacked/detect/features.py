@@ -440,6 +440,10 @@ ABSENCE_AWARE: dict[str, str] = {
 }
 
 
+#: a branch of the facts' columns and no rows (nothing asked for)
+_NO_FACTS = "  SELECT NULL::BIGINT, NULL, NULL, NULL, NULL WHERE false"
+
+
 def _weighted_sql(branches: list[FactBranch | InstanceBranch]) -> tuple[str, str]:
     """The CTEs of ``branches`` as facts of groups of events (``wfacts``: ``row`` the group's
     first event, ``n`` its events): the events of one source, instance and program are grouped
@@ -474,7 +478,7 @@ def _weighted_sql(branches: list[FactBranch | InstanceBranch]) -> tuple[str, str
             for i, b in members
         ]
     if not facts:
-        facts = ["  SELECT NULL::BIGINT, NULL, NULL, NULL, NULL, NULL::BIGINT WHERE false"]
+        facts = [_NO_FACTS.replace(" WHERE", ", NULL::BIGINT WHERE")]
     return ",\n".join(ctes), "\n  UNION ALL\n".join(facts)
 
 
@@ -497,9 +501,7 @@ def facts_sql(
         and (features is None or b.feature in features)
     ]
     if not per_instance:
-        parts = [b.row_sql() for b in chosen]
-        if not parts:  # nothing asked for: a query of the facts' columns and no rows
-            parts = ["  SELECT NULL::BIGINT, NULL, NULL, NULL, NULL WHERE false"]
+        parts = [b.row_sql() for b in chosen] or [_NO_FACTS]
         body = "facts(row, process_uid, program, feature, value) AS (\n" + "\n  UNION ALL\n".join(
             parts
         )
@@ -509,9 +511,7 @@ def facts_sql(
             .replace("{select}", _FACTS_SELECT)
         )
     grouped, weighted = _weighted_sql(chosen)
-    per_row = [b.row_sql() for b in chosen if b.feature in row_features] or [
-        "  SELECT NULL::BIGINT, NULL, NULL, NULL, NULL WHERE false"
-    ]
+    per_row = [b.row_sql() for b in chosen if b.feature in row_features] or [_NO_FACTS]
     body = (
         (grouped + ",\n" if grouped else "")
         + "wfacts(row, process_uid, program, feature, value, n) AS (\n"

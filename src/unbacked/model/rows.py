@@ -11,7 +11,7 @@ integer where an order depends on them.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -84,6 +84,22 @@ class _RefusePandas:
     def find_spec(self, name: str, path: object = None, target: object = None) -> None:
         if name == "pandas" or name.startswith("pandas."):
             raise ModuleNotFoundError("No module named 'pandas'", name="pandas")
+
+
+def per_value(column: pa.ChunkedArray, verdict: Callable[[pa.Array], pa.Array]) -> pa.ChunkedArray:
+    """Per row, the boolean ``verdict`` on its value (false for a null): a dictionary chunk is
+    judged on its entries (each distinct value once) and the answers taken per row; a plain
+    chunk row by row."""
+    import pyarrow.compute as pc
+
+    chunks = []
+    for chunk in column.chunks:
+        if isinstance(chunk, pa.DictionaryArray):
+            chunk_verdict = verdict(chunk.dictionary).take(chunk.indices)
+        else:
+            chunk_verdict = verdict(chunk)
+        chunks.append(pc.fill_null(chunk_verdict, False))
+    return pa.chunked_array(chunks, pa.bool_())
 
 
 def keep_pandas_out_of_arrow() -> bool:

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from unbacked.errors import FormatError, InputError
 from unbacked.model import EVENT_SCHEMA, conform
-from unbacked.model.rows import from_numpy
+from unbacked.model.rows import from_numpy, per_value
 from unbacked.model.schema import STRING_COLUMNS
 from unbacked.runreport import RunReport
 from unbacked.sources._engine import (
@@ -265,18 +265,7 @@ def _valid_utf8_rows(table: pa.Table, name: str, report: RunReport) -> pa.Table:
 def _invalid_utf8(col: pa.ChunkedArray) -> pa.ChunkedArray:
     """For each row of a string column (plain or dictionary-encoded), whether its value is not
     valid UTF-8 (the slow path, for a column that failed validation)."""
-    import pyarrow.compute as pc
-
-    def undecodable(values: pa.Array) -> pa.Array:
-        return from_numpy(undecodable_utf8(values.view(pa.binary())))
-
-    chunks = []
-    for chunk in col.chunks:
-        if isinstance(chunk, pa.DictionaryArray):
-            chunks.append(pc.fill_null(undecodable(chunk.dictionary).take(chunk.indices), False))
-        else:
-            chunks.append(undecodable(chunk))
-    return pa.chunked_array(chunks, pa.bool_())
+    return per_value(col, lambda v: from_numpy(undecodable_utf8(v.view(pa.binary()))))
 
 
 # -- writing -----------------------------------------------------------------------------------
