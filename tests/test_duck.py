@@ -4,6 +4,7 @@ query or session, tables registered privately, closed on the way out, values as 
 from __future__ import annotations
 
 import threading
+import warnings
 
 import duckdb
 import pyarrow as pa
@@ -72,3 +73,15 @@ def test_sessions_share_one_database_across_threads() -> None:
     for th in threads:
         th.join()
     assert sorted(results) == [[1], [2], [3], [4]]
+
+
+def test_results_come_out_without_a_warning_even_where_warnings_are_errors() -> None:
+    # DuckDB 2 warns when Arrow is taken from an executed statement; ``sql`` does that on
+    # purpose (one bind instead of a relation's two) and must not let the warning out
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = duck.query("SELECT x * 2 AS y FROM t ORDER BY y", t=pa.table({"x": [2, 1]}))
+        assert got.to_pydict() == {"y": [2, 4]}
+        with duck.session() as con:
+            con.execute("SELECT 'a' AS s UNION ALL SELECT 'b'")
+            assert sorted(duck.fetch_arrow(con)["s"].to_pylist()) == ["a", "b"]

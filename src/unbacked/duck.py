@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -42,7 +43,7 @@ DISABLED_OPTIMIZERS = ("cte_filter_pusher", "cte_inlining")
 def _tune(db: duckdb.DuckDBPyConnection) -> None:
     """Leave out ``DISABLED_OPTIMIZERS`` that this DuckDB has (a name it does not know is
     an error there, and a missing pass costs nothing)."""
-    known = {r[0] for r in db.sql("SELECT name FROM duckdb_optimizers()").fetchall()}
+    known = {r[0] for r in db.execute("SELECT name FROM duckdb_optimizers()").fetchall()}
     names = [n for n in DISABLED_OPTIMIZERS if n in known]
     if names:
         db.execute(f"SET disabled_optimizers = '{','.join(names)}'")
@@ -77,9 +78,36 @@ def sql(
     con: duckdb.DuckDBPyConnection, statement: str, params: Mapping[str, Any] | None = None
 ) -> pa.Table:
     """The result of ``statement`` on ``con`` (a ``session``'s) as an Arrow table; values go in
-    as ``params`` (``$name``), never into the SQL text."""
-    rel = con.sql(statement, params=dict(params)) if params else con.sql(statement)
-    return rel.to_arrow_table()
+    as ``params`` (``$name``), never into the SQL text.
+
+    Run with ``execute``, not as a relation (``con.sql(...).to_arrow_table()``): DuckDB 2's
+    relation binds a statement once to learn its columns and again to run it: 10-15 ms more
+    for the facts query, whatever the number of events (docs/benchmarks.md)."""
+    if params:
+        con.execute(statement, dict(params))
+    else:
+        con.execute(statement)
+    return fetch_arrow(con)
+
+
+#: what DuckDB 2 says when Arrow is taken from an executed statement rather than a relation
+_COPY_WARNING = "Arrow output on a DB-API result makes an extra copy"
+
+
+def fetch_arrow(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """The result of the statement ``con.execute`` just ran, as an Arrow table
+    (``fetch_arrow_table`` before DuckDB 2, ``to_arrow_table`` there).
+
+    DuckDB 2 warns that this copies the rows once more than a relation's ``to_arrow_table``;
+    the relation binds the statement twice instead, which costs more here (see ``sql``), so
+    the warning is silenced for this call only. (``catch_warnings`` is process-wide before
+    Python 3.14: two threads here at once can at worst leave this one filter in place.)"""
+    fetch = getattr(con, "fetch_arrow_table", None)
+    if fetch is not None:
+        return fetch()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_COPY_WARNING, category=UserWarning)
+        return con.to_arrow_table()
 
 
 def query(
@@ -92,4 +120,4 @@ def query(
         return sql(con, statement, params)
 
 
-__all__ = ["connect", "query", "session", "sql"]
+__all__ = ["connect", "fetch_arrow", "query", "session", "sql"]

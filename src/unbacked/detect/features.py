@@ -648,7 +648,7 @@ def extract_instance_facts(
 def trace_class(call_traces: list[str | None]) -> list[str | None]:
     """``TRACE_CLASS_SQL`` for a few traces (tests, explanations)."""
     with duck.session(t=pa.table({"call_trace": pa.array(call_traces, pa.string())})) as con:
-        rows = con.sql(
+        rows = con.execute(
             f"SELECT {TRACE_CLASS_SQL} AS c FROM (SELECT *, {_FRAMES_SQL} AS frames FROM t)"
         ).fetchall()
     return [r[0] for r in rows]

@@ -83,7 +83,7 @@ def combine(rows: pa.Table | Iterable[pa.Table], **hyper: Any) -> ProgramBaselin
                       sum(instances)::BIGINT AS instances, sum(events)::BIGINT AS events
                  FROM r GROUP BY ALL"""
         )
-        spanning = con.sql(
+        spanning = con.execute(
             "SELECT value, instances FROM p WHERE tbl = 'uid' AND instances > 1 "
             "ORDER BY ALL LIMIT 5"
         ).fetchall()
@@ -131,7 +131,9 @@ def combine(rows: pa.Table | Iterable[pa.Table], **hyper: Any) -> ProgramBaselin
                 WHERE t.tbl = 'population_totals'""",
             "population_totals",
         )
-        n_facts = con.sql("SELECT coalesce(sum(events), 0) FROM p WHERE tbl = 'facts'").fetchall()
+        n_facts = con.execute(
+            "SELECT coalesce(sum(events), 0) FROM p WHERE tbl = 'facts'"
+        ).fetchall()
     baseline.thresholds_ = TABLE_SCHEMAS["thresholds"].empty_table()
     assert baseline.totals_ is not None
     baseline.meta_ = {  # ``learn``'s metadata, from the summed tables

@@ -34,6 +34,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from unbacked.duck import fetch_arrow
 from unbacked.errors import FormatError
 from unbacked.model import conform
 from unbacked.model.rows import from_numpy
@@ -293,18 +294,18 @@ class JsonQuery:
         con.register("lines", tbl)
         try:
             try:
-                out = con.sql(self._sql[False]).to_arrow_table()
+                out = fetch_arrow(con.execute(self._sql[False]))
             except QUERY_ERRORS:
                 out = None
             if out is None:
                 try:
-                    out = con.sql(self._sql[True]).to_arrow_table()
+                    out = fetch_arrow(con.execute(self._sql[True]))
                 except QUERY_ERRORS as exc:
                     res.add_skip("unreadable block", len(lines), f"{type(exc).__name__}: {exc}")
                     return None
                 bad = len(lines) - out.num_rows
                 if bad:
-                    rows = con.sql(
+                    rows = con.execute(
                         "SELECT min(ln) FROM lines WHERE NOT json_valid(line)"
                     ).fetchall()
                     first = rows[0][0] if rows else None
