@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -225,7 +226,7 @@ def _assert_one_pass_is_facts_then_instances(ctx: DetectionContext) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from unbacked.detect.base import declared_row_features
+    from unbacked.detect.base import declared_row_features, declared_row_values
     from unbacked.detect.baseline import instance_facts
     from unbacked.detect.features import extract_facts, extract_instance_facts
 
@@ -233,18 +234,44 @@ def _assert_one_pass_is_facts_then_instances(ctx: DetectionContext) -> None:
     assert facts.num_rows
     declared = declared_row_features()
     assert declared >= {"open.unbacked", "module.engine", "mem.transition"}
-    one_pass, rows = extract_instance_facts(ctx.events, declared)
+    narrowed = declared_row_values()
+    assert set(narrowed) == {"open.unbacked"} and "none" not in narrowed["open.unbacked"]
+    one_pass, rows = extract_instance_facts(ctx.events, declared, narrowed)
     assert one_pass.equals(instance_facts(facts))  # values, types and order
     declared_facts = facts.filter(pc.is_in(facts["feature"], pa.array(sorted(declared))))
-    assert rows.sort_by(_SORT).equals(declared_facts.sort_by(_SORT))
+    # the declared features' facts, of open.unbacked only those of the values rules read
+    listed = pc.or_(
+        pc.not_equal(declared_facts["feature"], "open.unbacked"),
+        pc.is_in(declared_facts["value"], pa.array(sorted(narrowed["open.unbacked"]))),
+    )
+    assert rows.sort_by(_SORT).equals(declared_facts.filter(listed).sort_by(_SORT))
+    whole, _ = extract_instance_facts(ctx.events, declared)
+    assert whole.equals(one_pass)
     # a context above SMALL_QUERY_ROWS takes the one pass and never computes every fact
     assert ctx.instance_facts.equals(one_pass)
-    for features in (("open.unbacked",), ("module.engine",), ("mem.transition", "process.seen")):
+    cases: list[tuple[tuple[str, ...], tuple[str, ...] | None]] = [
+        (("module.engine",), None),
+        (("open.unbacked",), ("api", "managed")),  # among the values declared: the one pass
+        (("mem.transition", "process.seen"), None),
+        (("open.unbacked",), None),  # every value: a query of its own
+    ]
+    for features, values in cases:
         want = facts.filter(pc.is_in(facts["feature"], pa.array(list(features))))
-        assert ctx.facts_of(*features).sort_by(_SORT).equals(want.sort_by(_SORT)), features
+        if values is not None:
+            want = want.filter(pc.is_in(want["value"], pa.array(list(values))))
+        got = ctx.facts_of(*features, values=values)
+        assert got.sort_by(_SORT).equals(want.sort_by(_SORT)), features
+        assert ("facts:open.unbacked" in ctx.cache) == (values is None and features == cases[3][0])
     assert "facts" not in ctx.cache
-    assert "facts:mem.transition\x1fprocess.seen" in ctx.cache  # undeclared: its own query
-    assert not [k for k in ctx.cache if k.startswith("facts:") and "process.seen" not in k]
+    # undeclared, or a declared feature's values beyond those declared: a query of their own
+    assert "facts:mem.transition\x1fprocess.seen" in ctx.cache
+    assert "facts:open.unbacked" in ctx.cache
+    assert not [
+        k
+        for k in ctx.cache
+        if k.startswith("facts:")
+        and k not in ("facts:mem.transition\x1fprocess.seen", "facts:open.unbacked")
+    ]
     ctx.facts  # noqa: B018 - once every fact is there, facts_of filters them
     assert (
         ctx.facts_of("module.engine")
@@ -277,7 +304,7 @@ def test_instance_facts_of_repeated_events_count_every_event_once(monkeypatch):
         connect,
         remote_thread,
     )
-    from unbacked.detect.base import declared_row_features
+    from unbacked.detect.base import declared_row_features, declared_row_values
     from unbacked.detect.baseline import instance_facts
     from unbacked.detect.features import extract_facts, extract_instance_facts
 
@@ -303,7 +330,9 @@ def test_instance_facts_of_repeated_events_count_every_event_once(monkeypatch):
     ]
     ctx = DetectionContext.build(events(rows))
     facts = extract_facts(ctx.events)
-    one_pass, per_row = extract_instance_facts(ctx.events, declared_row_features())
+    one_pass, per_row = extract_instance_facts(
+        ctx.events, declared_row_features(), declared_row_values()
+    )
     assert one_pass.equals(instance_facts(facts))
     assert one_pass.num_rows < facts.num_rows  # repeats were counted, not listed
     counts = {
@@ -315,7 +344,8 @@ def test_instance_facts_of_repeated_events_count_every_event_once(monkeypatch):
     assert counts[("p", "process.child", "doc.exe")] == 3
     assert counts[("p", "module.engine", "clr")] == 2
     assert counts[("p", "network.connect", "outbound")] == 2
-    assert per_row.num_rows == 2 + 2 + 4  # transitions, engine loads, opens: event by event
+    # transitions, engine loads, and the opens of the classes rules read (not the clean one)
+    assert per_row.num_rows == 2 + 2 + 3
 
 
 def test_a_small_run_aggregates_its_facts():
@@ -419,3 +449,53 @@ def test_kind_pairs_on_dictionaries_that_differ_by_chunk_and_on_plain_strings():
     plain = pa.table({"kind": kind.cast(pa.string()), "activity": activity.cast(pa.string())})
     assert kind_pairs(plain) == want
     assert kind_pairs(plain.slice(0, 0)) == set()
+
+
+def test_declared_row_values_narrow_a_feature_only_where_every_declaring_detector_does(
+    monkeypatch,
+):
+    import unbacked.detect.base as base
+
+    class Few:
+        row_facts = ("a", "b")
+        row_fact_values: ClassVar[dict[str, tuple[str, ...]]] = {"a": ("x",), "b": ("y",)}
+
+    class Others:
+        row_facts = ("a",)
+        row_fact_values: ClassVar[dict[str, tuple[str, ...]]] = {"a": ("z",)}
+
+    class Whole:
+        row_facts = ("b",)
+
+    monkeypatch.setattr(base, "DETECTORS", {"F": Few, "O": Others, "W": Whole})
+    assert base.declared_row_features() == {"a", "b"}
+    # a: read in two detectors, each a few values (their union); b: one reads it whole
+    assert base.declared_row_values() == {"a": {"x", "z"}}
+    assert base._in_row_facts(["a"], ["x"]) and base._in_row_facts(["a", "b"], ["z"])
+    assert not base._in_row_facts(["a"], None) and not base._in_row_facts(["a"], ["x", "q"])
+    assert base._in_row_facts(["b"], None) and not base._in_row_facts(["c"], None)
+
+
+def test_row_sql_of_some_values_lists_only_those():
+    import pyarrow as pa
+
+    from unbacked import duck
+    from unbacked.detect.features import FactBranch, InstanceBranch
+
+    ev = pa.table({"row": [1, 2, 3], "process_uid": ["p", "p", "q"], "program": ["a"] * 3,
+                   "v": ["x", "it's", "y"]})  # fmt: skip
+    fact = FactBranch("always", "f", "ev", "v", "row > 0")
+    inst = InstanceBranch(
+        "always",
+        "g",
+        "  SELECT min(row), process_uid, min(program), 'g', min(v) FROM ev GROUP BY 2",
+    )
+    for branch, values, want in [
+        (fact, None, ["x", "it's", "y"]),
+        (fact, ["it's", "y"], ["it's", "y"]),
+        (fact, [], []),
+        (inst, None, ["it's", "y"]),
+        (inst, ["y"], ["y"]),
+    ]:
+        got = duck.query(branch.row_sql(values), ev=ev)
+        assert sorted(got.column(4).to_pylist()) == sorted(want), (branch.feature, values)

@@ -15,7 +15,7 @@ noisy-OR, so independent evidence adds up while one weak signal stays weak.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -146,24 +146,30 @@ class DetectionContext:
             self.cache["facts"] = extract_facts(self.events)
         return self.cache["facts"]
 
-    def facts_of(self, *features: str) -> pa.Table:
-        """The facts of ``features`` only (rows in no particular order, as ``facts``'): from
-        ``facts`` when those are computed (or the run is small enough to compute them all),
-        from ``row_facts`` when the features are among those detectors declare, else computed
-        for these features alone."""
+    def facts_of(self, *features: str, values: Collection[str] | None = None) -> pa.Table:
+        """The facts of ``features`` only, and of those only the ones whose value is among
+        ``values`` when given (rows in no particular order, as ``facts``'): from ``facts``
+        when those are computed (or the run is small enough to compute them all), from
+        ``row_facts`` when detectors declare the features (and, where they declare only some
+        of a feature's values, ``values`` are among them), else computed for these features
+        alone."""
         wanted = pa.array(sorted(set(features)), pa.string())
         if "facts" in self.cache or self.events.num_rows <= SMALL_QUERY_ROWS:
             facts = self.facts
-            return facts.filter(pc.is_in(facts["feature"], wanted))
-        if set(features) <= declared_row_features():
+        elif _in_row_facts(features, values):
             facts = self.row_facts
-            return facts.filter(pc.is_in(facts["feature"], wanted))
-        key = "facts:" + "\x1f".join(wanted.to_pylist())
-        if key not in self.cache:
-            from unbacked.detect.features import extract_facts
+        else:
+            key = "facts:" + "\x1f".join(wanted.to_pylist())
+            if key not in self.cache:
+                from unbacked.detect.features import extract_facts
 
-            self.cache[key] = extract_facts(self.events, features)
-        return self.cache[key]
+                self.cache[key] = extract_facts(self.events, features)
+            facts = self.cache[key]
+        keep = pc.is_in(facts["feature"], wanted)
+        if values is not None:
+            chosen = pa.array(sorted(set(values)), pa.string())
+            keep = pc.and_(keep, pc.is_in(facts["value"], chosen))
+        return facts.filter(keep)
 
     @property
     def row_facts(self) -> pa.Table:
@@ -195,7 +201,9 @@ class DetectionContext:
             else:
                 from unbacked.detect.features import extract_instance_facts
 
-                inst, rows = extract_instance_facts(self.events, declared_row_features())
+                inst, rows = extract_instance_facts(
+                    self.events, declared_row_features(), declared_row_values()
+                )
                 self.cache["instance_facts"] = inst
                 self.cache.setdefault("row_facts", rows)
         return self.cache["instance_facts"]
@@ -360,6 +368,33 @@ def declared_row_features() -> frozenset[str]:
     return frozenset(f for cls in DETECTORS.values() for f in getattr(cls, "row_facts", ()))
 
 
+def declared_row_values() -> dict[str, frozenset[str]]:
+    """Of the declared row features, those every declaring detector reads only some values
+    of (``Detector.row_fact_values``), with the values any of them reads: the one pass leaves
+    the other values' events out (a fleet's opens are mostly of the benign trace class)."""
+    narrowed: dict[str, frozenset[str]] = {}
+    whole: set[str] = set()
+    for cls in DETECTORS.values():
+        values = getattr(cls, "row_fact_values", {})
+        for feature in getattr(cls, "row_facts", ()):
+            if feature in values:
+                narrowed[feature] = narrowed.get(feature, frozenset()) | set(values[feature])
+            else:
+                whole.add(feature)
+    return {f: v for f, v in narrowed.items() if f not in whole}
+
+
+def _in_row_facts(features: Collection[str], values: Collection[str] | None) -> bool:
+    """Whether the declared row facts hold every fact of ``features`` (with a value among
+    ``values`` when given)."""
+    if not set(features) <= declared_row_features():
+        return False
+    narrowed = declared_row_values()
+    return all(
+        f not in narrowed or (values is not None and set(values) <= narrowed[f]) for f in features
+    )
+
+
 class Detector(ABC):
     """Turns the run's events into signals: a rule (``Rule``) or a learned detector (the
     baseline, ``detect.anomaly.BaselineDetector``). Registered in ``DETECTORS`` under ``id``.
@@ -379,6 +414,9 @@ class Detector(ABC):
     #: features whose facts, event by event, ``evaluate`` reads through ``ctx.facts_of``
     #: (declared, they come with the instance facts in one pass; undeclared, a query of their own)
     row_facts: ClassVar[tuple[str, ...]] = ()
+    #: of those features, the only values ``evaluate`` reads (``ctx.facts_of(f, values=...)``),
+    #: where it reads a few only: the one pass then lists those events alone
+    row_fact_values: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 
     @abstractmethod
     def evaluate(self, ctx: DetectionContext) -> pa.Table:

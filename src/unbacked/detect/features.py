@@ -38,7 +38,7 @@ Features (DESIGN.md §5):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +47,7 @@ import pyarrow.compute as pc
 
 from unbacked import duck
 from unbacked.model.jit import JIT_ENGINE_STEMS, JIT_ENGINES
+from unbacked.sql import sql_str
 
 #: The JIT engines' module-name stems (``model.jit.JIT_ENGINES``, the one table every JIT
 #: allowance derives from): a module of one of these in a call trace explains unbacked frames as
@@ -185,9 +186,14 @@ class FactBranch:
     instance: str = "process_uid"
     program: str = "program"
 
-    def row_sql(self) -> str:
-        """One fact per event: ``(row, process_uid, program, feature, value)``."""
-        where = f"\n   WHERE {self.where}" if self.where else ""
+    def row_sql(self, values: Collection[str] | None = None) -> str:
+        """One fact per event: ``(row, process_uid, program, feature, value)``; only those
+        whose value is among ``values`` when given."""
+        conds = [self.where] if self.where else []
+        if values is not None:
+            listed = ", ".join(sql_str(v) for v in sorted(values)) or "NULL"
+            conds.append(f"({self.value}) IN ({listed})")
+        where = "\n   WHERE " + " AND ".join(f"({c})" for c in conds) if conds else ""
         return (
             f"  SELECT row, {self.instance}, {self.program}, '{self.feature}',\n"
             f"         {self.value}\n    FROM {self.source}{where}"
@@ -204,8 +210,11 @@ class InstanceBranch:
     feature: str
     sql: str
 
-    def row_sql(self) -> str:
-        return self.sql
+    def row_sql(self, values: Collection[str] | None = None) -> str:
+        if values is None:
+            return self.sql
+        listed = ", ".join(sql_str(v) for v in sorted(values)) or "NULL"
+        return f"  SELECT * FROM (\n{self.sql}\n  ) AS f(r, u, p, ft, v) WHERE v IN ({listed})"
 
 
 #: One branch per feature, tagged with the kind of event it needs: only the branches whose
@@ -488,11 +497,13 @@ def facts_sql(
     *,
     per_instance: bool = False,
     row_features: Collection[str] = (),
+    row_values: Mapping[str, Collection[str]] | None = None,
 ) -> str:
     """The facts query with the branches of ``groups`` (all when None) that produce
     ``features`` (all when None); ``per_instance``: aggregated per instance, program, feature and
-    value (``_INSTANCE_SELECT``), with the facts of ``row_features`` one by one beside them,
-    instead of one row per fact. The query per instance reads ``ev`` as a view of its
+    value (``_INSTANCE_SELECT``), with the facts of ``row_features`` one by one beside them
+    (of a feature in ``row_values``, only those with one of its values), instead of one row
+    per fact. The query per instance reads ``ev`` as a view of its
     connection (``_EV_SQL``), which each branch filters its own way."""
     chosen = [
         b
@@ -511,7 +522,10 @@ def facts_sql(
             .replace("{select}", _FACTS_SELECT)
         )
     grouped, weighted = _weighted_sql(chosen)
-    per_row = [b.row_sql() for b in chosen if b.feature in row_features] or [_NO_FACTS]
+    narrowed = row_values or {}
+    per_row = [b.row_sql(narrowed.get(b.feature)) for b in chosen if b.feature in row_features] or [
+        _NO_FACTS
+    ]
     body = (
         (grouped + ",\n" if grouped else "")
         + "wfacts(row, process_uid, program, feature, value, n) AS (\n"
@@ -613,10 +627,15 @@ def _run_facts(
     features: Collection[str] | None,
     per_instance: bool,
     row_features: Collection[str] = (),
+    row_values: Mapping[str, Collection[str]] | None = None,
 ) -> pa.Table:
     cols = [c for c in events.column_names if c not in ("time",)]
     sql = facts_sql(
-        _present_groups(events), features, per_instance=per_instance, row_features=row_features
+        _present_groups(events),
+        features,
+        per_instance=per_instance,
+        row_features=row_features,
+        row_values=row_values,
     )
     with duck.session(events=events.select(cols)) as con:
         if per_instance:
@@ -632,13 +651,18 @@ def extract_facts(events: pa.Table, features: Collection[str] | None = None) -> 
 
 
 def extract_instance_facts(
-    events: pa.Table, row_features: Collection[str] = ()
+    events: pa.Table,
+    row_features: Collection[str] = (),
+    row_values: Mapping[str, Collection[str]] | None = None,
 ) -> tuple[pa.Table, pa.Table]:
     """``detect.baseline.instance_facts(extract_facts(events))`` and the facts of
-    ``row_features`` (``extract_facts(events, row_features)``, in no particular order), in one
-    DuckDB pass, without every fact leaving it (a fact per event and feature: several per
-    event, mostly repeating their instance's strings)."""
-    both = _run_facts(events, None, per_instance=True, row_features=row_features)
+    ``row_features`` (``extract_facts(events, row_features)``, in no particular order; of a
+    feature in ``row_values``, only those with one of its values), in one DuckDB pass, without
+    every fact leaving it (a fact per event and feature: several per event, mostly repeating
+    their instance's strings)."""
+    both = _run_facts(
+        events, None, per_instance=True, row_features=row_features, row_values=row_values
+    )
     per_row = both["per_row"]
     instances = both.filter(pc.invert(per_row)).drop_columns(["per_row"])
     rows = both.filter(per_row).drop_columns(["per_row", "events"])

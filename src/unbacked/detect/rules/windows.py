@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Mapping
+from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -133,10 +135,13 @@ class UnbackedCallerInCallTrace(Rule):
     kinds = ("process",)
     requires = ("call_trace",)
     row_facts = ("open.unbacked",)
+    #: the scored classes, and "managed" for the instances running managed code
+    row_fact_values: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "open.unbacked": (*TRACE_CLASS_SCORE, "managed")
+    }
 
     def evaluate(self, ctx: DetectionContext) -> pa.Table:
-        facts = ctx.facts_of("open.unbacked")
-        hits = facts.filter(pc.is_in(facts["value"], pa.array(list(TRACE_CLASS_SCORE))))
+        hits = ctx.facts_of("open.unbacked", values=TRACE_CLASS_SCORE)
         if hits.num_rows == 0:
             return empty_signals()
         ev = ctx.events.take(hits["row"])
@@ -182,10 +187,9 @@ def managed_instances(ctx: DetectionContext) -> pa.Table:
     A call trace through managed-runtime modules (class ``managed``) counts from its event.
     Only events from ``since`` on are excused: code run before the runtime came is not JIT."""
     if "managed" not in ctx.cache:
-        facts = ctx.facts_of("open.unbacked")
         ev = ctx.events
         parts: list[pa.Table] = []
-        traced = facts.filter(pc.equal(facts["value"], "managed"))
+        traced = ctx.facts_of("open.unbacked", values=("managed",))
         if traced.num_rows:
             parts.append(
                 pa.table(
