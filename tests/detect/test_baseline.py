@@ -205,3 +205,55 @@ def test_cross_process_writes_are_learned_per_program():
     assert [s["subject_uid"] for s in hit] == ["evil"], sig
     assert hit[0]["value"] == "other code/file"
     assert "0 of 40 peer instances" in hit[0]["message"]
+
+
+@pytest.mark.parametrize("self_learned", [True, False])
+def test_peer_counts_per_fact_in_the_order_asked(self_learned, monkeypatch):
+    """``DetectionContext.peer_counts``: for each fact asked, in order, the largest peer counts
+    scored for its instance, feature and value; a fact no instance showed is scored on its
+    own; one without a program gets none (the joins read only the asked instances' facts)."""
+    from unbacked.detect.baseline import instance_facts
+
+    rows = [
+        *_fleet(6, with_unbacked=2),
+        open_process("lone", r"C:\x\lone.exe", "t", "x.exe", API_TRACE),
+    ]
+    ctx = DetectionContext.build(events(rows))
+    trained = ProgramBaseline().learn(instance_facts(ctx.facts), calibrate=False)
+    ctx.baseline, ctx.self_baselined = trained, self_learned
+    best: dict[tuple[str, str, str], tuple[int, int]] = {}
+    for r in ctx.scored.to_pylist():
+        key = (r["process_uid"], r["feature"], r["value"])
+        k, n = best.get(key, (0, 0))
+        best[key] = (max(k, r["k"]), max(n, r["n"]))
+    known = ctx.instance_facts.select(["row", "process_uid", "program", "feature", "value"])
+    made_up = pa.table(
+        {
+            "row": [0, 1],
+            "process_uid": ["s1", "s2"],
+            "program": ["svchost.exe", None],
+            "feature": ["open.unbacked", "open.unbacked"],
+            "value": ["never-seen", "api"],
+        },
+        schema=known.schema,
+    )
+    asked = pa.concat_tables(
+        [made_up.slice(0, 1), known.take(list(range(known.num_rows))[::-1]), made_up.slice(1)]
+    )
+    ctx.scored  # noqa: B018 - scored once, before the counts are asked
+    rescored: list[int] = []
+    score = ProgramBaseline.score
+
+    def counting(self, facts, **kw):
+        rescored.append(facts.num_rows)
+        return score(self, facts, **kw)
+
+    monkeypatch.setattr(ProgramBaseline, "score", counting)
+    k, n = ctx.peer_counts(asked)
+    assert rescored == [1]  # the made-up fact with a program alone: the others were found
+    alone = trained.score(made_up.slice(0, 1), exclude_self=self_learned)
+    want = [(int(alone["k"][0].as_py()), int(alone["n"][0].as_py()))]
+    want += [best[(r["process_uid"], r["feature"], r["value"])] for r in known.to_pylist()[::-1]]
+    want += [(0, 0)]
+    assert list(zip(k.tolist(), n.tolist(), strict=True)) == want
+    assert any(kk > 0 for kk, _ in want) and want[0][1] > 0  # not all zeros
