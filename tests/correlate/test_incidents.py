@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from tests.support.events import API_TRACE, connect, events, launch, open_process, remote_thread
 from unbacked.correlate.incidents import CorrelationConfig, correlate, noisy_or
 from unbacked.detect import DetectionContext, ProgramBaseline, run_rules
@@ -88,3 +90,58 @@ def test_jit_noise_of_managed_hosts_stays_quiet():
                               MANAGED_TRACE) for _ in range(20)]  # fmt: skip
         rows.append(open_process(uid, host, "t", NP, API_TRACE))  # P/Invoke from JIT code
     assert _run(rows) == []
+
+
+def test_identities_from_the_events_about_the_alerted_processes_match_every_event():
+    """Correlation describes the alerted process, its injector and their parents from the
+    events about them (their own, and the launches of their ancestors) instead of every
+    launch of the run: the alerts are those a process table of every event gives, parent
+    chains as deep as alerts go (8), injectors found from the evidence alone included."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from unbacked.correlate.incidents import PARENT_CHAIN, _identity_events
+    from unbacked.model.state import StateTracker
+
+    def chain(prefix: str, leaf: str, image: str, depth: int) -> list[dict]:
+        up = [f"{prefix}{i}" for i in range(depth)]  # up[0] the root
+        rows = [launch(up[0], r"C:\Windows\explorer.exe", pid=10)]
+        rows += [
+            launch(u, rf"C:\x\{u}.exe", parent=p, parent_image=rf"C:\x\{p}.exe", pid=20 + i)
+            for i, (p, u) in enumerate(pairwise(up))
+        ]
+        return [*rows, launch(leaf, image, parent=up[-1], parent_image=rf"C:\x\{up[-1]}.exe")]
+
+    rows = [
+        *chain("v", "victim", NP, 11),
+        *chain("i", "inj", PS, 3),
+        *[launch(f"other{i}", NP, parent="v1", parent_image=r"C:\x\v1.exe") for i in range(5)],
+        *[remote_thread("inj", PS, "victim", NP, 0x590000) for _ in range(3)],
+    ]
+    ctx = DetectionContext.build(events(rows), self_baselined=True)
+    ctx.baseline = ProgramBaseline().learn(ctx.facts, calibrate=False)
+    signals = run_rules(ctx)  # the remote threads' alone: the victim is the one subject
+    signals = signals.filter(pc.equal(signals["detector"], "UNB-W-001"))
+    assert set(signals["subject_uid"].to_pylist()) == {"victim"}
+    anonymous = signals.set_column(
+        signals.schema.get_field_index("actor_uid"),
+        "actor_uid",
+        pa.nulls(signals.num_rows, signals.schema.field("actor_uid").type),
+    )
+    every = ctx.events.drop_columns(["row", "program", "target_program"])
+    for sigs in (signals, anonymous):
+        alerts = correlate(ctx, sigs, config=CorrelationConfig(alert_threshold=1))
+        full = correlate(
+            ctx, sigs, StateTracker.from_events(every), CorrelationConfig(alert_threshold=1)
+        )
+        assert [a.to_ocsf() for a in alerts] == [a.to_ocsf() for a in full]
+        (a,) = [a for a in alerts if a.process.uid == "victim"]
+        assert a.actor is not None and a.actor.uid == "inj" and a.actor.parent.uid == "i2"
+        depth, p = 0, a.process.parent
+        while p is not None:
+            depth, p = depth + 1, p.parent
+        assert depth == PARENT_CHAIN
+    subset = _identity_events(ctx.events, signals, ["victim"])
+    assert subset.num_rows < ctx.events.num_rows
+    # beyond the chain an alert names (v3 is the 8th parent): no launch needed
+    assert {"other0", "v2", "v1"}.isdisjoint(subset["process_uid"].to_pylist())

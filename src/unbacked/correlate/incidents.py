@@ -45,6 +45,8 @@ FOREIGN_CODE_EVIDENCE = 50.0
 FOLLOWUP_CONNECT = ("UNB-C-001", "Network connection after foreign code ran", 40.0, "T1071")
 FOLLOWUP_CHILD = ("UNB-C-002", "Child process after foreign code ran", 30.0, None)
 MAX_TIMELINE = 400
+#: how many parents an alert's process and injector are described with
+PARENT_CHAIN = 8
 #: explanation lines kept per alert (ranked; lines past it are counted in
 #: ``unmapped.unbacked.explanation_omitted``, never dropped silently)
 MAX_EXPLANATION = 200
@@ -89,19 +91,45 @@ def correlate(
 
 def _identity_events(events: pa.Table, signals: pa.Table, subjects: list[str]) -> pa.Table:
     """The events that can tell who the alerted processes, their injectors and their parents
-    are: every launch (parent chains), and every event naming a subject or an actor. Resolving
-    identities from this subset instead of every event keeps correlation cheap on big runs."""
-    uids = pa.array(
-        sorted(set(subjects) | {u for u in signals["actor_uid"].to_pylist() if u}), pa.string()
-    )
+    are: every event naming a subject or an actor, and the launches naming them or their
+    ancestors (as far as ``_ref`` follows a parent chain). Resolving identities from this
+    subset instead of every event keeps correlation cheap on big runs; each of these
+    processes is described exactly as from every launch (its rows are all here)."""
+    named = set(subjects) | {u for u in signals["actor_uid"].to_pylist() if u}
+    uids = _strings(named)
+    launches = pc.equal(events["activity"].cast(pa.string()), "launch")
     mask = pc.or_(
-        pc.equal(events["activity"].cast(pa.string()), "launch"),
+        launches,
         pc.or_(
             pc.fill_null(pc.is_in(events["process_uid"], uids), False),
             pc.fill_null(pc.is_in(events["target_uid"], uids), False),
         ),
     )
-    return events.filter(mask).drop_columns(_DERIVED)
+    sub = events.filter(mask)
+    # also described: the other process of an event aimed at a subject (``_injector``), and
+    # the ancestors of all of them, each level's parents as its processes' rows name them
+    aimed = sub.filter(pc.fill_null(pc.is_in(sub["target_uid"], _strings(set(subjects))), False))
+    need = named | {u for u in pc.unique(aimed["process_uid"]).to_pylist() if u}
+    level = need
+    for _ in range(PARENT_CHAIN):
+        of_level = sub.filter(pc.fill_null(pc.is_in(sub["process_uid"], _strings(level)), False))
+        level = {u for u in pc.unique(of_level["parent_uid"]).to_pylist() if u} - need
+        if not level:
+            break
+        need = need | level
+    keys = _strings(need)
+    about = pc.or_(
+        pc.or_(
+            pc.fill_null(pc.is_in(sub["process_uid"], keys), False),
+            pc.fill_null(pc.is_in(sub["target_uid"], keys), False),
+        ),
+        pc.fill_null(pc.is_in(sub["parent_uid"], keys), False),
+    )
+    return sub.filter(about).drop_columns(_DERIVED)
+
+
+def _strings(values: set[str]) -> pa.Array:
+    return pa.array(sorted(values), pa.string())
 
 
 def _candidates(signals: pa.Table, threshold: float) -> list[str]:
@@ -315,7 +343,7 @@ def _ref(info: ProcessInfo | None, state: StateTracker | None) -> ProcessRef:
         return ProcessRef(uid=None)
     parent: ProcessRef | None = None
     if state is not None:
-        for p in reversed(state.parent_chain(info.uid, limit=8)):
+        for p in reversed(state.parent_chain(info.uid, limit=PARENT_CHAIN)):
             parent = ProcessRef(
                 uid=p.uid,
                 pid=p.pid,
