@@ -41,6 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from unbacked.detect.base import DetectionContext, Rule, empty_signals, register_rule
+from unbacked.model.rows import per_value
 
 #: Calling modules of JIT engines on Linux (basenames as the sensor reports them).
 LINUX_JIT_CALLER_RE = (
@@ -84,8 +85,11 @@ _COLS = [
 
 
 def _has_linux(ctx: DetectionContext) -> bool:
-    ev = ctx.events
-    return ev.num_rows > 0 and "linux" in set(pc.unique(ev["os"].cast(pa.string())).to_pylist())
+    """Whether any event is a Linux one (found once per context, on the column's entries)."""
+    if "has:linux" not in ctx.cache:
+        linux = per_value(ctx.events["os"], lambda v: pc.equal(v.cast(pa.string()), "linux"))
+        ctx.cache["has:linux"] = bool(pc.any(linux).as_py())
+    return bool(ctx.cache["has:linux"])
 
 
 def _rows(ctx: DetectionContext, sql: str, cols: list[str] = _COLS) -> pa.Table:
