@@ -85,3 +85,25 @@ def test_results_come_out_without_a_warning_even_where_warnings_are_errors() -> 
         with duck.session() as con:
             con.execute("SELECT 'a' AS s UNION ALL SELECT 'b'")
             assert sorted(duck.fetch_arrow(con)["s"].to_pylist()) == ["a", "b"]
+
+
+def test_fetches_from_several_threads_let_no_warning_out() -> None:
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for _ in range(30):
+                assert (
+                    duck.query("SELECT count(*) AS n FROM range($n)", {"n": n})["n"][0].as_py() == n
+                )
+        except BaseException as exc:
+            errors.append(exc)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        threads = [threading.Thread(target=work, args=(n,)) for n in (10, 20, 30, 40)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    assert not errors, errors[:1]

@@ -92,6 +92,7 @@ def sql(
 
 #: what DuckDB 2 says when Arrow is taken from an executed statement rather than a relation
 _COPY_WARNING = "Arrow output on a DB-API result makes an extra copy"
+_QUIET = threading.Lock()
 
 
 def fetch_arrow(con: duckdb.DuckDBPyConnection) -> pa.Table:
@@ -100,12 +101,13 @@ def fetch_arrow(con: duckdb.DuckDBPyConnection) -> pa.Table:
 
     DuckDB 2 warns that this copies the rows once more than a relation's ``to_arrow_table``;
     the relation binds the statement twice instead, which costs more here (see ``sql``), so
-    the warning is silenced for this call only. (``catch_warnings`` is process-wide before
-    Python 3.14: two threads here at once can at worst leave this one filter in place.)"""
+    the warning is silenced for this call only. ``catch_warnings`` swaps the process's
+    filters (before Python 3.14), so fetches take turns: one restoring the filters while
+    another fetches would let that one's warning out."""
     fetch = getattr(con, "fetch_arrow_table", None)
     if fetch is not None:
         return fetch()
-    with warnings.catch_warnings():
+    with _QUIET, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_COPY_WARNING, category=UserWarning)
         return con.to_arrow_table()
 
