@@ -96,17 +96,13 @@ _QUIET = threading.Lock()
 
 
 def fetch_arrow(con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """The result of the statement ``con.execute`` just ran, as an Arrow table
-    (``fetch_arrow_table`` before DuckDB 2, ``to_arrow_table`` there).
+    """The result of the statement ``con.execute`` just ran, as an Arrow table.
 
     DuckDB 2 warns that this copies the rows once more than a relation's ``to_arrow_table``;
     the relation binds the statement twice instead, which costs more here (see ``sql``), so
     the warning is silenced for this call only. ``catch_warnings`` swaps the process's
     filters (before Python 3.14), so fetches take turns: one restoring the filters while
     another fetches would let that one's warning out."""
-    fetch = getattr(con, "fetch_arrow_table", None)
-    if fetch is not None:
-        return fetch()
     with _QUIET, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_COPY_WARNING, category=UserWarning)
         return con.to_arrow_table()
