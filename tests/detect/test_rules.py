@@ -5,6 +5,7 @@ empty input included, is checked by the kit: ``test_conformance.py``)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -128,3 +129,22 @@ def test_rule_queries_share_one_connection_per_events_table(monkeypatch, small_r
     for _, con in held:
         with pytest.raises(duckdb.ConnectionException, match="closed"):
             con.sql("SELECT 1").fetchall()
+
+
+def test_the_linux_rules_share_a_connection_per_column_list():
+    """The Linux rules query the events' columns they need; every rule asking for the same
+    columns reads the same table, so their queries share its connection and view."""
+    from unbacked.detect import run_rules
+    from unbacked.engine.local import load_events
+    from unbacked.runreport import RunReport
+
+    samples = Path(__file__).resolve().parents[2] / "samples" / "linux"
+    ctx = DetectionContext.build(load_events([samples], RunReport()))
+    run_rules(ctx)
+    held = ctx.cache["connections"]
+    tables = [t for t, _ in held]
+    # one connection per table, and no two tables with the same columns
+    assert len({id(t) for t in tables}) == len(tables)
+    assert len({tuple(t.column_names) for t in tables}) == len(tables)
+    assert len(tables) >= 2  # the whole events and at least one column list
+    ctx.close()

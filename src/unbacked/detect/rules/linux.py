@@ -92,18 +92,28 @@ def _has_linux(ctx: DetectionContext) -> bool:
     return bool(ctx.cache["has:linux"])
 
 
+def _columns(ctx: DetectionContext, cols: list[str]) -> pa.Table:
+    """The events' ``cols``, one table per column list and context: the rules' queries over
+    it share one connection and its view (``DetectionContext.query`` keys them by table)."""
+    key = "columns:" + "\x1f".join(cols)
+    if key not in ctx.cache:
+        ctx.cache[key] = ctx.events.select(cols)
+    table: pa.Table = ctx.cache[key]
+    return table
+
+
 def _rows(ctx: DetectionContext, sql: str, cols: list[str] = _COLS) -> pa.Table:
     """The Linux events ``sql`` selects (by ``row``) over the columns ``cols``."""
     if not _has_linux(ctx):
         return ctx.events.slice(0, 0)
-    return ctx.query_rows(ctx.events.select(cols), sql)
+    return ctx.query_rows(_columns(ctx, cols), sql)
 
 
 def _rows_with(ctx: DetectionContext, sql: str, cols: list[str]) -> tuple[pa.Table, pa.Table]:
     """The Linux events ``sql`` selects and, row for row, the columns it computed beside."""
     if not _has_linux(ctx):
         return ctx.events.slice(0, 0), pa.table({"row": pa.array([], pa.int64())})
-    found = ctx.query(ctx.events.select(cols), sql)
+    found = ctx.query(_columns(ctx, cols), sql)
     if found.num_rows == 0:
         return ctx.events.slice(0, 0), found
     return ctx.events.take(found["row"]), found
