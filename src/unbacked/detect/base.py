@@ -348,16 +348,26 @@ class DetectionContext:
             ev = self.events
             mask = None
             if kind is not None:
-                mask = _is_in(ev["kind"], [kind])
+                mask = column_in(ev["kind"], [kind])
             if activity is not None:
                 acts = [activity] if isinstance(activity, str) else list(activity)
-                m2 = _is_in(ev["activity"], acts)
+                m2 = column_in(ev["activity"], acts)
                 mask = m2 if mask is None else pc.and_(mask, m2)
             self.cache[key] = ev if mask is None else ev.filter(mask)
         return self.cache[key]
 
+    def columns(self, names: list[str]) -> pa.Table:
+        """The events' columns ``names``, one table per list of names: a rule's queries over
+        it share its connection and view with every other rule's asking for the same
+        (``query`` keys them by table)."""
+        key = "columns:" + "\x1f".join(names)
+        if key not in self.cache:
+            self.cache[key] = self.events.select(names)
+        table: pa.Table = self.cache[key]
+        return table
 
-def _is_in(column: pa.ChunkedArray, values: list[str]) -> pa.ChunkedArray:
+
+def column_in(column: pa.ChunkedArray, values: list[str]) -> pa.ChunkedArray:
     """Per row: whether a string or dictionary column holds one of ``values`` (false for a
     null; a dictionary chunk is tested on its entries)."""
     wanted = pa.array(values, pa.string())

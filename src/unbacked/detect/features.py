@@ -191,8 +191,7 @@ class FactBranch:
         whose value is among ``values`` when given."""
         conds = [self.where] if self.where else []
         if values is not None:
-            listed = ", ".join(sql_str(v) for v in sorted(values)) or "NULL"
-            conds.append(f"({self.value}) IN ({listed})")
+            conds.append(f"({self.value}) IN ({_sql_list(values)})")
         where = "\n   WHERE " + " AND ".join(f"({c})" for c in conds) if conds else ""
         return (
             f"  SELECT row, {self.instance}, {self.program}, '{self.feature}',\n"
@@ -213,8 +212,13 @@ class InstanceBranch:
     def row_sql(self, values: Collection[str] | None = None) -> str:
         if values is None:
             return self.sql
-        listed = ", ".join(sql_str(v) for v in sorted(values)) or "NULL"
+        listed = _sql_list(values)
         return f"  SELECT * FROM (\n{self.sql}\n  ) AS f(r, u, p, ft, v) WHERE v IN ({listed})"
+
+
+def _sql_list(values: Collection[str]) -> str:
+    """``values`` as the items of a SQL ``IN (...)`` (``NULL`` for none: nothing is in it)."""
+    return ", ".join(sql_str(v) for v in sorted(values)) or "NULL"
 
 
 #: One branch per feature, tagged with the kind of event it needs: only the branches whose

@@ -40,8 +40,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from unbacked.detect.base import DetectionContext, Rule, empty_signals, register_rule
-from unbacked.model.rows import per_value
+from unbacked.detect.base import (
+    DetectionContext,
+    Rule,
+    column_in,
+    empty_signals,
+    register_rule,
+)
 
 #: Calling modules of JIT engines on Linux (basenames as the sensor reports them).
 LINUX_JIT_CALLER_RE = (
@@ -87,33 +92,22 @@ _COLS = [
 def _has_linux(ctx: DetectionContext) -> bool:
     """Whether any event is a Linux one (found once per context, on the column's entries)."""
     if "has:linux" not in ctx.cache:
-        linux = per_value(ctx.events["os"], lambda v: pc.equal(v.cast(pa.string()), "linux"))
-        ctx.cache["has:linux"] = bool(pc.any(linux).as_py())
+        ctx.cache["has:linux"] = bool(pc.any(column_in(ctx.events["os"], ["linux"])).as_py())
     return bool(ctx.cache["has:linux"])
-
-
-def _columns(ctx: DetectionContext, cols: list[str]) -> pa.Table:
-    """The events' ``cols``, one table per column list and context: the rules' queries over
-    it share one connection and its view (``DetectionContext.query`` keys them by table)."""
-    key = "columns:" + "\x1f".join(cols)
-    if key not in ctx.cache:
-        ctx.cache[key] = ctx.events.select(cols)
-    table: pa.Table = ctx.cache[key]
-    return table
 
 
 def _rows(ctx: DetectionContext, sql: str, cols: list[str] = _COLS) -> pa.Table:
     """The Linux events ``sql`` selects (by ``row``) over the columns ``cols``."""
     if not _has_linux(ctx):
         return ctx.events.slice(0, 0)
-    return ctx.query_rows(_columns(ctx, cols), sql)
+    return ctx.query_rows(ctx.columns(cols), sql)
 
 
 def _rows_with(ctx: DetectionContext, sql: str, cols: list[str]) -> tuple[pa.Table, pa.Table]:
     """The Linux events ``sql`` selects and, row for row, the columns it computed beside."""
     if not _has_linux(ctx):
         return ctx.events.slice(0, 0), pa.table({"row": pa.array([], pa.int64())})
-    found = ctx.query(_columns(ctx, cols), sql)
+    found = ctx.query(ctx.columns(cols), sql)
     if found.num_rows == 0:
         return ctx.events.slice(0, 0), found
     return ctx.events.take(found["row"]), found
