@@ -107,3 +107,36 @@ def test_fetches_from_several_threads_let_no_warning_out() -> None:
         for th in threads:
             th.join()
     assert not errors, errors[:1]
+
+
+def test_the_database_opened_in_the_background_is_the_one_queries_use() -> None:
+    """``open_in_background`` creates the process's one database on a thread; a query asked
+    for meanwhile waits for it rather than creating another, and once it is there nothing is
+    started again. In a fresh interpreter, counting the databases DuckDB creates."""
+    import json
+    import subprocess
+    import sys
+
+    probe = (
+        "import json, duckdb\n"
+        "opened = []\n"
+        "real = duckdb.connect\n"
+        "def counting(*a, **k):\n"
+        "    opened.append(1)\n"
+        "    return real(*a, **k)\n"
+        "duckdb.connect = counting\n"
+        "from unbacked import duck\n"
+        "thread = duck.open_in_background()\n"
+        "first = duck.query('SELECT 42 AS x').to_pydict()\n"
+        "thread.join()\n"
+        "again = duck.open_in_background()\n"
+        "print(json.dumps([len(opened), first, again is None, thread.daemon]))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    opened, first, none_again, daemon = json.loads(run.stdout.strip().splitlines()[-1])
+    assert opened == 1
+    assert first == {"x": [42]}
+    assert none_again
+    assert not daemon  # the interpreter waits for it at exit, never stops it inside DuckDB

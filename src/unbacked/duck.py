@@ -19,7 +19,7 @@ import os
 import threading
 import warnings
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -59,6 +59,29 @@ def connect() -> duckdb.DuckDBPyConnection:
             _tune(_db)
             _pid = os.getpid()
         return _db.cursor()
+
+
+def open_in_background() -> threading.Thread | None:
+    """Create the process's database on a thread of its own, so that a command's first query
+    does not wait for it; the thread, or None when the database is there already.
+
+    Creating it takes 25-50 ms, most of it with the GIL released, while a hunt spends its
+    first ~60 ms on finding plug-ins and choosing readers (docs/benchmarks.md). ``connect``
+    waits for the thread (they share a lock). The thread is not a daemon: the interpreter
+    waits for it at exit rather than stopping it inside DuckDB. A failure there is left for
+    the first query to report.
+    """
+    with _lock:
+        if _db is not None and _pid == os.getpid():
+            return None
+    thread = threading.Thread(target=_open, name="unbacked-duckdb-open")
+    thread.start()
+    return thread
+
+
+def _open() -> None:
+    with suppress(duckdb.Error):
+        connect().close()
 
 
 @contextmanager
@@ -118,4 +141,4 @@ def query(
         return sql(con, statement, params)
 
 
-__all__ = ["connect", "fetch_arrow", "query", "session", "sql"]
+__all__ = ["connect", "fetch_arrow", "open_in_background", "query", "session", "sql"]

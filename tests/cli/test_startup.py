@@ -79,7 +79,8 @@ def test_hunt_runs_without_numpy_masked_arrays_or_rich(tmp_path) -> None:
     """``pa.array`` of a NumPy array imports ``numpy.ma`` (10-20 ms) to ask whether it is a
     masked array: the hunt path builds its arrays on NumPy's buffers (``model.rows.from_numpy``).
     Its summary on a stderr that is not a terminal is plain text, without rich (30 ms). Both on
-    the Linux and the Windows samples."""
+    the Linux and the Windows samples; the Windows ones (EVTX, JSON lines) without Parquet's
+    module either (~17 ms)."""
     samples = (REPO / "samples" / "linux", REPO / "tests" / "fixtures" / "windows")
     for i, sample in enumerate(samples):
         out = tmp_path / f"{i}.json"
@@ -92,6 +93,8 @@ def test_hunt_runs_without_numpy_masked_arrays_or_rich(tmp_path) -> None:
         )
         assert "numpy.ma" not in mods, sample
         assert "rich" not in _tops(mods), sample
+        if sample.name == "windows":  # EVTX and JSON lines: no Parquet to read or write
+            assert "pyarrow.parquet" not in mods
 
 
 def _allocator_options(code: str, **env: str) -> str:
@@ -118,6 +121,42 @@ def test_commands_keep_arrow_off_transparent_huge_pages() -> None:
     assert "option 'allow_thp': 0" in _allocator_options(command)
     assert "option 'allow_thp': 1" in _allocator_options(command, MIMALLOC_ALLOW_THP="1")
     assert "option 'allow_thp': 1" in _allocator_options("import unbacked")
+
+
+def _threads_after(code: str, **env: str) -> tuple[int, str | None]:
+    """How many threads a fresh interpreter has after running ``code`` and importing NumPy
+    (Linux: ``/proc/self/task``), and the ``OPENBLAS_NUM_THREADS`` it then has."""
+    import os
+
+    base = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    probe = (
+        f"{code}\nimport json, os, numpy\n"
+        "print(json.dumps([len(os.listdir('/proc/self/task')), "
+        "os.environ.get('OPENBLAS_NUM_THREADS')]))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True,
+        env={**base, **env},
+    )  # fmt: skip
+    n, value = json.loads(run.stdout.strip().splitlines()[-1])
+    return n, value
+
+
+def test_commands_keep_blas_from_starting_threads() -> None:
+    """A subcommand's process loads NumPy with its BLAS on one thread (OpenBLAS otherwise
+    starts a thread per core that spins for a while, see ``keep_blas_single_threaded``); a
+    user's own ``OPENBLAS_NUM_THREADS`` wins, and a library import keeps NumPy's default."""
+    if not Path("/proc/self/task").is_dir():
+        pytest.skip("threads are counted in /proc/self/task (Linux)")
+    command = "import unbacked.cli.main as m\nm.cli.get_command(None, 'hunt')"
+    plain, _ = _threads_after("import unbacked")
+    one, _ = _threads_after("import unbacked", OPENBLAS_NUM_THREADS="1")
+    if plain <= one:
+        pytest.skip("this NumPy's BLAS starts no threads of its own here")
+    # the same threads as when the user asks for one BLAS thread (what else the command's
+    # imports start, such as an Arrow or DuckDB pool, is there in both)
+    assert _threads_after(command) == _threads_after(command, OPENBLAS_NUM_THREADS="1")
+    assert _threads_after(command, OPENBLAS_NUM_THREADS="2")[1] == "2"
 
 
 def test_arrow_keeps_working_with_pandas_after_the_probe() -> None:

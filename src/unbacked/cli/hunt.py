@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from unbacked import duck
 from unbacked.cli._common import (
     EXIT_ALERTS,
     PluginChoice,
@@ -184,6 +185,7 @@ def run(opts: HuntOptions) -> int:
                 else:
                     result = SparkResult(alerts=Alerts(), baseline=None)
         else:
+            duck.open_in_background()  # while the inputs are found and read
             result = run_hunt(
                 list(paths),
                 baseline=baseline,

@@ -61,6 +61,21 @@ def keep_huge_pages_out_of_arrow() -> bool:
     return True
 
 
+def keep_blas_single_threaded() -> bool:
+    """Tell NumPy's BLAS (OpenBLAS in NumPy's wheels) to start no threads of its own, before
+    NumPy loads; returns whether it was told (False when NumPy is already loaded or
+    ``OPENBLAS_NUM_THREADS`` is set: the user's choice stands).
+
+    unbacked does no linear algebra, but OpenBLAS starts a thread per core when it loads and
+    each spins for a while waiting for work: ~0.09 s of CPU per process on 2 cores, taken from
+    the command's own threads (a small hunt 0.94 -> 0.77 CPU s, docs/benchmarks.md).
+    """
+    if "numpy" in sys.modules or "OPENBLAS_NUM_THREADS" in os.environ:
+        return False
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    return True
+
+
 class _LazyGroup(click.Group):
     """A group whose subcommands are imported on first use (``COMMANDS``)."""
 
@@ -70,6 +85,7 @@ class _LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in COMMANDS.declared():
             keep_huge_pages_out_of_arrow()
+            keep_blas_single_threaded()
             self.add_command(COMMANDS.require(cmd_name), cmd_name)
             if cmd_name in ARROW_COMMANDS:
                 from unbacked.model.rows import keep_pandas_out_of_arrow

@@ -39,7 +39,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from unbacked import duck
 from unbacked.detect.features import ABSENCE_AWARE
@@ -310,6 +309,8 @@ class ProgramBaseline:
         self._check_fitted()
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
+        import pyarrow.parquet as pq  # here: a hunt of JSON or EVTX never loads it (~17 ms)
+
         tables: dict[str, Any] = {}
         for name in TABLE_SCHEMAS:
             table: pa.Table = getattr(self, name + "_")
@@ -344,6 +345,8 @@ class ProgramBaseline:
                 f"baseline manifest is not valid JSON: {exc}", source=str(mpath)
             ) from exc
         validate_manifest(manifest, str(mpath))
+        import pyarrow.parquet as pq
+
         hyper = manifest["hyper_parameters"]
         model = cls(**hyper)
         for name, schema in TABLE_SCHEMAS.items():

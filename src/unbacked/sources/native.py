@@ -17,11 +17,10 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import IO, ClassVar, Literal
+from typing import IO, TYPE_CHECKING, ClassVar, Literal
 
 import orjson
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from unbacked.errors import FormatError, InputError
 from unbacked.model import EVENT_SCHEMA, conform
@@ -35,6 +34,9 @@ from unbacked.sources._engine import (
     undecodable_utf8,
 )
 from unbacked.sources.base import InputFile, Source, register
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 PARQUET_MAGIC = b"PAR1"
 _REQUIRED = ("time", "kind", "activity", "src_format")
@@ -134,6 +136,8 @@ class _ParquetExamples:
 
 
 def _parquet_example() -> bytes:
+    import pyarrow.parquet as pq  # in the functions: a hunt of JSON or EVTX never loads it
+
     buf = pa.BufferOutputStream()
     table = conform(
         {
@@ -165,6 +169,8 @@ class NativeParquetSource(Source):
     def accepts(cls, inp: InputFile, head: bytes) -> bool:
         if not cls.sniff(head, inp.name):
             return False
+        import pyarrow.parquet as pq
+
         try:
             with inp.open() as fh:
                 schema = pq.read_schema(fh)
@@ -183,6 +189,8 @@ class NativeParquetSource(Source):
         return self._read(inp, report, encoded=True)
 
     def _read(self, inp: InputFile, report: RunReport, *, encoded: bool) -> Iterator[pa.Table]:
+        import pyarrow.parquet as pq
+
         rep = report.file(inp.name, self.name)
         fh: IO[bytes] | None = None
         try:
@@ -328,6 +336,8 @@ class EventWriter:
                 raise InputError(
                     "Parquet files cannot be appended to", source=str(path), hint="use .jsonl"
                 )
+            import pyarrow.parquet as pq
+
             self._pq = pq.ParquetWriter(str(self.path), EVENT_SCHEMA, compression="zstd")
         else:
             self._fh = open(self.path, "ab" if append else "wb")  # noqa: SIM115 - closed in close()

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import ClassVar
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from unbacked.errors import FormatError
 from unbacked.runreport import RunReport
@@ -27,6 +26,8 @@ from unbacked.sql import sql_ident, sql_str
 
 
 def _ocsf_schema(inp: InputFile) -> pa.Schema | None:
+    import pyarrow.parquet as pq  # here: only a Parquet input loads it
+
     try:
         with inp.open() as fh:
             schema = pq.read_schema(fh)
