@@ -3,10 +3,9 @@ readers finished in (the embedded engine, its spill files and the partitioned ru
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Sequence
-from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -21,23 +20,15 @@ def canonical_order(events: pa.Table | Sequence[pa.Table]) -> pa.Table:
     record within it. Everything downstream (first events, explanations, ties) is then the
     same from run to run and engine to engine.
 
-    Given the readers' tables (each a block of consecutive records, finished in any order),
-    the blocks are put in order instead of the rows when that is enough: each block already in
-    order and no two overlapping (the usual case; a row-wise gather costs far more).
+    The order comes from one stable sort of every row's keys. Given the readers' tables (each
+    a block of consecutive records, finished in any order), when that order is each table's
+    rows in turn (the usual case), the tables are put in order instead of the rows: the same
+    table, without a row-wise gather (which costs far more).
 
     The tables may carry their strings dictionary-encoded (``ENCODED_EVENT_SCHEMA``'s types, as
     a lake's Parquet is read): the rows are then put in order as dictionary indices and each
     value is looked up once; the result is ``EVENT_SCHEMA``'s types either way."""
-    if isinstance(events, pa.Table):
-        events = [events]
-    blocks = _ordered_blocks(list(events))
-    order: pa.Array | None = None
-    if blocks is not None:
-        table = concat_events(blocks)
-    else:
-        table = concat_events(events)
-        order = pc.sort_indices(_order_keys(table), sort_keys=_ORDER_KEYS)
-    table = gather_events(table, order)
+    table = gather_events(*_in_order([events] if isinstance(events, pa.Table) else events))
     # dictionaries in first-appearance order of the canonical rows (readers that finished in
     # another order built them in another order)
     for i, column_field in enumerate(table.schema):
@@ -45,6 +36,42 @@ def canonical_order(events: pa.Table | Sequence[pa.Table]) -> pa.Table:
         if pa.types.is_dictionary(typ):
             table = table.set_column(i, column_field, first_appearance(table.column(i)))
     return table
+
+
+def _in_order(events: Sequence[pa.Table]) -> tuple[pa.Table, pa.Array | None]:
+    """``events`` as one table and the order to take its rows in: None when laying the tables
+    end to end in the right sequence already gives that order."""
+    tables = _unified(events)
+    table = pa.concat_tables(tables)
+    order = pc.sort_indices(_order_keys(table), sort_keys=_ORDER_KEYS)
+    blocks = _whole_blocks(order.to_numpy(), [t.num_rows for t in tables])
+    if blocks is None:
+        return table, order
+    return pa.concat_tables([tables[i] for i in blocks]), None
+
+
+def _whole_blocks(order: np.ndarray, lengths: Sequence[int]) -> list[int] | None:
+    """The tables (given by their ``lengths``, rows laid end to end) in the sequence ``order``
+    visits them, when it visits each whole and in its own order (so taking the rows in
+    ``order`` and laying the tables end to end in that sequence give the same table); None
+    otherwise. Checked on the row numbers alone: each step goes to the next row, or from a
+    table's last row to another's first."""
+    sizes = np.asarray(lengths, dtype=np.int64)
+    starts = np.cumsum(sizes) - sizes
+    kept = sizes > 0
+    if len(order) == 0:
+        return None
+    first = np.zeros(len(order), dtype=bool)
+    last = np.zeros(len(order), dtype=bool)
+    first[starts[kept]] = True
+    last[(starts + sizes - 1)[kept]] = True
+    steps_ok = (np.diff(order) == 1) | (last[order[:-1]] & first[order[1:]])
+    if not (first[order[0]] and steps_ok.all()):
+        return None
+    # the table of each first row, in the order visited (empty tables share a start: the
+    # last of them is the table that holds the row)
+    tables: list[int] = (np.searchsorted(starts, order[first[order]], side="right") - 1).tolist()
+    return tables
 
 
 #: ``gather_events`` runs column by column on this many threads (Arrow releases the GIL) for
@@ -71,9 +98,14 @@ def _by_column(
 def concat_events(tables: Sequence[pa.Table]) -> pa.Table:
     """``tables`` as one table; when their strings come encoded differently (sources differ:
     a lake's dictionaries beside a JSON reader's strings), each is decoded first."""
+    return pa.concat_tables(_unified(tables))
+
+
+def _unified(tables: Sequence[pa.Table]) -> list[pa.Table]:
+    """``tables`` with one schema: each decoded (``decode_strings``) when they differ."""
     if len({t.schema for t in tables}) > 1:
-        tables = [decode_strings(t) for t in tables]
-    return pa.concat_tables(tables)
+        return [decode_strings(t) for t in tables]
+    return list(tables)
 
 
 def gather_events(table: pa.Table, order: pa.Array | None) -> pa.Table:
@@ -99,7 +131,6 @@ def _decoded(col: pa.ChunkedArray, order: pa.Array | None) -> pa.Array:
     the chunks' dictionaries laid end to end, each chunk's indices shifted onto its own, the
     indices gathered, then each value looked up once. Nothing is hashed here: a dictionary
     entry repeated across chunks is looked up, never merged."""
-    import numpy as np
 
     # a reader's batch may carry its whole file's dictionary
     chunks = [_used_entries(c) if len(c.dictionary) > len(c) else c for c in col.chunks]
@@ -123,7 +154,6 @@ def _decoded(col: pa.ChunkedArray, order: pa.Array | None) -> pa.Array:
 def _used_entries(chunk: pa.DictionaryArray) -> pa.DictionaryArray:
     """``chunk`` with a dictionary of only the entries it uses, in the dictionary's order
     (entries counted, not hashed)."""
-    import numpy as np
 
     size = len(chunk.dictionary)
     indices = chunk.indices
@@ -142,7 +172,6 @@ def first_appearance(col: pa.ChunkedArray) -> pa.Array:
     ``dictionary_encode`` of the decoded values gives), by renumbering the indices: no value
     is decoded or hashed again. A dictionary with nulls or repeated values among its entries
     (which decoding would merge) goes the long way."""
-    import numpy as np
 
     typ = col.type
     arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
@@ -168,36 +197,6 @@ def _order_keys(events: pa.Table) -> pa.Table:
             "r": events["src_record"],
         }
     )
-
-
-def _ordered_blocks(tables: list[pa.Table]) -> list[pa.Table] | None:
-    """``tables`` sorted by their first row when each is in canonical order within and the
-    blocks do not overlap (strictly: ties go to the row-wise sort); None otherwise. Overlap is
-    looked for first, from each block's first and last rows: blocks that overlap (a spill's
-    host groups) are not sorted only to learn it."""
-    import numpy as np
-
-    spans = []
-    for table in tables:
-        if table.num_rows == 0:
-            continue
-        ends = _order_keys(pa.concat_tables([table.slice(0, 1), table.slice(table.num_rows - 1)]))
-        first, last = ends.to_pylist()
-        spans.append((_sortable(first), _sortable(last), table))
-    spans.sort(key=lambda s: s[0])
-    for (_, prev_last, _), (next_first, _, _) in itertools.pairwise(spans):
-        if not prev_last < next_first:
-            return None
-    for _, _, table in spans:
-        order = pc.sort_indices(_order_keys(table), sort_keys=_ORDER_KEYS).to_numpy()
-        if not np.array_equal(order, np.arange(len(order))):
-            return None
-    return [t for _, _, t in spans]
-
-
-def _sortable(row: dict[str, Any]) -> tuple[tuple[bool, Any], ...]:
-    """A key row as a tuple ordered like ``sort_indices`` orders (nulls last)."""
-    return tuple((row[k] is None, row[k] if row[k] is not None else 0) for k in ("f", "l", "r"))
 
 
 __all__ = ["canonical_order", "concat_events", "first_appearance", "gather_events"]
