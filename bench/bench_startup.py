@@ -45,6 +45,15 @@ def main() -> None:
         commands = {
             "python -c pass": [sys.executable, "-c", "pass"],
             "python: import the libraries hunt needs": [sys.executable, "-c", LIBS],
+            # as a command's process loads them (cli.main.keep_blas_single_threaded): OpenBLAS
+            # otherwise starts a thread per core that spins for a while
+            "python: the same, NumPy's BLAS on one thread": [
+                "env",
+                "OPENBLAS_NUM_THREADS=1",
+                sys.executable,
+                "-c",
+                LIBS,
+            ],
             # pyarrow imports pandas, when installed, on its first conversion of Python values
             "python: the same + pandas": [sys.executable, "-c", LIBS + ", pandas"],
             "unbacked --help": [*exe, "--help"],
