@@ -79,8 +79,8 @@ def test_rule_ignores_other_kinds(rule_id):
 def test_memfd_rule_fires_on_executable_mappings_and_executions_of_memfds_only():
     """UNB-M-005 on both of its shapes, beside the events that share a part of them: an
     executable mapping of a memfd and an exec of one fire, in event order; a writable mapping
-    of a memfd, an executable mapping of a file, a memfd path on a memory event's image and a
-    Windows event do not."""
+    of a memfd, an executable mapping of a file, a memfd path on a memory event's image, a
+    Windows event and events without an os, kind or activity do not."""
     from tests.support.events import memory
 
     linux = {"os": "linux"}
@@ -93,10 +93,16 @@ def test_memfd_rule_fires_on_executable_mappings_and_executions_of_memfds_only()
         {"kind": "process", "activity": "exec", "process_uid": "e", "image": "/memfd:d", **linux},
         {"kind": "process", "activity": "exec", "process_uid": "v", "image": "/memfd:e",
          "os": "windows"},
+        # no os, no kind, no activity: not Linux executions or mappings
+        memory("n", "/usr/bin/n", *at, 0x5, backing_path="/memfd:f"),
+        {"activity": "exec", "process_uid": "k", "image": "/memfd:g", **linux},
+        {"kind": "process", "process_uid": "a", "image": "/memfd:h", **linux},
+        {"kind": "process", "activity": "launch", "process_uid": "l", "image": "/memfd:i",
+         **linux},
     ]  # fmt: skip
     out = RULES["UNB-M-005"]().evaluate(_ctx(rows))
-    assert out["subject_uid"].to_pylist() == ["x", "e"]
-    assert out["value"].to_pylist() == ["/memfd:b", "/memfd:d"]
+    assert out["subject_uid"].to_pylist() == ["x", "e", "l"]
+    assert out["value"].to_pylist() == ["/memfd:b", "/memfd:d", "/memfd:i"]
 
 
 @pytest.mark.parametrize("small_rows", [8_192, 0])

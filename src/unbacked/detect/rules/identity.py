@@ -17,7 +17,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from unbacked.detect.base import DetectionContext, Rule, empty_signals, register_rule
+from unbacked.detect.base import DetectionContext, Rule, column_in, empty_signals, register_rule
 
 _COLS = ["row", "host", "time", "process_uid", "program", "image", "image_hash", "image_signature"]
 
@@ -51,7 +51,7 @@ class ForeignWindowsImage(Rule):
             return empty_signals()
         prog = pc.fill_null(ev["program"], "")
         mask = pc.and_(
-            pc.equal(pc.fill_null(ev["os"].cast(pa.string()), ""), "windows"),
+            column_in(ev["os"], ["windows"]),
             pc.match_substring(prog, SEP),
         )
         if not pc.any(mask).as_py():

@@ -7,7 +7,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from unbacked import duck
-from unbacked.detect.base import DetectionContext, Rule, empty_signals, register_rule
+from unbacked.detect.base import (
+    DetectionContext,
+    Rule,
+    column_in,
+    empty_signals,
+    register_rule,
+)
 from unbacked.detect.features import JIT_STEMS_RE
 from unbacked.model.jit import JIT_PROGRAMS
 from unbacked.model.rows import from_numpy
@@ -253,15 +259,16 @@ class MemfdExecution(Rule):
 
     def evaluate(self, ctx: DetectionContext) -> pa.Table:
         ev = ctx.events
-        kind = ev["kind"].cast(pa.string())
-        act = ev["activity"].cast(pa.string())
-        exec_like = pc.and_(pc.equal(kind, "process"), pc.is_in(act, pa.array(["launch", "exec"])))
-        os_linux = pc.equal(pc.fill_null(ev["os"].cast(pa.string()), ""), "linux")
+        # kind, activity and os judged on their dictionaries' entries, not cast row by row
+        exec_like = pc.and_(
+            column_in(ev["kind"], ["process"]), column_in(ev["activity"], ["launch", "exec"])
+        )
+        os_linux = column_in(ev["os"], ["linux"])
         exec_prot = pc.greater(
             pc.bit_wise_and(pc.fill_null(ev["protection"], 0), pa.scalar(4, pa.uint32())),
             pa.scalar(0, pa.uint32()),
         )
-        mapped = pc.and_(pc.equal(kind, "memory"), exec_prot)
+        mapped = pc.and_(column_in(ev["kind"], ["memory"]), exec_prot)
         # the paths are matched on the events that could be hits only (launches and executable
         # mappings on Linux), and only the path each kind of event is about
         img_rows = pc.indices_nonzero(pc.and_(os_linux, exec_like))
@@ -310,8 +317,7 @@ class SyscallOutsideLibc(Rule):
             return empty_signals()
         ev = ctx.events
         flag = pc.and_(
-            pc.equal(ev["kind"].cast(pa.string()), "memory"),
-            pc.fill_null(ev["syscall_outside_libc"], False),
+            column_in(ev["kind"], ["memory"]), pc.fill_null(ev["syscall_outside_libc"], False)
         )
         hit = ev.filter(pc.fill_null(flag, False))
         if hit.num_rows == 0:
