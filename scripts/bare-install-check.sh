@@ -197,6 +197,31 @@ check_bare "$work/wheel"
 venv "$work/sdist" "$sdist"
 check_bare "$work/sdist" quick  # the same files: what differs is how they were built
 
+# the oldest version of each dependency pyproject.toml allows (its ">=" floors, as wheels):
+# what a user with older libraries gets must be the same alerts, not a crash
+step "the oldest dependencies pyproject.toml allows"
+floors=$("$py" -c 'import re, sys, tomllib
+deps = tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]
+print(" ".join(re.sub(r">=", "==", d.split(";")[0].replace(" ", "")) for d in deps))' \
+  "$repo/pyproject.toml")
+rm -rf "$work/floor"
+"$py" -m venv "$work/floor"
+# shellcheck disable=SC2086  # one argument per requirement
+"$work/floor/bin/pip" install "${pipq[@]}" --only-binary :all: $floors >"$log" 2>&1 \
+  || fail "installing the oldest dependencies ($floors)"
+"$work/floor/bin/pip" install "${pipq[@]}" --no-deps "$whl" >"$log" 2>&1 \
+  || fail "installing the wheel beside the oldest dependencies"
+"$work/floor/bin/pip" check >"$log" 2>&1 || fail "pip check in the oldest dependencies' venv"
+step "  $floors"
+check_bare "$work/floor" quick
+cmp -s "$work/out-floor/linux.jsonl" "$work/out-wheel/linux.jsonl" \
+  || fail "the oldest dependencies gave other alerts on samples/linux"
+cd "$work/out-floor"
+run 3 "$work/floor/bin/unbacked" hunt "$winfx" -o win.jsonl
+cmp -s win.jsonl "$work/out-wheel/win.jsonl" \
+  || fail "the oldest dependencies gave other alerts on the Windows fixtures"
+cd "$repo"
+
 if [ "$extras" = 1 ]; then
   step "extra memscan"
   venv "$work/x-memscan" "$whl[memscan]"

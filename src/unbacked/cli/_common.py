@@ -30,7 +30,13 @@ EXIT_ALERTS = 3
 EXIT_INPUT_LOST = 4
 
 
-class PluginChoice(click.Choice[str]):
+if TYPE_CHECKING:
+    _Choice = click.Choice[str]
+else:  # click.Choice takes a type parameter from click 8.2 on; pyproject allows 8.1
+    _Choice = click.Choice
+
+
+class PluginChoice(_Choice):
     """A ``click.Choice`` of the names in a plug-in registry (``unbacked.plugins``), listed
     when first needed (help, a wrong value): naming a plug-in that is already registered
     loads no other (``hunt --format ocsf`` imports neither the HTML report nor entry points).

@@ -102,10 +102,13 @@ def concat_events(tables: Sequence[pa.Table]) -> pa.Table:
 
 
 def _unified(tables: Sequence[pa.Table]) -> list[pa.Table]:
-    """``tables`` with one schema: each decoded (``decode_strings``) when they differ."""
-    if len({t.schema for t in tables}) > 1:
+    """``tables`` with one schema: each decoded (``decode_strings``) when they differ
+    (metadata included; compared, not hashed: pyarrow before 16 cannot hash a schema with
+    metadata)."""
+    tables = list(tables)
+    if any(not t.schema.equals(tables[0].schema, check_metadata=True) for t in tables[1:]):
         return [decode_strings(t) for t in tables]
-    return list(tables)
+    return tables
 
 
 def gather_events(table: pa.Table, order: pa.Array | None) -> pa.Table:

@@ -271,15 +271,20 @@ class MemfdExecution(Rule):
         mapped = pc.and_(column_in(ev["kind"], ["memory"]), exec_prot)
         # the paths are matched on the events that could be hits only (launches and executable
         # mappings on Linux), and only the path each kind of event is about
-        img_rows = pc.indices_nonzero(pc.and_(os_linux, exec_like))
-        map_rows = pc.indices_nonzero(pc.and_(os_linux, mapped))
+        # masks as single arrays: pyarrow before 26 crashes on ``indices_nonzero`` of a
+        # chunked array without chunks (an empty table's), and before 17 an array cannot be
+        # filtered by a chunked mask
+        img_rows = pc.indices_nonzero(pc.and_(os_linux, exec_like).combine_chunks())
+        map_rows = pc.indices_nonzero(pc.and_(os_linux, mapped).combine_chunks())
         img = pc.fill_null(ev["image"].take(img_rows), "")
         backing = pc.fill_null(ev["backing_path"].take(map_rows), "")
         hit_rows = np.sort(
             np.concatenate(
                 [
-                    img_rows.filter(pc.match_substring(img, "/memfd:")).to_numpy(),
-                    map_rows.filter(pc.match_substring(backing, "/memfd:")).to_numpy(),
+                    img_rows.filter(pc.match_substring(img, "/memfd:").combine_chunks()).to_numpy(),
+                    map_rows.filter(
+                        pc.match_substring(backing, "/memfd:").combine_chunks()
+                    ).to_numpy(),
                 ]
             )
         )
