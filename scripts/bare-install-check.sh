@@ -220,6 +220,16 @@ cd "$work/out-floor"
 run 3 "$work/floor/bin/unbacked" hunt "$winfx" -o win.jsonl
 cmp -s win.jsonl "$work/out-wheel/win.jsonl" \
   || fail "the oldest dependencies gave other alerts on the Windows fixtures"
+# no events at all (every record ignored, a quiet sensor window): pyarrow before 26 crashed
+# on an empty chunked mask here
+printf '%s\n' '{"EventID": 4624, "Channel": "Security", "Hostname": "h", "EventTime": "2024-01-01 00:00:00"}' \
+  >ignored.json
+run 0 "$work/floor/bin/unbacked" hunt ignored.json -o ignored-alerts.jsonl
+has "0 events"
+run 0 "$work/floor/bin/python" -c 'from unbacked.engine.local import detect_events
+from unbacked.model import EVENT_SCHEMA
+result = detect_events(EVENT_SCHEMA.empty_table())
+assert result.signals.num_rows == 0 and not result.alerts'
 cd "$repo"
 
 if [ "$extras" = 1 ]; then
