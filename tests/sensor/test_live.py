@@ -277,3 +277,31 @@ def test_system_wide_sensor_sees_a_running_control(live: None, controls: dict[st
     assert hits[0]["process_uid"].startswith(f"{hits[0]['host']}:{info['pid']}:")
     assert {"emitted", "lost", "suppressed"} <= set(stats)
     assert stats["lost"] == 0
+
+
+@pytest.mark.parametrize("users", [{}, {"OPENBLAS_NUM_THREADS": "3", "MIMALLOC_ALLOW_THP": "1"}])
+def test_the_recorded_command_runs_in_the_users_environment(
+    live: None, tmp_path: Path, users: dict[str, str]
+) -> None:
+    """The command line sets Arrow's allocator and NumPy's BLAS threads for its own process
+    (``cli.main``); the command `unbacked record` starts gets the environment the user gave:
+    without those settings, or with the user's own values of them."""
+    import os
+    import subprocess
+    import sys
+
+    seen = tmp_path / "env.txt"
+    script = (
+        'echo "${OPENBLAS_NUM_THREADS-unset} ${MIMALLOC_ALLOW_THP-unset} ${MINE-unset}" > '
+        f"{seen}"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS",
+                                                           "MIMALLOC_ALLOW_THP")}  # fmt: skip
+    env.update(users, MINE="kept")
+    subprocess.run(
+        [sys.executable, "-m", "unbacked.cli.main", "record", "-o", str(tmp_path / "r.jsonl"),
+         "--quiet", "--", "/bin/sh", "-c", script],
+        env=env, check=True, timeout=300, capture_output=True,
+    )  # fmt: skip
+    want = [users.get("OPENBLAS_NUM_THREADS", "unset"), users.get("MIMALLOC_ALLOW_THP", "unset")]
+    assert seen.read_text().split() == [*want, "kept"]

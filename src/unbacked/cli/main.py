@@ -7,7 +7,6 @@ error; 1 runtime error.
 from __future__ import annotations
 
 import errno
-import os
 import sys
 
 import click
@@ -15,6 +14,7 @@ import click
 from unbacked import __version__
 from unbacked.errors import UnbackedError
 from unbacked.plugins import Registry
+from unbacked.procenv import set_for_this_process
 
 #: subcommand modules, each exposing a click command named ``command``, with the one-line
 #: summary ``unbacked --help`` lists (pinned to the command's own by tests/cli/test_startup.py).
@@ -55,10 +55,9 @@ def keep_huge_pages_out_of_arrow() -> bool:
     hundreds of megabytes spends seconds of kernel time on it: ``detect --baseline`` on 10^6
     events 4.0-5.8 s of system CPU with it, 2.4-3.0 s without (docs/benchmarks.md).
     """
-    if "pyarrow" in sys.modules or "MIMALLOC_ALLOW_THP" in os.environ:
+    if "pyarrow" in sys.modules:
         return False
-    os.environ["MIMALLOC_ALLOW_THP"] = "0"
-    return True
+    return set_for_this_process("MIMALLOC_ALLOW_THP", "0")
 
 
 def keep_blas_single_threaded() -> bool:
@@ -68,12 +67,12 @@ def keep_blas_single_threaded() -> bool:
 
     unbacked does no linear algebra, but OpenBLAS starts a thread per core when it loads and
     each spins for a while waiting for work: ~0.09 s of CPU per process on 2 cores, taken from
-    the command's own threads (a small hunt 0.94 -> 0.77 CPU s, docs/benchmarks.md).
+    the command's own threads (a small hunt 0.94 -> 0.77 CPU s, docs/benchmarks.md). A
+    program the command starts does not inherit it (``procenv``).
     """
-    if "numpy" in sys.modules or "OPENBLAS_NUM_THREADS" in os.environ:
+    if "numpy" in sys.modules:
         return False
-    os.environ["OPENBLAS_NUM_THREADS"] = "1"
-    return True
+    return set_for_this_process("OPENBLAS_NUM_THREADS", "1")
 
 
 class _LazyGroup(click.Group):

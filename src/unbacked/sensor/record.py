@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from unbacked.errors import SensorError
+from unbacked.procenv import for_programs_started
 from unbacked.sensor.decode import EventDecoder
 from unbacked.sensor.live import Sensor, SensorOptions
 from unbacked.sensor.spool import DEFAULT_MAX_BYTES, Spool, SpoolingReader
@@ -188,6 +189,7 @@ def record_command(
             stdin=stdin,
             stdout=stdout,
             stderr=stderr,
+            env=for_programs_started(),  # without the command's own settings (procenv)
         )
         _, status = os.waitpid(proc.pid, os.WUNTRACED)
         if not os.WIFSTOPPED(status):
