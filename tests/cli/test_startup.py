@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -18,13 +19,23 @@ REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("pyarrow", "duckdb", "numpy", "pandas", "rich", "pyspark", "bokeh", "evtx")
 
 
+def _after(code: str, what: str, **env: str) -> Any:
+    """``what`` (a JSON-able expression) in a fresh interpreter that ran ``code``, with the
+    environment's variables ``env`` set (one set to "" is left out)."""
+    import os
+
+    probe = f"{code}\nimport json, os, sys\nprint(json.dumps({what}))"
+    full = {k: v for k, v in {**os.environ, **env}.items() if v != ""}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True,
+        env=full,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def _modules_after(code: str) -> set[str]:
     """The modules a fresh interpreter holds after running ``code``."""
-    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
-    out = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
-    )
-    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+    return set(_after(code, "sorted(sys.modules)"))
 
 
 def _tops(mods: set[str]) -> set[str]:
@@ -125,20 +136,13 @@ def test_commands_keep_arrow_off_transparent_huge_pages() -> None:
 
 def _threads_after(code: str, **env: str) -> tuple[int, str | None]:
     """How many threads a fresh interpreter has after running ``code`` and importing NumPy
-    (Linux: ``/proc/self/task``), and the ``OPENBLAS_NUM_THREADS`` it then has."""
-    import os
-
-    base = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
-    probe = (
-        f"{code}\nimport json, os, numpy\n"
-        "print(json.dumps([len(os.listdir('/proc/self/task')), "
-        "os.environ.get('OPENBLAS_NUM_THREADS')]))"
+    (Linux: ``/proc/self/task``), and the ``OPENBLAS_NUM_THREADS`` it then has (none of the
+    caller's own unless given in ``env``)."""
+    n, value = _after(
+        f"{code}\nimport numpy",
+        "[len(os.listdir('/proc/self/task')), os.environ.get('OPENBLAS_NUM_THREADS')]",
+        **{"OPENBLAS_NUM_THREADS": "", **env},
     )
-    run = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True,
-        env={**base, **env},
-    )  # fmt: skip
-    n, value = json.loads(run.stdout.strip().splitlines()[-1])
     return n, value
 
 

@@ -56,11 +56,11 @@ def _whole_blocks(order: np.ndarray, lengths: Sequence[int]) -> list[int] | None
     ``order`` and laying the tables end to end in that sequence give the same table); None
     otherwise. Checked on the row numbers alone: each step goes to the next row, or from a
     table's last row to another's first."""
+    if len(order) == 0:
+        return None
     sizes = np.asarray(lengths, dtype=np.int64)
     starts = np.cumsum(sizes) - sizes
     kept = sizes > 0
-    if len(order) == 0:
-        return None
     first = np.zeros(len(order), dtype=bool)
     last = np.zeros(len(order), dtype=bool)
     first[starts[kept]] = True
@@ -134,7 +134,6 @@ def _decoded(col: pa.ChunkedArray, order: pa.Array | None) -> pa.Array:
     the chunks' dictionaries laid end to end, each chunk's indices shifted onto its own, the
     indices gathered, then each value looked up once. Nothing is hashed here: a dictionary
     entry repeated across chunks is looked up, never merged."""
-
     # a reader's batch may carry its whole file's dictionary
     chunks = [_used_entries(c) if len(c.dictionary) > len(c) else c for c in col.chunks]
     if not chunks:
@@ -157,7 +156,6 @@ def _decoded(col: pa.ChunkedArray, order: pa.Array | None) -> pa.Array:
 def _used_entries(chunk: pa.DictionaryArray) -> pa.DictionaryArray:
     """``chunk`` with a dictionary of only the entries it uses, in the dictionary's order
     (entries counted, not hashed)."""
-
     size = len(chunk.dictionary)
     indices = chunk.indices
     valid = None if not indices.null_count else indices.is_valid().to_numpy(zero_copy_only=False)
@@ -175,7 +173,6 @@ def first_appearance(col: pa.ChunkedArray) -> pa.Array:
     ``dictionary_encode`` of the decoded values gives), by renumbering the indices: no value
     is decoded or hashed again. A dictionary with nulls or repeated values among its entries
     (which decoding would merge) goes the long way."""
-
     typ = col.type
     arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
     values = arr.dictionary
