@@ -202,3 +202,62 @@ def test_threads_that_ask_during_a_load_wait_for_all_of_it(monkeypatch) -> None:
     assert list(reg) == ["slow"]
     other.join()
     assert seen == [["slow"]]
+
+
+def _dist(folder, name: str, entry_points: str | None) -> None:
+    info = folder / f"{name}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    if entry_points is not None:
+        (info / "entry_points.txt").write_text(entry_points)
+
+
+def test_packages_that_add_plugins_are_found_without_parsing_every_distribution(
+    tmp_path, monkeypatch
+) -> None:
+    """The quick look at ``entry_points.txt`` files agrees with ``importlib.metadata``: a
+    console script, another tool's group or no file at all is no plug-in; a group of
+    unbacked's is; and a command reads entry points only when there is one."""
+    import importlib.metadata
+
+    real = importlib.metadata.entry_points
+
+    def ours() -> bool:
+        return any(g.startswith("unbacked.") for g in real().groups)
+
+    baseline = plugins.installed_plugin_packages()
+    assert baseline in (ours(), None)
+    if baseline:
+        pytest.skip("a package that adds unbacked plug-ins is installed here")
+    _dist(tmp_path, "tool", "[console_scripts]\ntool = unbacked.cli.main:main\n")
+    _dist(tmp_path, "other", "[pytest11]\nx = unbacked_x\n")
+    _dist(tmp_path, "bare", None)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert plugins.installed_plugin_packages() is False
+    assert not ours()
+
+    monkeypatch.setattr(plugins, "_ENTRY_POINTS", None)
+    monkeypatch.setattr(plugins, "_NONE_INSTALLED", False)
+    monkeypatch.delenv(plugins.DISABLE_AUTOLOAD, raising=False)
+    read = []
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda: read.append(1) or real())
+    assert plugins.entry_points("unbacked.detectors") == []
+    assert plugins.entry_points("unbacked.sources") == []
+    assert read == []  # the quick look answered, once for every group
+
+    _dist(tmp_path, "adds", "[unbacked.detectors]\nEXA-9 = unbacked_test_ep:Thing\n")
+    plugins.refresh_entry_points()
+    assert plugins.installed_plugin_packages() is True
+    assert ours()
+    found = plugins.entry_points("unbacked.detectors")
+    assert read == [1]
+    assert [(ep.name, ep.value) for ep in found] == [("EXA-9", "unbacked_test_ep:Thing")]
+    plugins.refresh_entry_points()
+
+
+def test_an_archive_on_the_path_leaves_plugin_discovery_to_importlib(tmp_path, monkeypatch):
+    """A zip or egg on ``sys.path`` can hold metadata the quick look does not read."""
+    archive = tmp_path / "bundle.zip"
+    archive.write_bytes(b"PK\x05\x06" + b"\0" * 18)
+    monkeypatch.syspath_prepend(str(archive))
+    assert plugins.installed_plugin_packages() is None

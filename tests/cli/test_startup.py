@@ -200,3 +200,24 @@ def test_help_lists_every_command_and_each_runs() -> None:
         sub = CliRunner().invoke(cli, [name, "--help"])
         assert sub.exit_code == 0, (name, sub.output)
         assert f"Usage: cli {name}" in sub.output or f"{name} [OPTIONS]" in sub.output
+
+
+def test_importtime_reports_every_module_a_hunt_loads(tmp_path) -> None:
+    """``python -X importtime`` (what bench/bench_startup.py and bench_hunt.py sum per package)
+    lists every unbacked module a hunt holds at its end: the plug-ins the registries import
+    (sources, rules, the subcommand) included, so their time is in the figures."""
+    out = tmp_path / "o.json"
+    code = (
+        "import io, sys\nsys.stderr = io.StringIO()\nfrom unbacked.cli.main import main\n"
+        f"main(['hunt', {str(REPO / 'samples' / 'linux')!r}, '-o', {str(out)!r}])\n"
+        "sys.stderr = sys.__stderr__\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('unbacked'))))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", f"import json\n{code}"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    held = set(json.loads(proc.stdout.strip().splitlines()[-1]))
+    timed = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if "|" in line}
+    assert {"unbacked.cli.hunt", "unbacked.detect.rules.memory", "unbacked.sources.native"} <= held
+    assert held <= timed, sorted(held - timed)

@@ -50,10 +50,10 @@ class PluginChoice(_Choice):
         super().__init__((), case_sensitive=True)
 
     def _registry(self) -> Any:
-        import importlib
+        from unbacked.plugins import import_module
 
         module, _, attr = self._where.partition(":")
-        return getattr(importlib.import_module(module), attr)
+        return getattr(import_module(module), attr)
 
     @property  # typed as click >= 8.2 types the attribute (a tuple); a list before that
     def choices(self) -> tuple[str, ...]:  # type: ignore[override,unused-ignore]
