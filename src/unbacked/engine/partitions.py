@@ -200,10 +200,11 @@ def _tagged(tbl: str, table: pa.Table | None) -> pa.Table:
     assert table is not None
     n = table.num_rows
     cols = []
+    present = frozenset(table.column_names)
     for f in PARTIAL_SCHEMA:
         if f.name == "tbl":
             cols.append(pa.array([tbl] * n, pa.string()))
-        elif f.name in table.column_names:
+        elif f.name in present:
             cols.append(table.column(f.name).cast(f.type))
         else:
             cols.append(pa.nulls(n, f.type))

@@ -318,8 +318,9 @@ def _events(batches: list[pa.RecordBatch]) -> pa.Table:
     int64 nanoseconds)."""
     table = pa.Table.from_batches(batches)
     cols: dict[str, pa.ChunkedArray] = {}
+    present = frozenset(table.column_names)
     for f in EVENT_SCHEMA:
-        if f.name not in table.column_names:
+        if f.name not in present:
             continue
         col = table.column(f.name)
         if pa.types.is_large_string(col.type):
