@@ -1,6 +1,7 @@
 """Scoring rate: `unbacked detect --baseline` on a normalized Parquet event lake, whole process.
 
     python bench/bench_score.py [--events 1e6] [--runs 3] [--work DIR] [--memory-events N]
+                                [--layout file|export]
 
 A synthetic fleet of about ``--events`` events (``bench/generate_fleet.py``: real rows of the
 project's captures resampled per process instance, zstd Parquet, cached in ``--work`` by its
@@ -10,6 +11,10 @@ CPU (user + system) min / median / max, events per CPU second (the per-core rate
 is 10^6), events per wall second, peak RSS, and from one run with ``--report`` the stages
 inside the process. 10^7 events take ~100 s a run and ~2 GB of spill on disk; the default
 size is what a shared 2-core machine takes in a few minutes.
+
+``--layout export``: the same events as `unbacked export --parquet` writes a lake (a directory
+per host, the Spark engine's input), exported once from the generator's file into ``--work``
+(the export itself timed once, as a whole process).
 """
 
 from __future__ import annotations
@@ -56,12 +61,34 @@ def _fleet(work: Path, events: float) -> tuple[Path, int]:
     return lake, n
 
 
+def _exported(work: Path, fleet: Path, events: float, exe: list[str]) -> Path:
+    """The fleet as ``unbacked export --parquet`` writes it (cached beside the fleet)."""
+    lake = work / f"lake-{int(events)}-export"
+    done = work / f"lake-{int(events)}-export.done"
+    if not done.exists():
+        import shutil
+
+        shutil.rmtree(lake, ignore_errors=True)
+        wall, cpu, rss, rc = run_once([*exe, "export", str(fleet), "--parquet", str(lake), "-q"])
+        if rc:
+            raise SystemExit(f"unbacked export exited {rc}")
+        print(f"export (once): {wall:.2f} s wall, {cpu:.2f} s CPU, {rss:.0f} MiB peak")
+        done.write_text("ok")
+    return lake
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=float, default=1e6)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "unbacked-score")
     ap.add_argument("--memory-events", type=int, help="passed to detect (default: its own)")
+    ap.add_argument(
+        "--layout",
+        choices=("file", "export"),
+        default="file",
+        help="the generator's Parquet file, or the lake `unbacked export` writes",
+    )
     args = ap.parse_args()
     exe, note = unbacked_command()
     print(f"machine: {machine()}; {versions()}")
@@ -70,6 +97,8 @@ def main() -> None:
     baseline = args.work / f"baseline-{int(args.events)}"
     if not (baseline / "manifest.json").exists() and not any(baseline.glob("*")):
         run_once([*exe, "train", str(fleet), "-o", str(baseline), "-q"])
+    if args.layout == "export":
+        fleet = _exported(args.work, fleet, args.events, exe)
     extra = ["--memory-events", str(args.memory_events)] if args.memory_events is not None else []
     with tempfile.TemporaryDirectory(prefix="bench-score-") as d:
         tmp = Path(d)

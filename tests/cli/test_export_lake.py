@@ -35,3 +35,36 @@ def test_export_keeps_what_was_read_before_a_reader_error(tmp_path, monkeypatch)
     with pytest.raises(OSError):
         export_lake(["x"], tmp_path / "lake", RunReport())
     assert _lake_rows(tmp_path / "lake") == [("a", 0), ("b", 1)]
+
+
+def test_a_hosts_rows_go_to_full_row_groups_whatever_the_writes(tmp_path, monkeypatch):
+    """Rows that arrive interleaved across hosts (every flush holds a few of each) are staged,
+    and each host's file is written in full row groups, in order, at close: not a row group per
+    flush (which, with hundreds of hosts, made groups of a few hundred rows that cost several
+    times as much to read back). Files rotate at ``_ROWS_PER_FILE``; no stage is left."""
+    import pyarrow.parquet as pq
+
+    import unbacked.cli.export as export
+
+    monkeypatch.setattr(export, "_BUFFER_ROWS", 4)
+    monkeypatch.setattr(export, "_ROW_GROUP_ROWS", 5)
+    monkeypatch.setattr(export, "_ROWS_PER_FILE", 12)
+    rows = [launch(f"p{i}", r"C:\a\a.exe", host=f"h{i % 3}") for i in range(60)]
+    lake = tmp_path / "lake"
+    with LakeWriter(lake) as writer:
+        for i in range(0, len(rows), 3):  # one row of each host per write
+            writer.write(events(rows[i : i + 3]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lake"]  # the stage is gone
+    assert _lake_rows(lake) == sorted((f"p{i}", i) for i in range(60))
+    for host in ("h0", "h1", "h2"):
+        files = sorted((lake / f"host={host}").glob("*.parquet"))
+        assert [f.name for f in files] == ["events-00000.parquet", "events-00001.parquet"]
+        groups = [
+            pq.ParquetFile(f).metadata.row_group(g).num_rows
+            for f in files
+            for g in range(pq.ParquetFile(f).metadata.num_row_groups)
+        ]
+        assert groups == [5, 5, 5, 5], groups  # 15 rows reach 12: the rest goes to the next file
+        seq = [pq.read_table(f)["lake_seq"].to_pylist() for f in files]
+        flat = [s for part in seq for s in part]
+        assert flat == sorted(flat) and len(flat) == 20
