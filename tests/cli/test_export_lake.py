@@ -68,3 +68,29 @@ def test_a_hosts_rows_go_to_full_row_groups_whatever_the_writes(tmp_path, monkey
         seq = [pq.read_table(f)["lake_seq"].to_pylist() for f in files]
         flat = [s for part in seq for s in part]
         assert flat == sorted(flat) and len(flat) == 20
+
+
+def test_the_stage_goes_to_tmpdir_when_the_lakes_parent_takes_no_directory(tmp_path, monkeypatch):
+    """An empty lake directory given inside a directory where nothing new can be made: the
+    stage goes to TMPDIR instead, and is removed there too."""
+    import tempfile
+
+    import unbacked.cli.export as export
+
+    parent, spare = tmp_path / "readonly", tmp_path / "tmpdir"
+    (parent / "lake").mkdir(parents=True)
+    spare.mkdir()
+    real = tempfile.mkdtemp
+
+    def mkdtemp(prefix=None, dir=None):
+        if dir is not None and str(dir) == str(parent):
+            raise PermissionError(13, "Permission denied", str(parent))
+        return real(prefix=prefix, dir=spare if dir is None else dir)
+
+    monkeypatch.setattr(export.tempfile, "mkdtemp", mkdtemp)
+    rows = [launch(f"p{i}", r"C:\a\a.exe", host=f"h{i % 2}") for i in range(4)]
+    with LakeWriter(parent / "lake") as writer:
+        writer.write(events(rows))
+        assert len(list(spare.iterdir())) == 1  # the stage
+    assert list(spare.iterdir()) == []
+    assert _lake_rows(parent / "lake") == [(f"p{i}", i) for i in range(4)]

@@ -82,11 +82,7 @@ class LakeWriter:
                 hint="export into a new or empty directory",
             )
         self.root.mkdir(parents=True, exist_ok=True)
-        # beside the lake, not in it: an export cut short must not leave files a reader of the
-        # lake would take for part of it
-        self._staging = Path(
-            tempfile.mkdtemp(prefix=f".{self.root.name}.staging-", dir=self.root.parent)
-        )
+        self._staging = _staging_directory(self.root)
         self.rows = 0
         self._stages: dict[str | None, tuple[ipc.RecordBatchStreamWriter, pa.NativeFile, Path]] = {}
         self._pending: dict[str | None, list[pa.Table]] = {}
@@ -180,6 +176,22 @@ class LakeWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _staging_directory(root: Path) -> Path:
+    """A new directory for the stage: beside the lake, not in it (an export cut short must not
+    leave files a reader of the lake would take for part of it); in TMPDIR when the lake's
+    parent takes no new directory (an empty lake directory given in a read-only one)."""
+    for where in (root.parent, None):
+        try:
+            return Path(tempfile.mkdtemp(prefix=f".{root.name}.staging-", dir=where))
+        except OSError as exc:
+            error = exc
+    raise InputError(
+        f"no place to stage the export: {error}",
+        source=str(root),
+        hint="export into a directory whose parent is writable, or set TMPDIR",
+    )
 
 
 #: the stage is written once and read once, on the same disk: lz4 costs a tenth of zstd's
