@@ -90,6 +90,7 @@ class RunReport:
         self.extra: dict[str, Any] = {}
         self.unread: list[Unread] = []
         self._lock = threading.Lock()
+        self._records_at: tuple[float, int] | None = None
 
     def file(self, path: str, fmt: str | None = None) -> FileReport:
         with self._lock:
@@ -172,6 +173,15 @@ class RunReport:
     @property
     def records(self) -> int:
         return sum(f.records for f in self._file_reports())
+
+    def records_lately(self, max_age: float = 0.25) -> int:
+        """``records`` as summed at most ``max_age`` seconds ago: for progress shown while
+        reading (summing every file's count after every table read made a run over thousands
+        of files quadratic in them)."""
+        now = time.monotonic()
+        if self._records_at is None or now - self._records_at[0] > max_age:
+            self._records_at = (now, self.records)
+        return self._records_at[1]
 
     @property
     def skipped(self) -> int:

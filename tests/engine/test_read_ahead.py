@@ -90,3 +90,36 @@ def test_the_run_report_totals_can_be_taken_while_the_reader_thread_adds_files()
     totals = [report.records + report.events + report.skipped for _ in read_ahead(tables())]
     assert len(totals) == 40
     assert len(report.files) == 80_000
+
+
+def test_progress_sums_the_records_of_every_file_a_few_times_a_second(monkeypatch, tmp_path):
+    """A progress line after every table read summed every file's records: a run over
+    thousands of small files was quadratic in them. It now sums at most every quarter second
+    (``RunReport.records_lately``), and what it shows was true that recently."""
+    from unbacked import runreport
+    from unbacked.engine.local import read_inputs
+    from unbacked.runreport import RunReport
+
+    clock = [100.0]
+    monkeypatch.setattr(runreport.time, "monotonic", lambda: clock[0])
+    report = RunReport()
+    report.file("a").records = 5
+    assert report.records_lately() == 5
+    report.file("b").records = 7
+    assert report.records_lately() == 5  # summed 0 s ago
+    clock[0] += 0.3
+    assert report.records_lately() == 12
+
+    sums = []
+    real = RunReport.records
+    monkeypatch.setattr(RunReport, "records", property(lambda r: sums.append(1) or real.fget(r)))
+    from tests.support.events import events, launch
+    from unbacked.sources.native import write_events
+
+    for i in range(30):  # a table each
+        write_events(events([launch(f"p{i}", "/bin/sh", host="h")]), tmp_path / f"{i}.parquet")
+    seen: list[int] = []  # the clock stands still: one sum for the whole read
+    with read_inputs([tmp_path], RunReport(), lambda n, e, r: seen.append(r), memory_events=0):
+        pass
+    assert len(seen) == 30
+    assert len(sums) == 1, len(sums)  # not once per table

@@ -228,7 +228,7 @@ def export_lake(
             writer.write(table)
             if progress is not None and table.num_rows:
                 name = table["src_file"][0].as_py() or ""
-                progress(str(name), writer.rows, report.records)
+                progress(str(name), writer.rows, report.records_lately())
     return writer.rows
 
 

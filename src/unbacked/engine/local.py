@@ -41,7 +41,8 @@ from unbacked.model.alert import Alert, Alerts, sort_alerts
 from unbacked.model.schema import EVENT_SCHEMA
 from unbacked.runreport import RunReport
 
-ProgressFn = Callable[[str, int, int], None]  # (file name, events so far, records so far)
+#: (file name, events so far, records so far: summed at most a quarter second before)
+ProgressFn = Callable[[str, int, int], None]
 StageFn = Callable[[str, str], None]  # (stage, detail): the passes of a partitioned run
 
 #: events a run holds in memory before it partitions by host (peak RSS ~1.7 GiB either way)
@@ -161,7 +162,7 @@ def read_inputs(
                     tables = []
             if progress is not None:
                 name = table["src_file"][0].as_py() if table.num_rows else ""
-                progress(str(name or ""), n, report.records)
+                progress(str(name or ""), n, report.records_lately())
         if spill is None:
             if not tables:
                 yield EVENT_SCHEMA.empty_table()
