@@ -939,7 +939,25 @@ def first_json_objects(head: bytes, limit: int = 5) -> list[dict[str, object]]:
     records look like it. A truncated last line is ignored; so are damaged lines among the
     first ``_SNIFF_LINES`` (a cut first line, NaN, NUL bytes: the reader counts them as
     skipped) and a UTF-8 byte order mark.
+
+    The sources sniff the same head one after another: the last head's answer is kept (the
+    head itself held with it, so no other object can take its identity), a list of its own
+    for each caller.
     """
+    global _LAST_SNIFF
+    last = _LAST_SNIFF
+    if last is not None and last[0] is head and last[1] >= limit:
+        return last[2][:limit]
+    depth = max(limit, 5)  # what most sniffers ask: one parse serves them all
+    out = _parse_json_objects(head, depth)
+    _LAST_SNIFF = (head, depth, out)
+    return out[:limit]
+
+
+_LAST_SNIFF: tuple[bytes, int, list[dict[str, object]]] | None = None
+
+
+def _parse_json_objects(head: bytes, limit: int) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
     if head.startswith(_BINARY_MAGIC):  # an archive or binary format holding JSON text inside
         return out
