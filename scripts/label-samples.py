@@ -162,6 +162,7 @@ class Proc:
 def _read(path: Path) -> tuple[list[dict[str, Any]], int, int]:
     """Rows of a capture (as Python dicts, the captures are small), records, records skipped."""
     sys.path.insert(0, str(ROOT / "src"))
+    from unbacked.model.rows import to_rows
     from unbacked.runreport import RunReport
     from unbacked.sources import read_events
 
@@ -183,14 +184,15 @@ def _read(path: Path) -> tuple[list[dict[str, Any]], int, int]:
         "src_record",
         "src_line",
     ]
-    rows = table.select(cols).to_pylist()
+    # times as microsecond datetimes (no pandas needed) with the nanoseconds beside them
+    rows = to_rows(table.select(cols), keep_ns=["time"])
     skipped = int(report.to_dict()["skipped"])
     return rows, report.records, skipped
 
 
 def _processes(rows: list[dict[str, Any]]) -> dict[str, Proc]:
     out: dict[str, Proc] = {}
-    for r in sorted(rows, key=lambda r: (r["time"], r["src_line"] or 0)):
+    for r in sorted(rows, key=lambda r: (r["time_ns"], r["src_line"] or 0)):
         uid = r["process_uid"]
         if not uid:
             continue
