@@ -10,6 +10,10 @@ in the order the embedded engine read it. Per-process state depends on event ord
 occurrence of a behaviour, what happened next), so the Spark engine sorts each host by
 ``lake_seq`` to see exactly the order the embedded engine sees; the embedded engine reading the
 lake drops the column and reads each host's file in that same order.
+
+While it runs, the export stages each host's rows beside the lake (``.<lake>.staging-*``, in
+TMPDIR when the lake's parent takes no new directory; lz4, ~90 MB per 10^6 events, about a
+tenth of their size in Arrow) and writes the hosts' files when every input is read, in full row groups.
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ class LakeWriter:
     between writes and staged per host (Arrow IPC, lz4, in a hidden directory beside the lake);
     ``close`` writes each host's Parquet from its stage in row groups of ``_ROW_GROUP_ROWS``.
     Written as they came, a host's rows made a row group per flush: with 50 hosts, groups of
-    5,000 rows; with 500, of 500, and reading the lake back cost 1.5-3 times as much
+    5,000 rows; with 500, of 500, and reading the lake back cost 1.5-6 times as much
     (docs/benchmarks.md). Use it as a context manager (or call ``close``) so what was given
     reaches the files also when the export stops on an error.
     """
