@@ -223,3 +223,36 @@ def test_a_group_holding_many_archives_open_is_read_early(
     assert {n: (f.records, f.events) for n, f in report.files.items()} == {
         n: (f.records, f.events) for n, f in expected.files.items()
     }
+
+
+def test_a_source_registered_later_is_asked_in_its_place(monkeypatch, tmp_path: Path) -> None:
+    """Discovery keeps the sources sorted by priority between inputs; a source registered
+    after that (a plug-in imported late) is asked in its place all the same."""
+    from typing import ClassVar
+
+    from unbacked.sources import SOURCES, Source, choose_source
+    from unbacked.sources.discovery import _file_input
+
+    path = tmp_path / "one.json"
+    path.write_bytes(jsonl(export(10, **ACCESS)))
+    inp = _file_input(path)
+    head = path.read_bytes()
+    assert choose_source(inp, head).name == "sysmon-jsonl"  # the order is kept from here on
+
+    class Everything(Source):
+        name: ClassVar[str] = "test-everything"
+        description: ClassVar[str] = "claims every input"
+        priority: ClassVar[int] = 1000
+
+        @classmethod
+        def sniff(cls, head: bytes, name: str) -> bool:
+            return True
+
+        def read(self, inp, report):  # pragma: no cover - never read
+            return iter(())
+
+    monkeypatch.setattr(SOURCES, "_items", dict(SOURCES._items))
+    SOURCES.register(Everything)
+    assert choose_source(inp, head) is Everything
+    monkeypatch.undo()
+    assert choose_source(inp, head).name == "sysmon-jsonl"

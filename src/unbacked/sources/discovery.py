@@ -255,7 +255,7 @@ def _file_input(path: Path) -> InputFile:
 def choose_source(inp: InputFile, head: bytes) -> type[Source] | None:
     """The highest-priority registered source that accepts ``inp`` (ties: by name)."""
     best: type[Source] | None = None
-    for cls in sorted(SOURCES.values(), key=lambda c: (-c.priority, c.name)):
+    for cls in _by_priority():
         try:
             ok = cls.accepts(inp, head)
         except Exception:  # a sniffer must never take the run down
@@ -264,6 +264,21 @@ def choose_source(inp: InputFile, head: bytes) -> type[Source] | None:
             best = cls
             break
     return best
+
+
+#: the sources in the order ``choose_source`` asks them, and how many there were then (the
+#: registry only grows: another count is another set)
+_ORDERED: tuple[int, list[type[Source]]] = (-1, [])
+
+
+def _by_priority() -> list[type[Source]]:
+    """The registered sources by priority, then name; sorted again only when one was added
+    (per input it cost as much as asking them all, on thousands of small files)."""
+    global _ORDERED
+    count = len(SOURCES)
+    if _ORDERED[0] != count:
+        _ORDERED = (count, sorted(SOURCES.values(), key=lambda c: (-c.priority, c.name)))
+    return _ORDERED[1]
 
 
 def _json_shaped(head: bytes) -> bool:
