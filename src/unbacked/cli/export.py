@@ -13,7 +13,8 @@ lake drops the column and reads each host's file in that same order.
 
 While it runs, the export stages each host's rows beside the lake (``.<lake>.staging-*``, in
 TMPDIR when the lake's parent takes no new directory; lz4, ~90 MB per 10^6 events, about a
-tenth of their size in Arrow) and writes the hosts' files when every input is read, in full row groups.
+tenth of their size in Arrow) and writes the hosts' files when every input is read, in full
+row groups.
 """
 
 from __future__ import annotations
@@ -143,13 +144,16 @@ class LakeWriter:
                 for writer, sink, _ in self._stages.values():
                     writer.close()
                     sink.close()
-                # hosts' files on two threads (Arrow encodes and compresses without the GIL)
-                with ThreadPoolExecutor(_WRITE_THREADS) as pool:
-                    done = [
+                # hosts' files on two threads (Arrow encodes and compresses without the GIL);
+                # on an error or an interrupt the hosts not started are dropped, not waited for
+                pool = ThreadPoolExecutor(_WRITE_THREADS)
+                try:
+                    for future in [
                         pool.submit(self._write_host, h, p) for h, (_, _, p) in self._stages.items()
-                    ]
-                    for future in done:
-                        future.result()  # the first error, after every host was tried
+                    ]:
+                        future.result()
+                finally:
+                    pool.shutdown(wait=True, cancel_futures=True)
                 self._stages.clear()
             finally:
                 shutil.rmtree(self._staging, ignore_errors=True)
