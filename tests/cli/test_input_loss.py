@@ -101,3 +101,21 @@ def test_label_files_beside_the_data_are_not_lost(tmp_path, capsys):  # type: ig
     # one line of JSON with those keys is not a label document: still lost
     (d / "labels" / "events.json").write_text(json.dumps(label))
     assert main(args) == EXIT_INPUT_LOST
+
+
+def test_the_summary_names_ten_unreadable_files_and_counts_the_rest(tmp_path, capsys):  # type: ignore[no-untyped-def]
+    """A directory of damaged files (here 13 EVTX files whose header is cut) is not a page of
+    stderr: ten are named, the rest counted, every one is in --report."""
+    d = tmp_path / "d"
+    d.mkdir()
+    _recording(d / "events.parquet")
+    for i in range(13):
+        (d / f"cut-{i:02d}.evtx").write_bytes(b"ElfFile\x00" + b"\x00" * 100)
+    report = tmp_path / "run.json"
+    main(["hunt", str(d), "--fail-on", "none", "--tolerate-loss", "--report", str(report)])
+    err = capsys.readouterr().err
+    assert sum(line.startswith("  unreadable file ") for line in err.splitlines()) == 10, err
+    assert "… and 3 more unreadable files (see --report)" in err
+    data = json.loads(report.read_text())
+    assert data["files_failed"] == 13
+    assert sum(f["error"] is not None for f in data["per_file"]) == 13

@@ -344,8 +344,11 @@ def print_summary(
         )
     for reason, n in sorted(d["skipped_by_reason"].items(), key=lambda x: -x[1]):
         say(f"  skipped {n:,} × {esc(reason)}")
-    for f in report.failed_files:
+    failed = report.failed_files
+    for f in failed[:10]:
         say(f"  {say.style('red', 'unreadable file')} {esc(f.path)}: {esc(str(f.error))}")
+    if len(failed) > 10:
+        say(f"  … and {len(failed) - 10} more unreadable files (see --report)")
     lost = [u for u in report.unread if u.lost]
     for u in lost[:10]:
         say(f"  {say.style('red', 'not read')} {esc(u.path)}: {esc(u.reason)}")
