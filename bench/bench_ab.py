@@ -1,12 +1,13 @@
 """Before and after: the same user commands run by an earlier commit's code and by this tree's,
 interleaved in one run set (whole processes, wall and CPU medians).
 
-    python bench/bench_ab.py [--base main] [--runs 5] [--only help,small,lsass,evtx,detect]
+    python bench/bench_ab.py [--base main] [--runs 5] [--only help,small,lsass,evtx,detect,many]
 
 The earlier code is `git archive BASE src` unpacked into a temporary directory and put first on
 PYTHONPATH (the installed console script then imports it); this tree's `src/` is the other side.
 `detect` uses the lake and baseline `bench/bench_score.py --events 1e6` leaves in its work
-directory (skipped when absent) and runs 2 times a side.
+directory (skipped when absent) and runs 2 times a side. `many` (not run unless asked for)
+hunts 5,000 small JSON-lines files cut from the LSASS file into the run's temporary directory.
 """
 
 from __future__ import annotations
@@ -34,6 +35,22 @@ def _run(argv: list[str], src: str) -> tuple[float, float]:
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     _, _, ru = os.wait4(proc.pid, 0)
     return time.perf_counter() - t0, ru.ru_utime + ru.ru_stime
+
+
+def _small_files(folder: Path, files: int = 5_000, per_file: int = 2) -> None:
+    """``files`` JSON-lines files of ``per_file`` Sysmon records each, cut from the LSASS
+    campaign file (a collection of many small exports: what discovery and the readers pay per
+    file). Made in the run's temporary directory from ``../shared/data``, never kept."""
+    import zipfile
+
+    folder.mkdir()
+    with zipfile.ZipFile(LSASS_ZIP) as zf:
+        name = next(n for n in zf.namelist() if n.endswith(".json"))
+        with zf.open(name) as fh:
+            lines = [line for line in fh if b"Microsoft-Windows-Sysmon" in line]
+    for i in range(files):
+        part = lines[i * per_file : (i + 1) * per_file]
+        (folder / f"part-{i:05d}.json").write_bytes(b"".join(part))
 
 
 def main() -> None:
@@ -64,7 +81,11 @@ def main() -> None:
                      [*exe, "hunt", *(str(p) for p in EVTX_DIRS if p.exists()), "-o", out]),
             "detect": ("`unbacked detect --baseline`, 10^6 events",
                        [*exe, "detect", str(fleet), "--baseline", str(base), "-o", out]),
+            "many": ("`unbacked hunt` 5,000 small JSON-lines files",
+                     [*exe, "hunt", str(Path(d) / "many"), "-o", out]),
         }  # fmt: skip
+        if "many" in args.only.split(","):
+            _small_files(Path(d) / "many")
         print(f"machine: {machine()}; unbacked: {note}; load average {loadavg()}")
         print(
             f"| command | {args.base}: wall / CPU s (medians) | this tree: wall / CPU s (medians) |"
