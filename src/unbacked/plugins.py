@@ -216,7 +216,7 @@ def installed_plugin_packages() -> bool | None:
     The quick answer to the usual question (no other package adds plug-ins): the metadata
     folders on ``sys.path`` are listed and only their ``entry_points.txt`` files read, ~2 ms,
     where ``importlib.metadata`` parses every distribution's entry points into objects,
-    ~10 ms at every command's start with ~150 packages installed (docs/benchmarks.md). Any
+    ~8 ms at every command's start with ~150 packages installed (docs/benchmarks.md). Any
     match, or any doubt, leaves the answer to ``importlib.metadata``.
     """
     for finder in sys.meta_path:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from tests.support.bare import NO_PANDAS
 from unbacked.engine.local import hunt
 from unbacked.model.rows import python_table, to_rows, to_values
 from unbacked.render.ocsf import write_ocsf
@@ -21,22 +22,15 @@ from unbacked.render.ocsf import write_ocsf
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "samples" / "linux"
 
-_CHILD = """
-import sys
-
-
-class NoPandas:  # import pandas -> ModuleNotFoundError, as in a bare install
-    def find_spec(self, name, path=None, target=None):
-        if name == "pandas" or name.startswith("pandas."):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-
-
-sys.meta_path.insert(0, NoPandas())
+_CHILD = (
+    NO_PANDAS
+    + """
 from unbacked.engine.local import hunt
 from unbacked.render.ocsf import write_ocsf
 write_ocsf(hunt(sys.argv[1:]).alerts, sys.stdout)
 assert "pandas" not in sys.modules
 """
+)
 
 
 def _controls() -> list[str]:

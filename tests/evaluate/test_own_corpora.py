@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.bare import NO_PANDAS
 from unbacked.evaluate import evaluate, load_labels
 from unbacked.evaluate.metrics import data_file_of
 
@@ -36,16 +37,14 @@ def test_every_capture_has_a_valid_label():
 
 
 #: runs a script as ``python SCRIPT ARGS`` does, with pandas not installed as far as it can tell
-_WITHOUT_PANDAS = """
-import runpy, sys
-class NoPandas:
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] == "pandas":
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-sys.meta_path.insert(0, NoPandas())
+_WITHOUT_PANDAS = (
+    NO_PANDAS
+    + """
+import runpy
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
+)
 
 
 @pytest.mark.parametrize("pandas", ["installed", "absent"])

@@ -41,6 +41,7 @@ from unbacked.cli._common import (
     tolerate_loss_option,
     write_run_report,
 )
+from unbacked.engine.spill import SPILL_OPTIONS
 from unbacked.errors import InputError
 from unbacked.model.schema import EVENT_SCHEMA
 from unbacked.runreport import RunReport
@@ -130,7 +131,7 @@ class LakeWriter:
         if stage is None:
             path = self._staging / f"{len(self._stages):06d}.arrows"
             sink = pa.OSFile(str(path), "wb")
-            stage = (ipc.new_stream(sink, LAKE_SCHEMA, options=_STAGE_OPTIONS), sink, path)
+            stage = (ipc.new_stream(sink, LAKE_SCHEMA, options=SPILL_OPTIONS), sink, path)
             self._stages[host] = stage
         stage[0].write_table(part)
 
@@ -200,10 +201,6 @@ def _staging_directory(root: Path) -> Path:
         source=str(root),
         hint="export into a directory whose parent is writable, or set TMPDIR",
     )
-
-
-#: the stage is written once and read once, on the same disk: lz4 costs a tenth of zstd's
-_STAGE_OPTIONS = ipc.IpcWriteOptions(compression="lz4")
 
 
 def _row_groups(stage: Path) -> Iterator[pa.Table]:

@@ -40,8 +40,9 @@ from unbacked.model.schema import EVENT_SCHEMA
 BUCKETS = 256
 #: events buffered before they are split by bucket and written
 FLUSH_ROWS = 262_144
-#: lz4: a tenth of zstd's cost to write here, and events are read back once or twice
-_OPTIONS = ipc.IpcWriteOptions(compression="lz4")
+#: how events go to local disk to be read back once or twice (the spill, an export's stage):
+#: lz4, a tenth of zstd's cost to write here
+SPILL_OPTIONS = ipc.IpcWriteOptions(compression="lz4")
 
 
 def host_buckets(hosts: pa.ChunkedArray | pa.Array, buckets: int = BUCKETS) -> np.ndarray:
@@ -186,7 +187,8 @@ class HostSpill:
     def _writer(self, bucket: int) -> ipc.RecordBatchStreamWriter:
         if bucket not in self._writers:
             sink = pa.OSFile(str(self._file(bucket)), "wb")
-            self._writers[bucket] = (ipc.new_stream(sink, EVENT_SCHEMA, options=_OPTIONS), sink)
+            writer = ipc.new_stream(sink, EVENT_SCHEMA, options=SPILL_OPTIONS)
+            self._writers[bucket] = (writer, sink)
         return self._writers[bucket][0]
 
     def _file(self, bucket: int) -> Path:
@@ -243,7 +245,7 @@ class HostSpill:
         with (
             _disk("write to the spill", self.path),
             pa.OSFile(str(path), "wb") as sink,
-            ipc.new_stream(sink, table.schema, options=_OPTIONS) as writer,
+            ipc.new_stream(sink, table.schema, options=SPILL_OPTIONS) as writer,
         ):
             writer.write_table(table)
 

@@ -932,7 +932,11 @@ def run_pipelined_files(
             yield from apply(pending.result())
 
 
-def first_json_objects(head: bytes, limit: int = 5) -> list[dict[str, object]]:
+#: the JSON objects of a head that a sniffer looks at (the first ones)
+_SNIFF_OBJECTS = 5
+
+
+def first_json_objects(head: bytes, limit: int = _SNIFF_OBJECTS) -> list[dict[str, object]]:
     """Parse up to ``limit`` complete leading lines of ``head`` that are JSON objects.
 
     Sniffing looks at real keys, not at substrings, so a format is claimed only when its first
@@ -948,7 +952,7 @@ def first_json_objects(head: bytes, limit: int = 5) -> list[dict[str, object]]:
     last = _LAST_SNIFF
     if last is not None and last[0] is head and last[1] >= limit:
         return last[2][:limit]
-    depth = max(limit, 5)  # what most sniffers ask: one parse serves them all
+    depth = max(limit, _SNIFF_OBJECTS)  # what most sniffers ask: one parse serves them all
     out = _parse_json_objects(head, depth)
     _LAST_SNIFF = (head, depth, out)
     return out[:limit]
