@@ -45,9 +45,32 @@ FLUSH_ROWS = 262_144
 SPILL_OPTIONS = ipc.IpcWriteOptions(compression="lz4")
 
 
+def host_bucket(host: str | None, buckets: int = BUCKETS) -> int:
+    """A host's bucket: CRC-32 of its name modulo ``buckets`` (stable across runs, machines and
+    Python versions); events without a host are in bucket 0."""
+    return 0 if host is None else zlib.crc32(host.encode()) % buckets
+
+
+def pack_buckets(rows_per_bucket: np.ndarray, group_rows: int) -> list[list[int]]:
+    """Consecutive non-empty buckets packed into groups of at most ``group_rows`` events (a
+    bucket larger than that is a group of its own: hosts are never split)."""
+    plan: list[list[int]] = []
+    current: list[int] = []
+    rows = 0
+    for b in np.flatnonzero(rows_per_bucket):
+        n = int(rows_per_bucket[b])
+        if current and rows + n > group_rows:
+            plan.append(current)
+            current, rows = [], 0
+        current.append(int(b))
+        rows += n
+    if current:
+        plan.append(current)
+    return plan
+
+
 def host_buckets(hosts: pa.ChunkedArray | pa.Array, buckets: int = BUCKETS) -> np.ndarray:
-    """The bucket of each row's host: CRC-32 of the host name modulo ``buckets`` (stable across
-    runs, machines and Python versions); events without a host share bucket 0."""
+    """The bucket of each row's host (``host_bucket``)."""
     if isinstance(hosts, pa.Array):
         hosts = pa.chunked_array([hosts])
     parts: list[np.ndarray] = []
@@ -55,10 +78,7 @@ def host_buckets(hosts: pa.ChunkedArray | pa.Array, buckets: int = BUCKETS) -> n
         if not pa.types.is_dictionary(chunk.type):
             chunk = chunk.dictionary_encode()
         names = chunk.dictionary.to_pylist()
-        of_name = np.array(
-            [0 if h is None else zlib.crc32(h.encode()) % buckets for h in names] or [0],
-            dtype=np.int32,
-        )
+        of_name = np.array([host_bucket(h, buckets) for h in names] or [0], dtype=np.int32)
         idx = chunk.indices.fill_null(0).to_numpy(zero_copy_only=False)
         b = of_name[idx] if len(names) else np.zeros(len(chunk), np.int32)
         if chunk.null_count:
@@ -212,22 +232,9 @@ class HostSpill:
 
     # -- reading ---------------------------------------------------------------------------
     def group_plan(self, group_rows: int) -> list[list[int]]:
-        """Consecutive non-empty buckets packed into groups of at most ``group_rows`` events
-        (a bucket larger than that is a group of its own: hosts are never split)."""
+        """The spilled buckets packed into groups of whole hosts (``pack_buckets``)."""
         self.finish()
-        plan: list[list[int]] = []
-        current: list[int] = []
-        rows = 0
-        for b in np.flatnonzero(self._rows_per_bucket):
-            n = int(self._rows_per_bucket[b])
-            if current and rows + n > group_rows:
-                plan.append(current)
-                current, rows = [], 0
-            current.append(int(b))
-            rows += n
-        if current:
-            plan.append(current)
-        return plan
+        return pack_buckets(self._rows_per_bucket, group_rows)
 
     def groups(self, group_rows: int) -> Iterator[pa.Table]:
         """Tables of whole hosts, each in canonical order, every event exactly once (the same

@@ -350,7 +350,9 @@ def _is_label_file(head: bytes) -> bool:
     return start[:1] == b"{" and all(re.search(k, head) for k in _LABEL_KEYS)
 
 
-def _walk(path: Path) -> Iterator[Path]:
+def walk_files(path: Path) -> Iterator[Path]:
+    """Every entry under the directory ``path`` but its directories, in the order inputs are
+    read (sorted, depth first)."""
     for root, dirs, files in os.walk(path):
         dirs.sort()
         for f in sorted(files):
@@ -761,7 +763,7 @@ def iter_inputs(
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            for f in _walk(path):
+            for f in walk_files(path):
                 if f.is_file():  # FIFOs, sockets and devices would block or never end
                     yield from _expand(_file_input(f), False, report, max_member_bytes, keep_open)
                 else:
