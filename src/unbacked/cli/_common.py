@@ -338,10 +338,17 @@ def print_summary(
     engine = report.extra.get("engine") or {}
     if engine.get("name") == "local" and engine.get("partitions"):
         k = engine["partitions"]
-        say(
-            f"  {engine['spilled_events']:,} events spilled to disk (over --memory-events), "
-            f"detected in {k} host group{'s' if k != 1 else ''}"
-        )
+        groups = f"{k} host group{'s' if k != 1 else ''}"
+        if "lake_events" in engine:  # a lake split by host: its files read group by group
+            say(
+                f"  {engine['lake_events']:,} events (over --memory-events) read in {groups} "
+                f"from the lake's {engine['lake_files']:,} files of one host each"
+            )
+        else:
+            say(
+                f"  {engine['spilled_events']:,} events spilled to disk (over --memory-events), "
+                f"detected in {groups}"
+            )
     for reason, n in sorted(d["skipped_by_reason"].items(), key=lambda x: -x[1]):
         say(f"  skipped {n:,} × {esc(reason)}")
     failed = report.failed_files

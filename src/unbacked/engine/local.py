@@ -7,12 +7,14 @@
 itself and scores each process instance against its peers with that instance left out.
 
 Memory: up to ``memory_events`` events (default ``MEMORY_EVENTS``) are held in one table. Beyond
-that the run is *partitioned*: the events are spilled to disk by host (``engine.spill``), the
-baseline is learned per group of whole hosts and summed (``engine.partitions``, what the Spark
-engine does on its executors), and each group is detected against it in turn, so memory stays
-bounded by about ``group_events`` events whatever the input size. Alerts are the same either
-way (``tests/engine/test_partitioned.py``); only ``HuntResult.events`` is left empty, since the
-events are no longer held.
+that the run is *partitioned*: the events are spilled to disk by host (``engine.spill``; a
+lake that `unbacked export` split by host is read group by group from its own files instead,
+``engine.lake``), the baseline is learned per group of whole hosts and summed
+(``engine.partitions``, what the Spark engine does on its executors), and each group is
+detected against it in turn, so memory stays bounded by about ``group_events`` events
+whatever the input size. Alerts are the same either way (``tests/engine/test_partitioned.py``,
+``tests/engine/test_lake.py``); only ``HuntResult.events`` is left empty, since the events are
+no longer held.
 """
 
 from __future__ import annotations
@@ -35,12 +37,15 @@ from unbacked.detect import (
     sort_signals,
 )
 from unbacked.engine import partitions
+from unbacked.engine.lake import HostLake
 from unbacked.engine.order import canonical_order
 from unbacked.engine.spill import HostSpill, read_ahead
 from unbacked.model.alert import Alert, Alerts, sort_alerts
 from unbacked.model.schema import EVENT_SCHEMA
 from unbacked.runreport import RunReport
 
+#: events in groups of whole hosts, for a partitioned run: spilled, or a lake's own files
+HostGroups = HostSpill | HostLake
 #: (file name, events so far, records so far: summed at most a quarter second before)
 ProgressFn = Callable[[str, int, int], None]
 StageFn = Callable[[str, str], None]  # (stage, detail): the passes of a partitioned run
@@ -138,11 +143,19 @@ def read_inputs(
     *,
     memory_events: int = MEMORY_EVENTS,
     spill_dir: str | Path | None = None,
-) -> Iterator[pa.Table | HostSpill]:
+) -> Iterator[pa.Table | HostGroups]:
     """Every input, as one table in canonical order while there are at most ``memory_events``
-    events (0: no limit), else as a ``HostSpill`` (removed when the context ends)."""
+    events (0: no limit), else as groups of whole hosts: the lake's own files when it is
+    split by host already (a ``HostLake``, read group by group), or a ``HostSpill`` (removed
+    when the context ends)."""
     from unbacked.sources import iter_event_tables
 
+    if memory_events:
+        lake = HostLake.find(paths, report, more_than=memory_events, spill_dir=spill_dir)
+        if lake is not None:
+            with lake:
+                yield lake
+            return
     tables: list[pa.Table] = []
     spill: HostSpill | None = None
     n = 0
@@ -232,7 +245,7 @@ _KEPT = ("events", "instance_facts", "row_facts")
 
 
 def _learn_groups(
-    spill: HostSpill, group_events: int, keep: Sequence[str], stage: StageFn | None = None
+    spill: HostGroups, group_events: int, keep: Sequence[str], stage: StageFn | None = None
 ) -> ProgramBaseline:
     """The first pass over a spill: per group of whole hosts, the embedded learning
     (``learn_baseline``) as rows to sum (``engine.partitions``); the ``keep`` tables of each
@@ -251,7 +264,7 @@ def _learn_groups(
 
 
 def detect_partitioned(
-    spill: HostSpill,
+    spill: HostGroups,
     *,
     baseline: ProgramBaseline | None = None,
     config: CorrelationConfig | None = None,
@@ -299,12 +312,7 @@ def detect_partitioned(
         groups += 1
         t_read = time.perf_counter()
     report.alerts = len(alerts)
-    report.extra["engine"] = {
-        "name": "local",
-        "partitions": groups,
-        "spilled_events": spill.rows,
-        "spilled_bytes": spill.bytes_on_disk,
-    }
+    report.extra["engine"] = {"name": "local", "partitions": groups, **_engine_extra(spill)}
     return HuntResult(
         alerts=Alerts(sort_alerts(alerts)),
         signals=sort_signals(pa.concat_tables(signals)),
@@ -314,6 +322,13 @@ def detect_partitioned(
         timings=timings,
         partitions=groups,
     )
+
+
+def _engine_extra(groups: HostGroups) -> dict[str, int]:
+    """Where a partitioned run's groups came from, for the run report."""
+    if isinstance(groups, HostLake):
+        return {"lake_events": groups.rows, "lake_files": groups.files}
+    return {"spilled_events": groups.rows, "spilled_bytes": groups.bytes_on_disk}
 
 
 def hunt(
@@ -340,7 +355,7 @@ def hunt(
         paths, report, progress, memory_events=memory_events, spill_dir=spill_dir
     ) as data:
         t_read = time.perf_counter() - t0
-        if isinstance(data, HostSpill):
+        if not isinstance(data, pa.Table):
             result = detect_partitioned(
                 data,
                 baseline=baseline,
@@ -374,7 +389,7 @@ def train(
     with read_inputs(
         paths, report, progress, memory_events=memory_events, spill_dir=spill_dir
     ) as data:
-        if isinstance(data, HostSpill):
+        if not isinstance(data, pa.Table):
             baseline = _learn_groups(data, group_events, keep=["instance_facts"], stage=stage)
             n = len(data.group_plan(group_events))
 
@@ -385,7 +400,7 @@ def train(
                 return partitions.calibration_maxima(None, baseline, instance_facts=facts)
 
             partitions.set_thresholds(baseline, (maxima(i) for i in range(n)))
-            report.extra["engine"] = {"name": "local", "partitions": n, "spilled_events": data.rows}
+            report.extra["engine"] = {"name": "local", "partitions": n, **_engine_extra(data)}
         else:
             baseline = learn_baseline(data)
     if out_dir is not None:

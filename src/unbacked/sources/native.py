@@ -169,15 +169,12 @@ class NativeParquetSource(Source):
     def accepts(cls, inp: InputFile, head: bytes) -> bool:
         if not cls.sniff(head, inp.name):
             return False
-        import pyarrow.parquet as pq
-
         try:
             with inp.open() as fh:
-                schema = pq.read_schema(fh)
+                metadata = _footer(inp, fh)
         except (pa.ArrowException, OSError, ValueError):
             return False
-        meta = schema.metadata or {}
-        return meta.get(b"unbacked.schema") == b"event"
+        return _is_event_schema(metadata)
 
     def read(self, inp: InputFile, report: RunReport) -> Iterator[pa.Table]:
         return self._read(inp, report, encoded=False)
@@ -195,7 +192,7 @@ class NativeParquetSource(Source):
         fh: IO[bytes] | None = None
         try:
             fh = inp.open()
-            pf = pq.ParquetFile(fh)
+            pf = pq.ParquetFile(fh, metadata=_footer(inp, fh))
             if encoded:
                 schema = pf.schema_arrow
                 names = [n for n in schema.names if n in STRING_COLUMNS]
@@ -236,6 +233,85 @@ class NativeParquetSource(Source):
         finally:
             if fh is not None:
                 fh.close()
+
+
+#: the footer ``accepts`` parsed, for the ``read`` of the same input that follows it (a
+#: Parquet footer with its ~80 columns' metadata takes ~1 ms to parse)
+_last_footer: tuple[InputFile, pq.FileMetaData] | None = None
+
+
+def _footer(inp: InputFile, fh: IO[bytes]) -> pq.FileMetaData:
+    """The Parquet footer of ``inp`` (open as ``fh``), parsed once for ``accepts`` and the
+    ``read`` after it."""
+    global _last_footer
+    last = _last_footer
+    if last is not None and last[0] is inp:
+        return last[1]
+    import pyarrow.parquet as pq
+
+    metadata = pq.read_metadata(fh)
+    _last_footer = (inp, metadata)
+    return metadata
+
+
+def _is_event_schema(metadata: pq.FileMetaData) -> bool:
+    return (metadata.metadata or {}).get(b"unbacked.schema") == b"event"
+
+
+def _event_footer(fh: IO[bytes]) -> pq.FileMetaData | None:
+    """The footer of an unbacked event Parquet file with a ``host`` column, else None."""
+    if fh.read(4) != PARQUET_MAGIC:
+        return None  # before pyarrow.parquet is imported: a run of EVTX files never loads it
+    import pyarrow.parquet as pq
+
+    fh.seek(0)
+    metadata = pq.read_metadata(fh)
+    if not _is_event_schema(metadata) or "host" not in metadata.schema.names:
+        return None
+    return metadata
+
+
+def event_parquet_rows(path: str | os.PathLike[str]) -> int | None:
+    """The rows of an unbacked event Parquet file whose row groups' statistics do not show two
+    hosts, from its footer alone (a first look: ``event_parquet_hosts`` reads the hosts);
+    None if it is not such a file or cannot be read so (``read`` then says why)."""
+    try:
+        with open(path, "rb") as fh:
+            metadata = _event_footer(fh)
+            if metadata is None:
+                return None
+            host = metadata.schema.names.index("host")
+            for i in range(metadata.num_row_groups):
+                stats = metadata.row_group(i).column(host).statistics
+                if stats is not None and stats.has_min_max and stats.min != stats.max:
+                    return None
+            return int(metadata.num_rows)
+    except (pa.ArrowException, OSError, ValueError, LookupError):
+        return None
+
+
+def event_parquet_hosts(path: str | os.PathLike[str]) -> set[str | None] | None:
+    """The hosts of an unbacked event Parquet file's rows, read from its ``host`` column alone
+    (a dictionary per row group, each value once); None if it is not such a file or cannot be
+    read so."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    try:
+        with open(path, "rb") as fh:
+            metadata = _event_footer(fh)
+            if metadata is None:
+                return None
+            pf = pq.ParquetFile(fh, read_dictionary=["host"], metadata=metadata)
+            column = pf.read(columns=["host"], use_threads=False).column("host")
+            hosts: set[str | None] = set()
+            for chunk in column.chunks:
+                if not isinstance(chunk, pa.DictionaryArray):
+                    return None
+                hosts.update(chunk.dictionary.take(pc.unique(chunk.indices)).to_pylist())
+            return hosts
+    except (pa.ArrowException, OSError, ValueError, LookupError):
+        return None
 
 
 def _valid_utf8_rows(table: pa.Table, name: str, report: RunReport) -> pa.Table:

@@ -1,0 +1,151 @@
+"""A partitioned run over a lake split by host (``unbacked export --parquet``) reads its groups
+from the lake's own files instead of spilling: the same groups as the spill, the same alerts and
+baselines as the run holding every event, every file read and accounted for once; any other
+input and the run spills as before."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.support.compare import assert_same_alerts, assert_same_baseline, saved_baseline
+from tests.support.fleet import INJECTOR_UID, TARGET_UID, fleet
+from unbacked.cli.main import main
+from unbacked.engine import local
+from unbacked.engine.lake import HostLake
+from unbacked.engine.spill import HostSpill
+from unbacked.runreport import RunReport
+from unbacked.sources import iter_event_tables, write_events
+
+PARTITIONED = {"memory_events": 100, "group_events": 70}
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("lake")
+    events = write_events(fleet(hosts=8), root / "fleet.jsonl")
+    assert main(["export", "--parquet", str(root / "lake"), str(events), "-q"]) == 0
+    assert len(list((root / "lake").iterdir())) == 8
+    return root / "lake"
+
+
+def _copy(lake: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "lake"
+    shutil.copytree(lake, copy)
+    return copy
+
+
+def test_a_host_split_lake_is_found_with_every_file_and_host(lake):
+    found = HostLake.find([lake], RunReport())
+    assert found is not None
+    files = sorted(lake.rglob("*.parquet"))
+    assert found.files == len(files) == 8
+    assert found.rows == sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+
+def test_its_groups_are_the_spills_groups(lake, tmp_path):
+    found = HostLake.find([lake], RunReport())
+    assert found is not None
+    with found, HostSpill(tmp_path) as spill:
+        for table in iter_event_tables([lake], RunReport(), encoded=True):
+            spill.add(table)
+        assert found.group_plan(70) == spill.group_plan(70)
+        assert len(found.group_plan(70)) >= 3
+        for got, expected in zip(found.groups(70), spill.groups(70), strict=True):
+            assert got.equals(expected)
+
+
+def test_hunt_over_the_lake_reads_no_spill_and_equals_the_in_memory_hunt(lake, tmp_path):
+    expected = local.hunt([lake])
+    assert expected.partitions == 0
+    report = RunReport()
+    spill_dir = tmp_path / "spill"
+    spill_dir.mkdir()
+    got = local.hunt([lake], report=report, spill_dir=spill_dir, **PARTITIONED)
+    assert got.partitions >= 3
+    engine = report.extra["engine"]
+    assert engine["lake_files"] == 8 and engine["lake_events"] == expected.report.events
+    assert "spilled_events" not in engine
+    assert list(spill_dir.iterdir()) == []  # what the passes kept is gone too
+    assert got.baseline is not None and expected.baseline is not None
+    assert_same_baseline(expected.baseline, got.baseline)
+    assert_same_alerts(expected.alerts, got.alerts)
+    assert {TARGET_UID, INJECTOR_UID} <= {a.process.uid for a in got.alerts}
+    # every file read once: its records and events counted once
+    assert report.records == report.events == expected.report.events
+    assert sorted(report.files) == sorted(str(f) for f in lake.rglob("*.parquet"))
+
+
+def test_train_and_detect_over_the_lake_equal_the_in_memory_ones(lake, tmp_path):
+    local.train([lake], tmp_path / "mem")
+    report = RunReport()
+    local.train([lake], tmp_path / "part", report=report, **PARTITIONED)
+    assert "lake_events" in report.extra["engine"]
+    assert saved_baseline(tmp_path / "mem") == saved_baseline(tmp_path / "part")
+    expected = local.hunt([lake], baseline=tmp_path / "mem")
+    report = RunReport()
+    got = local.hunt([lake], baseline=tmp_path / "mem", report=report, **PARTITIONED)
+    assert got.partitions >= 3 and "lake_events" in report.extra["engine"]
+    assert_same_alerts(expected.alerts, got.alerts)
+
+
+def test_the_cli_says_where_the_groups_came_from_and_writes_the_same_file(lake, tmp_path):
+    args = ["hunt", str(lake), "--fail-on", "none"]
+    assert main([*args, "-q", "-o", str(tmp_path / "mem.jsonl")]) == 0
+    part = [*args, "-o", str(tmp_path / "part.jsonl"), "--memory-events", "50"]
+    assert main([*part, "-q", "--report", str(tmp_path / "run.json")]) == 0
+    mem = (tmp_path / "mem.jsonl").read_text()
+    assert mem and (tmp_path / "part.jsonl").read_text() == mem
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["engine"]["lake_files"] == 8 and run["engine"]["partitions"] >= 1
+
+
+def test_the_summary_names_the_lake(lake, capsys):
+    assert main(["hunt", str(lake), "--fail-on", "none", "--memory-events", "50"]) == 0
+    err = capsys.readouterr().err
+    assert "from the lake's 8 files of one host each" in err, err
+
+
+def test_a_file_without_rows_is_accounted_for(lake, tmp_path):
+    copy = _copy(lake, tmp_path)
+    first = next(iter(sorted(copy.rglob("*.parquet"))))
+    empty = first.parent / "events-empty.parquet"
+    pq.write_table(pq.read_table(first).slice(0, 0), empty)
+    report = RunReport()
+    local.hunt([copy], report=report, **PARTITIONED)
+    assert "lake_events" in report.extra["engine"]
+    assert str(empty) in report.files
+
+
+@pytest.mark.parametrize(
+    "stray", ["several hosts", "several hosts, no statistics", "another format", "unreadable"]
+)
+def test_any_other_input_and_the_run_spills_as_before(lake, tmp_path, stray):
+    copy = _copy(lake, tmp_path)
+    if stray.startswith("several hosts"):  # two hosts' files moved into one
+        one, two = sorted(copy.rglob("*.parquet"))[:2]
+        both = pa.concat_tables([pq.read_table(one), pq.read_table(two)])
+        # without statistics only the host column itself tells
+        pq.write_table(both, one, write_statistics="statistics" not in stray)
+        two.unlink()
+    elif stray == "another format":
+        write_events(fleet(hosts=1), copy / "more.jsonl")
+    else:
+        (copy / "broken.parquet").write_bytes(b"PAR1" + b"\0" * 64)
+    assert HostLake.find([copy], RunReport()) is None
+    report = RunReport()
+    local.hunt([copy], report=report, **PARTITIONED)
+    assert "spilled_events" in report.extra["engine"]
+    if stray == "unreadable":
+        assert [u.path for u in report.unread] == [str(copy / "broken.parquet")]
+
+
+def test_a_lake_of_fewer_events_than_the_limit_is_held_in_memory(lake):
+    report = RunReport()
+    got = local.hunt([lake], report=report, memory_events=1_000_000)
+    assert got.partitions == 0 and "engine" not in report.extra
