@@ -1,13 +1,16 @@
 """Before and after: the same user commands run by an earlier commit's code and by this tree's,
 interleaved in one run set (whole processes, wall and CPU medians).
 
-    python bench/bench_ab.py [--base main] [--runs 5] [--only help,small,lsass,evtx,detect,many]
+    python bench/bench_ab.py [--base main] [--runs 5]
+                             [--only help,small,lsass,evtx,detect,lake,many]
 
 The earlier code is `git archive BASE src` unpacked into a temporary directory and put first on
 PYTHONPATH (the installed console script then imports it); this tree's `src/` is the other side.
 `detect` uses the lake and baseline `bench/bench_score.py --events 1e6` leaves in its work
-directory (skipped when absent) and runs 2 times a side. `many` (not run unless asked for)
-hunts 5,000 small JSON-lines files cut from the LSASS file into the run's temporary directory.
+directory (skipped when absent) and runs 2 times a side; `lake` (not run unless asked for) the
+same on the lake `bench_score.py --events 1e6 --layout export` leaves there. `many` (not run
+unless asked for) hunts 5,000 small JSON-lines files cut from the LSASS file into the run's
+temporary directory.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ def main() -> None:
         sides = {args.base: str(Path(d) / "src"), "this tree": str(REPO / "src")}
         fleet = args.score_work / "fleet-1000000" / "data"  # the lake (beside fleet.json, labels)
         base = args.score_work / "baseline-1000000"
+        lake = args.score_work / "lake-1000000-export"  # as `unbacked export` writes it
         cases = {
             "help": ("`unbacked --help`", [*exe, "--help"]),
             "small": ("`unbacked hunt benign-java-1.parquet`",
@@ -81,6 +85,8 @@ def main() -> None:
                      [*exe, "hunt", *(str(p) for p in EVTX_DIRS if p.exists()), "-o", out]),
             "detect": ("`unbacked detect --baseline`, 10^6 events",
                        [*exe, "detect", str(fleet), "--baseline", str(base), "-o", out]),
+            "lake": ("`unbacked detect --baseline`, 10^6 events exported by host",
+                     [*exe, "detect", str(lake), "--baseline", str(base), "-o", out]),
             "many": ("`unbacked hunt` 5,000 small JSON-lines files",
                      [*exe, "hunt", str(Path(d) / "many"), "-o", out]),
         }  # fmt: skip
@@ -93,10 +99,12 @@ def main() -> None:
         print("|---|---:|---:|")
         for key in args.only.split(","):
             label, argv = cases[key]
-            if key == "detect" and not fleet.exists():
-                print(f"| {label} | skipped: run bench/bench_score.py --events 1e6 first | |")
+            needs = {"detect": (fleet, ""), "lake": (lake, " --layout export")}.get(key)
+            if needs and not needs[0].exists():
+                first = f"bench/bench_score.py --events 1e6{needs[1]}"
+                print(f"| {label} | skipped: run {first} first | |")
                 continue
-            runs = 2 if key == "detect" else args.runs
+            runs = 2 if needs else args.runs
             res: dict[str, list[tuple[float, float]]] = {k: [] for k in sides}
             for src in sides.values():
                 _run(argv, src)  # warm-up
