@@ -37,6 +37,17 @@ def test_formats(recording, capsys):
     assert "notepad.exe" in capsys.readouterr().out
 
 
+def test_an_interrupted_command_exits_130(recording, monkeypatch, capsys):
+    import unbacked.cli.hunt as hunt_cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hunt_cli, "run_hunt", interrupted)
+    assert main(["hunt", str(recording), "-q"]) == 130
+    assert capsys.readouterr().err.strip().endswith("interrupted")
+
+
 def test_usage_errors(tmp_path, capsys):
     assert main(["hunt"]) == 2
     assert main(["hunt", str(tmp_path / "missing.evtx")]) == 2

@@ -1,4 +1,5 @@
-"""The lake writer keeps every row it was given, also when the export stops on an error."""
+"""The lake writer keeps every row it was given, also when the export stops on an error; an
+interrupt (Ctrl-C) leaves no lake, nor a part of one."""
 
 from __future__ import annotations
 
@@ -118,3 +119,50 @@ def test_a_host_that_cannot_be_written_stops_the_export_and_leaves_no_stage(tmp_
     # h0 came first; of h1..h4 the one thread may have taken one before the rest was dropped
     assert len(written) <= 1, written
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lake"]
+
+
+def test_an_interrupt_while_reading_writes_nothing_and_removes_what_the_export_made(tmp_path):
+    rows = [launch(f"p{i}", r"C:\a\a.exe", host=f"h{i % 3}") for i in range(7)]
+    with pytest.raises(KeyboardInterrupt), LakeWriter(tmp_path / "lake") as writer:
+        writer.write(events(rows))
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []  # no lake directory, no stage
+    given = tmp_path / "given"
+    given.mkdir()  # a directory the user made stays, empty
+    with pytest.raises(KeyboardInterrupt), LakeWriter(given) as writer:
+        writer.write(events(rows))
+        raise KeyboardInterrupt
+    assert [p.name for p in tmp_path.iterdir()] == ["given"] and list(given.iterdir()) == []
+
+
+def test_an_interrupt_while_the_hosts_are_written_removes_those_written(tmp_path, monkeypatch):
+    import unbacked.cli.export as export
+
+    real = export.LakeWriter._write_host
+
+    def write_host(self, host, stage):
+        if host == "h2":
+            raise KeyboardInterrupt
+        return real(self, host, stage)
+
+    monkeypatch.setattr(export, "_WRITE_THREADS", 1)
+    monkeypatch.setattr(export.LakeWriter, "_write_host", write_host)
+    rows = [launch(f"p{i}", r"C:\a\a.exe", host=f"h{i}") for i in range(5)]
+    with pytest.raises(KeyboardInterrupt), LakeWriter(tmp_path / "lake") as writer:
+        writer.write(events(rows))
+    assert list(tmp_path.iterdir()) == []  # h0 and h1 were written, then removed
+
+
+def test_an_interrupted_export_command_exits_130_and_leaves_no_lake(tmp_path, monkeypatch):
+    import unbacked.sources
+    from unbacked.cli.main import main
+
+    def interrupted(paths, report):
+        yield events([launch("a", r"C:\a\a.exe"), launch("b", r"C:\a\b.exe", host="h2")])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(unbacked.sources, "iter_event_tables", interrupted)
+    src = tmp_path / "in.jsonl"
+    src.write_text("{}")
+    assert main(["export", str(src), "--parquet", str(tmp_path / "lake"), "-q"]) == 130
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]

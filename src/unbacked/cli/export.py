@@ -24,7 +24,7 @@ import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from urllib.parse import quote
 
@@ -76,7 +76,8 @@ class LakeWriter:
     Written as they came, a host's rows made a row group per flush: with 50 hosts, groups of
     5,000 rows; with 500, of 500, and reading the lake back cost 1.5-6 times as much
     (docs/benchmarks.md). Use it as a context manager (or call ``close``) so what was given
-    reaches the files also when the export stops on an error.
+    reaches the files also when the export stops on an error. An interrupt (Ctrl-C) stops it
+    instead: nothing more is written, and what it wrote is removed (``abort``).
     """
 
     def __init__(self, directory: str | Path) -> None:
@@ -87,8 +88,11 @@ class LakeWriter:
                 source=str(self.root),
                 hint="export into a new or empty directory",
             )
+        self._created = not self.root.exists()
         self.root.mkdir(parents=True, exist_ok=True)
         self._staging = _staging_directory(self.root)
+        #: the hosts' directories this export made (what ``abort`` removes)
+        self._written: list[Path] = []
         self.rows = 0
         self._stages: dict[str | None, tuple[ipc.RecordBatchStreamWriter, pa.NativeFile, Path]] = {}
         self._pending: dict[str | None, list[pa.Table]] = {}
@@ -137,31 +141,63 @@ class LakeWriter:
 
     def close(self) -> None:
         """Write the buffered rows and every host's file (also after an error: what was given
-        is written), then remove the stage."""
+        is written), then remove the stage; an interrupt meanwhile aborts (``abort``)."""
+        failed: Exception | None = None
         try:
             self._flush()
-        finally:
+        except Exception as exc:  # what was staged before it is still written
+            failed = exc
+        except BaseException:
+            self.abort()
+            raise
+        try:
+            for writer, sink, _ in self._stages.values():
+                writer.close()
+                sink.close()
+            # hosts' files on two threads (Arrow encodes and compresses without the GIL); on an
+            # error the hosts not started are dropped, not waited for; on an interrupt, every
+            # host's file too (a part of a lake is no lake)
+            pool = ThreadPoolExecutor(_WRITE_THREADS)
             try:
-                for writer, sink, _ in self._stages.values():
-                    writer.close()
-                    sink.close()
-                # hosts' files on two threads (Arrow encodes and compresses without the GIL);
-                # on an error or an interrupt the hosts not started are dropped, not waited for
-                pool = ThreadPoolExecutor(_WRITE_THREADS)
-                try:
-                    for future in [
-                        pool.submit(self._write_host, h, p) for h, (_, _, p) in self._stages.items()
-                    ]:
-                        future.result()
-                finally:
-                    pool.shutdown(wait=True, cancel_futures=True)
-                self._stages.clear()
+                for future in [
+                    pool.submit(self._write_host, h, p) for h, (_, _, p) in self._stages.items()
+                ]:
+                    future.result()
+            except BaseException as exc:
+                pool.shutdown(wait=True, cancel_futures=True)
+                if not isinstance(exc, Exception):
+                    self.abort()
+                raise
             finally:
-                shutil.rmtree(self._staging, ignore_errors=True)
+                pool.shutdown(wait=True, cancel_futures=True)
+            self._stages.clear()
+        finally:
+            shutil.rmtree(self._staging, ignore_errors=True)
+        if failed is not None:
+            raise failed
+
+    def abort(self) -> None:
+        """Stop without writing: the stage and every host's directory this export made are
+        removed, and the lake directory too when the export made it (an interrupted export
+        leaves nothing a reader would take for a lake or a part of one)."""
+        for writer, sink, _ in self._stages.values():
+            with suppress(OSError, pa.ArrowException):
+                writer.close()
+            sink.close()
+        self._stages.clear()
+        self._pending.clear()
+        shutil.rmtree(self._staging, ignore_errors=True)
+        for directory in self._written:
+            shutil.rmtree(directory, ignore_errors=True)
+        self._written.clear()
+        if self._created:
+            with suppress(OSError):  # not empty: files someone else put there stay
+                self.root.rmdir()
 
     def _write_host(self, host: str | None, stage: Path) -> None:
         """One host's staged rows as its Parquet file(s), in order, in full row groups."""
         out = self.root / host_directory(host)
+        self._written.append(out)
         out.mkdir(exist_ok=True)
         file_no, in_file = 0, 0
         writer: pq.ParquetWriter | None = None
@@ -183,8 +219,11 @@ class LakeWriter:
     def __enter__(self) -> LakeWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is not None and not issubclass(exc_type, Exception):  # Ctrl-C
+            self.abort()
+        else:
+            self.close()
 
 
 def _staging_directory(root: Path) -> Path:

@@ -125,7 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     except click.UsageError as exc:
         render_error(exc)
         return 2
-    except click.Abort:
+    except click.Abort as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+            click.echo("interrupted", err=True)
+            return 130
         click.echo("aborted", err=True)
         return 1
     except SystemExit as exc:  # commands signal their exit code this way
