@@ -51,7 +51,7 @@ def test_a_host_split_lake_is_found_with_every_file_and_host(lake):
 def test_its_groups_are_the_spills_groups(lake, tmp_path):
     found = HostLake.find([lake], RunReport())
     assert found is not None
-    with found, HostSpill(tmp_path) as spill:
+    with HostSpill(tmp_path) as spill:
         for table in iter_event_tables([lake], RunReport(), encoded=True):
             spill.add(table)
         assert found.group_plan(70) == spill.group_plan(70)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
 
 import numpy as np
 import pyarrow as pa
@@ -33,7 +32,7 @@ from unbacked.runreport import RunReport
 
 class HostLake:
     """Groups of whole hosts read from a lake's own files (module docs); the same interface as
-    ``HostSpill`` for the partitioned run. Use as a context manager, or call ``close``."""
+    ``HostSpill`` for the partitioned run; ``close`` removes what the passes kept."""
 
     def __init__(
         self,
@@ -137,16 +136,6 @@ class HostLake:
 
     # -- lifetime --------------------------------------------------------------------------
     def close(self) -> None:
+        """Remove what the passes kept."""
         if self._kept is not None:
             self._kept.close()
-
-    def __enter__(self) -> HostLake:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -153,8 +153,10 @@ def read_inputs(
     if memory_events:
         lake = HostLake.find(paths, report, more_than=memory_events, spill_dir=spill_dir)
         if lake is not None:
-            with lake:
+            try:
                 yield lake
+            finally:
+                lake.close()
             return
     tables: list[pa.Table] = []
     spill: HostSpill | None = None
