@@ -340,9 +340,10 @@ def print_summary(
         k = engine["partitions"]
         groups = f"{k} host group{'s' if k != 1 else ''}"
         if "lake_events" in engine:  # a lake split by host: its files read group by group
+            n = engine["lake_files"]
             say(
                 f"  {engine['lake_events']:,} events (over --memory-events) read in {groups} "
-                f"from the lake's {engine['lake_files']:,} files of one host each"
+                f"from {n:,} lake file{'s' if n != 1 else ''} of one host each"
             )
         else:
             say(
