@@ -149,3 +149,27 @@ def test_a_lake_of_fewer_events_than_the_limit_is_held_in_memory(lake):
     report = RunReport()
     got = local.hunt([lake], report=report, memory_events=1_000_000)
     assert got.partitions == 0 and "engine" not in report.extra
+
+
+def test_a_strict_run_over_the_lake_stops_on_a_bad_record_and_leaves_nothing(lake, tmp_path):
+    """The groups are read while the one before is detected: a strict run's error from a file
+    read on that thread comes out of the run, and what the passes kept is removed."""
+    from unbacked.errors import InputError
+
+    copy = _copy(lake, tmp_path)
+    last = sorted(copy.rglob("*.parquet"))[-1]  # read with a later group, not the first
+    table = pq.read_table(last)
+    i = table.schema.get_field_index("time")
+    field = table.schema.field(i).with_nullable(True)
+    times = table.column(i).to_pylist()
+    times[0] = None  # a record without its time
+    pq.write_table(table.set_column(i, field, pa.array(times, field.type)), last)
+    spill_dir = tmp_path / "spill"
+    spill_dir.mkdir()
+    with pytest.raises(InputError, match="missing or invalid required field"):
+        local.hunt([copy], report=RunReport(strict=True), spill_dir=spill_dir, **PARTITIONED)
+    assert list(spill_dir.iterdir()) == []
+    report = RunReport()
+    local.hunt([copy], report=report, **PARTITIONED)  # not strict: counted, and the run goes on
+    assert "lake_events" in report.extra["engine"]
+    assert report.files[str(last)].skipped == {"missing or invalid required field": 1}
