@@ -123,7 +123,7 @@ def test_a_file_without_rows_is_accounted_for(lake, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "stray", ["several hosts", "several hosts, no statistics", "another format", "unreadable"]
+    "stray", ["several hosts", "several hosts, no statistics", "another format"]
 )
 def test_any_other_input_and_the_run_spills_as_before(lake, tmp_path, stray):
     copy = _copy(lake, tmp_path)
@@ -133,16 +133,36 @@ def test_any_other_input_and_the_run_spills_as_before(lake, tmp_path, stray):
         # without statistics only the host column itself tells
         pq.write_table(both, one, write_statistics="statistics" not in stray)
         two.unlink()
-    elif stray == "another format":
-        write_events(fleet(hosts=1), copy / "more.jsonl")
     else:
-        (copy / "broken.parquet").write_bytes(b"PAR1" + b"\0" * 64)
+        write_events(fleet(hosts=1), copy / "more.jsonl")
     assert HostLake.find([copy], RunReport()) is None
     report = RunReport()
     local.hunt([copy], report=report, **PARTITIONED)
     assert "spilled_events" in report.extra["engine"]
-    if stray == "unreadable":
-        assert [u.path for u in report.unread] == [str(copy / "broken.parquet")]
+
+
+def test_files_no_source_reads_beside_the_lake_are_listed_as_any_run_lists_them(lake, tmp_path):
+    """A writer's side files, a README, a damaged file nobody recognises: the lake is still
+    read in place, and each is listed as not read exactly as a run that reads the directory
+    whole lists it (lost when it looks like telemetry)."""
+    copy = _copy(lake, tmp_path)
+    (copy / "_SUCCESS").write_bytes(b"")
+    (copy / "README.md").write_text("exported by unbacked\n")
+    host = next(p for p in sorted(copy.iterdir()) if p.is_dir())
+    (host / ".events-00000.parquet.crc").write_bytes(b"crc\0\x01\x02")
+    (copy / "broken.parquet").write_bytes(b"PAR1" + b"\0" * 64)
+    found = HostLake.find([copy], RunReport())
+    assert found is not None and found.files == 8
+    in_memory, in_place = RunReport(), RunReport()
+    expected = local.hunt([copy], report=in_memory)
+    got = local.hunt([copy], report=in_place, **PARTITIONED)
+    assert "lake_events" in in_place.extra["engine"]
+    assert sorted(in_place.unread, key=str) == sorted(in_memory.unread, key=str)
+    assert len(in_place.unread) == 4
+    assert [u.lost for u in in_place.unread if u.path.endswith("broken.parquet")] == [True]
+    assert_same_alerts(expected.alerts, got.alerts)
+    # named on the command line, a file nobody reads is an error as always: no lake
+    assert HostLake.find([copy, copy / "README.md"], RunReport()) is None
 
 
 def test_a_lake_of_fewer_events_than_the_limit_is_held_in_memory(lake):

@@ -11,8 +11,10 @@ writing every event to disk and reading it back. What a pass keeps for the next
 (``put``/``get``) goes to a spill directory of its own.
 
 Finding out costs each file's footer, then its ``host`` column alone (a dictionary page per
-row group): 0.5 s for a 500-host lake of 10^7 events. Any other input (another format, an
-archive, a file with several hosts or none readable) and the run spills as before.
+row group): 0.5 s for a 500-host lake of 10^7 events. Files beside them that no source reads (a
+writer's ``_SUCCESS`` and ``.crc`` files, a README) are listed as not read, as in any run;
+any other input (another format, an archive, a file with several hosts or none readable) and
+the run spills as before.
 """
 
 from __future__ import annotations
@@ -39,10 +41,13 @@ class HostLake:
         files: Sequence[tuple[str, str | None, int]],
         report: RunReport,
         *,
+        side: Sequence[str] = (),
         spill_dir: str | Path | None = None,
         buckets: int = BUCKETS,
     ) -> None:
-        """``files``: (path, its one host, its rows) in the order the inputs were walked."""
+        """``files``: (path, its one host, its rows) in the order the inputs were walked;
+        ``side``: files found beside them that no source reads (listed with the first
+        group as the walk lists them)."""
         self.report = report
         self.rows = sum(rows for _, _, rows in files)
         self.files = len(files)
@@ -50,6 +55,7 @@ class HostLake:
         self._rows_per_bucket = np.zeros(buckets, np.int64)
         #: files without rows: read with the first group, so that they are accounted for
         self._empty: list[str] = []
+        self._side = list(side)
         for path, host, rows in files:
             if not rows:
                 self._empty.append(path)
@@ -75,10 +81,11 @@ class HostLake:
         file's footer is read first, then (when the events are enough) its hosts; the first
         input that is not such a file ends the look. Nothing is reported here: the groups'
         reads do that."""
-        from unbacked.sources.discovery import walk_files
+        from unbacked.sources.discovery import read_by_no_source, walk_files
         from unbacked.sources.native import event_parquet_hosts, event_parquet_rows
 
         sized: list[tuple[Path, int]] = []
+        side: list[str] = []
         for p in paths:
             path = Path(p)
             if path.is_dir():
@@ -88,10 +95,15 @@ class HostLake:
             else:
                 return None
             for f in walked:
-                rows = event_parquet_rows(f) if f.is_file() else None
-                if rows is None:
+                if not f.is_file():
                     return None
-                sized.append((f, rows))
+                rows = event_parquet_rows(f)
+                if rows is not None:
+                    sized.append((f, rows))
+                elif f != path and read_by_no_source(f):
+                    side.append(str(f))  # a writer's side file, a README: listed, not read
+                else:
+                    return None
         if sum(rows for _, rows in sized) <= more_than:
             return None
         files: list[tuple[str, str | None, int]] = []
@@ -100,7 +112,7 @@ class HostLake:
             if hosts is None or len(hosts) > 1:
                 return None
             files.append((str(f), next(iter(hosts), None), rows))
-        return cls(files, report, spill_dir=spill_dir) if files else None
+        return cls(files, report, side=side, spill_dir=spill_dir) if files else None
 
     # -- reading ---------------------------------------------------------------------------
     def group_plan(self, group_rows: int) -> list[list[int]]:
@@ -117,6 +129,8 @@ class HostLake:
         for i, buckets in enumerate(self.group_plan(group_rows)):
             files = (self._empty if i == 0 else []) + [f for b in buckets for f in self._files[b]]
             tables = list(iter_event_tables(files, self.report, encoded=True))
+            if i == 0:  # found under a directory, they are accounted for as its walk does
+                tables += iter_event_tables(self._side, self.report, encoded=True, walked=True)
             yield canonical_order(tables) if tables else EVENT_SCHEMA.empty_table()
 
     # -- what a pass computed per group, for the next pass ---------------------------------

@@ -329,6 +329,18 @@ def _choose(inp: InputFile, head: bytes) -> type[Source] | None:
     return cls
 
 
+def read_by_no_source(path: Path) -> bool:
+    """Whether no source reads the plain file ``path`` and it is no archive: found under a
+    directory, it is only listed as not read (empty, not telemetry, a label, or lost when it
+    looks like telemetry), never a source of events. False when it cannot be read."""
+    inp = _file_input(path)
+    try:
+        head = inp.head(SNIFF_BYTES)
+    except OSError:
+        return False
+    return _choose(inp, head) is None and not head.startswith(_ZIP_MAGIC)
+
+
 def _looks_like_telemetry(name: str, head: bytes) -> bool:
     """An input nobody recognised that still looks like telemetry (damaged EVTX magic, JSON
     text): losing it is a loss, not a README passed over."""
@@ -750,6 +762,7 @@ def iter_inputs(
     *,
     max_member_bytes: int = MAX_MEMBER_BYTES,
     keep_open: list[zipfile.ZipFile] | None = None,
+    walked: bool = False,
 ) -> Iterator[tuple[InputFile, type[Source]]]:
     """Every readable input under ``paths`` with the source that reads it, in a stable order.
 
@@ -758,7 +771,9 @@ def iter_inputs(
     ``MAX_ARCHIVE_DEPTH``; an archive without its central directory is read by its local
     headers). Every input not read goes to ``report.not_read`` with why; problems go to
     ``report``. An archive's members can be read while the iteration is at them; to read them
-    later, pass ``keep_open`` (open archives are appended; close them when done).
+    later, pass ``keep_open`` (open archives are appended; close them when done). ``walked``:
+    the files in ``paths`` were found under a directory, not named by the user (one nobody
+    recognises is listed as not read, as it would be in the directory's walk, not an error).
     """
     for p in paths:
         path = Path(p)
@@ -770,7 +785,8 @@ def iter_inputs(
                     report.extra.setdefault(NOT_TELEMETRY_KEY, []).append(str(f))
                     report.not_read(str(f), "not a regular file (pipe, socket, device or link)")
         elif path.is_file():
-            yield from _expand(_file_input(path), True, report, max_member_bytes, keep_open)
+            explicit = not walked
+            yield from _expand(_file_input(path), explicit, report, max_member_bytes, keep_open)
         elif path.exists():
             report.file_error(
                 str(path),
@@ -804,10 +820,15 @@ class _Group:
 
 
 def iter_event_tables(
-    paths: Iterable[str | os.PathLike[str]], report: RunReport, *, encoded: bool = False
+    paths: Iterable[str | os.PathLike[str]],
+    report: RunReport,
+    *,
+    encoded: bool = False,
+    walked: bool = False,
 ) -> Iterator[pa.Table]:
     """Tables of ``EVENT_SCHEMA`` from every input under ``paths``; bad inputs are reported.
-    ``encoded``: string columns may come dictionary-encoded (``Source.read_encoded``).
+    ``encoded``: string columns may come dictionary-encoded (``Source.read_encoded``);
+    ``walked``: as ``iter_inputs``.
 
     Small inputs of a source that batches (``Source.batch_bytes``: JSON lines, EVTX, XML) are
     read together, one group per source, so a collection of thousands of small files does not
@@ -835,7 +856,7 @@ def iter_event_tables(
         release()
 
     try:
-        for inp, cls in iter_inputs(paths, report, keep_open=archives):
+        for inp, cls in iter_inputs(paths, report, keep_open=archives, walked=walked):
             report.file(inp.name, cls.name)
             size = inp.size if inp.size is not None else cls.batch_bytes + 1
             if not (cls.batch_bytes and size <= cls.batch_bytes):
