@@ -85,9 +85,14 @@ class BuildPyWithBpf(build_py):
     def run(self) -> None:
         super().run()
         mode = os.environ.get("UNBACKED_BPF", "auto")
-        if mode == "skip" or self.editable_mode:
+        if self.editable_mode:
             return
         out = Path(self.build_lib) / "unbacked" / "sensor" / "bpf" / "unbacked.bpf.o"
+        # an object an earlier build left in build/ (or one compiled into the source tree) is
+        # never shipped: it may be stale, and UNBACKED_BPF=skip promises a wheel without one
+        out.unlink(missing_ok=True)
+        if mode == "skip":
+            return
         out.parent.mkdir(parents=True, exist_ok=True)
         why = compile_bpf(out)
         if why is None:
