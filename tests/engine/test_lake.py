@@ -123,22 +123,34 @@ def test_a_file_without_rows_is_accounted_for(lake, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "stray", ["several hosts", "several hosts, no statistics", "another format"]
+    "other", ["several hosts", "several hosts, no statistics", "another format"]
 )
-def test_any_other_input_and_the_run_spills_as_before(lake, tmp_path, stray):
+def test_other_inputs_are_spilled_and_each_group_takes_its_hosts_from_both(lake, tmp_path, other):
+    """Inputs that are not a lake file of one host (a file of two hosts, with or without the
+    statistics that tell at once; telemetry of another format, here events of a host the lake
+    has too) are read first and spilled by host; each group takes its hosts' events from the
+    lake files and the spill: the alerts and baseline of the run holding every event."""
     copy = _copy(lake, tmp_path)
-    if stray.startswith("several hosts"):  # two hosts' files moved into one
+    if other.startswith("several hosts"):  # two hosts' files moved into one
         one, two = sorted(copy.rglob("*.parquet"))[:2]
         both = pa.concat_tables([pq.read_table(one), pq.read_table(two)])
-        # without statistics only the host column itself tells
-        pq.write_table(both, one, write_statistics="statistics" not in stray)
+        pq.write_table(both, one, write_statistics="statistics" not in other)
         two.unlink()
     else:
         write_events(fleet(hosts=1), copy / "more.jsonl")
-    assert HostLake.find([copy], RunReport()) is None
+    found = HostLake.find([copy], RunReport())
+    assert found is not None and len(found.others) == 1
+    expected = local.hunt([copy])
     report = RunReport()
-    local.hunt([copy], report=report, **PARTITIONED)
-    assert "spilled_events" in report.extra["engine"]
+    got = local.hunt([copy], report=report, **PARTITIONED)
+    engine = report.extra["engine"]
+    assert engine["lake_files"] == (6 if other.startswith("several") else 8)
+    assert engine["spilled_events"] > 0
+    assert engine["lake_events"] + engine["spilled_events"] == report.events
+    assert report.events == expected.report.events
+    assert got.baseline is not None and expected.baseline is not None
+    assert_same_baseline(expected.baseline, got.baseline)
+    assert_same_alerts(expected.alerts, got.alerts)
 
 
 def test_files_no_source_reads_beside_the_lake_are_listed_as_any_run_lists_them(lake, tmp_path):
@@ -161,8 +173,15 @@ def test_files_no_source_reads_beside_the_lake_are_listed_as_any_run_lists_them(
     assert len(in_place.unread) == 4
     assert [u.lost for u in in_place.unread if u.path.endswith("broken.parquet")] == [True]
     assert_same_alerts(expected.alerts, got.alerts)
-    # named on the command line, a file nobody reads is an error as always: no lake
-    assert HostLake.find([copy, copy / "README.md"], RunReport()) is None
+    assert "spilled_events" not in in_place.extra["engine"]  # they held no events
+    # named on the command line, a file nobody reads is an error, as in any run
+    named = [copy, copy / "README.md"]
+    in_memory, in_place = RunReport(), RunReport()
+    local.hunt(named, report=in_memory)
+    local.hunt(named, report=in_place, **PARTITIONED)
+    assert "lake_events" in in_place.extra["engine"]
+    assert [f.path for f in in_place.failed_files] == [str(copy / "README.md")]
+    assert [f.error for f in in_place.failed_files] == [f.error for f in in_memory.failed_files]
 
 
 def test_a_lake_of_fewer_events_than_the_limit_is_held_in_memory(lake):

@@ -341,9 +341,11 @@ def print_summary(
         groups = f"{k} host group{'s' if k != 1 else ''}"
         if "lake_events" in engine:  # a lake split by host: its files read group by group
             n = engine["lake_files"]
+            more = engine.get("spilled_events")
             say(
                 f"  {engine['lake_events']:,} events (over --memory-events) read in {groups} "
                 f"from {n:,} lake file{'s' if n != 1 else ''} of one host each"
+                + (f", with {more:,} events of the other inputs spilled to disk" if more else "")
             )
         else:
             say(

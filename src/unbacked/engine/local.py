@@ -154,6 +154,12 @@ def read_inputs(
         lake = HostLake.find(paths, report, more_than=memory_events, spill_dir=spill_dir)
         if lake is not None:
             try:
+                if lake.others:
+                    lake.read_others(
+                        None
+                        if progress is None
+                        else lambda name, n: progress(name, n, report.records_lately())
+                    )
                 yield lake
             finally:
                 lake.close()
@@ -329,7 +335,10 @@ def detect_partitioned(
 def _engine_extra(groups: HostGroups) -> dict[str, int]:
     """Where a partitioned run's groups came from, for the run report."""
     if isinstance(groups, HostLake):
-        return {"lake_events": groups.rows, "lake_files": groups.files}
+        extra = {"lake_events": groups.rows, "lake_files": groups.files}
+        if groups.spilled:  # the other inputs
+            extra |= {"spilled_events": groups.spilled, "spilled_bytes": groups.bytes_on_disk}
+        return extra
     return {"spilled_events": groups.rows, "spilled_bytes": groups.bytes_on_disk}
 
 

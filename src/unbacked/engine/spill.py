@@ -22,7 +22,7 @@ import contextlib
 import shutil
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import cast
@@ -236,14 +236,24 @@ class HostSpill:
         self.finish()
         return pack_buckets(self._rows_per_bucket, group_rows)
 
+    @property
+    def rows_per_bucket(self) -> np.ndarray:
+        """Events spilled per bucket."""
+        return self._rows_per_bucket.copy()
+
+    def bucket_tables(self, buckets: Sequence[int]) -> list[pa.Table]:
+        """The events of ``buckets`` (those that hold any), as spilled: in no particular order
+        (``canonical_order`` puts them in order with others)."""
+        self.finish()
+        with _disk("read events back from the spill", self.path):
+            return [_read(self._file(b)) for b in buckets if self._rows_per_bucket[b]]
+
     def groups(self, group_rows: int) -> Iterator[pa.Table]:
         """Tables of whole hosts, each in canonical order, every event exactly once (the same
         groups in the same order for the same ``group_rows``)."""
         self.finish()
         for buckets in self.group_plan(group_rows):
-            with _disk("read events back from the spill", self.path):
-                tables = [_read(self._file(b)) for b in buckets]
-            yield canonical_order(tables)
+            yield canonical_order(self.bucket_tables(buckets))
 
     # -- what a pass computed per group, for the next pass ---------------------------------
     def put(self, group: int, name: str, table: pa.Table) -> None:

@@ -329,18 +329,6 @@ def _choose(inp: InputFile, head: bytes) -> type[Source] | None:
     return cls
 
 
-def read_by_no_source(path: Path) -> bool:
-    """Whether no source reads the plain file ``path`` and it is no archive: found under a
-    directory, it is only listed as not read (empty, not telemetry, a label, or lost when it
-    looks like telemetry), never a source of events. False when it cannot be read."""
-    inp = _file_input(path)
-    try:
-        head = inp.head(SNIFF_BYTES)
-    except OSError:
-        return False
-    return _choose(inp, head) is None and not head.startswith(_ZIP_MAGIC)
-
-
 def _looks_like_telemetry(name: str, head: bytes) -> bool:
     """An input nobody recognised that still looks like telemetry (damaged EVTX magic, JSON
     text): losing it is a loss, not a README passed over."""
