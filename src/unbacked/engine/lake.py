@@ -46,7 +46,7 @@ class HostLake:
         spill_dir: str | Path | None = None,
         buckets: int = BUCKETS,
     ) -> None:
-        """``files``: (path, its one host, its rows) in the order the inputs were walked;
+        """``files``: (path, its one host, its rows > 0) in the order the inputs were walked;
         ``others``: (path, found under a directory) of every other input, for ``read_others``."""
         self.report = report
         #: the lake files' events
@@ -55,19 +55,13 @@ class HostLake:
         self.others = list(others)
         self._files: dict[int, list[str]] = {}
         self._rows_per_bucket = np.zeros(buckets, np.int64)
-        #: files without rows: read with the first group, so that they are accounted for
-        self._empty: list[str] = []
         for path, host, rows in files:
-            if not rows:
-                self._empty.append(path)
-                continue
             bucket = host_bucket(host, buckets)
             self._files.setdefault(bucket, []).append(path)
             self._rows_per_bucket[bucket] += rows
         self._spill_dir = spill_dir
         self._buckets = buckets
         self._spill: HostSpill | None = None
-        self._plans: dict[int, list[list[int]]] = {}
 
     @classmethod
     def find(
@@ -102,11 +96,12 @@ class HostLake:
         files: list[tuple[str, str | None, int]] = []
         others: list[tuple[str, bool]] = []
         for f, rows, walked in sized:
-            hosts = event_parquet_hosts(f) if rows >= 0 else None
-            if hosts is None or len(hosts) > 1:
+            # a file without rows is read with the others, so that it is accounted for
+            hosts = event_parquet_hosts(f) if rows > 0 else None
+            if hosts is None or len(hosts) != 1:
                 others.append((str(f), walked))
             else:
-                files.append((str(f), next(iter(hosts), None), rows))
+                files.append((str(f), next(iter(hosts)), rows))
         if sum(rows for _, _, rows in files) <= more_than:
             return None
         return cls(files, report, others=others, spill_dir=spill_dir)
@@ -126,7 +121,6 @@ class HostLake:
                     progress(str(table["src_file"][0].as_py() or ""), spill.rows)
         spill.finish()
         self._rows_per_bucket = self._rows_per_bucket + spill.rows_per_bucket
-        self._plans.clear()
 
     @property
     def spilled(self) -> int:
@@ -137,18 +131,14 @@ class HostLake:
     def group_plan(self, group_rows: int) -> list[list[int]]:
         """The buckets packed into groups of whole hosts (``pack_buckets``), as the spill of
         every input would pack them."""
-        if group_rows not in self._plans:
-            self._plans[group_rows] = pack_buckets(self._rows_per_bucket, group_rows)
-        return self._plans[group_rows]
+        return pack_buckets(self._rows_per_bucket, group_rows)
 
     def groups(self, group_rows: int) -> Iterator[pa.Table]:
         """Tables of whole hosts, each in canonical order, every file read once."""
         from unbacked.sources.discovery import iter_event_tables
 
-        for i, buckets in enumerate(self.group_plan(group_rows)):
-            files = (self._empty if i == 0 else []) + [
-                f for b in buckets for f in self._files.get(b, [])
-            ]
+        for buckets in self.group_plan(group_rows):
+            files = [f for b in buckets for f in self._files.get(b, [])]
             tables = list(iter_event_tables(files, self.report, encoded=True))
             if self._spill is not None:
                 tables += self._spill.bucket_tables(buckets)
