@@ -16,7 +16,7 @@ import pytest
 from tests.support.compare import assert_same_alerts, assert_same_baseline, saved_baseline
 from tests.support.fleet import INJECTOR_UID, TARGET_UID, fleet
 from unbacked.cli.main import main
-from unbacked.engine import local
+from unbacked.engine import local, order
 from unbacked.engine.lake import HostLake
 from unbacked.engine.spill import HostSpill
 from unbacked.runreport import RunReport
@@ -48,16 +48,77 @@ def test_a_host_split_lake_is_found_with_every_file_and_host(lake):
     assert found.rows == sum(pq.ParquetFile(f).metadata.num_rows for f in files)
 
 
-def test_its_groups_are_the_spills_groups(lake, tmp_path):
-    found = HostLake.find([lake], RunReport())
+@pytest.fixture(scope="module")
+def mixed_lake(tmp_path_factory) -> Path:
+    """A lake exported from one file of every host's events, interleaved line by line (as a
+    collector delivers them): in the canonical order, hosts alternate."""
+    root = tmp_path_factory.mktemp("mixed")
+    events = fleet(hosts=8)
+    events = events.set_column(
+        events.schema.get_field_index("src_file"),
+        "src_file",
+        pa.array(["fleet.jsonl"] * len(events)),
+    ).set_column(
+        events.schema.get_field_index("src_line"), "src_line", pa.array(range(1, len(events) + 1))
+    )
+    source = write_events(events, root / "fleet.parquet")
+    assert main(["export", "--parquet", str(root / "lake"), str(source), "-q"]) == 0
+    return root / "lake"
+
+
+def _by_host(table: pa.Table) -> dict[str | None, pa.Table]:
+    hosts = table["host"].to_pylist()
+    return {
+        h: table.take([i for i, x in enumerate(hosts) if x == h]).drop_columns(["host"])
+        for h in dict.fromkeys(hosts)
+    }
+
+
+@pytest.mark.parametrize("name", ["lake", "mixed_lake"])
+def test_its_groups_are_the_spills_groups_host_by_host(name, request, tmp_path, monkeypatch):
+    """The same events as the spill's groups, each host's in the same order; the hosts one
+    after another, so a group of files each in order is laid end to end, not gathered."""
+    path = request.getfixturevalue(name)
+    found = HostLake.find([path], RunReport())
     assert found is not None
+    gathered: list[bool] = []
+    gather = order.gather_events
     with HostSpill(tmp_path) as spill:
-        for table in iter_event_tables([lake], RunReport(), encoded=True):
+        for table in iter_event_tables([path], RunReport(), encoded=True):
             spill.add(table)
         assert found.group_plan(70) == spill.group_plan(70)
         assert len(found.group_plan(70)) >= 3
-        for got, expected in zip(found.groups(70), spill.groups(70), strict=True):
-            assert got.equals(expected)
+        expected_groups = list(spill.groups(70))
+        monkeypatch.setattr(
+            order, "gather_events", lambda t, o: gathered.append(o is not None) or gather(t, o)
+        )
+        for got, expected in zip(found.groups(70), expected_groups, strict=True):
+            assert got.schema == expected.schema and got.num_rows == expected.num_rows
+            hosts = got["host"].to_pylist()
+            assert hosts == sorted(hosts)  # each host's events together
+            mine, theirs = _by_host(got), _by_host(expected)
+            assert mine.keys() == theirs.keys()
+            for host, events in mine.items():
+                assert events.equals(theirs[host]), host
+    assert gathered and not any(gathered)
+    if name == "mixed_lake":  # the spill's groups interleave hosts: the lake's did too before
+        assert any(len(set(g["host"].to_pylist()[:8])) > 1 for g in expected_groups)
+
+
+@pytest.mark.parametrize("baselined", [False, True])
+def test_a_lake_of_interleaved_hosts_gives_the_in_memory_alerts(mixed_lake, tmp_path, baselined):
+    baseline = None
+    if baselined:
+        local.train([mixed_lake], tmp_path / "b")
+        baseline = tmp_path / "b"
+    expected = local.hunt([mixed_lake], baseline=baseline)
+    got = local.hunt([mixed_lake], baseline=baseline, **PARTITIONED)
+    assert expected.partitions == 0 and got.partitions >= 3
+    assert_same_alerts(expected.alerts, got.alerts)
+    assert {TARGET_UID, INJECTOR_UID} <= {a.process.uid for a in got.alerts}
+    if not baselined:
+        assert got.baseline is not None and expected.baseline is not None
+        assert_same_baseline(expected.baseline, got.baseline)
 
 
 def test_hunt_over_the_lake_reads_no_spill_and_equals_the_in_memory_hunt(lake, tmp_path):

@@ -15,10 +15,19 @@ from unbacked.model.schema import EVENT_SCHEMA, decode_strings
 _ORDER_KEYS = [("f", "ascending"), ("l", "ascending"), ("r", "ascending")]
 
 
-def canonical_order(events: pa.Table | Sequence[pa.Table]) -> pa.Table:
+def canonical_order(
+    events: pa.Table | Sequence[pa.Table], *, hosts_first: bool = False
+) -> pa.Table:
     """Events in one order whatever order the readers finished in: by file, then by line or
     record within it. Everything downstream (first events, explanations, ties) is then the
     same from run to run and engine to engine.
+
+    ``hosts_first``: by host first (nulls last), then as above, as the Spark engine sorts
+    its partitions. Each host's events keep the same order among themselves, and detection
+    sees hosts apart, so the results are the same; a host group read from a lake's files of
+    one host each (``engine.lake``) is then those files laid end to end instead of every
+    row gathered (the files interleave by file and record; a gather of 10^6 events' strings
+    costs more than reading them).
 
     The order comes from one stable sort of every row's keys. Given the readers' tables (each
     a block of consecutive records, finished in any order), when that order is each table's
@@ -28,7 +37,8 @@ def canonical_order(events: pa.Table | Sequence[pa.Table]) -> pa.Table:
     The tables may carry their strings dictionary-encoded (``ENCODED_EVENT_SCHEMA``'s types, as
     a lake's Parquet is read): the rows are then put in order as dictionary indices and each
     value is looked up once; the result is ``EVENT_SCHEMA``'s types either way."""
-    table = gather_events(*_in_order([events] if isinstance(events, pa.Table) else events))
+    tables = [events] if isinstance(events, pa.Table) else events
+    table = gather_events(*_in_order(tables, hosts_first))
     # dictionaries in first-appearance order of the canonical rows (readers that finished in
     # another order built them in another order)
     for i, column_field in enumerate(table.schema):
@@ -38,12 +48,19 @@ def canonical_order(events: pa.Table | Sequence[pa.Table]) -> pa.Table:
     return table
 
 
-def _in_order(events: Sequence[pa.Table]) -> tuple[pa.Table, pa.Array | None]:
+def _in_order(
+    events: Sequence[pa.Table], hosts_first: bool = False
+) -> tuple[pa.Table, pa.Array | None]:
     """``events`` as one table and the order to take its rows in: None when laying the tables
     end to end in the right sequence already gives that order."""
     tables = _unified(events)
     table = pa.concat_tables(tables)
-    order = pc.sort_indices(_order_keys(table), sort_keys=_ORDER_KEYS)
+    keys = _order_keys(table)
+    sort_keys = _ORDER_KEYS
+    if hosts_first:
+        keys = keys.add_column(0, "h", table["host"].cast(pa.string()))
+        sort_keys = [("h", "ascending"), *_ORDER_KEYS]
+    order = pc.sort_indices(keys, sort_keys=sort_keys)
     blocks = _whole_blocks(order.to_numpy(), [t.num_rows for t in tables])
     if blocks is None:
         return table, order
