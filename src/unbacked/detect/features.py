@@ -363,6 +363,28 @@ _EV_SQL = """
     FROM events
 """
 
+
+def _protection_sql(column: str) -> str:
+    """A protection as its letters: Linux ``PROT_*`` bits as ``RWX``, a Windows ``PAGE_*``
+    constant as the same letters (``C``: copy-on-write), anything else in hex."""
+    return f"""CASE WHEN os = 'linux' THEN
+      (CASE WHEN {column} & 1 > 0 THEN 'R' ELSE '-' END) ||
+      (CASE WHEN {column} & 2 > 0 THEN 'W' ELSE '-' END) ||
+      (CASE WHEN {column} & 4 > 0 THEN 'X' ELSE '-' END)
+    ELSE CASE {column} & 255 WHEN 1 THEN '---' WHEN 2 THEN 'R--' WHEN 4 THEN 'RW-'
+      WHEN 8 THEN 'RC-' WHEN 16 THEN '--X' WHEN 32 THEN 'R-X' WHEN 64 THEN 'RWX'
+      WHEN 128 THEN 'RCX' ELSE printf('0x%x', {column}) END
+    END"""
+
+
+#: a memory event's protections as letters: ``p_new`` (protection), ``p_old`` (the one before)
+_PROT_SQL = f"""
+    {_protection_sql("protection")} AS p_new,
+    CASE WHEN old_protection IS NULL THEN NULL ELSE {_protection_sql("old_protection")}
+    END AS p_old"""
+#: the memory events the memory branches speak of: executable before or after
+_EXEC_SQL = "p_new LIKE '%X%' OR p_old LIKE '%X%'"
+
 _FACTS_TEMPLATE = rf"""
 WITH {{ev}}
 traces AS (   -- each distinct call trace parsed once (a fleet repeats a few thousand shapes)
@@ -374,32 +396,16 @@ traces AS (   -- each distinct call trace parsed once (a fleet repeats a few tho
                    WHERE kind = 'process' AND activity = 'open'
                      AND call_trace IS NOT NULL AND call_trace != ''))
 ),
-opens AS (
+opens AS {{row_cte}}(
   SELECT e.*, t.trace_class, t.trace_shape
     FROM ev e LEFT JOIN traces t USING (call_trace)
    WHERE e.kind = 'process' AND e.activity = 'open'
 ),
-prot AS (
-  SELECT *,
-    CASE WHEN os = 'linux' THEN
-      (CASE WHEN protection & 1 > 0 THEN 'R' ELSE '-' END) ||
-      (CASE WHEN protection & 2 > 0 THEN 'W' ELSE '-' END) ||
-      (CASE WHEN protection & 4 > 0 THEN 'X' ELSE '-' END)
-    ELSE CASE protection & 255 WHEN 1 THEN '---' WHEN 2 THEN 'R--' WHEN 4 THEN 'RW-'
-      WHEN 8 THEN 'RC-' WHEN 16 THEN '--X' WHEN 32 THEN 'R-X' WHEN 64 THEN 'RWX'
-      WHEN 128 THEN 'RCX' ELSE printf('0x%x', protection) END
-    END AS p_new,
-    CASE WHEN old_protection IS NULL THEN NULL WHEN os = 'linux' THEN
-      (CASE WHEN old_protection & 1 > 0 THEN 'R' ELSE '-' END) ||
-      (CASE WHEN old_protection & 2 > 0 THEN 'W' ELSE '-' END) ||
-      (CASE WHEN old_protection & 4 > 0 THEN 'X' ELSE '-' END)
-    ELSE CASE old_protection & 255 WHEN 1 THEN '---' WHEN 2 THEN 'R--' WHEN 4 THEN 'RW-'
-      WHEN 8 THEN 'RC-' WHEN 16 THEN '--X' WHEN 32 THEN 'R-X' WHEN 64 THEN 'RWX'
-      WHEN 128 THEN 'RCX' ELSE printf('0x%x', old_protection) END
-    END AS p_old
+prot AS {{row_cte}}(
+  SELECT *, {_PROT_SQL}
   FROM ev WHERE kind = 'memory' AND protection IS NOT NULL
 ),
-mem AS (SELECT * FROM prot WHERE p_new LIKE '%X%' OR p_old LIKE '%X%'),
+mem AS {{row_cte}}(SELECT * FROM prot WHERE {_EXEC_SQL}),
 -- the engine of each distinct module path (a fleet loads a few hundred paths), then the loads
 paths AS MATERIALIZED (
   SELECT DISTINCT module_path FROM ev
@@ -419,6 +425,53 @@ loads AS (
 )
 {{select}}
 """
+
+#: The per-instance form reads these sources as groups of their events (``_PREGROUPED``): an
+#: event's row is its group's first, ``n`` the group's events. A fleet repeats a few thousand
+#: combinations of what the branches read (118,000 opens of a 207,000-event host group are
+#: 3,400 groups; 42,000 executable-memory events 10,600), so a call trace is joined to its
+#: class and a value built once per group instead of once per event. A group shares every
+#: column a branch of its source reads, or, for a column read only through a coarser
+#: expression (a size's power of two, an address's alignment, a path's presence, whether the
+#: target is the process itself), that expression; the column then holds the group's least
+#: value, of which the expression is the same. A branch that reads such a column otherwise
+#: must add its expression to the group (``tests/detect/test_features.py`` compares the two
+#: forms of the query on every sample).
+_PREGROUPED = {
+    "opens": (
+        "opens_g",
+        """opens_g AS (
+  SELECT o.*, t.trace_class, t.trace_shape
+    FROM (SELECT min(row) AS row, count(*) AS n, process_uid, program, call_trace,
+                 granted_access, target_program
+            FROM ev WHERE kind = 'process' AND activity = 'open'
+           GROUP BY process_uid, program, call_trace, granted_access, target_program) o
+    LEFT JOIN traces t USING (call_trace)
+),
+""",
+    ),
+    "mem": (
+        "mem_g",
+        f"""mem_g AS (
+  SELECT * FROM (
+    SELECT *, {_PROT_SQL}
+      FROM (SELECT min(row) AS row, count(*) AS n, process_uid, program, os, protection,
+                   old_protection, min(region_size) AS region_size,
+                   min(base_address) AS base_address, region_type,
+                   min(backing_path) AS backing_path, caller_unbacked, caller_module,
+                   header_kind, min(target_uid) AS target_uid, syscall_outside_libc
+              FROM ev WHERE kind = 'memory' AND protection IS NOT NULL
+             GROUP BY process_uid, program, os, protection, old_protection,
+                      region_size IS NULL, CAST(ceil(log2(greatest(region_size, 1))) AS INTEGER),
+                      base_address IS NULL, base_address % 65536 = 0, base_address % 4096 = 0,
+                      region_type, backing_path IS NULL OR backing_path = '',
+                      caller_unbacked, caller_module, header_kind,
+                      target_uid IS NULL OR target_uid = process_uid, syscall_outside_libc)
+  ) WHERE {_EXEC_SQL}
+),
+""",
+    ),
+}
 
 #: a fact that names its instance, program and value
 _VALID = "process_uid IS NOT NULL AND value IS NOT NULL AND program IS NOT NULL AND program != ''"
@@ -464,6 +517,7 @@ def _weighted_sql(branches: list[FactBranch | InstanceBranch]) -> tuple[str, str
     fact is made once per group instead of once per event."""
     sources: dict[tuple[str, str, str], list[tuple[int, FactBranch]]] = {}
     facts: list[str] = []
+    grouped: list[str] = []
     for i, branch in enumerate(branches):
         if isinstance(branch, InstanceBranch):
             facts.append(f"  SELECT *, 1 FROM ({branch.sql})")
@@ -481,8 +535,14 @@ def _weighted_sql(branches: list[FactBranch | InstanceBranch]) -> tuple[str, str
         # the source's events at least one branch speaks of
         wheres = [b.where for _, b in members]
         where = "\n   WHERE " + " OR ".join(f"({w})" for w in wheres) if all(wheres) else ""
+        n = "count(*)"
+        if source in _PREGROUPED:
+            source, cte = _PREGROUPED[source]
+            if cte not in grouped:
+                grouped.append(cte)
+            n = "CAST(sum(n) AS BIGINT)"
         ctes.append(
-            f"g{g} AS (\n  SELECT min(row) AS first_row, count(*) AS n, {instance} AS g_uid,\n"
+            f"g{g} AS (\n  SELECT min(row) AS first_row, {n} AS n, {instance} AS g_uid,\n"
             f"         {program} AS g_program{values}\n    FROM {source}{where}\n   GROUP BY ALL\n)"
         )
         facts += [
@@ -492,7 +552,7 @@ def _weighted_sql(branches: list[FactBranch | InstanceBranch]) -> tuple[str, str
         ]
     if not facts:
         facts = [_NO_FACTS.replace(" WHERE", ", NULL::BIGINT WHERE")]
-    return ",\n".join(ctes), "\n  UNION ALL\n".join(facts)
+    return "".join(grouped) + ",\n".join(ctes), "\n  UNION ALL\n".join(facts)
 
 
 def facts_sql(
@@ -522,6 +582,7 @@ def facts_sql(
         )
         return (
             _FACTS_TEMPLATE.replace("{ev}", f"ev AS ({_EV_SQL}),")
+            .replace("{row_cte}", "")
             .replace("{facts}", body)
             .replace("{select}", _FACTS_SELECT)
         )
@@ -537,8 +598,11 @@ def facts_sql(
         + "\n),\nrfacts(row, process_uid, program, feature, value) AS (\n"
         + "\n  UNION ALL\n".join(per_row)
     )
+    # the sources event by event feed only the facts listed one by one (``rfacts``), each
+    # filtered its own way: inlined there rather than computed whole
     return (
         _FACTS_TEMPLATE.replace("{ev}", "")
+        .replace("{row_cte}", "NOT MATERIALIZED ")
         .replace("{facts}", body)
         .replace("{select}", _INSTANCE_SELECT)
     )
