@@ -38,7 +38,7 @@ Features (DESIGN.md §5):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -186,16 +186,20 @@ class FactBranch:
     instance: str = "process_uid"
     program: str = "program"
 
-    def row_sql(self, values: Collection[str] | None = None) -> str:
+    def row_sql(self, values: Collection[str] | None = None, *, grouped: bool = False) -> str:
         """One fact per event: ``(row, process_uid, program, feature, value)``; only those
-        whose value is among ``values`` when given."""
+        whose value is among ``values`` when given. ``grouped``: from the groups of the
+        source's events (``_PREGROUPED``), each group's events."""
         conds = [self.where] if self.where else []
         if values is not None:
             conds.append(f"({self.value}) IN ({_sql_list(values)})")
         where = "\n   WHERE " + " AND ".join(f"({c})" for c in conds) if conds else ""
+        row, source = "row", self.source
+        if grouped:
+            row, source = "unnest(rows)", _PREGROUPED[source][0]
         return (
-            f"  SELECT row, {self.instance}, {self.program}, '{self.feature}',\n"
-            f"         {self.value}\n    FROM {self.source}{where}"
+            f"  SELECT {row}, {self.instance}, {self.program}, '{self.feature}',\n"
+            f"         {self.value}\n    FROM {source}{where}"
         )
 
 
@@ -386,26 +390,25 @@ _PROT_SQL = f"""
 _EXEC_SQL = "p_new LIKE '%X%' OR p_old LIKE '%X%'"
 
 _FACTS_TEMPLATE = rf"""
-WITH {{ev}}
+WITH {{ev}}{{opens_pre}}
 traces AS (   -- each distinct call trace parsed once (a fleet repeats a few thousand shapes)
   SELECT call_trace, frames, {TRACE_CLASS_SQL} AS trace_class,
          array_to_string(list_filter(frames, lambda f, i: i = 1 OR f != frames[i - 1]), '|')
            AS trace_shape
     FROM (SELECT call_trace, {_FRAMES_SQL} AS frames
-            FROM (SELECT DISTINCT call_trace FROM ev
-                   WHERE kind = 'process' AND activity = 'open'
-                     AND call_trace IS NOT NULL AND call_trace != ''))
+            FROM (SELECT DISTINCT call_trace FROM {{open_traces}}
+                   AND call_trace IS NOT NULL AND call_trace != ''))
 ),
-opens AS {{row_cte}}(
+opens AS (
   SELECT e.*, t.trace_class, t.trace_shape
     FROM ev e LEFT JOIN traces t USING (call_trace)
    WHERE e.kind = 'process' AND e.activity = 'open'
 ),
-prot AS {{row_cte}}(
+prot AS (
   SELECT *, {_PROT_SQL}
   FROM ev WHERE kind = 'memory' AND protection IS NOT NULL
 ),
-mem AS {{row_cte}}(SELECT * FROM prot WHERE {_EXEC_SQL}),
+mem AS (SELECT * FROM prot WHERE {_EXEC_SQL}),
 -- the engine of each distinct module path (a fleet loads a few hundred paths), then the loads
 paths AS MATERIALIZED (
   SELECT DISTINCT module_path FROM ev
@@ -426,27 +429,30 @@ loads AS (
 {{select}}
 """
 
-#: The per-instance form reads these sources as groups of their events (``_PREGROUPED``): an
-#: event's row is its group's first, ``n`` the group's events. A fleet repeats a few thousand
-#: combinations of what the branches read (118,000 opens of a 207,000-event host group are
-#: 3,400 groups; 42,000 executable-memory events 10,600), so a call trace is joined to its
-#: class and a value built once per group instead of once per event. A group shares every
-#: column a branch of its source reads, or, for a column read only through a coarser
-#: expression (a size's power of two, an address's alignment, a path's presence, whether the
-#: target is the process itself), that expression; the column then holds the group's least
-#: value, of which the expression is the same. A branch that reads such a column otherwise
-#: must add its expression to the group (``tests/detect/test_features.py`` compares the two
-#: forms of the query on every sample).
+#: The per-instance form reads these sources as groups of their events (``_PREGROUPED``): a
+#: group's ``row`` is its first event's, ``rows`` every event's, ``n`` their number. A fleet
+#: repeats a few thousand combinations of what the branches read (118,000 opens of a
+#: 207,000-event host group are 3,400 groups; 42,000 executable-memory events 10,600), so a
+#: call trace is hashed, joined to its class and a value built once per group instead of once
+#: per event, and the facts rules read one by one are the groups' rows (``unnest(rows)``). A
+#: group shares every column a branch of its source reads, or, for a column read only through a
+#: coarser expression (a size's power of two, an address's alignment, a path's presence,
+#: whether the target is the process itself), that expression; the column then holds the
+#: group's least value, of which the expression is the same. A branch that reads such a column
+#: otherwise must add its expression to the group (``tests/detect/test_features.py`` compares
+#: the two forms of the query on every sample).
+_OPENS_PRE = """
+opens_pre AS (
+  SELECT min(row) AS row, list(row) AS rows, count(*) AS n, process_uid, program, call_trace,
+         granted_access, target_program
+    FROM ev WHERE kind = 'process' AND activity = 'open'
+   GROUP BY process_uid, program, call_trace, granted_access, target_program
+),"""
 _PREGROUPED = {
     "opens": (
         "opens_g",
         """opens_g AS (
-  SELECT o.*, t.trace_class, t.trace_shape
-    FROM (SELECT min(row) AS row, count(*) AS n, process_uid, program, call_trace,
-                 granted_access, target_program
-            FROM ev WHERE kind = 'process' AND activity = 'open'
-           GROUP BY process_uid, program, call_trace, granted_access, target_program) o
-    LEFT JOIN traces t USING (call_trace)
+  SELECT o.*, t.trace_class, t.trace_shape FROM opens_pre o LEFT JOIN traces t USING (call_trace)
 ),
 """,
     ),
@@ -455,8 +461,8 @@ _PREGROUPED = {
         f"""mem_g AS (
   SELECT * FROM (
     SELECT *, {_PROT_SQL}
-      FROM (SELECT min(row) AS row, count(*) AS n, process_uid, program, os, protection,
-                   old_protection, min(region_size) AS region_size,
+      FROM (SELECT min(row) AS row, list(row) AS rows, count(*) AS n, process_uid, program,
+                   os, protection, old_protection, min(region_size) AS region_size,
                    min(base_address) AS base_address, region_type,
                    min(backing_path) AS backing_path, caller_unbacked, caller_module,
                    header_kind, min(target_uid) AS target_uid, syscall_outside_libc
@@ -510,14 +516,18 @@ ABSENCE_AWARE: dict[str, str] = {
 _NO_FACTS = "  SELECT NULL::BIGINT, NULL, NULL, NULL, NULL WHERE false"
 
 
-def _weighted_sql(branches: list[FactBranch | InstanceBranch]) -> tuple[str, str]:
+def _weighted_sql(
+    branches: list[FactBranch | InstanceBranch], also: Sequence[str] = ()
+) -> tuple[str, str]:
     """The CTEs of ``branches`` as facts of groups of events (``wfacts``: ``row`` the group's
     first event, ``n`` its events): the events of one source, instance and program are grouped
     by the value each branch gives them (a fleet repeats a few thousand combinations), so a
     fact is made once per group instead of once per event."""
     sources: dict[tuple[str, str, str], list[tuple[int, FactBranch]]] = {}
     facts: list[str] = []
-    grouped: list[str] = []
+    # the grouped sources ``also`` names (the facts listed one by one read them), then those
+    # the branches read
+    grouped = list(dict.fromkeys(_PREGROUPED[source][1] for source in also))
     for i, branch in enumerate(branches):
         if isinstance(branch, InstanceBranch):
             facts.append(f"  SELECT *, 1 FROM ({branch.sql})")
@@ -582,15 +592,25 @@ def facts_sql(
         )
         return (
             _FACTS_TEMPLATE.replace("{ev}", f"ev AS ({_EV_SQL}),")
-            .replace("{row_cte}", "")
+            .replace("{opens_pre}", "")
+            .replace(
+                "{open_traces}",
+                "ev\n                   WHERE kind = 'process' AND activity = 'open'",
+            )
             .replace("{facts}", body)
             .replace("{select}", _FACTS_SELECT)
         )
-    grouped, weighted = _weighted_sql(chosen)
+    listed = [b for b in chosen if b.feature in row_features]
+    # a fact listed one by one of a grouped source comes from its groups' events
+    from_groups = [b for b in listed if isinstance(b, FactBranch) and b.source in _PREGROUPED]
+    grouped, weighted = _weighted_sql(chosen, also=[b.source for b in from_groups])
     narrowed = row_values or {}
-    per_row = [b.row_sql(narrowed.get(b.feature)) for b in chosen if b.feature in row_features] or [
-        _NO_FACTS
-    ]
+    per_row = [
+        b.row_sql(narrowed.get(b.feature), grouped=True)
+        if b in from_groups
+        else b.row_sql(narrowed.get(b.feature))
+        for b in listed
+    ] or [_NO_FACTS]
     body = (
         (grouped + ",\n" if grouped else "")
         + "wfacts(row, process_uid, program, feature, value, n) AS (\n"
@@ -598,11 +618,12 @@ def facts_sql(
         + "\n),\nrfacts(row, process_uid, program, feature, value) AS (\n"
         + "\n  UNION ALL\n".join(per_row)
     )
-    # the sources event by event feed only the facts listed one by one (``rfacts``), each
-    # filtered its own way: inlined there rather than computed whole
+    # the facts listed one by one (``rfacts``) come from the grouped sources too: the
+    # sources event by event (``opens``, ``prot``, ``mem``) are left unused
     return (
         _FACTS_TEMPLATE.replace("{ev}", "")
-        .replace("{row_cte}", "NOT MATERIALIZED ")
+        .replace("{opens_pre}", _OPENS_PRE)
+        .replace("{open_traces}", "opens_pre WHERE true")
         .replace("{facts}", body)
         .replace("{select}", _INSTANCE_SELECT)
     )
