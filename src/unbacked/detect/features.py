@@ -389,6 +389,10 @@ _PROT_SQL = f"""
 #: the memory events the memory branches speak of: executable before or after
 _EXEC_SQL = "p_new LIKE '%X%' OR p_old LIKE '%X%'"
 
+#: the process opens, whose call traces are classified (the per-instance form reads them from
+#: their groups, ``_OPENS_PRE``)
+_OPENS = "(SELECT call_trace FROM ev WHERE kind = 'process' AND activity = 'open')"
+
 _FACTS_TEMPLATE = rf"""
 WITH {{ev}}{{opens_pre}}
 traces AS (   -- each distinct call trace parsed once (a fleet repeats a few thousand shapes)
@@ -397,7 +401,7 @@ traces AS (   -- each distinct call trace parsed once (a fleet repeats a few tho
            AS trace_shape
     FROM (SELECT call_trace, {_FRAMES_SQL} AS frames
             FROM (SELECT DISTINCT call_trace FROM {{open_traces}}
-                   AND call_trace IS NOT NULL AND call_trace != ''))
+                   WHERE call_trace IS NOT NULL AND call_trace != ''))
 ),
 opens AS (
   SELECT e.*, t.trace_class, t.trace_shape
@@ -593,10 +597,7 @@ def facts_sql(
         return (
             _FACTS_TEMPLATE.replace("{ev}", f"ev AS ({_EV_SQL}),")
             .replace("{opens_pre}", "")
-            .replace(
-                "{open_traces}",
-                "ev\n                   WHERE kind = 'process' AND activity = 'open'",
-            )
+            .replace("{open_traces}", _OPENS)
             .replace("{facts}", body)
             .replace("{select}", _FACTS_SELECT)
         )
@@ -623,7 +624,7 @@ def facts_sql(
     return (
         _FACTS_TEMPLATE.replace("{ev}", "")
         .replace("{opens_pre}", _OPENS_PRE)
-        .replace("{open_traces}", "opens_pre WHERE true")
+        .replace("{open_traces}", "opens_pre")
         .replace("{facts}", body)
         .replace("{select}", _INSTANCE_SELECT)
     )
