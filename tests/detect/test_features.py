@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.support.events import events, launch, memory, module_load, open_process
 from unbacked.detect import DetectionContext
@@ -499,3 +501,129 @@ def test_row_sql_of_some_values_lists_only_those():
     ]:
         got = duck.query(branch.row_sql(values), ev=ev)
         assert sorted(got.column(4).to_pylist()) == sorted(want), (branch.feature, values)
+
+
+_MEMORY_POOLS: dict[str, list[object]] = {
+    "base": [None, 0, 0x1000, 0x10000, 0x10001, (1 << 64) - 4096],
+    "size": [None, 0, 1, 4095, 4096, 4097, 1 << 20, (1 << 64) - 1],
+    "prot": [0x04, 0x20, 0x40, 0x80, 0x10, 0x104, 7, 5, 3, 4, 0x1000],
+    "old": [None, 0x04, 0x20, 0x40, 3, 7, 0x1000],
+    "os": ["windows", "linux"],
+    "region_type": ["private", "anonymous", "image", "file", None],
+    "backing_path": [None, "", "/lib/x.so"],
+    "target_uid": [None, "p", "t"],
+    "caller_unbacked": [None, True, False],
+    "caller_module": [None, "libc.so.6", "/usr/lib/jvm/libjvm.so"],
+    "header_kind": [None, "elf", "pe", "none"],
+    "syscall_outside_libc": [None, True, False],
+}
+
+
+@st.composite
+def _odd_events(draw: st.DrawFn) -> list[dict[str, object]]:
+    """Memory events and opens from pools of odd values (nulls, the edges of the size and
+    alignment classes, unknown protections): each a copy of one of a few drawn events with one
+    or two values changed, so that groups of alike events form and differ in one value."""
+    from tests.support.events import API_TRACE, CLEAN_TRACE
+
+    pools = _MEMORY_POOLS
+    protos = [
+        {k: draw(st.sampled_from(v)) for k, v in pools.items()}
+        for _ in range(draw(st.integers(1, 3)))
+    ]
+    rows: list[dict[str, object]] = []
+    for _ in range(draw(st.integers(1, 40))):
+        uid = draw(st.sampled_from(["p", "q"]))
+        if draw(st.integers(0, 3)):
+            m = dict(draw(st.sampled_from(protos)))
+            for key in draw(st.lists(st.sampled_from(sorted(pools)), max_size=2)):
+                m[key] = draw(st.sampled_from(pools[key]))
+            base, size, prot, old = m.pop("base"), m.pop("size"), m.pop("prot"), m.pop("old")
+            activity = "protect" if old is not None else "allocate"
+            rows.append(memory(uid, "/usr/bin/app", activity, base, size, prot, old, **m))
+        else:
+            trace = draw(st.sampled_from([API_TRACE, CLEAN_TRACE, "", None]))
+            access = draw(st.sampled_from([None, 0x1410, 0x1FFFFF]))
+            target = draw(st.sampled_from([r"C:\x\doc.exe", None]))
+            rows.append(open_process(uid, r"C:\x\app.exe", "t", target, trace, access=access))
+    return rows
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_odd_events())
+def test_facts_of_groups_of_odd_events_are_the_facts_of_each(rows):
+    """The pass per instance reads opens and memory events as groups of alike events
+    (``features._PREGROUPED``): on any mix of odd values its facts per instance, and the facts
+    rules read one by one, are those of every event taken alone."""
+    _assert_grouped_facts_are_each_events(events(rows))
+
+
+def _assert_grouped_facts_are_each_events(table) -> None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from unbacked.detect.base import declared_row_features, declared_row_values
+    from unbacked.detect.baseline import instance_facts
+    from unbacked.detect.features import extract_facts, extract_instance_facts
+
+    ctx = DetectionContext.build(table)
+    facts = extract_facts(ctx.events)
+    declared, narrowed = declared_row_features(), declared_row_values()
+    one_pass, listed = extract_instance_facts(ctx.events, declared, narrowed)
+    assert one_pass.equals(instance_facts(facts))
+    want = facts.filter(pc.is_in(facts["feature"], pa.array(sorted(declared))))
+    want = want.filter(
+        pc.or_(
+            pc.not_equal(want["feature"], "open.unbacked"),
+            pc.is_in(want["value"], pa.array(sorted(narrowed["open.unbacked"]))),
+        )
+    )
+    assert listed.sort_by(_SORT).equals(want.sort_by(_SORT))
+
+
+@pytest.mark.parametrize("os", ["windows", "linux"])
+def test_events_alike_but_for_one_value_keep_their_own_facts(os):
+    """Every pair of memory events, or of opens, that differ in one value of its pool (and
+    nothing else; a process of their own) has the facts per instance of the two events taken
+    alone: the groups of alike events never merge what a value tells apart."""
+    proto = {
+        "base": 0x10000, "size": 4096, "prot": 0x40 if os == "windows" else 7, "old": None,
+        "os": os, "region_type": "private", "backing_path": None, "target_uid": None,
+        "caller_unbacked": None, "caller_module": None, "header_kind": None,
+        "syscall_outside_libc": None,
+    }  # fmt: skip
+    rows = []
+    for column, pool in _MEMORY_POOLS.items():
+        for i, first in enumerate(pool):
+            for second in pool[i + 1 :]:
+                uid = f"{column}:{first}:{second}"
+                for value in (first, second):
+                    m = {**proto, column: value}
+                    if column == "target_uid" and value == "p":
+                        m[column] = uid  # the process itself
+                    base, size, prot, old = (m.pop(k) for k in ("base", "size", "prot", "old"))
+                    activity = "protect" if old is not None else "allocate"
+                    rows.append(memory(uid, "/usr/bin/app", activity, base, size, prot, old, **m))
+    from tests.support.events import API_TRACE, CLEAN_TRACE
+
+    opens: dict[str, list[object]] = {
+        "trace": [API_TRACE, CLEAN_TRACE, "", None],
+        "access": [None, 0x1410, 0x1FFFFF],
+        "target_image": [r"C:\x\doc.exe", r"C:\x\DOC.exe", None],
+    }
+    for column, pool in opens.items():
+        for i, first in enumerate(pool):
+            for second in pool[i + 1 :]:
+                uid = f"open {column}:{first}:{second}"
+                for value in (first, second):
+                    o = {
+                        "trace": API_TRACE,
+                        "access": 0x1410,
+                        "target_image": "x.exe",
+                        column: value,
+                    }
+                    rows.append(
+                        open_process(uid, "/usr/bin/app", "t", o["target_image"], o["trace"],
+                                     access=o["access"], os=os)
+                    )  # fmt: skip
+    _assert_grouped_facts_are_each_events(events(rows))

@@ -472,8 +472,9 @@ _PREGROUPED = {
                    header_kind, min(target_uid) AS target_uid, syscall_outside_libc
               FROM ev WHERE kind = 'memory' AND protection IS NOT NULL
              GROUP BY process_uid, program, os, protection, old_protection,
+                      -- greatest() skips a NULL: a NULL size would join the sizes 0 and 1
                       region_size IS NULL, CAST(ceil(log2(greatest(region_size, 1))) AS INTEGER),
-                      base_address IS NULL, base_address % 65536 = 0, base_address % 4096 = 0,
+                      base_address % 65536 = 0, base_address % 4096 = 0,
                       region_type, backing_path IS NULL OR backing_path = '',
                       caller_unbacked, caller_module, header_kind,
                       target_uid IS NULL OR target_uid = process_uid, syscall_outside_libc)
