@@ -169,7 +169,8 @@ def test_the_cli_says_where_the_groups_came_from_and_writes_the_same_file(lake, 
 def test_the_summary_names_the_lake(lake, capsys):
     assert main(["hunt", str(lake), "--fail-on", "none", "--memory-events", "50"]) == 0
     err = capsys.readouterr().err
-    assert "read in 1 host group from 8 lake files of one host each" in err, err
+    # groups of 25 events (half the limit): a host each
+    assert "read in 8 host groups from 8 lake files of one host each" in err, err
 
 
 def test_a_file_without_rows_is_accounted_for(lake, tmp_path):

@@ -136,6 +136,32 @@ def test_partitioned_hunt_equals_the_in_memory_hunt_on_a_fleet(fleet_file, tmp_p
     assert got.signals.num_rows == expected.signals.num_rows
 
 
+def test_a_lower_memory_limit_makes_smaller_host_groups(fleet_file, monkeypatch):
+    """``--memory-events`` bounds what a partitioned run holds: groups of half as many events
+    (one detected while the next is read), so a lower limit lowers the peak; the CLI passes the
+    limit alone. The alerts stay the in-memory run's."""
+    assert local.group_size(local.MEMORY_EVENTS) == local.GROUP_EVENTS
+    assert local.group_size(0) == local.GROUP_EVENTS  # no limit: never partitioned anyway
+    assert local.group_size(1) == 1
+    sizes: list[int] = []
+    detect = local.detect_partitioned
+
+    def recording(spill, **kw):
+        sizes.append(max(g.num_rows for g in spill.groups(kw["group_events"])))
+        return detect(spill, **kw)
+
+    monkeypatch.setattr(local, "detect_partitioned", recording)
+    expected = local.hunt([fleet_file])
+    runs = {n: local.hunt([fleet_file], memory_events=n) for n in (200, 100)}
+    assert runs[100].partitions > runs[200].partitions >= 2
+    # whole hosts: a group exceeds half the limit only when one host alone does
+    per_host = fleet(hosts=8).group_by("host").aggregate([("host", "count")])["host_count"]
+    host_rows = pc.max(per_host).as_py()
+    assert sizes[0] <= max(100, host_rows) and sizes[1] <= max(50, host_rows)
+    for got in runs.values():
+        assert_same_alerts(expected.alerts, got.alerts)
+
+
 def test_partitioned_train_and_detect_equal_the_in_memory_ones(fleet_file, tmp_path):
     local.train([fleet_file], tmp_path / "mem")
     local.train([fleet_file], tmp_path / "part", memory_events=100, group_events=70)

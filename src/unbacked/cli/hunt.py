@@ -75,7 +75,7 @@ def engine_options(f: Callable[..., Any]) -> Callable[..., Any]:
         show_default=True,
         metavar="N",
         help="Events held in memory; above that the run is spilled to disk and processed per "
-        "group of whole hosts, with the same results (0: no limit).",
+        "group of whole hosts (half as many events each), with the same results (0: no limit).",
     )(command)
     command = click.option(
         "--spark-conf",

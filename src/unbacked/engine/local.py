@@ -11,10 +11,10 @@ that the run is *partitioned*: the events are spilled to disk by host (``engine.
 lake that `unbacked export` split by host is read group by group from its own files instead,
 ``engine.lake``), the baseline is learned per group of whole hosts and summed
 (``engine.partitions``, what the Spark engine does on its executors), and each group is
-detected against it in turn, so memory stays bounded by about ``group_events`` events
-whatever the input size. Alerts are the same either way (``tests/engine/test_partitioned.py``,
-``tests/engine/test_lake.py``); only ``HuntResult.events`` is left empty, since the events are
-no longer held.
+detected against it in turn, so memory stays bounded by about ``memory_events`` events (two
+groups of half as many: one detected, the next read) whatever the input size. Alerts are the
+same either way (``tests/engine/test_partitioned.py``, ``tests/engine/test_lake.py``); only
+``HuntResult.events`` is left empty, since the events are no longer held.
 """
 
 from __future__ import annotations
@@ -52,8 +52,15 @@ StageFn = Callable[[str, str], None]  # (stage, detail): the passes of a partiti
 
 #: events a run holds in memory before it partitions by host (peak RSS ~1.7 GiB either way)
 MEMORY_EVENTS = 500_000
-#: events per group of whole hosts in a partitioned run
-GROUP_EVENTS = 250_000
+#: events per group of whole hosts in a partitioned run of the default ``MEMORY_EVENTS``
+GROUP_EVENTS = MEMORY_EVENTS // 2
+
+
+def group_size(memory_events: int) -> int:
+    """Events per group of whole hosts when a run holds at most ``memory_events`` events: half
+    of them, since the next group is read while one is detected (``GROUP_EVENTS`` when there
+    is no limit: 0). A lower limit then lowers the peak too, for more per-group work."""
+    return max(1, memory_events // 2) if memory_events > 0 else GROUP_EVENTS
 
 
 @dataclass(slots=True, repr=False)
@@ -354,15 +361,18 @@ def hunt(
     config: CorrelationConfig | None = None,
     progress: ProgressFn | None = None,
     memory_events: int = MEMORY_EVENTS,
-    group_events: int = GROUP_EVENTS,
+    group_events: int | None = None,
     spill_dir: str | Path | None = None,
     stage: StageFn | None = None,
 ) -> HuntResult:
     """Read ``paths``, detect, correlate. ``baseline``: a learned baseline or its directory.
-    Above ``memory_events`` events the run is partitioned by host (module docs); ``spill_dir``
-    is where the events go then (default: the system's temporary directory), and ``stage`` is
+    Above ``memory_events`` events the run is partitioned by host (module docs) into groups of
+    about ``group_events`` events (default ``group_size(memory_events)``); ``spill_dir`` is
+    where the events go then (default: the system's temporary directory), and ``stage`` is
     told which pass over which host group is running."""
     report = report or RunReport()
+    if group_events is None:
+        group_events = group_size(memory_events)
     if isinstance(baseline, str | Path):
         baseline = ProgramBaseline.load(baseline)
     t0 = time.perf_counter()
@@ -393,14 +403,16 @@ def train(
     report: RunReport | None = None,
     progress: ProgressFn | None = None,
     memory_events: int = MEMORY_EVENTS,
-    group_events: int = GROUP_EVENTS,
+    group_events: int | None = None,
     spill_dir: str | Path | None = None,
     stage: StageFn | None = None,
 ) -> ProgramBaseline:
     """Learn a calibrated baseline from benign telemetry; save it when ``out_dir`` is given.
-    Above ``memory_events`` events it is learned per group of whole hosts and summed (the same
-    tables, ``engine.partitions``)."""
+    Above ``memory_events`` events it is learned per group of whole hosts (``hunt``'s) and
+    summed (the same tables, ``engine.partitions``)."""
     report = report or RunReport()
+    if group_events is None:
+        group_events = group_size(memory_events)
     with read_inputs(
         paths, report, progress, memory_events=memory_events, spill_dir=spill_dir
     ) as data:
