@@ -26,8 +26,7 @@ def canonical_order(
     its partitions. Each host's events keep the same order among themselves, and detection
     sees hosts apart, so the results are the same; a host group read from a lake's files of
     one host each (``engine.lake``) is then those files laid end to end instead of every
-    row gathered (the files interleave by file and record; a gather of 10^6 events' strings
-    costs more than reading them).
+    row gathered (hosts of one source file interleave by record).
 
     The order comes from one stable sort of every row's keys. Given the readers' tables (each
     a block of consecutive records, finished in any order), when that order is each table's
