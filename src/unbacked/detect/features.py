@@ -38,7 +38,7 @@ Features (DESIGN.md §5):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -389,9 +389,13 @@ _PROT_SQL = f"""
 #: the memory events the memory branches speak of: executable before or after
 _EXEC_SQL = "p_new LIKE '%X%' OR p_old LIKE '%X%'"
 
+#: the events of the open and memory sources, event by event or in groups (``_PREGROUPED``):
+#: both forms of the query must read the same events
+_OPEN_EVENTS = "kind = 'process' AND activity = 'open'"
+_MEMORY_EVENTS = "kind = 'memory' AND protection IS NOT NULL"
 #: the process opens, whose call traces are classified (the per-instance form reads them from
 #: their groups, ``_OPENS_PRE``)
-_OPENS = "(SELECT call_trace FROM ev WHERE kind = 'process' AND activity = 'open')"
+_OPENS = f"(SELECT call_trace FROM ev WHERE {_OPEN_EVENTS})"
 
 _FACTS_TEMPLATE = rf"""
 WITH {{ev}}{{opens_pre}}
@@ -406,11 +410,11 @@ traces AS (   -- each distinct call trace parsed once (a fleet repeats a few tho
 opens AS (
   SELECT e.*, t.trace_class, t.trace_shape
     FROM ev e LEFT JOIN traces t USING (call_trace)
-   WHERE e.kind = 'process' AND e.activity = 'open'
+   WHERE {_OPEN_EVENTS}
 ),
 prot AS (
   SELECT *, {_PROT_SQL}
-  FROM ev WHERE kind = 'memory' AND protection IS NOT NULL
+  FROM ev WHERE {_MEMORY_EVENTS}
 ),
 mem AS (SELECT * FROM prot WHERE {_EXEC_SQL}),
 -- the engine of each distinct module path (a fleet loads a few hundred paths), then the loads
@@ -444,12 +448,12 @@ loads AS (
 #: whether the target is the process itself), that expression; the column then holds the
 #: group's least value, of which the expression is the same. A branch that reads such a column
 #: otherwise must add its expression to the group (``tests/detect/test_features.py`` compares
-#: the two forms of the query on every sample).
-_OPENS_PRE = """
+#: the two forms of the query on every pair of events that differ in one pooled value).
+_OPENS_PRE = f"""
 opens_pre AS (
   SELECT min(row) AS row, list(row) AS rows, count(*) AS n, process_uid, program, call_trace,
          granted_access, target_program
-    FROM ev WHERE kind = 'process' AND activity = 'open'
+    FROM ev WHERE {_OPEN_EVENTS}
    GROUP BY process_uid, program, call_trace, granted_access, target_program
 ),"""
 _PREGROUPED = {
@@ -470,7 +474,7 @@ _PREGROUPED = {
                    min(base_address) AS base_address, region_type,
                    min(backing_path) AS backing_path, caller_unbacked, caller_module,
                    header_kind, min(target_uid) AS target_uid, syscall_outside_libc
-              FROM ev WHERE kind = 'memory' AND protection IS NOT NULL
+              FROM ev WHERE {_MEMORY_EVENTS}
              GROUP BY process_uid, program, os, protection, old_protection,
                       -- greatest() skips a NULL: a NULL size would join the sizes 0 and 1
                       region_size IS NULL, CAST(ceil(log2(greatest(region_size, 1))) AS INTEGER),
@@ -521,18 +525,15 @@ ABSENCE_AWARE: dict[str, str] = {
 _NO_FACTS = "  SELECT NULL::BIGINT, NULL, NULL, NULL, NULL WHERE false"
 
 
-def _weighted_sql(
-    branches: list[FactBranch | InstanceBranch], also: Sequence[str] = ()
-) -> tuple[str, str]:
+def _weighted_sql(branches: list[FactBranch | InstanceBranch]) -> tuple[str, str]:
     """The CTEs of ``branches`` as facts of groups of events (``wfacts``: ``row`` the group's
     first event, ``n`` its events): the events of one source, instance and program are grouped
     by the value each branch gives them (a fleet repeats a few thousand combinations), so a
-    fact is made once per group instead of once per event."""
+    fact is made once per group instead of once per event; a source of ``_PREGROUPED`` is read
+    as its groups (their CTEs come first in what is returned)."""
     sources: dict[tuple[str, str, str], list[tuple[int, FactBranch]]] = {}
     facts: list[str] = []
-    # the grouped sources ``also`` names (the facts listed one by one read them), then those
-    # the branches read
-    grouped = list(dict.fromkeys(_PREGROUPED[source][1] for source in also))
+    grouped: list[str] = []
     for i, branch in enumerate(branches):
         if isinstance(branch, InstanceBranch):
             facts.append(f"  SELECT *, 1 FROM ({branch.sql})")
@@ -602,16 +603,16 @@ def facts_sql(
             .replace("{facts}", body)
             .replace("{select}", _FACTS_SELECT)
         )
-    listed = [b for b in chosen if b.feature in row_features]
-    # a fact listed one by one of a grouped source comes from its groups' events
-    from_groups = [b for b in listed if isinstance(b, FactBranch) and b.source in _PREGROUPED]
-    grouped, weighted = _weighted_sql(chosen, also=[b.source for b in from_groups])
+    grouped, weighted = _weighted_sql(chosen)
     narrowed = row_values or {}
+    # a fact listed one by one of a grouped source comes from its groups' events (the groups
+    # are made for the branch's own facts per instance: ``chosen`` holds it)
     per_row = [
         b.row_sql(narrowed.get(b.feature), grouped=True)
-        if b in from_groups
+        if isinstance(b, FactBranch) and b.source in _PREGROUPED
         else b.row_sql(narrowed.get(b.feature))
-        for b in listed
+        for b in chosen
+        if b.feature in row_features
     ] or [_NO_FACTS]
     body = (
         (grouped + ",\n" if grouped else "")

@@ -137,7 +137,8 @@ class HostLake:
         return pack_buckets(self._rows_per_bucket, group_rows)
 
     def groups(self, group_rows: int) -> Iterator[pa.Table]:
-        """Tables of whole hosts, each in canonical order, every file read once."""
+        """Tables of whole hosts, the hosts one after another and each host's events in the
+        canonical order, every file read once."""
         from unbacked.sources.discovery import iter_event_tables
 
         for buckets in self.group_plan(group_rows):
